@@ -1,0 +1,3 @@
+from vitonprep.cli import app
+
+app(prog_name="vitonprep")

@@ -1,0 +1,44 @@
+"""The `vitonprep` command line: thin commands over library functions; only this layer prints."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from vitonprep.cli import convert, export, inspect, validate
+
+console = Console(stderr=True)
+
+app = typer.Typer(
+    name="vitonprep",
+    help=(
+        "Make, check and convert VITON-HD-style try-on datasets as WebDataset shards.\n\n"
+        "Typical session:\n\n"
+        "  vitonprep convert vitonhd data/vitonhd-official out/shards\n\n"
+        "  vitonprep validate out/shards\n\n"
+        "  vitonprep inspect out/shards --out out/sheet.png\n\n"
+        "  vitonprep export out/shards out/vitonhd"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+app.add_typer(convert.app, name="convert")
+app.command("validate")(validate.validate)
+app.command("inspect")(inspect.inspect)
+app.command("export")(export.export)

@@ -1,0 +1,54 @@
+"""`vitonprep validate SHARDS`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vitonprep.cli._common import console, progress_bar, require_dir
+from vitonprep.validate import validate_shards
+
+
+def validate(
+    shards: Annotated[Path, typer.Argument(help="Folder of .tar shards (with manifest.json).")],
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here "
+                                                     "(default: SHARDS/validation_report.json).")] = None,
+    show: Annotated[int, typer.Option(help="How many issues to list.")] = 30,
+) -> None:
+    """Read every sample back through the trainer's decoders and check the shard contract.
+
+    Checks: tar integrity, required members, decodability, agreeing sizes, binary masks, CIHP label range,
+    keypoints inside the image, mask areas (cloth masks under StableVITON's 122,880-px rule are flagged),
+    duplicate keys, pairing, checksums against manifest.json and the stats files.
+    Exit 0 only if there is no error.
+    """
+    require_dir(shards, "shard folder")
+    with progress_bar() as progress:
+        task = progress.add_task("validate", total=None, info="")
+        rep = validate_shards(shards, progress=lambda name, n: progress.update(task, advance=1, info=name))
+    report_path = report or shards / "validation_report.json"
+    report_path.write_text(json.dumps(rep.to_dict(), indent=1))
+    table = Table(title=f"validate {shards}")
+    for col in ("shards", "samples", "errors", "warnings", "verdict"):
+        table.add_column(col, justify="right")
+    table.add_row(str(rep.nshards), str(rep.nsamples), str(len(rep.errors)), str(len(rep.warnings)),
+                  "[green]sound[/]" if rep.ok else "[red]NOT SOUND[/]")
+    console.print(table)
+    if rep.issues:
+        counts = Table(title="issues by check")
+        counts.add_column("level")
+        counts.add_column("check")
+        counts.add_column("count", justify="right")
+        for (level, check), n in sorted(rep.counts_by_check().items()):
+            counts.add_row(level, check, str(n))
+        console.print(counts)
+    for issue in (rep.errors + rep.warnings)[:show]:
+        colour = "red" if issue.level == "error" else "yellow"
+        console.print(f"[{colour}]{issue.level}[/] {issue.shard} {issue.key or ''}: {issue.message}")
+    console.print(f"report: {report_path}")
+    if not rep.ok:
+        raise typer.Exit(1)

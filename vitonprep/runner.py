@@ -1,0 +1,88 @@
+"""Shard-parallel execution with resume: the one place where work is spread over processes.
+
+A job is a list of shard tasks planned deterministically up front. Each task makes the samples of one output
+shard and writes it atomically (`vitonprep.shards.write_shard`). Finished shards (stats file present) are skipped,
+so a rerun after a crash resumes where it stopped; a shard is never written twice into the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from vitonprep.shards import ShardResult, is_shard_complete, read_stats, Failure
+
+logger = logging.getLogger(__name__)
+
+#: called after each shard: (result, shards_done, shards_total)
+ProgressCallback = Callable[[ShardResult, int, int], None]
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    index: int
+    out_dir: Path
+    items: tuple[Any, ...]
+
+
+def _skipped_result(task: ShardTask) -> ShardResult:
+    st = read_stats(task.out_dir, task.index)
+    fails = [Failure(f["source"], f["stage"], f["reason"], f.get("key")) for f in st.get("failures", [])]
+    return ShardResult(index=task.index, nsamples=st["nsamples"], failures=fails, skipped=True)
+
+
+def run_shard_tasks(
+    tasks: Sequence[ShardTask],
+    work: Callable[[ShardTask], ShardResult],
+    workers: int = 1,
+    progress: ProgressCallback | None = None,
+) -> list[ShardResult]:
+    """Run ``work`` on every task not yet complete; ``workers > 1`` uses a spawn process pool.
+
+    ``work`` must be a picklable top-level function. Results come back in task order.
+    """
+    results: dict[int, ShardResult] = {}
+    todo = []
+    for task in tasks:
+        if is_shard_complete(task.out_dir, task.index):
+            results[task.index] = _skipped_result(task)
+        else:
+            todo.append(task)
+    done = len(results)
+    total = len(tasks)
+    if results:
+        logger.info("resuming: %d of %d shards already complete", done, total)
+    for r in list(results.values()):
+        if progress:
+            progress(r, done, total)
+    if workers <= 1 or len(todo) <= 1:
+        for task in todo:
+            r = work(task)
+            results[task.index] = r
+            done += 1
+            if progress:
+                progress(r, done, total)
+    else:
+        ctx = mp.get_context("spawn")  # fork is unsafe with model runtimes (mediapipe, torch) loaded
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            pending: dict[Future, ShardTask] = {pool.submit(work, t): t for t in todo}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    task = pending.pop(fut)
+                    r = fut.result()
+                    results[task.index] = r
+                    done += 1
+                    if progress:
+                        progress(r, done, total)
+    return [results[t.index] for t in tasks]
+
+
+def chunk(items: Sequence[Any], size: int) -> list[tuple[Any, ...]]:
+    if size < 1:
+        raise ValueError("samples per shard must be >= 1")
+    return [tuple(items[i : i + size]) for i in range(0, len(items), size)]

@@ -1,0 +1,139 @@
+"""The shard contract: what one vitonprep sample is, key by key.
+
+This module is the only part of vitonprep that vitontrain imports. A sample in a shard is a set of tar members
+``{__key__}.{field}``; ``field`` is the name below followed by its extension (e.g. ``agn_mask.png``). Field names
+follow StableVITON's batch keys (``image``, ``agn``, ``agn_mask``, ``cloth``, ``cloth_mask``, ``image_densepose``,
+``gt_cloth_warped_mask``) plus our own (``parse``, ``parse_agn``, ``pose``, ``pose_render``, ``meta``).
+
+Conventions, fixed here once:
+- every person-aligned map has the person image's size (768x1024 for VITON-HD-style data);
+- masks are stored losslessly as single-channel PNG with values {0, 255} and decode to ``bool`` arrays;
+  ``agn_mask`` keeps the on-disk VITON-HD convention **True/white = region to inpaint** (StableVITON inverts it
+  when loading, so does our trainer);
+- label maps are palette PNGs whose indices are CIHP ids (0..19) and decode to ``uint8`` arrays, never through an
+  RGB decoder (see shared/docs/environment.md section 7 for the webdataset gotcha this avoids);
+- RGB images decode to ``uint8`` HxWx3 arrays.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+SCHEMA_VERSION = 1
+
+#: Target size of every person-aligned map, (width, height): VITON-HD's 768x1024.
+PERSON_SIZE = (768, 1024)
+
+#: Garment categories (DressCode names; VITON-HD is all upper_body).
+CATEGORIES = ("upper_body", "lower_body", "dresses")
+SPLITS = ("train", "test")
+PAIRINGS = ("paired", "unpaired")
+
+#: StableVITON (dataset.py cloth_mask_check) replaces a cloth mask with fewer foreground pixels by all-ones;
+#: we flag such masks instead of silently replacing them.
+STABLEVITON_MIN_CLOTH_MASK_PIXELS = 30720 * 4
+
+#: Sample keys: no dots (webdataset splits member names at the first dot), no path separators.
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class Kind(str, enum.Enum):
+    """Semantic type of a field; decides its codec and the checks validate applies."""
+
+    RGB = "rgb"  # HxWx3 uint8
+    MASK = "mask"  # HxW bool, stored as L PNG {0,255}
+    LABELS = "labels"  # HxW uint8 CIHP ids, stored as P PNG
+    KEYPOINTS = "keypoints"  # OpenPose 1.3 BODY_25 JSON
+    META = "meta"  # metadata JSON
+
+
+class SizeRule(str, enum.Enum):
+    PERSON = "person"  # same size as `image`
+    FREE = "free"  # any size (garment photos keep theirs only if not person-aligned; we align them too)
+    NONE = "none"  # not an image
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    ext: str
+    kind: Kind
+    dtype: str
+    size: SizeRule
+    required: bool
+    description: str
+    #: value range for label maps (inclusive)
+    label_range: tuple[int, int] | None = None
+
+    @property
+    def member(self) -> str:
+        """Suffix of the tar member, e.g. ``agn_mask.png``."""
+        return f"{self.name}.{self.ext}"
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("image", "jpg", Kind.RGB, "uint8", SizeRule.PERSON, True, "person photo (JPEG q95)"),
+    Field("cloth", "jpg", Kind.RGB, "uint8", SizeRule.PERSON, True, "in-shop garment photo (JPEG q95)"),
+    Field("cloth_mask", "png", Kind.MASK, "bool", SizeRule.PERSON, True, "garment silhouette, True = garment"),
+    Field("agn", "jpg", Kind.RGB, "uint8", SizeRule.PERSON, True,
+          "clothing-agnostic person, region to inpaint painted gray (128); VITON-HD agnostic-v3.2"),
+    Field("agn_mask", "png", Kind.MASK, "bool", SizeRule.PERSON, True,
+          "True = region to inpaint (VITON-HD agnostic-mask, white = inpaint)"),
+    Field("image_densepose", "jpg", Kind.RGB, "uint8", SizeRule.PERSON, True,
+          "DensePose fine segmentation I rendered with PARULA on black"),
+    Field("gt_cloth_warped_mask", "png", Kind.MASK, "bool", SizeRule.PERSON, True,
+          "worn-garment silhouette in person coordinates (StableVITON ATV loss)"),
+    Field("parse", "png", Kind.LABELS, "uint8", SizeRule.PERSON, True,
+          "human parsing, CIHP ids 0..19 (VITON-HD image-parse-v3)", (0, 19)),
+    Field("parse_agn", "png", Kind.LABELS, "uint8", SizeRule.PERSON, True,
+          "parsing with garment, neck and arms removed (VITON-HD image-parse-agnostic-v3.2)", (0, 19)),
+    Field("pose", "json", Kind.KEYPOINTS, "float32", SizeRule.NONE, True,
+          "OpenPose 1.3 JSON, BODY_25 (+ face 70, hands 21+21), pixels of `image`"),
+    Field("pose_render", "png", Kind.RGB, "uint8", SizeRule.PERSON, False,
+          "rendered skeleton on black (VITON-HD openpose_img)"),
+    Field("meta", "json", Kind.META, "object", SizeRule.NONE, True, "per-sample metadata, see META_KEYS"),
+)
+
+FIELDS_BY_NAME: Mapping[str, Field] = {f.name: f for f in FIELDS}
+FIELDS_BY_MEMBER: Mapping[str, Field] = {f.member: f for f in FIELDS}
+REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
+
+#: Keys every `meta.json` carries.
+META_KEYS: tuple[str, ...] = (
+    "schema_version",  # SCHEMA_VERSION
+    "key",  # the sample key
+    "person_file",  # source file name of the person photo (relative to the source root)
+    "cloth_file",  # source file name of the garment photo
+    "person_id",  # stem of the person photo
+    "cloth_id",  # stem of the garment photo
+    "pair",  # "paired" | "unpaired"
+    "split",  # "train" | "test"
+    "category",  # "upper_body" | "lower_body" | "dresses"
+    "size",  # [width, height] of every person-aligned map
+    "original_size",  # [width, height] of the person photo as found
+    "producers",  # field -> {"backend": str, "approximate": bool, "note": str}
+    "source",  # {"dataset": str, "licence": str}
+)
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a legal sample key, else raise ValueError naming it."""
+    if not KEY_PATTERN.match(key):
+        raise ValueError(f"illegal sample key {key!r}: use letters, digits, '_' and '-' only (no dots)")
+    return key
+
+
+def sample_key(person_id: str, cloth_id: str, pair: str) -> str:
+    """Paired samples are keyed by the person id; unpaired ones by ``person__cloth``."""
+    key = person_id if pair == "paired" else f"{person_id}__{cloth_id}"
+    return check_key(key.replace(".", "_"))
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """``'00001_00.agn_mask.png' -> ('00001_00', 'agn_mask.png')`` (webdataset's base_plus_ext rule)."""
+    base = name.rsplit("/", 1)[-1]
+    key, _, suffix = base.partition(".")
+    return key, suffix

@@ -1,0 +1,3 @@
+from vitontrain.cli import app
+
+app(prog_name="vitontrain")
