@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from vitonprep.runner import ShardTask, chunk, run_shard_tasks
+from vitonprep.shards import (
+    Sample, completed_shards, is_shard_complete, iter_tar_samples, shard_name, stats_name, write_manifest,
+    write_shard,
+)
+
+
+def _samples(n, prefix="k"):
+    return [Sample(f"{prefix}{i:03d}", {"meta.json": json.dumps({"i": i}).encode(), "image.jpg": bytes([i]) * 10})
+            for i in range(n)]
+
+
+def test_write_shard_is_deterministic_and_ordered(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_shard(a, 0, _samples(5))
+    write_shard(b, 0, list(reversed(_samples(5))))
+    assert (a / shard_name(0)).read_bytes() == (b / shard_name(0)).read_bytes()
+    keys = [s.key for s in iter_tar_samples(a / shard_name(0))]
+    assert keys == sorted(keys)
+    # members of a sample are contiguous and in schema order (image before meta)
+    first = next(iter_tar_samples(a / shard_name(0)))
+    assert list(first.members) == ["image.jpg", "meta.json"]
+
+
+def test_duplicate_key_in_one_shard_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="duplicate sample key"):
+        write_shard(tmp_path, 0, _samples(2) + _samples(1))
+
+
+def test_stats_file_marks_completion_and_leftovers_are_cleared(tmp_path):
+    write_shard(tmp_path, 0, _samples(3))
+    assert is_shard_complete(tmp_path, 0)
+    # a killed run leaves a tar without stats and a partial file: not complete, cleared on rewrite
+    (tmp_path / shard_name(1)).write_bytes(b"half a tar")
+    (tmp_path / (shard_name(1) + ".partial")).write_bytes(b"x")
+    assert not is_shard_complete(tmp_path, 1)
+    assert completed_shards(tmp_path) == [0]
+    write_shard(tmp_path, 1, _samples(2, "m"))
+    assert completed_shards(tmp_path) == [0, 1]
+    assert not (tmp_path / (shard_name(1) + ".partial")).exists()
+    manifest = write_manifest(tmp_path, "t", {})
+    assert manifest["__kind__"] == "wids-shard-index-v1"
+    assert [s["nsamples"] for s in manifest["shardlist"]] == [3, 2]
+    assert manifest["vitonprep"]["nsamples"] == 5
+
+
+def _work(task):
+    task.out_dir.mkdir(parents=True, exist_ok=True)
+    (task.out_dir / f"calls_{task.index}").write_text("x")
+    return write_shard(task.out_dir, task.index, [Sample(str(i), {"meta.json": b"{}"}) for i in task.items])
+
+
+def test_runner_skips_finished_shards(tmp_path):
+    tasks = [ShardTask(i, tmp_path, items) for i, items in enumerate(chunk(list(range(7)), 3))]
+    first = run_shard_tasks(tasks[:2], _work)
+    assert [r.nsamples for r in first] == [3, 3]
+    for p in tmp_path.glob("calls_*"):
+        p.unlink()
+    results = run_shard_tasks(tasks, _work)
+    assert [r.skipped for r in results] == [True, True, False]
+    assert sorted(p.name for p in tmp_path.glob("calls_*")) == ["calls_2"]
+    assert sum(r.nsamples for r in results) == 7
+
+
+def test_runner_with_two_processes_matches_one(tmp_path):
+    tasks1 = [ShardTask(i, tmp_path / "one", items) for i, items in enumerate(chunk(list(range(6)), 2))]
+    tasks2 = [ShardTask(i, tmp_path / "two", items) for i, items in enumerate(chunk(list(range(6)), 2))]
+    run_shard_tasks(tasks1, _work, workers=1)
+    run_shard_tasks(tasks2, _work, workers=2)
+    for i in range(3):
+        assert (tmp_path / "one" / shard_name(i)).read_bytes() == (tmp_path / "two" / shard_name(i)).read_bytes()
+        assert (tmp_path / "two" / stats_name(i)).is_file()

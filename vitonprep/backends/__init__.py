@@ -1,0 +1,1 @@
+"""Model-free and model-backed preprocessing back-ends of vitonprep."""

@@ -1,0 +1,476 @@
+"""Approximate DensePose fine-segmentation map from a CIHP parse and BODY_25 keypoints (no model).
+
+The real ``image-densepose`` files of VITON-HD are the fine-segmentation index map I (0 = background, 1..24 =
+parts) of detectron2 DensePose R50-FPN rendered through the PARULA colormap (preprocess_spec section 1.5). This
+back-end produces an *approximate* I map from inputs that are already available without DensePose: the CIHP
+human parse (``image-parse-v3``) and the OpenPose BODY_25 keypoints. It is a geometric heuristic, not a
+reproduction of the network, hence ``APPROXIMATE = True``.
+
+Part indices (detectron2 ``densepose_base``; right/left are the person's)::
+
+    1, 2 torso            3 right hand        4 left hand        5 left foot         6 right foot
+    7, 9 upper leg right  8, 10 upper leg left  11, 13 lower leg right  12, 14 lower leg left
+    15, 17 upper arm left  16, 18 upper arm right  19, 21 lower arm left  20, 22 lower arm right
+    23, 24 head
+
+Choices, measured on the real render of VITON-HD ``00006_00`` (a frontal person):
+
+* Foreground = every CIHP label except background, shrunk by about H/256 px (DensePose's silhouette lies a few
+  pixels inside CIHP's). Hair and hat are kept only where they are farther than ~0.066 x shoulder width from the
+  background: DensePose's head covers the face and the inner part of the hair, not its outer volume.
+* Head = face, sunglasses, (inner) hair/hat and the part of the neck skin within ~0.15 x shoulder width of the
+  face; split into 23 (the person's right half, the image-left half of a frontal face) and 24 along the line
+  through the mid-point between the eyes (ears, nose/neck as fall-backs) perpendicular to the eye line.
+* Torso = 2 (the index DensePose uses for a frontal torso; 1 only appears as a thin rim in the real render).
+  It covers clothing and neck skin down to a V-shaped pelvis boundary below the hip line: DensePose's torso
+  reaches the hip joints laterally and the crotch medially, so the top of trousers/skirts is torso.
+* Arms: sleeves (upper clothes, dress, coat) become arm parts where they are closer to the shoulder-elbow-wrist
+  chain than to the shoulder-hip torso quadrilateral (a dress below the pelvis boundary never does); arm skin
+  (CIHP 14/15) always does.
+  Upper vs lower arm = nearest of the two segments; hand = beyond the wrist. Each arm part is split lengthwise
+  along the bone axis into the side facing the torso (15/16 upper, 19/20 lower) and the outer side (17/18 upper,
+  21/22 lower), as in the real render.
+* Legs: trousers, skirt, dress and leg skin below the pelvis boundary; right/left = nearest hip-knee-ankle
+  chain (CIHP's own side for leg skin), upper/lower = nearest segment; frontal indices 9/10 (upper) and 13/14
+  (lower). Shoes -> feet (CIHP left shoe 18 -> 5, right shoe 19 -> 6), socks -> lower leg.
+* Missing keypoints are synthesised from the others assuming an upright person with hanging arms and legs
+  (e.g. a missing knee is placed 0.8 torso-lengths below the hip); hands are only labelled beyond a detected
+  wrist.
+
+Assumes a frontal, upright person (the VITON-HD setting); back views get frontal indices.
+
+Degenerate inputs: a parse without any person pixel returns an all-background (all-zero) map -- DensePose
+renders nothing for an image without a person. A non-empty parse with no usable keypoint (all zero), or without
+enough of them to place the torso (neck, both shoulders or both hips), raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+NAME = "densepose-approx-parse"
+APPROXIMATE = True
+
+__all__ = ["NAME", "APPROXIMATE", "approximate_densepose_parts"]
+
+# BODY_25 indices (preprocess_spec section 1.4).
+_NOSE, _NECK, _RSHO, _RELB, _RWRI, _LSHO, _LELB, _LWRI = 0, 1, 2, 3, 4, 5, 6, 7
+_MIDHIP, _RHIP, _RKNE, _RANK, _LHIP, _LKNE, _LANK = 8, 9, 10, 11, 12, 13, 14
+_REYE, _LEYE, _REAR, _LEAR = 15, 16, 17, 18
+
+# CIHP labels (preprocess_spec section 1.3).
+_HAT, _HAIR, _GLOVE, _SUNGLASSES, _UPPER, _DRESS, _COAT, _SOCKS, _PANTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
+_NECK_SKIN, _SCARF, _SKIRT, _FACE, _LARM, _RARM, _LLEG, _RLEG, _LSHOE, _RSHOE = (
+    10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
+
+# DensePose part indices.
+_TORSO = 2
+_RHAND, _LHAND, _LFOOT, _RFOOT = 3, 4, 5, 6
+_ULEG = {"R": 9, "L": 10}
+_LLEG_PART = {"R": 13, "L": 14}
+_UARM_IN = {"R": 16, "L": 15}
+_UARM_OUT = {"R": 18, "L": 17}
+_LARM_IN = {"R": 20, "L": 19}
+_LARM_OUT = {"R": 22, "L": 21}
+_HAND = {"R": _RHAND, "L": _LHAND}
+_HEAD_R, _HEAD_L = 23, 24
+
+# Tuning constants; lengths are fractions of the body scale (shoulder width) unless noted.
+_HAIR_KEEP_DEPTH = 0.066  # hair/hat kept only this far inside the person silhouette
+_NECK_HEAD_DIST = 0.15  # neck skin this close to the face belongs to the head
+_ARM_MARGIN = 0.0  # a sleeve pixel is arm if d(arm chain) < d(torso quad) + margin
+_PELVIS_LATERAL = 0.0  # pelvis boundary below the hip line at/after the hip joints (x hip width)
+_PELVIS_MEDIAL = 0.30  # extra depth of the boundary's V at the body midline (x hip width)
+_HAND_T = 1.0  # position along elbow->wrist beyond which a pixel is hand
+_FG_SHRINK = 1.0 / 256.0  # foreground erosion radius as a fraction of the image height
+_THIGH = 0.8  # synthetic knee/ankle distance as a fraction of the neck-midhip length
+_FOREARM = 0.9  # synthetic wrist distance as a fraction of the upper-arm length
+
+
+def approximate_densepose_parts(parse: np.ndarray, pose25: np.ndarray) -> np.ndarray:
+    """Approximate DensePose part-index map (HxW uint8, 0 = background, 1..24 = parts).
+
+    ``parse``: HxW integer CIHP label map (0..19). ``pose25``: BODY_25 keypoints, shape (25, 3) as
+    (x, y, confidence) in pixels of ``parse``; a joint is missing when its confidence is 0 or x = y = 0.
+    """
+    parse = _check_parse(parse)
+    pose = _check_pose(pose25)
+    h, w = parse.shape
+    out = np.zeros((h, w), np.uint8)
+    person = (parse > 0) & (parse < 20)
+    if not person.any():
+        logger.debug("empty parse: returning an all-background DensePose map")
+        return out
+
+    valid = (pose[:, 2] > 0) & ~((pose[:, 0] == 0) & (pose[:, 1] == 0))
+    if not valid.any():
+        raise ValueError("pose25 has no valid keypoint (all confidences or coordinates are zero)")
+    sk = _Skeleton(pose, valid, person)
+
+    fg = _foreground(parse, person, sk.scale)
+    head = _head_mask(parse, fg, sk.scale)
+
+    ys, xs = np.nonzero(fg)
+    lab = parse[ys, xs]
+    px = xs.astype(np.float32)
+    py = ys.astype(np.float32)
+    part = np.zeros(lab.shape, np.uint8)
+
+    # --- head -------------------------------------------------------------------------------------------
+    is_head = head[ys, xs]
+    if is_head.any():
+        part[is_head] = _split_head(px[is_head], py[is_head], sk)
+
+    # --- shoes, socks ---------------------------------------------------------------------------------------
+    part[lab == _LSHOE] = _LFOOT
+    part[lab == _RSHOE] = _RFOOT
+    rest = part == 0
+
+    # --- arm skin and gloves: always arm parts ----------------------------------------------------------------
+    for side, label in (("L", _LARM), ("R", _RARM)):
+        sel = rest & (lab == label)
+        if sel.any():
+            part[sel] = _arm_parts(px[sel], py[sel], sk, side)
+    sel = rest & (lab == _GLOVE)
+    if sel.any():
+        part[sel] = _nearest_arm_parts(px[sel], py[sel], sk)
+    rest = part == 0
+
+    # --- clothing that may be torso, sleeve or leg -------------------------------------------------------------
+    upper_like = rest & _isin(lab, (_UPPER, _DRESS, _COAT))
+    if upper_like.any():
+        idx = np.flatnonzero(upper_like)
+        d_torso = _torso_distance(px[idx], py[idx], sk, (h, w))
+        d_arm_r = _chain_distance(px[idx], py[idx], sk.arm("R"))
+        d_arm_l = _chain_distance(px[idx], py[idx], sk.arm("L"))
+        is_arm = np.minimum(d_arm_r, d_arm_l) < d_torso + _ARM_MARGIN * sk.scale
+        # the skirt of a dress hangs beside the forearms but is never a sleeve
+        skirt = lab[idx] == _DRESS
+        if skirt.any():
+            skirt[skirt] = _below_pelvis(px[idx[skirt]], py[idx[skirt]], sk)
+            is_arm &= ~skirt
+        if is_arm.any():
+            a = idx[is_arm]
+            part[a] = _nearest_arm_parts(px[a], py[a], sk)
+    rest = part == 0
+
+    # Remaining torso-type and lower-body clothing / skin: torso above the pelvis boundary, legs below.
+    trunk = rest & _isin(lab, (_UPPER, _DRESS, _COAT, _NECK_SKIN, _SCARF, _PANTS, _SKIRT, _LLEG, _RLEG, _SOCKS))
+    if trunk.any():
+        idx = np.flatnonzero(trunk)
+        below = _below_pelvis(px[idx], py[idx], sk)
+        legs_only = _isin(lab[idx], (_LLEG, _RLEG, _SOCKS))
+        leg = below | legs_only
+        part[idx[~leg]] = _TORSO
+        li = idx[leg]
+        if li.size:
+            part[li] = _leg_parts(px[li], py[li], lab[li], sk)
+
+    _split_arms(part, px, py, sk)
+    # Anything left (unexpected labels) -> torso, so the foreground is never punched with holes.
+    part[part == 0] = _TORSO
+    out[ys, xs] = part
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# input checks
+
+
+def _check_parse(parse: np.ndarray) -> np.ndarray:
+    parse = np.asarray(parse)
+    if parse.ndim != 2:
+        raise ValueError(f"parse must be a 2-D label map, got shape {parse.shape}")
+    if parse.size == 0:
+        raise ValueError("parse is empty (zero-size array)")
+    if not np.issubdtype(parse.dtype, np.integer):
+        raise ValueError(f"parse must have an integer dtype, got {parse.dtype}")
+    lo, hi = int(parse.min()), int(parse.max())
+    if lo < 0 or hi > 19:
+        raise ValueError(f"parse must hold CIHP labels 0..19, got values in [{lo}, {hi}]")
+    return parse.astype(np.uint8, copy=False)
+
+
+def _check_pose(pose25: np.ndarray) -> np.ndarray:
+    pose = np.asarray(pose25, dtype=np.float64)
+    if pose.shape != (25, 3):
+        raise ValueError(f"pose25 must have shape (25, 3) as BODY_25 (x, y, confidence), got {pose.shape}")
+    if not np.isfinite(pose).all():
+        raise ValueError("pose25 contains NaN or infinite values")
+    return pose
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# skeleton with synthesised joints
+
+
+class _Skeleton:
+    """BODY_25 joints with the missing ones needed for the part split synthesised (upright person)."""
+
+    def __init__(self, pose: np.ndarray, valid: np.ndarray, person: np.ndarray) -> None:
+        p = {i: pose[i, :2].astype(np.float64) for i in range(25) if valid[i]}
+        self.valid = valid
+        self.p = p
+        have = p.__contains__
+
+        # body scale: shoulder width, else hip width / 0.7, else a quarter of the person's height
+        if have(_RSHO) and have(_LSHO) and _norm(p[_LSHO] - p[_RSHO]) > 1:
+            scale = _norm(p[_LSHO] - p[_RSHO])
+        elif have(_RHIP) and have(_LHIP) and _norm(p[_LHIP] - p[_RHIP]) > 1:
+            scale = _norm(p[_LHIP] - p[_RHIP]) / 0.7
+        else:
+            rows = np.flatnonzero(person.any(axis=1))
+            scale = 0.25 * float(rows[-1] - rows[0] + 1)
+        self.scale = max(scale, 4.0)
+
+        neck = p.get(_NECK)
+        if neck is None and have(_RSHO) and have(_LSHO):
+            neck = (p[_RSHO] + p[_LSHO]) / 2
+        midhip = p.get(_MIDHIP)
+        if midhip is None and have(_RHIP) and have(_LHIP):
+            midhip = (p[_RHIP] + p[_LHIP]) / 2
+        if neck is None and midhip is None:
+            raise ValueError("pose25 lacks the joints that place the torso (neck, both shoulders or both hips)")
+
+        if neck is not None and midhip is not None and _norm(midhip - neck) > 1:
+            down = (midhip - neck) / _norm(midhip - neck)
+            torso_len = _norm(midhip - neck)
+        else:
+            down = np.array([0.0, 1.0])
+            torso_len = 1.6 * self.scale
+            if midhip is None:
+                midhip = neck + down * torso_len
+            else:
+                neck = midhip - down * torso_len
+        self.down = down
+        self.torso_len = torso_len
+        # person's right -> left direction; for a frontal person it points to the image right
+        if have(_RSHO) and have(_LSHO) and _norm(p[_LSHO] - p[_RSHO]) > 1:
+            lat = (p[_LSHO] - p[_RSHO]) / _norm(p[_LSHO] - p[_RSHO])
+        elif have(_RHIP) and have(_LHIP) and _norm(p[_LHIP] - p[_RHIP]) > 1:
+            lat = (p[_LHIP] - p[_RHIP]) / _norm(p[_LHIP] - p[_RHIP])
+        else:
+            lat = np.array([-down[1], down[0]])
+            lat = lat if lat[0] >= 0 else -lat
+        if lat[0] < 0:
+            logger.warning("shoulders/hips are mirrored (back view?); frontal part indices are used anyway")
+        self.lat = lat
+        self.neck = neck
+        self.midhip = midhip
+
+        self.sho = {"R": p.get(_RSHO, neck - lat * self.scale / 2), "L": p.get(_LSHO, neck + lat * self.scale / 2)}
+        hip_w = _norm(p[_LHIP] - p[_RHIP]) if have(_RHIP) and have(_LHIP) else 0.0
+        if hip_w <= 1:
+            hip_w = 0.7 * self.scale
+        self.hip_w = hip_w
+        self.hip = {"R": p.get(_RHIP, midhip - lat * hip_w / 2), "L": p.get(_LHIP, midhip + lat * hip_w / 2)}
+
+        self._arm = {}
+        self.real_wrist = {}
+        for side, (e, wr) in (("R", (_RELB, _RWRI)), ("L", (_LELB, _LWRI))):
+            s = self.sho[side]
+            elb = p.get(e)
+            wri = p.get(wr)
+            if elb is None:
+                elb = (s + wri) / 2 if wri is not None else s + down * 0.55 * torso_len
+            if wri is None:
+                wri = elb + (elb - s) * _FOREARM if _norm(elb - s) > 1 else elb + down * 0.5 * torso_len
+            self._arm[side] = (s, elb, wri)
+            self.real_wrist[side] = have(wr)
+
+        self._leg = {}
+        for side, (k, a) in (("R", (_RKNE, _RANK)), ("L", (_LKNE, _LANK))):
+            hp = self.hip[side]
+            kn = p.get(k)
+            an = p.get(a)
+            if kn is None:
+                kn = (hp + an) / 2 if an is not None else hp + down * _THIGH * torso_len
+            if an is None:
+                d = kn - hp
+                an = kn + (d / _norm(d) if _norm(d) > 1 else down) * _THIGH * torso_len
+            self._leg[side] = (hp, kn, an)
+
+    def arm(self, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._arm[side]
+
+    def leg(self, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._leg[side]
+
+    def torso_quad(self) -> np.ndarray:
+        return np.array([self.sho["R"], self.sho["L"], self.hip["L"], self.hip["R"]])
+
+
+def _isin(labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
+    """Fast `np.isin` for uint8 label arrays (a 256-entry lookup table)."""
+    lut = np.zeros(256, bool)
+    lut[list(values)] = True
+    return lut[labels]
+
+
+def _norm(v: np.ndarray) -> float:
+    return float(np.hypot(v[0], v[1]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# geometry helpers (vectorised over pixel coordinate arrays)
+
+
+def _segment(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from points to segment ab and the unclamped projection parameter t (0 at a, 1 at b)."""
+    dx, dy = float(b[0] - a[0]), float(b[1] - a[1])
+    ax, ay = float(a[0]), float(a[1])
+    ll = dx * dx + dy * dy
+    if ll < 1e-9:
+        return np.hypot(px - ax, py - ay), np.zeros_like(px)
+    t = ((px - ax) * dx + (py - ay) * dy) / ll
+    tc = np.clip(t, 0.0, 1.0)
+    return np.hypot(px - (ax + tc * dx), py - (ay + tc * dy)), t
+
+
+def _chain_distance(px: np.ndarray, py: np.ndarray, chain: tuple[np.ndarray, ...]) -> np.ndarray:
+    d1, _ = _segment(px, py, chain[0], chain[1])
+    d2, _ = _segment(px, py, chain[1], chain[2])
+    return np.minimum(d1, d2)
+
+
+
+def _torso_distance(px: np.ndarray, py: np.ndarray, sk: _Skeleton, shape: tuple[int, int]) -> np.ndarray:
+    """Distance (px) from points to the shoulder-hip quadrilateral, 0 inside it."""
+    quad = sk.torso_quad()
+    inside = np.zeros(shape, np.uint8)
+    cv2.fillPoly(inside, [np.round(quad).astype(np.int32).reshape(-1, 1, 2)], 1)
+    d = np.full(px.shape, np.inf, np.float32)
+    for i in range(4):
+        d = np.minimum(d, _segment(px, py, quad[i], quad[(i + 1) % 4])[0])
+    d[inside[py.astype(np.intp), px.astype(np.intp)] > 0] = 0.0
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# region rules
+
+
+def _foreground(parse: np.ndarray, person: np.ndarray, scale: float) -> np.ndarray:
+    h = parse.shape[0]
+    hairy = _isin(parse, (_HAT, _HAIR))
+    fg = person.copy()
+    if hairy.any():
+        depth = cv2.distanceTransform(person.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        fg &= ~(hairy & (depth <= _HAIR_KEEP_DEPTH * scale))
+    r = int(round(_FG_SHRINK * h))
+    if r > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        fg = cv2.erode(fg.astype(np.uint8), k, borderType=cv2.BORDER_REPLICATE).astype(bool)
+    return fg
+
+
+def _head_mask(parse: np.ndarray, fg: np.ndarray, scale: float) -> np.ndarray:
+    face = _isin(parse, (_FACE, _SUNGLASSES))
+    head = _isin(parse, (_FACE, _SUNGLASSES, _HAIR, _HAT))
+    neck = parse == _NECK_SKIN
+    if face.any() and neck.any():
+        d = cv2.distanceTransform((~face).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        head |= neck & (d <= _NECK_HEAD_DIST * scale)
+    return head & fg
+
+
+def _split_head(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
+    """23 on the person's right half of the head, 24 on the left half."""
+    p = sk.p
+    pair = None
+    for r, l in ((_REYE, _LEYE), (_REAR, _LEAR)):
+        if r in p and l in p and _norm(p[l] - p[r]) > 1:
+            pair = (p[r], p[l])
+            break
+    if pair is not None:
+        centre = (pair[0] + pair[1]) / 2
+        lat = (pair[1] - pair[0]) / _norm(pair[1] - pair[0])
+    else:
+        centre = p.get(_NOSE, np.array([px.mean(), py.mean()]))
+        lat = sk.lat
+    s = (px - centre[0]) * lat[0] + (py - centre[1]) * lat[1]
+    return np.where(s < 0, _HEAD_R, _HEAD_L).astype(np.uint8)
+
+
+def _arm_parts(px: np.ndarray, py: np.ndarray, sk: _Skeleton, side: str) -> np.ndarray:
+    """Upper arm / lower arm / hand of one side; arm parts get their inner index (see `_split_arms`)."""
+    s, e, w = sk.arm(side)
+    d1, _ = _segment(px, py, s, e)
+    d2, t2 = _segment(px, py, e, w)
+    upper = d1 <= d2
+    out = np.where(upper, _UARM_IN[side], _LARM_IN[side]).astype(np.uint8)
+    if sk.real_wrist[side]:
+        out[~upper & (t2 > _HAND_T)] = _HAND[side]
+    return out
+
+
+def _split_arms(part: np.ndarray, px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> None:
+    """Split every arm part lengthwise into its inner (torso-facing) and outer half, in place.
+
+    The real render divides each arm part along the bone into the side facing the torso (15/16, 19/20) and the
+    outer side (17/18, 21/22), but the proportion varies with the arm's rotation (17-96 % inner on 00006_00). The
+    split is made at the median lateral offset of the part's own pixels, i.e. half and half.
+    """
+    centre = (sk.neck + sk.midhip) / 2
+    for side in ("R", "L"):
+        s, e, w = sk.arm(side)
+        for inner, outer, a, b in ((_UARM_IN[side], _UARM_OUT[side], s, e), (_LARM_IN[side], _LARM_OUT[side], e, w)):
+            sel = np.flatnonzero(part == inner)
+            if sel.size < 2:
+                continue
+            d = b - a
+            n = _norm(d)
+            if n < 1:
+                continue
+            nx, ny = -d[1] / n, d[0] / n  # unit normal of the bone
+            if (centre[0] - a[0]) * nx + (centre[1] - a[1]) * ny < 0:
+                nx, ny = -nx, -ny  # make the normal point towards the torso
+            off = (px[sel] - a[0]) * nx + (py[sel] - a[1]) * ny
+            part[sel[off < np.median(off)]] = outer
+
+
+def _nearest_arm_parts(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
+    right = _chain_distance(px, py, sk.arm("R")) <= _chain_distance(px, py, sk.arm("L"))
+    out = np.empty(px.shape, np.uint8)
+    if right.any():
+        out[right] = _arm_parts(px[right], py[right], sk, "R")
+    if (~right).any():
+        out[~right] = _arm_parts(px[~right], py[~right], sk, "L")
+    return out
+
+
+def _below_pelvis(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
+    """True below the V-shaped DensePose torso/thigh boundary under the hip line."""
+    hip_axis = sk.hip["L"] - sk.hip["R"]
+    n = _norm(hip_axis)
+    lat = hip_axis / n if n > 1 else sk.lat
+    down = np.array([-lat[1], lat[0]])
+    if down @ sk.down < 0:
+        down = -down
+    mid = (sk.hip["L"] + sk.hip["R"]) / 2
+    u = np.abs((px - mid[0]) * lat[0] + (py - mid[1]) * lat[1])
+    v = (px - mid[0]) * down[0] + (py - mid[1]) * down[1]
+    hw = sk.hip_w
+    depth = hw * (_PELVIS_LATERAL + _PELVIS_MEDIAL * np.clip(1.0 - u / (hw / 2), 0.0, 1.0))
+    return v > depth
+
+
+def _leg_parts(px: np.ndarray, py: np.ndarray, lab: np.ndarray, sk: _Skeleton) -> np.ndarray:
+    dr = {}
+    for side in ("R", "L"):
+        h, k, a = sk.leg(side)
+        du, _ = _segment(px, py, h, k)
+        dl, _ = _segment(px, py, k, a)
+        dr[side] = (du, dl)
+    right = np.minimum(*dr["R"]) <= np.minimum(*dr["L"])
+    right = np.where(lab == _RLEG, True, np.where(lab == _LLEG, False, right))
+    du = np.where(right, dr["R"][0], dr["L"][0])
+    dl = np.where(right, dr["R"][1], dr["L"][1])
+    upper = (du <= dl) & (lab != _SOCKS)
+    return np.where(right, np.where(upper, _ULEG["R"], _LLEG_PART["R"]),
+                    np.where(upper, _ULEG["L"], _LLEG_PART["L"])).astype(np.uint8)

@@ -1,0 +1,381 @@
+"""OpenPose-layout keypoints (BODY_25 + 70 face + 2 x 21 hand points) from mediapipe 0.10.21.
+
+The official VITON-HD ``openpose_json`` files come from OpenPose BODY_25 with face and hands (spec §1.4).
+OpenPose is not installable here, so this back-end runs the legacy ``mp.solutions`` models bundled in the
+mediapipe 0.10.21 wheel (BlazePose full, FaceMesh with iris refinement, Hands full; nothing is downloaded;
+``model_complexity`` 0/2 would try to download and are never used) and maps their outputs onto the OpenPose
+layouts. The result approximates OpenPose; it is not OpenPose.
+
+BODY_25 from BlazePose's 33 landmarks (right/left are the person's)::
+
+    0 Nose <- 0 nose                 15 REye <- 5 right eye        17 REar <- 8 right ear
+    1 Neck <- midpoint 11/12         16 LEye <- 2 left eye         18 LEar <- 7 left ear
+    2/3/4 RShoulder/RElbow/RWrist <- 12/14/16     5/6/7 LShoulder/LElbow/LWrist <- 11/13/15
+    9/10/11 RHip/RKnee/RAnkle <- 24*/26/28        12/13/14 LHip/LKnee/LAnkle <- 23*/25/27
+    8 MidHip <- midpoint of the corrected hips
+    22 RBigToe <- 32 right foot index   24 RHeel <- 30   19 LBigToe <- 31 left foot index   21 LHeel <- 29
+    23 RSmallToe / 20 LSmallToe: synthesised (BlazePose has no little toe), see below.
+
+* Confidence = BlazePose visibility. As in OpenPose's JSON, a joint is written as (0, 0, 0) when it is not
+  found: visibility below ``MIN_VISIBILITY`` (0.2; OpenPose itself keeps joints down to ~0.1 confidence, e.g.
+  a half-hidden ear or a faint elbow, and BlazePose marks invisible joints with 0.0-0.1) or a position outside
+  the image (BlazePose extrapolates out-of-frame joints, OpenPose cannot see them). Neck / MidHip need both
+  of their source joints.
+* ``*`` Hip correction. Measured on the 3 official VITON-HD persons (``openpose_json``) and on the v3 reference
+  person 00006_00 (joints recovered exactly from its official ``openpose_img``), in units of the BlazePose
+  torso length T (shoulder midpoint to hip midpoint): OpenPose's hip midpoint lies +0.03, -0.07, -0.12 and
+  +0.05 T along the torso axis from BlazePose's (negative = higher), hip width ratio 1.03 / 0.96 / 0.98 / 1.13.
+  The width has no systematic offset (no correction). Vertically the persons scatter by +-0.08 T around a
+  small mean offset upwards, so the rule is one constant: both hips are moved ``HIP_RAISE`` = 0.04 T
+  towards the shoulders along the torso axis. 0.04 is where the mean hip error over all 4 persons is
+  lowest, and that minimum is shallow (0.079 T uncorrected, 0.075-0.077 T for raises 0.02-0.06); the 3 official
+  persons alone would favour 0.05-0.07 (their mean error 0.080 -> 0.064 T at 0.04), while 00006_00 gets
+  worse with any raise (0.076 -> 0.109 T). So expect roughly +-0.1 T hip disagreement with OpenPose per
+  person whatever the rule; the raise mainly removes the average bias.
+* Small toes: OpenPose's small toe sits about one foot width lateral to the big toe. It is placed at
+  big toe + 0.2 (heel - big toe) + 0.15 x shin length (knee-ankle) towards the outside (away from the
+  body midline, horizontally), confidence = min(foot index, heel) visibility. Only approximate (not measured:
+  no official full-body OpenPose file is available).
+
+Face: 68 iBUG-style points + 2 pupils from FaceMesh (468 landmarks + 10 iris landmarks with
+``refine_landmarks=True``, whose model is inside the wheel) through the fixed table ``FACE70_FROM_FACEMESH``.
+The table was built by picking, for each OpenPose face point, the FaceMesh landmark nearest to it on the 3
+official faces (normalised by face size), under the constraint that left/right mirror pairs of OpenPose
+points map to mirror pairs of FaceMesh landmarks (midline points to midline landmarks); pupils are the iris
+centres 468 / 473. It is an approximation of OpenPose's face model layout (e.g. jaw points sit on FaceMesh's
+cheek contour, not on the occluding jaw line of a turned face). FaceMesh runs on a square crop around the
+BlazePose head landmarks (FaceMesh's own face detector is short-range: on the whole 768x1024 image it found
+no face even for the official persons shrunk to 60 %, the crop finds all 70 points down to 35 %).
+FaceMesh has no per-point score: every point gets the mean visibility of BlazePose's face landmarks.
+Face and hand points are kept even when they fall a little outside the image, as OpenPose does (its face
+and hand models regress points inside a crop that may cross the border: the official 03615_00 left hand
+reaches y = 1070 in a 1024-high image); a face is only looked for when the nose is inside the image.
+
+Hands: mediapipe Hands (static, up to 2 hands) already uses OpenPose's 21-point order (wrist, thumb 1-4,
+index, middle, ring, pinky). Its handedness label assumes a mirrored selfie image, so on an ordinary photo
+"Left" is the person's right hand. Hands are assigned to the body wrists by distance (BlazePose wrists),
+with the flipped label as a tie-breaker; a hand farther than ``HAND_MAX_DIST`` shoulder widths from the wrist
+it is assigned to is dropped (someone else's hand). Per-point confidence = the handedness score.
+
+Not thread-safe: one instance per thread/process. The instance is picklable (mediapipe objects are created
+lazily by :meth:`MediapipePose.setup` and are not pickled), so it can be handed to worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vitonprep.backends.results import NoPersonError, PoseResult
+from vitonprep.derive.openpose import OpenPoseKeypoints
+
+logger = logging.getLogger(__name__)
+
+NAME = "pose-mediapipe-blazepose"
+APPROXIMATE = True
+
+__all__ = [
+    "NAME",
+    "APPROXIMATE",
+    "MediapipePoseConfig",
+    "MediapipePose",
+    "NoPersonError",
+    "BODY25_FROM_BLAZEPOSE",
+    "FACE70_FROM_FACEMESH",
+    "MIN_VISIBILITY",
+    "HIP_RAISE",
+    "blazepose_to_body25",
+]
+
+#: BODY_25 index -> BlazePose landmark index for the joints copied directly (hips get HIP_RAISE).
+BODY25_FROM_BLAZEPOSE: dict[int, int] = {
+    0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15,
+    9: 24, 10: 26, 11: 28, 12: 23, 13: 25, 14: 27,
+    15: 5, 16: 2, 17: 8, 18: 7,
+    19: 31, 21: 29, 22: 32, 24: 30,
+}
+
+#: Joints below this BlazePose visibility are written as missing (0, 0, 0).
+MIN_VISIBILITY = 0.2
+#: Hips are moved this fraction of the torso length towards the shoulders (see module docstring).
+HIP_RAISE = 0.04
+#: Small toe offsets (fractions of heel - big toe, and of the shin length, laterally).
+_SMALL_TOE_BACK = 0.2
+_SMALL_TOE_SIDE = 0.15
+#: A detected hand must lie within this many shoulder widths of a body wrist.
+HAND_MAX_DIST = 1.5
+
+#: OpenPose face point (0..69) -> FaceMesh landmark (0..477, iris centres 468 / 473).
+FACE70_FROM_FACEMESH: tuple[int, ...] = (
+    # 0-16 jaw (image left to right for a frontal face), 8 = chin
+    34, 227, 93, 215, 138, 136, 149, 176, 152, 400, 378, 365, 367, 435, 323, 447, 264,
+    # 17-21 right brow, 22-26 left brow
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    # 27-30 nose bridge, 31-35 nostrils / base
+    168, 197, 195, 4, 75, 20, 2, 250, 305,
+    # 36-41 right eye, 42-47 left eye
+    246, 160, 158, 155, 153, 144, 382, 385, 387, 466, 373, 380,
+    # 48-59 outer lips, 60-67 inner lips
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
+    183, 82, 13, 312, 415, 317, 14, 87,
+    # 68 right pupil, 69 left pupil
+    468, 473,
+)
+
+# BlazePose landmark ids used below.
+_L_SHO, _R_SHO, _L_WRI, _R_WRI, _L_HIP, _R_HIP = 11, 12, 15, 16, 23, 24
+_L_KNEE, _R_KNEE, _L_ANK, _R_ANK, _L_HEEL, _R_HEEL, _L_TOE, _R_TOE = 25, 26, 27, 28, 29, 30, 31, 32
+_HEAD = tuple(range(11))
+
+
+@dataclass(frozen=True)
+class MediapipePoseConfig:
+    """``min_detection_confidence`` applies to the BlazePose, FaceMesh and Hands detectors."""
+
+    min_detection_confidence: float = 0.5
+    face: bool = True
+    hands: bool = True
+    segmentation: bool = True
+
+
+def _inside(xy: np.ndarray, w: int, h: int) -> np.ndarray:
+    return (xy[..., 0] >= 0) & (xy[..., 0] < w) & (xy[..., 1] >= 0) & (xy[..., 1] < h)
+
+
+def blazepose_to_body25(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """BODY_25 (25, 3) float32 from BlazePose landmarks (33, >=4: x px, y px, z, visibility).
+
+    Implements the mapping, hip correction, small-toe synthesis and missing-joint rules of the module
+    docstring.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape[0] != 33 or lm.ndim != 2 or lm.shape[1] < 4:
+        raise ValueError(f"expected (33, 4) BlazePose landmarks, got {lm.shape}")
+    xy = lm[:, :2].copy()
+    vis = lm[:, 3]
+    found = (vis >= MIN_VISIBILITY) & _inside(xy, width, height)
+
+    sho_mid = (xy[_L_SHO] + xy[_R_SHO]) / 2
+    hip_mid = (xy[_L_HIP] + xy[_R_HIP]) / 2
+    torso = hip_mid - sho_mid
+    # hip correction on the positions (the "found" test uses the corrected position below)
+    xy[[_L_HIP, _R_HIP]] -= HIP_RAISE * torso
+
+    out = np.zeros((25, 3), np.float64)
+    for b25, bp in BODY25_FROM_BLAZEPOSE.items():
+        out[b25] = (xy[bp, 0], xy[bp, 1], vis[bp])
+    for b25, (a, b) in ((1, (_L_SHO, _R_SHO)), (8, (_L_HIP, _R_HIP))):
+        out[b25] = (*((xy[a] + xy[b]) / 2), min(vis[a], vis[b]))
+    ok = np.zeros(25, bool)
+    for b25, bp in BODY25_FROM_BLAZEPOSE.items():
+        ok[b25] = vis[bp] >= MIN_VISIBILITY
+    ok[1] = vis[_L_SHO] >= MIN_VISIBILITY and vis[_R_SHO] >= MIN_VISIBILITY
+    ok[8] = vis[_L_HIP] >= MIN_VISIBILITY and vis[_R_HIP] >= MIN_VISIBILITY
+
+    # small toes
+    for b25, toe, heel, knee, ank in ((23, _R_TOE, _R_HEEL, _R_KNEE, _R_ANK),
+                                      (20, _L_TOE, _L_HEEL, _L_KNEE, _L_ANK)):
+        side = np.sign(xy[ank, 0] - hip_mid[0])
+        if side == 0:
+            side = 1.0 if toe == _L_TOE else -1.0
+        shin = float(np.linalg.norm(xy[knee] - xy[ank]))
+        pos = xy[toe] + _SMALL_TOE_BACK * (xy[heel] - xy[toe]) + np.array([side * _SMALL_TOE_SIDE * shin, 0.0])
+        out[b25] = (pos[0], pos[1], min(vis[toe], vis[heel]))
+        ok[b25] = bool(found[toe] and found[heel])
+
+    ok &= _inside(out[:, :2], width, height)
+    ok &= np.isfinite(out).all(1)
+    out[~ok] = 0.0
+    out[ok, 2] = np.clip(out[ok, 2], 1e-3, 1.0)
+    return out.astype(np.float32)
+
+
+def _check_rgb(rgb: Any) -> np.ndarray:
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 RGB image, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+class MediapipePose:
+    """Callable back-end: ``MediapipePose(config)(rgb) -> PoseResult``; raises :class:`NoPersonError`."""
+
+    name = NAME
+
+    def __init__(self, config: MediapipePoseConfig | None = None):
+        self.config = config if config is not None else MediapipePoseConfig()
+        self._pose = None
+        self._face = None
+        self._hands = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self) -> "MediapipePose":
+        """Build the mediapipe solutions once (idempotent)."""
+        if self._pose is not None:
+            return self
+        import mediapipe as mp  # imported lazily: heavy, and keeps the instance picklable
+
+        c = self.config
+        self._pose = mp.solutions.pose.Pose(
+            static_image_mode=True, model_complexity=1, smooth_landmarks=False,
+            enable_segmentation=c.segmentation, min_detection_confidence=c.min_detection_confidence)
+        if c.face:
+            self._face = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=c.min_detection_confidence)
+        if c.hands:
+            self._hands = mp.solutions.hands.Hands(
+                static_image_mode=True, max_num_hands=2, model_complexity=1,
+                min_detection_confidence=c.min_detection_confidence)
+        logger.debug("mediapipe pose back-end ready (face=%s hands=%s segmentation=%s)",
+                     c.face, c.hands, c.segmentation)
+        return self
+
+    def close(self) -> None:
+        """Release the mediapipe graphs; a later call sets them up again."""
+        for attr in ("_pose", "_face", "_hands"):
+            obj = getattr(self, attr)
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # pragma: no cover - closing twice / interpreter shutdown
+                    logger.debug("closing %s failed", attr, exc_info=True)
+                setattr(self, attr, None)
+
+    def __enter__(self) -> "MediapipePose":
+        return self.setup()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["config"])
+
+    # ------------------------------------------------------------------ stages
+    def landmarks(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """BlazePose stage: ((33, 4) landmarks in pixels, person mask or None). Raises NoPersonError."""
+        rgb = _check_rgb(rgb)
+        self.setup()
+        h, w = rgb.shape[:2]
+        res = self._pose.process(rgb)
+        if res.pose_landmarks is None:
+            raise NoPersonError("no person found by BlazePose")
+        lm = np.array([[p.x * w, p.y * h, p.z * w, p.visibility] for p in res.pose_landmarks.landmark],
+                      dtype=np.float32)
+        mask = None
+        if self.config.segmentation and res.segmentation_mask is not None:
+            mask = np.clip(np.asarray(res.segmentation_mask, dtype=np.float32), 0.0, 1.0)
+        return lm, mask
+
+    def face_keypoints(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """FaceMesh stage: (70, 3) OpenPose face points (zeros when no face is found)."""
+        out = np.zeros((70, 3), np.float32)
+        if not self.config.face:
+            return out
+        rgb = _check_rgb(rgb)
+        self.setup()
+        h, w = rgb.shape[:2]
+        lm = np.asarray(landmarks, dtype=np.float64)
+        head = lm[list(_HEAD)]
+        nose = head[0, :2]
+        if head[0, 3] < MIN_VISIBILITY or not _inside(nose, w, h):
+            return out
+        ears = np.linalg.norm(lm[7, :2] - lm[8, :2])
+        eye_mouth = np.linalg.norm((lm[2, :2] + lm[5, :2]) / 2 - (lm[9, :2] + lm[10, :2]) / 2)
+        size = max(ears, 3.0 * eye_mouth, 8.0)
+        centre = head[:, :2].mean(0)
+        half = 1.1 * size
+        x0, y0 = int(max(0, np.floor(centre[0] - half))), int(max(0, np.floor(centre[1] - half)))
+        x1, y1 = int(min(w, np.ceil(centre[0] + half))), int(min(h, np.ceil(centre[1] + half)))
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return out
+        crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+        res = self._face.process(crop)
+        if not res.multi_face_landmarks:
+            return out
+        cw, ch = x1 - x0, y1 - y0
+        fm = np.array([[p.x * cw + x0, p.y * ch + y0] for p in res.multi_face_landmarks[0].landmark])
+        if fm.shape[0] < 478:  # no iris landmarks: fall back to eye centres
+            fm = np.concatenate([fm, np.zeros((478 - fm.shape[0], 2))])
+            fm[468] = fm[[33, 133]].mean(0)
+            fm[473] = fm[[263, 362]].mean(0)
+        if np.linalg.norm(fm[4] - nose) > 0.5 * size:
+            logger.debug("FaceMesh face does not belong to the BlazePose head; face left empty")
+            return out
+        pts = fm[list(FACE70_FROM_FACEMESH)]
+        ok = np.isfinite(pts).all(1)
+        out[ok, :2] = pts[ok]
+        out[ok, 2] = float(np.clip(head[:, 3].mean(), 1e-3, 1.0))
+        return out
+
+    def hand_keypoints(self, rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hands stage: ((21, 3) person's left hand, (21, 3) person's right hand), zeros when not found."""
+        left = np.zeros((21, 3), np.float32)
+        right = np.zeros((21, 3), np.float32)
+        if not self.config.hands:
+            return left, right
+        rgb = _check_rgb(rgb)
+        self.setup()
+        h, w = rgb.shape[:2]
+        res = self._hands.process(rgb)
+        if not res.multi_hand_landmarks:
+            return left, right
+        lm = np.asarray(landmarks, dtype=np.float64)
+        wrists = {"L": lm[_L_WRI, :2], "R": lm[_R_WRI, :2]}
+        scale = max(float(np.linalg.norm(lm[_L_SHO, :2] - lm[_R_SHO, :2])), 1.0)
+        hands = []
+        for hl, hd in zip(res.multi_hand_landmarks, res.multi_handedness):
+            cls = hd.classification[0]
+            pts = np.array([[p.x * w, p.y * h] for p in hl.landmark])
+            # mediapipe's label assumes a mirrored (selfie) image: flip it for a normal photo
+            side = "R" if cls.label == "Left" else "L"
+            hands.append((pts, side, float(cls.score)))
+
+        def cost(pts: np.ndarray, label: str, side: str) -> float:
+            d = float(np.linalg.norm(pts[0] - wrists[side])) / scale
+            return d + (0.0 if label == side else 0.25)
+
+        best: dict[str, int] = {}
+        if len(hands) == 1:
+            pts, label, _ = hands[0]
+            side = min("LR", key=lambda s: cost(pts, label, s))
+            best[side] = 0
+        else:
+            # two (or more) hands: best joint assignment of two hands to the two sides
+            options = []
+            for i in range(len(hands)):
+                for j in range(len(hands)):
+                    if i != j:
+                        c = cost(hands[i][0], hands[i][1], "L") + cost(hands[j][0], hands[j][1], "R")
+                        options.append((c, i, j))
+            _, i, j = min(options)
+            best = {"L": i, "R": j}
+        outs = {"L": left, "R": right}
+        for side, k in best.items():
+            pts, _, score = hands[k]
+            if np.linalg.norm(pts[0] - wrists[side]) / scale > HAND_MAX_DIST:
+                logger.debug("hand far from the %s wrist dropped", side)
+                continue
+            ok = np.isfinite(pts).all(1)
+            outs[side][ok, :2] = pts[ok]
+            outs[side][ok, 2] = float(np.clip(score, 1e-3, 1.0))
+        return left, right
+
+    # ------------------------------------------------------------------ main entry
+    def __call__(self, rgb: np.ndarray) -> PoseResult:
+        rgb = _check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        lm, mask = self.landmarks(rgb)
+        pose = blazepose_to_body25(lm, w, h)
+        face = self.face_keypoints(rgb, lm)
+        hand_left, hand_right = self.hand_keypoints(rgb, lm)
+        kp = OpenPoseKeypoints(pose=pose, face=face, hand_left=hand_left, hand_right=hand_right)
+        return PoseResult(keypoints=kp, landmarks=lm, person_mask=mask)
