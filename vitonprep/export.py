@@ -89,7 +89,8 @@ def export_vitonhd(shard_dir: Path, out: Path, progress: Callable[[str], None] |
                     codecs.decode_mask(data)  # stored masks are already L PNG {0,255}: check, then copy
                 target = out / split / folder / pattern.format(pid=pid, cid=cid)
                 report.nfiles += _write_once(target, data)
-            pairs.setdefault((split, meta["pair"]), []).append(f"{pid}.jpg {cid}.jpg")
+            if meta["pair"] != "person_only":
+                pairs.setdefault((split, meta["pair"]), []).append(f"{pid}.jpg {cid}.jpg")
             report.nsamples += 1
             if progress:
                 progress(sample.key)

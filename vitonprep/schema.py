@@ -30,7 +30,10 @@ PERSON_SIZE = (768, 1024)
 #: Garment categories (DressCode names; VITON-HD is all upper_body).
 CATEGORIES = ("upper_body", "lower_body", "dresses")
 SPLITS = ("train", "test")
-PAIRINGS = ("paired", "unpaired")
+#: person_only samples come from a person photo without a garment photo (a flat raw folder); they carry every
+#: person-side map but no ``cloth``/``cloth_mask``, and trainers skip them.
+PAIRINGS = ("paired", "unpaired", "person_only")
+GARMENT_FIELDS = ("cloth", "cloth_mask")
 
 #: StableVITON (dataset.py cloth_mask_check) replaces a cloth mask with fewer foreground pixels by all-ones;
 #: we flag such masks instead of silently replacing them.
@@ -101,6 +104,13 @@ FIELDS_BY_NAME: Mapping[str, Field] = {f.name: f for f in FIELDS}
 FIELDS_BY_MEMBER: Mapping[str, Field] = {f.member: f for f in FIELDS}
 REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 
+
+def required_fields(pair: str | None) -> tuple[str, ...]:
+    """Fields a sample of this pairing must have (person_only samples have no garment)."""
+    if pair == "person_only":
+        return tuple(n for n in REQUIRED_FIELDS if n not in GARMENT_FIELDS)
+    return REQUIRED_FIELDS
+
 #: Keys every `meta.json` carries.
 META_KEYS: tuple[str, ...] = (
     "schema_version",  # SCHEMA_VERSION
@@ -109,7 +119,7 @@ META_KEYS: tuple[str, ...] = (
     "cloth_file",  # source file name of the garment photo
     "person_id",  # stem of the person photo
     "cloth_id",  # stem of the garment photo
-    "pair",  # "paired" | "unpaired"
+    "pair",  # "paired" | "unpaired" | "person_only"
     "split",  # "train" | "test"
     "category",  # "upper_body" | "lower_body" | "dresses"
     "size",  # [width, height] of every person-aligned map
@@ -128,7 +138,7 @@ def check_key(key: str) -> str:
 
 def sample_key(person_id: str, cloth_id: str, pair: str) -> str:
     """Paired samples are keyed by the person id; unpaired ones by ``person__cloth``."""
-    key = person_id if pair == "paired" else f"{person_id}__{cloth_id}"
+    key = f"{person_id}__{cloth_id}" if pair == "unpaired" else person_id
     return check_key(key.replace(".", "_"))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from vitonprep import codecs
 from vitonprep.schema import (
     CATEGORIES, FIELDS, FIELDS_BY_MEMBER, META_KEYS, PAIRINGS, SPLITS, STABLEVITON_MIN_CLOTH_MASK_PIXELS, Kind,
-    SizeRule, check_key, sample_key,
+    SizeRule, check_key, required_fields, sample_key,
 )
 from vitonprep.shards import MANIFEST_NAME, Sample, iter_tar_samples, list_shards, read_manifest
 
@@ -88,10 +88,15 @@ def validate_sample(sample: Sample, shard: str) -> list[Issue]:
         if suffix not in FIELDS_BY_MEMBER:
             add("warning", "schema", f"unknown member {key}.{suffix} (not in the shard contract)")
     decoded: dict[str, Any] = {}
+    try:
+        pair = codecs.decode_json(sample.members.get("meta.json", b"{}")).get("pair")
+    except (codecs.DecodeError, AttributeError):
+        pair = None
+    required = required_fields(pair)
     for f in FIELDS:
         data = sample.members.get(f.member)
         if data is None:
-            if f.required:
+            if f.name in required:
                 add("error", "missing", f"required member {key}.{f.member} is missing")
             continue
         try:

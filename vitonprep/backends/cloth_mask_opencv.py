@@ -8,16 +8,20 @@ that yields a filled garment silhouette is acceptable. This back-end is a classi
    vignettes are all modelled; border pixels that belong to a garment touching the frame are rejected as
    outliers. The residual spread of the border pixels is the background noise level; a border that is not
    (near-)uniform raises ``ValueError``.
-2. Evidence of garment = colour distance to the modelled background (Delta E) above a noise-adaptive threshold,
-   OR local texture (Gaussian-smoothed gradient magnitude of L) above a noise-adaptive threshold. The texture
-   cue recovers white garments on white backgrounds, whose colour is within 1-3 Delta E of the backdrop but whose
-   weave, folds and outline are not flat.
-3. Morphological close, interior holes filled (flood fill from the image border), the largest 8-connected
-   component kept.
+2. Evidence of garment = colour distance to the modelled background (CIE76 Delta E) above a noise-adaptive
+   threshold, OR local texture (standard deviation of L in a 5x5 window) above a noise-adaptive threshold that
+   also grows with the local colour contrast (so the JPEG ringing beside dark garments is not "texture"). The
+   texture cue recovers white garments on white backgrounds, whose colour is within 1-3 Delta E of the backdrop
+   but whose weave, folds and outline are not flat.
+3. Morphological close, then the largest 8-connected component with its interior holes filled (filled outer
+   contour; the inner back-neck panel and prints are part of the silhouette, as in the VITON-HD masks).
 4. Boundary clean-up: within ``boundary_band`` px of the outline, pixels whose Delta E is below
    ``boundary_contrast`` x the local maximum Delta E are dropped -- this removes the JPEG ringing / anti-aliasing
    halo of dark garments and puts the edge near the 50 % transition, as a matting model does.
-5. Morphological open, largest component, holes filled again, optional Gaussian smoothing of the contour.
+5. Morphological open, largest component with holes filled again, optional Gaussian smoothing of the contour.
+
+Measured against the six official VITON-HD cloth masks in ``data/vitonhd-official``: IoU 0.987-0.996, mean 0.993
+(the colour cue alone gives mean 0.993 too, but loses the white straps of a white top on the white backdrop).
 
 Raises ``ValueError`` when no garment is found: empty or tiny mask, or a mask covering more than
 ``max_area_fraction`` of the image (no background).
@@ -123,7 +127,7 @@ def cloth_mask(rgb: np.ndarray, config: ClothMaskConfig = ClothMaskConfig()) -> 
 
     m = evidence.astype(np.uint8)
     m = _morph(m, cv2.MORPH_CLOSE, cfg.close_px * unit)
-    m = _largest_filled((m))
+    m = _largest_filled(m)
     if cfg.boundary_band > 0 and m.any():
         depth = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 3)
         win = max(3, int(round(cfg.boundary_window * unit)) | 1)
@@ -131,10 +135,10 @@ def cloth_mask(rgb: np.ndarray, config: ClothMaskConfig = ClothMaskConfig()) -> 
         halo = (depth <= cfg.boundary_band * unit) & (delta_e < cfg.boundary_contrast * local_max)
         m &= ~halo
     m = _morph(m.astype(np.uint8), cv2.MORPH_OPEN, cfg.open_px * unit)
-    m = _largest_filled((m))
+    m = _largest_filled(m)
     if cfg.smooth_sigma > 0 and m.any():
         s = cfg.smooth_sigma * unit
-        m = _largest_filled((cv2.GaussianBlur(m.astype(np.float32), (0, 0), s) >= 0.5))
+        m = _largest_filled(cv2.GaussianBlur(m.astype(np.float32), (0, 0), s) >= 0.5)
 
     frac = float(m.mean())
     if frac < cfg.min_area_fraction:
@@ -254,19 +258,3 @@ def _largest_filled(m: np.ndarray) -> np.ndarray:
         areas = [cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0 for c in contours]
         cv2.drawContours(out, contours, int(np.argmax(areas)), 1, thickness=cv2.FILLED)
     return out.astype(bool)
-
-
-def _largest(m: np.ndarray) -> np.ndarray:
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
-    if n < 2:
-        return np.zeros(m.shape, bool)
-    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-
-
-def _fill_holes(m: np.ndarray) -> np.ndarray:
-    """Fill every background region not connected to the image border."""
-    h, w = m.shape
-    outside = np.ones((h + 2, w + 2), np.uint8)
-    outside[1:-1, 1:-1] = ~m.astype(bool)
-    cv2.floodFill(outside, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 2)
-    return outside[1:-1, 1:-1] != 2

@@ -27,17 +27,24 @@ Choices, measured on the real render of VITON-HD ``00006_00`` (a frontal person)
 * Arms: sleeves (upper clothes, dress, coat) become arm parts where they are closer to the shoulder-elbow-wrist
   chain than to the shoulder-hip torso quadrilateral (a dress below the pelvis boundary never does); arm skin
   (CIHP 14/15) always does.
-  Upper vs lower arm = nearest of the two segments; hand = beyond the wrist. Each arm part is split lengthwise
-  along the bone axis into the side facing the torso (15/16 upper, 19/20 lower) and the outer side (17/18 upper,
-  21/22 lower), as in the real render.
+  Upper vs lower arm = nearest of the two segments; hand = beyond the wrist. Each arm part is split lengthwise,
+  as in the real render, into the side facing the torso (15/16 upper, 19/20 lower) and the outer side (17/18
+  upper, 21/22 lower); the real proportion depends on the arm's rotation, so the split is half and half.
 * Legs: trousers, skirt, dress and leg skin below the pelvis boundary; right/left = nearest hip-knee-ankle
-  chain (CIHP's own side for leg skin), upper/lower = nearest segment; frontal indices 9/10 (upper) and 13/14
-  (lower). Shoes -> feet (CIHP left shoe 18 -> 5, right shoe 19 -> 6), socks -> lower leg.
+  chain (CIHP's own side for leg skin), upper/lower = nearest segment; frontal indices 9/10 (upper, as in the
+  render) and 13/14 (lower; by analogy -- the reference render shows no lower legs). Shoes -> feet (CIHP left
+  shoe 18 -> 5, right shoe 19 -> 6), socks -> lower leg.
 * Missing keypoints are synthesised from the others assuming an upright person with hanging arms and legs
   (e.g. a missing knee is placed 0.8 torso-lengths below the hip); hands are only labelled beyond a detected
   wrist.
 
-Assumes a frontal, upright person (the VITON-HD setting); back views get frontal indices.
+Agreement with the real render of 00006_00 (keypoints read off its official OpenPose render): foreground IoU
+0.947 (raw CIHP foreground: 0.923), accuracy over the 14 coarse part groups 0.920 and over the exact 24 indices
+0.879 on pixels that are foreground in both. Most of the remaining error follows OpenPose's keypoints (on that
+image the left elbow is ~50 px and the left wrist ~250 px too high).
+
+Assumes a frontal, upright person (the VITON-HD setting); back views get frontal indices (a warning is logged
+when the shoulders are mirrored).
 
 Degenerate inputs: a parse without any person pixel returns an all-background (all-zero) map -- DensePose
 renders nothing for an image without a person. A non-empty parse with no usable keypoint (all zero), or without

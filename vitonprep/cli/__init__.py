@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from vitonprep.cli import convert, export, inspect, validate
+from vitonprep.cli import build, convert, export, inspect, validate
 
 console = Console(stderr=True)
 
@@ -17,6 +17,7 @@ app = typer.Typer(
     help=(
         "Make, check and convert VITON-HD-style try-on datasets as WebDataset shards.\n\n"
         "Typical session:\n\n"
+        "  vitonprep build data/samples out/shards   (raw photos, offline models)\n\n"
         "  vitonprep convert vitonhd data/vitonhd-official out/shards\n\n"
         "  vitonprep validate out/shards\n\n"
         "  vitonprep inspect out/shards --out out/sheet.png\n\n"
@@ -38,6 +39,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
     )
 
 
+app.command("build")(build.build)
 app.add_typer(convert.app, name="convert")
 app.command("validate")(validate.validate)
 app.command("inspect")(inspect.inspect)

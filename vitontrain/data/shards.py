@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import webdataset as wds
 
 from vitonprep.codecs import decode_member
-from vitonprep.schema import FIELDS, REQUIRED_FIELDS
+from vitonprep.schema import FIELDS, required_fields
 
 
 class ContractError(ValueError):
@@ -38,7 +38,8 @@ def decoded_samples(urls: list[str]) -> Iterator[dict[str, Any]]:
 
 def check_sample(sample: dict[str, Any]) -> None:
     """Assert one decoded sample against the contract (the trainer's first-batch check)."""
-    missing = [name for name in REQUIRED_FIELDS if name not in sample]
+    pair = sample.get("meta", {}).get("pair") if isinstance(sample.get("meta"), dict) else None
+    missing = [name for name in required_fields(pair) if name not in sample]
     if missing:
         raise ContractError(f"sample {sample.get('__key__')}: missing fields {missing}")
     h, w = sample["image"].shape[:2]

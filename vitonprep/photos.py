@@ -1,0 +1,105 @@
+"""Loading raw photos robustly and fitting them to the 768x1024 canvas.
+
+Handles what real folders contain: EXIF orientation, RGBA (composited on white), CMYK, palette, grayscale and
+16-bit images. Every problem raises `PhotoError` with the file and the reason, so the runner can record it.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vitonprep.schema import KEY_PATTERN
+
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+#: smaller photos cannot carry a usable person or garment
+MIN_SIDE = 64
+
+
+class PhotoError(ValueError):
+    """A photo cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How a photo was mapped onto the canvas: ``out = in * scale + offset`` (pixels)."""
+
+    mode: str  # "pad" | "crop"
+    scale: float
+    offset: tuple[float, float]
+    original_size: tuple[int, int]  # (w, h) after EXIF rotation
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "scale": self.scale, "offset": list(self.offset),
+                "original_size": list(self.original_size)}
+
+
+def load_photo(data: bytes, what: str) -> np.ndarray:
+    """Decode to RGB uint8, EXIF orientation applied; RGBA on white; 16-bit scaled to 8-bit."""
+    if not data:
+        raise PhotoError(f"{what}: empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+        img = ImageOps.exif_transpose(img)
+        img.load()
+    except UnidentifiedImageError as exc:
+        raise PhotoError(f"{what}: not an image file (unrecognised format)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PhotoError(f"{what}: cannot decode ({exc}); the file is probably truncated or corrupt") from exc
+    if min(img.size) < MIN_SIDE:
+        raise PhotoError(f"{what}: {img.size[0]}x{img.size[1]} is too small (minimum side {MIN_SIDE} px)")
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(canvas, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, Fit]:
+    """Scale into ``size`` (w, h): ``pad`` keeps the whole photo (borders filled with the photo's median border
+    colour), ``crop`` fills the canvas and cuts the centre. Area interpolation when shrinking."""
+    import cv2
+
+    w, h = size
+    ih, iw = rgb.shape[:2]
+    if mode not in ("pad", "crop"):
+        raise ValueError(f"fit must be 'pad' or 'crop', not {mode!r}")
+    scale = min(w / iw, h / ih) if mode == "pad" else max(w / iw, h / ih)
+    nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(rgb, (nw, nh), interpolation=interp) if (nw, nh) != (iw, ih) else rgb
+    ox, oy = (w - nw) // 2, (h - nh) // 2
+    if mode == "pad":
+        border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+        fill = np.median(border, axis=0).astype(np.uint8)
+        canvas = np.empty((h, w, 3), np.uint8)
+        canvas[:] = fill
+        canvas[oy:oy + nh, ox:ox + nw] = resized
+    else:
+        canvas = np.ascontiguousarray(resized[-oy:-oy + h, -ox:-ox + w])
+    return canvas, Fit(mode, float(scale), (float(ox), float(oy)), (iw, ih))
+
+
+def key_from_name(path: Path) -> str:
+    """A legal sample key from a file name: the stem if legal, else an ASCII fold plus a short hash (unique)."""
+    stem = path.stem
+    if KEY_PATTERN.match(stem):
+        return stem
+    folded = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    folded = re.sub(r"[^A-Za-z0-9_\-]+", "_", folded).strip("_") or "photo"
+    return f"{folded}-{hashlib.sha1(stem.encode('utf-8')).hexdigest()[:6]}"

@@ -1,0 +1,341 @@
+"""The build pipeline: small stages with declared inputs and outputs, model back-ends chosen by name.
+
+A stage reads keys of a per-sample context dict and writes new ones; it does no shard I/O, no multiprocessing
+and no printing. Problems with one sample raise `SampleError(stage, reason)`; the runner records them.
+`Pipeline.check()` verifies before any image is touched that every key a stage reads is produced upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vitonprep.assemble import Producer, SampleBuilder
+from vitonprep.config import BackendChoice, PipelineConfig
+from vitonprep.errors import ConfigError, SampleError
+from vitonprep.photos import PhotoError, fit_to_canvas, key_from_name, load_photo
+from vitonprep.raw import RawItem
+from vitonprep.shards import Sample
+
+logger = logging.getLogger(__name__)
+
+Context = dict[str, Any]
+INPUT_KEYS = ("item",)
+
+
+# ---------------------------------------------------------------- back-end registry (name -> factory)
+
+def _pose_mediapipe(params: dict) -> Any:
+    from vitonprep.backends.pose_mediapipe import MediapipePose, MediapipePoseConfig
+
+    return MediapipePose(MediapipePoseConfig(**params))
+
+
+def _person_mediapipe(params: dict) -> Any:
+    from vitonprep.backends.person_mediapipe import MediapipePerson, MediapipePersonConfig
+
+    return MediapipePerson(MediapipePersonConfig(**params))
+
+
+def _parsing_heuristic(params: dict) -> Any:
+    from vitonprep.backends import parsing_heuristic as mod
+
+    config = mod.HeuristicParsingConfig(**params)
+    return lambda rgb, pose, category: mod.parse_person(rgb, pose, config, category=category)
+
+
+def _densepose_approx(params: dict) -> Any:
+    from vitonprep.backends.densepose_approx import approximate_densepose_parts
+
+    if params:
+        raise TypeError(f"densepose-approx-parse takes no parameters, got {sorted(params)}")
+    return approximate_densepose_parts
+
+
+def _cloth_mask_opencv(params: dict) -> Any:
+    from vitonprep.backends.cloth_mask_opencv import ClothMaskConfig, cloth_mask
+
+    config = ClothMaskConfig(**params)
+    return lambda rgb: cloth_mask(rgb, config)
+
+
+#: stage kind -> back-end name -> (factory, approximate?)
+BACKENDS: dict[str, dict[str, tuple[Callable[[dict], Any], bool]]] = {
+    "pose": {"pose-mediapipe-blazepose": (_pose_mediapipe, False)},
+    "person": {"person-mediapipe": (_person_mediapipe, False)},
+    "parsing": {"parsing-heuristic-mediapipe": (_parsing_heuristic, True)},
+    "densepose": {"densepose-approx-parse": (_densepose_approx, True)},
+    "cloth_mask": {"cloth-mask-opencv": (_cloth_mask_opencv, False)},
+}
+
+
+def make_backend(kind: str, choice: BackendChoice) -> tuple[Any, Producer]:
+    known = BACKENDS[kind]
+    if choice.backend not in known:
+        raise ConfigError(f"stages.{kind}.backend: unknown back-end {choice.backend!r}; known: {sorted(known)}")
+    factory, approximate = known[choice.backend]
+    try:
+        backend = factory(dict(choice.params))
+    except TypeError as exc:
+        raise ConfigError(f"stages.{kind}.params: {exc}") from exc
+    return backend, Producer(choice.backend, approximate=approximate)
+
+
+# ---------------------------------------------------------------- stages
+
+@dataclass
+class Stage:
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+    def setup(self) -> None:
+        """Load models (called once per worker process, never at import)."""
+
+    def close(self) -> None:
+        pass
+
+    def __call__(self, ctx: Context) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class LoadStage(Stage):
+    def __init__(self, cfg: PipelineConfig):
+        super().__init__("load", ("item",), ("image", "fit", "cloth", "cloth_fit"))
+        self.cfg = cfg
+
+    def __call__(self, ctx: Context) -> None:
+        item: RawItem = ctx["item"]
+        ctx["image"], ctx["fit"] = self._load(item.person, "person")
+        if item.cloth:
+            ctx["cloth"], ctx["cloth_fit"] = self._load(item.cloth, "cloth")
+        else:
+            ctx["cloth"] = ctx["cloth_fit"] = None
+
+    def _load(self, path: str, what: str):
+        try:
+            rgb = load_photo(Path(path).read_bytes(), path)
+        except PhotoError as exc:
+            raise SampleError(f"load_{what}", str(exc), path) from exc
+        except OSError as exc:
+            raise SampleError(f"load_{what}", f"cannot read: {exc}", path) from exc
+        return fit_to_canvas(rgb, tuple(self.cfg.size), self.cfg.fit)
+
+
+class PoseStage(Stage):
+    def __init__(self, choice: BackendChoice):
+        super().__init__("pose", ("image",), ("pose",))
+        self.backend, self.producer = make_backend("pose", choice)
+
+    def setup(self) -> None:
+        self.backend.setup()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __call__(self, ctx: Context) -> None:
+        from vitonprep.backends.results import NoPersonError
+
+        try:
+            ctx["pose"] = self.backend(ctx["image"])
+        except NoPersonError as exc:
+            raise SampleError("pose", f"no person found: {exc}", ctx["item"].person) from exc
+        ctx["producers"]["pose"] = self.producer
+
+
+class PersonCheckStage(Stage):
+    """Person count, size and framing; the policy decides which problems are failures."""
+
+    def __init__(self, choice: BackendChoice, cfg: PipelineConfig):
+        super().__init__("person", ("image", "pose"), ("person_check",))
+        self.backend, self.producer = make_backend("person", choice)
+        self.policy = cfg.persons
+
+    def setup(self) -> None:
+        self.backend.setup()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __call__(self, ctx: Context) -> None:
+        from vitonprep.derive.openpose import BODY25_NAMES
+
+        src = ctx["item"].person
+        check = self.backend.check_person(ctx["image"], ctx["pose"])
+        ctx["person_check"] = check
+        if check.num_persons == 0:
+            raise SampleError("person", "no person found", src)
+        if check.num_persons > 1 and self.policy.several == "reject":
+            raise SampleError("person", f"{check.num_persons} persons in the photo (policy: reject)", src)
+        if check.person_height_frac < self.policy.min_height_frac:
+            raise SampleError("person", f"person too small: spans {check.person_height_frac:.0%} of the image "
+                              f"height (minimum {self.policy.min_height_frac:.0%})", src)
+        pose = ctx["pose"].keypoints.pose
+        missing = [j for j in self.policy.required_joints if pose[BODY25_NAMES.index(j), 2] <= 0]
+        if missing:
+            raise SampleError("person", f"person cut off or occluded: joints {missing} not found "
+                              "(needed for the agnostic mask)", src)
+
+
+class ParsingStage(Stage):
+    def __init__(self, choice: BackendChoice, cfg: PipelineConfig):
+        super().__init__("parsing", ("image", "pose"), ("parse",))
+        self.backend, self.producer = make_backend("parsing", choice)
+        self.category = cfg.category
+
+    def __call__(self, ctx: Context) -> None:
+        try:
+            ctx["parse"] = self.backend(ctx["image"], ctx["pose"], self.category)
+        except ValueError as exc:
+            raise SampleError("parsing", str(exc), ctx["item"].person) from exc
+        ctx["producers"]["parse"] = self.producer
+
+
+class DensePoseStage(Stage):
+    def __init__(self, choice: BackendChoice):
+        super().__init__("densepose", ("parse", "pose"), ("image_densepose",))
+        self.backend, self.producer = make_backend("densepose", choice)
+
+    def __call__(self, ctx: Context) -> None:
+        from vitonprep.derive.densepose import render_densepose
+
+        try:
+            parts = self.backend(ctx["parse"], ctx["pose"].keypoints.pose)
+        except ValueError as exc:
+            raise SampleError("densepose", str(exc), ctx["item"].person) from exc
+        ctx["image_densepose"] = render_densepose(parts)
+        ctx["producers"]["image_densepose"] = Producer(self.producer.backend, self.producer.approximate,
+                                                       "DensePose part indices approximated from parse + pose")
+
+
+class ClothMaskStage(Stage):
+    def __init__(self, choice: BackendChoice):
+        super().__init__("cloth_mask", ("cloth",), ("cloth_mask",))
+        self.backend, self.producer = make_backend("cloth_mask", choice)
+
+    def __call__(self, ctx: Context) -> None:
+        if ctx["cloth"] is None:
+            ctx["cloth_mask"] = None
+            return
+        try:
+            ctx["cloth_mask"] = self.backend(ctx["cloth"])
+        except ValueError as exc:
+            raise SampleError("cloth_mask", str(exc), ctx["item"].cloth) from exc
+        ctx["producers"]["cloth_mask"] = self.producer
+
+
+class DeriveStage(Stage):
+    """The deterministic VITON-HD maps (HR-VITON algorithms), no model."""
+
+    def __init__(self):
+        super().__init__("derive", ("image", "parse", "pose"),
+                         ("agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask", "pose_render"))
+
+    def __call__(self, ctx: Context) -> None:
+        from vitonprep.derive import agnostic as agn
+        from vitonprep.derive.openpose import render_pose
+
+        image, parse, kp = ctx["image"], ctx["parse"], ctx["pose"].keypoints
+        try:
+            mask = agn.agnostic_mask(parse.shape, parse, kp.pose)
+            ctx["agn_mask"] = mask
+            ctx["agn"] = agn.agnostic_image(image, parse, kp.pose)
+            ctx["parse_agn"] = agn.parse_agnostic(parse, kp.pose)
+        except ValueError as exc:
+            raise SampleError("derive", str(exc), ctx["item"].person) from exc
+        ctx["gt_cloth_warped_mask"] = agn.gt_cloth_warped_mask(parse)
+        ctx["pose_render"] = render_pose(kp, (image.shape[1], image.shape[0]))
+        derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON geometry on the parse and keypoints above")
+        for name in ("agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask"):
+            ctx["producers"][name] = derived
+        ctx["producers"]["pose_render"] = Producer("vitonprep-render-pose")
+
+
+# ---------------------------------------------------------------- pipeline
+
+@dataclass
+class Pipeline:
+    cfg: PipelineConfig
+    stages: list[Stage] = field(default_factory=list)
+    ready: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig) -> "Pipeline":
+        s = cfg.stages
+        pipe = cls(cfg, [LoadStage(cfg), PoseStage(s.pose), PersonCheckStage(s.person, cfg),
+                         ParsingStage(s.parsing, cfg), DensePoseStage(s.densepose), ClothMaskStage(s.cloth_mask),
+                         DeriveStage()])
+        pipe.check()
+        return pipe
+
+    def check(self) -> None:
+        available = set(INPUT_KEYS)
+        for stage in self.stages:
+            missing = [k for k in stage.reads if k not in available]
+            if missing:
+                raise ConfigError(f"stage {stage.name!r} reads {missing}, which no earlier stage writes")
+            available.update(stage.writes)
+
+    def setup(self) -> None:
+        if not self.ready:
+            for stage in self.stages:
+                stage.setup()
+            self.ready = True
+
+    def close(self) -> None:
+        for stage in self.stages:
+            stage.close()
+        self.ready = False
+
+    def run(self, item: RawItem, timings: dict[str, float] | None = None) -> Sample:
+        self.setup()
+        ctx: Context = {"item": item, "producers": {}}
+        for stage in self.stages:
+            t0 = time.perf_counter()
+            stage(ctx)
+            if timings is not None:
+                timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sample = self.encode(ctx)
+        if timings is not None:
+            timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - t0
+        return sample
+
+    def encode(self, ctx: Context) -> Sample:
+        from vitonprep import codecs
+
+        item: RawItem = ctx["item"]
+        b = SampleBuilder(item.key)
+        photo = Producer("raw-photo", note=f"fitted to {self.cfg.size[0]}x{self.cfg.size[1]} by {self.cfg.fit}")
+        b.put_array("image", ctx["image"], photo)
+        b.put_array("parse", ctx["parse"], ctx["producers"]["parse"])
+        b.put("pose", codecs.encode_json(ctx["pose"].keypoints.to_json_dict()), ctx["producers"]["pose"])
+        for name in ("agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask", "pose_render", "image_densepose"):
+            b.put_array(name, ctx[name], ctx["producers"][name])
+        if ctx["cloth"] is not None:
+            b.put_array("cloth", ctx["cloth"], photo)
+            b.put_array("cloth_mask", ctx["cloth_mask"], ctx["producers"]["cloth_mask"])
+        check = ctx["person_check"]
+        root = Path(item.root)
+        meta = {
+            "person_file": str(Path(item.person).relative_to(root)),
+            "cloth_file": str(Path(item.cloth).relative_to(root)) if item.cloth else "",
+            "person_id": key_from_name(Path(item.person)),
+            "cloth_id": key_from_name(Path(item.cloth)) if item.cloth else "",
+            "pair": item.pair,
+            "split": self.cfg.split,
+            "category": self.cfg.category,
+            "size": list(self.cfg.size),
+            "original_size": list(ctx["fit"].original_size),
+            "fit": {"person": ctx["fit"].to_dict(), "cloth": ctx["cloth_fit"].to_dict() if ctx["cloth_fit"] else None},
+            "person_check": {"num_persons": check.num_persons, "height_frac": round(check.person_height_frac, 4),
+                             "cut_off": list(check.cut_off)},
+            "pipeline": self.cfg.name,
+            "source": {"dataset": "raw photos", "licence": "as the source photos (not recorded by vitonprep)"},
+        }
+        return b.finish(meta)
