@@ -199,3 +199,33 @@ def test_strict_fails_on_any_failure(corpus, tmp_path):
     assert result.exit_code == 1
     result = runner.invoke(app, ["build", str(root), str(tmp_path / "o2"), "--sheet", "0"])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("category, persons, garment", [
+    ("dresses", ["052472_0.jpg", "052964_0.jpg"], "053290_1.jpg"),
+    ("lower_body", ["049205_0.jpg", "051482_0.jpg"], "051412_1.jpg"),
+])
+def test_other_categories_on_dresscode_photos(tmp_path, data_dir, category, persons, garment):
+    from vitonprep.codecs import decode_labels, decode_mask
+
+    raw = tmp_path / "raw"
+    (raw / "person").mkdir(parents=True)
+    (raw / "cloth").mkdir()
+    for p in persons:
+        shutil.copy(data_dir / "dresscode-photos/person" / p, raw / "person" / p)
+    shutil.copy(data_dir / "dresscode-photos/cloth" / garment, raw / "cloth" / garment)
+    (raw / "pairs.txt").write_text("".join(f"{p} {garment}\n" for p in persons))
+    cfg = load_pipeline_config("default", {"category": category})
+    report = build_dataset(cfg, raw, tmp_path / "out")
+    assert report.nsamples == 2, report.failures
+    assert validate_shards(tmp_path / "out").ok
+    labels = {"dresses": (6,), "lower_body": (9, 12)}[category]
+    for s in _samples(tmp_path / "out").values():
+        meta = json.loads(s.members["meta.json"])
+        assert meta["category"] == category
+        assert meta["producers"]["agn_mask"]["backend"] == "vitonprep-idm-mask"
+        gt = decode_mask(s.members["gt_cloth_warped_mask.png"])
+        parse = decode_labels(s.members["parse.png"])
+        assert gt.any() and np.array_equal(gt, np.isin(parse, labels))
+        # the region to inpaint covers the garment being replaced
+        assert decode_mask(s.members["agn_mask.png"])[gt].mean() > 0.9

@@ -230,11 +230,21 @@ class ClothMaskStage(Stage):
 
 
 class DeriveStage(Stage):
-    """The deterministic VITON-HD maps (HR-VITON algorithms), no model."""
+    """The deterministic VITON-HD maps, no model.
 
-    def __init__(self):
+    upper_body: HR-VITON agnostic-v3.2, agnostic-mask and parse-agnostic (what VITON-HD ships).
+    lower_body / dresses: HR-VITON's agnostic covers only the upper body, so the agnostic mask is IDM-VTON's
+    ``get_mask_location('hd', category)`` (preprocess_spec 2.3) at 384x512, upsampled (nearest); the agnostic
+    image is the photo grayed under it and parse-agnostic is the parse with that region cleared.
+    """
+
+    #: CIHP labels of the worn garment per category (gt_cloth_warped_mask)
+    GARMENT_LABELS = {"upper_body": (5, 6, 7), "lower_body": (9, 12), "dresses": (6,)}
+
+    def __init__(self, category: str = "upper_body"):
         super().__init__("derive", ("image", "parse", "pose"),
                          ("agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask", "pose_render"))
+        self.category = category
 
     def __call__(self, ctx: Context) -> None:
         from vitonprep.derive import agnostic as agn
@@ -242,18 +252,36 @@ class DeriveStage(Stage):
 
         image, parse, kp = ctx["image"], ctx["parse"], ctx["pose"].keypoints
         try:
-            mask = agn.agnostic_mask(parse.shape, parse, kp.pose)
-            ctx["agn_mask"] = mask
-            ctx["agn"] = agn.agnostic_image(image, parse, kp.pose)
-            ctx["parse_agn"] = agn.parse_agnostic(parse, kp.pose)
+            if self.category == "upper_body":
+                ctx["agn_mask"] = agn.agnostic_mask(parse.shape, parse, kp.pose)
+                ctx["agn"] = agn.agnostic_image(image, parse, kp.pose)
+                ctx["parse_agn"] = agn.parse_agnostic(parse, kp.pose)
+                derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON geometry on the parse and keypoints")
+            else:
+                ctx["agn_mask"] = self._idm_mask(parse, kp, image.shape[:2])
+                ctx["agn"] = np.where(ctx["agn_mask"][..., None], np.uint8(128), image).astype(np.uint8)
+                ctx["parse_agn"] = np.where(ctx["agn_mask"], 0, parse).astype(np.uint8)
+                derived = Producer("vitonprep-idm-mask", note=f"IDM-VTON get_mask_location('hd', '{self.category}')")
         except ValueError as exc:
             raise SampleError("derive", str(exc), ctx["item"].person) from exc
-        ctx["gt_cloth_warped_mask"] = agn.gt_cloth_warped_mask(parse)
+        ctx["gt_cloth_warped_mask"] = agn.gt_cloth_warped_mask(parse, self.GARMENT_LABELS[self.category])
         ctx["pose_render"] = render_pose(kp, (image.shape[1], image.shape[0]))
-        derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON geometry on the parse and keypoints above")
         for name in ("agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask"):
             ctx["producers"][name] = derived
         ctx["producers"]["pose_render"] = Producer("vitonprep-render-pose")
+
+    def _idm_mask(self, parse: np.ndarray, kp: Any, hw: tuple[int, int]) -> np.ndarray:
+        import cv2
+
+        from vitonprep.derive.masks_idm import cihp_to_idm_parse, get_mask_location
+        from vitonprep.derive.openpose import body25_to_coco18
+
+        h, w = hw
+        coco = body25_to_coco18(kp.pose)
+        pose18 = coco[:, :2] * np.array([384 / w, 512 / h], np.float32)
+        pose18[coco[:, 2] <= 0] = 0
+        small = get_mask_location("hd", self.category, cihp_to_idm_parse(parse), pose18, 384, 512)
+        return cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 # ---------------------------------------------------------------- pipeline
@@ -269,7 +297,7 @@ class Pipeline:
         s = cfg.stages
         pipe = cls(cfg, [LoadStage(cfg), PoseStage(s.pose), PersonCheckStage(s.person, cfg),
                          ParsingStage(s.parsing, cfg), DensePoseStage(s.densepose), ClothMaskStage(s.cloth_mask),
-                         DeriveStage()])
+                         DeriveStage(cfg.category)])
         pipe.check()
         return pipe
 

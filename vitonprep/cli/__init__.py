@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from vitonprep.cli import build, convert, export, inspect, validate
+from vitonprep.cli import build, convert, export, inspect, score, validate
 
 console = Console(stderr=True)
 
@@ -44,3 +44,4 @@ app.add_typer(convert.app, name="convert")
 app.command("validate")(validate.validate)
 app.command("inspect")(inspect.inspect)
 app.command("export")(export.export)
+app.command("score")(score.score)

@@ -1,0 +1,120 @@
+"""`vitonprep score`: fidelity of the build pipeline's back-ends against official VITON-HD annotations.
+
+Runs the pipeline's pose, parsing and cloth-mask back-ends on the photos of a VITON-HD folder (2021 or v3
+names) and compares with the shipped annotations:
+- PCK@0.1 of torso size for BODY_25 joints (torso = official Neck-MidHip distance; joints visible in the
+  official JSON; a joint the back-end misses counts as wrong);
+- mIoU over HR-VITON's 13 label groups (per-image mean over groups present in either map);
+- cloth-mask IoU against ``cloth-mask/`` (thresholded at 128).
+On the bundled 3-person sample these are smoke signals, not benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vitonprep.assemble import read_mask_any, read_rgb
+from vitonprep.config import PipelineConfig
+from vitonprep.convert.vitonhd import _file, find_splits
+from vitonprep.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreReport:
+    pck: dict[str, float] = field(default_factory=dict)  # person id -> PCK
+    pck_counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # person id -> (correct, total)
+    miou: dict[str, float] = field(default_factory=dict)
+    group_iou: dict[int, list[float]] = field(default_factory=dict)
+    cloth_iou: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pck_overall(self) -> float:
+        c = sum(a for a, _ in self.pck_counts.values())
+        t = sum(b for _, b in self.pck_counts.values())
+        return c / t if t else float("nan")
+
+    def to_dict(self) -> dict:
+        return {
+            "pck@0.1_torso": {"overall": self.pck_overall, "per_image": self.pck},
+            "miou_13_groups": {"mean": float(np.mean(list(self.miou.values()))) if self.miou else None,
+                               "per_image": self.miou,
+                               "per_group": {str(g): float(np.mean(v)) for g, v in sorted(self.group_iou.items())}},
+            "cloth_mask_iou": {"mean": float(np.mean(list(self.cloth_iou.values()))) if self.cloth_iou else None,
+                               "per_image": self.cloth_iou},
+        }
+
+
+def pck(pred25: np.ndarray, truth25: np.ndarray, alpha: float = 0.1) -> tuple[int, int]:
+    """(correct, total) over joints visible in ``truth25``; threshold alpha x torso (Neck-MidHip) length."""
+    if truth25[1, 2] <= 0 or truth25[8, 2] <= 0:
+        raise ValueError("official keypoints lack Neck or MidHip: no torso size")
+    torso = float(np.linalg.norm(truth25[1, :2] - truth25[8, :2]))
+    vis = truth25[:, 2] > 0
+    found = pred25[:, 2] > 0
+    dist = np.linalg.norm(pred25[:, :2] - truth25[:, :2], axis=1)
+    ok = vis & found & (dist <= alpha * torso)
+    return int(ok.sum()), int(vis.sum())
+
+
+def score_vitonhd(root: Path, cfg: PipelineConfig) -> ScoreReport:
+    from vitonprep.backends.parsing_heuristic import parsing_miou
+    from vitonprep.derive.labels import palette_image_to_labels
+    from vitonprep.derive.openpose import OpenPoseKeypoints
+    from vitonprep.stages import ClothMaskStage, ParsingStage, PoseStage
+    from PIL import Image
+
+    splits = find_splits(root, "test")
+    if not splits:
+        raise ConfigError(f"{root} is not a VITON-HD folder (no image/)")
+    pose_stage, parse_stage = PoseStage(cfg.stages.pose), ParsingStage(cfg.stages.parsing, cfg)
+    cloth_stage = ClothMaskStage(cfg.stages.cloth_mask)
+    pose_stage.setup()
+    report = ScoreReport()
+    try:
+        for split, sdir in sorted(splits.items()):
+            for img_path in sorted((sdir / "image").glob("*.jpg")):
+                pid = img_path.stem
+                rgb = read_rgb(img_path.read_bytes(), str(img_path))
+                ctx = {"image": rgb, "item": _Item(str(img_path)), "producers": {}}
+                pose_stage(ctx)
+                json_path = _file(sdir, "pose", pid)
+                if json_path is not None:
+                    truth = OpenPoseKeypoints.from_json_dict(json.loads(json_path.read_text())).pose
+                    report.pck_counts[pid] = pck(ctx["pose"].keypoints.pose, truth)
+                    c, t = report.pck_counts[pid]
+                    report.pck[pid] = c / t
+                parse_path = _file(sdir, "parse", pid)
+                if parse_path is not None:
+                    parse_stage(ctx)
+                    truth_parse = palette_image_to_labels(Image.open(parse_path))
+                    m, groups = parsing_miou(ctx["parse"], truth_parse)
+                    report.miou[pid] = m
+                    for g, v in groups.items():
+                        report.group_iou.setdefault(g, []).append(v)
+            mask_dir = sdir / "cloth-mask" if (sdir / "cloth-mask").is_dir() else None
+            for cloth_path in sorted((sdir / "cloth").glob("*.jpg")) if mask_dir else []:
+                mpath = mask_dir / cloth_path.name
+                if not mpath.is_file():
+                    continue
+                ctx = {"cloth": read_rgb(cloth_path.read_bytes(), str(cloth_path)),
+                       "item": _Item("", str(cloth_path)), "producers": {}}
+                cloth_stage(ctx)
+                truth = read_mask_any(mpath.read_bytes(), str(mpath))
+                pred = ctx["cloth_mask"]
+                report.cloth_iou[cloth_path.stem] = float((pred & truth).sum() / max((pred | truth).sum(), 1))
+    finally:
+        pose_stage.close()
+    return report
+
+
+@dataclass(frozen=True)
+class _Item:
+    person: str
+    cloth: str | None = None
