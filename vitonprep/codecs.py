@@ -21,6 +21,11 @@ from vitonprep.schema import FIELDS_BY_MEMBER, Field, Kind
 JPEG_QUALITY = {"image": 95, "cloth": 95, "image_densepose": 95, "agn": 75}
 
 
+#: zlib level of every PNG we write: level 1 is 2-4x faster to encode than 6 and masks/label maps stay small
+#: (a 768x1024 mask is ~7 KB instead of ~3 KB, next to ~80 KB per JPEG).
+PNG_COMPRESS_LEVEL = 1
+
+
 class DecodeError(ValueError):
     """A field's bytes do not decode to what the contract promises."""
 
@@ -36,7 +41,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
 def encode_png_rgb(rgb: np.ndarray) -> bytes:
     _check_rgb_array(rgb)
     buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=6)
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
@@ -45,7 +50,7 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
         raise ValueError(f"mask must be HxW, got shape {mask.shape}")
     arr = (np.asarray(mask).astype(bool).astype(np.uint8)) * 255
     buf = io.BytesIO()
-    Image.fromarray(arr, "L").save(buf, format="PNG", compress_level=6)
+    Image.fromarray(arr, "L").save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
@@ -60,7 +65,7 @@ def encode_labels_png(labels: np.ndarray, palette: list[int] | None = None) -> b
     img = Image.fromarray(labels, "P")
     img.putpalette(palette)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
+    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 

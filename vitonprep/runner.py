@@ -29,6 +29,21 @@ class ShardTask:
     items: tuple[Any, ...]
 
 
+def _worker_init() -> None:
+    """One shard per process already uses the cores: keep OpenCV/BLAS single-threaded inside each worker so the
+    processes do not oversubscribe the machine."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 comes with mediapipe
+        pass
+
+
 def _skipped_result(task: ShardTask) -> ShardResult:
     st = read_stats(task.out_dir, task.index)
     fails = [Failure(f["source"], f["stage"], f["reason"], f.get("key")) for f in st.get("failures", [])]
@@ -68,7 +83,7 @@ def run_shard_tasks(
                 progress(r, done, total)
     else:
         ctx = mp.get_context("spawn")  # fork is unsafe with model runtimes (mediapipe, torch) loaded
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
             pending: dict[Future, ShardTask] = {pool.submit(work, t): t for t in todo}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
