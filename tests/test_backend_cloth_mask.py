@@ -155,3 +155,16 @@ def test_no_background_raises():
 def test_bad_inputs_raise(arr, match):
     with pytest.raises(ValueError, match=match):
         cloth_mask(arr)
+
+
+def test_fast_path_building_blocks():
+    """The shortcuts inside cloth_mask are exact: the 8-bit Lab table reproduces _lab, and eroding by the
+    3x3-chamfer ball selects exactly the pixels within `boundary_band` of the background."""
+    rgb = load_rgb(OFFICIAL / "cloth" / "02783_00.jpg")
+    assert np.array_equal(cv2.LUT(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB), cmo._LAB_LUT), cmo._lab(rgb))
+    rng = np.random.default_rng(0)
+    m = (cv2.GaussianBlur(rng.random((200, 160)).astype(np.float32), (0, 0), 4) > 0.5).astype(np.uint8)
+    for radius in (1.0, 2.0, 3.0, 4.5):
+        depth = cv2.distanceTransform(m, cv2.DIST_L2, 3)
+        near = cv2.erode(m, cmo._chamfer3_ball(radius)) == 0
+        assert np.array_equal(near & (m > 0), (depth <= radius) & (m > 0)), radius

@@ -133,7 +133,8 @@ def test_agreement_with_real_densepose_00006(ref_00006):
     both = a & b
     group_acc = (GROUP[approx][both] == GROUP[real][both]).mean()
     exact_acc = (approx[both] == real[both]).mean()
-    # measured: foreground IoU 0.9468, 14-group accuracy 0.9202, exact part-index accuracy 0.8794
+    # measured: foreground IoU 0.9468, 14-group accuracy 0.9196, exact part-index accuracy 0.8788
+    # (0.9202 / 0.8794 when every pixel is labelled on its own; the 2x2-block labelling costs 0.0006)
     # (keeping all hair as head drops the IoU to 0.934; the raw CIHP foreground scores 0.923)
     assert fg_iou >= 0.94, fg_iou
     assert group_acc >= 0.91, group_acc
@@ -145,8 +146,8 @@ def test_per_group_recall_00006(ref_00006):
     _, _, real, approx = ref_00006
     both = (approx > 0) & (real > 0)
     g_real, g_approx = GROUP[real][both], GROUP[approx][both]
-    # measured recall: torso 0.964, right hand 0.925, upper leg R 0.995, upper leg L 0.923, upper arm R 0.857,
-    # lower arm R 0.930, head 0.985; upper arm L only 0.58 because OpenPose put that elbow (and wrist) ~50 px
+    # measured recall: torso 0.964, right hand 0.923, upper leg R 0.995, upper leg L 0.920, upper arm R 0.862,
+    # lower arm R 0.930, head 0.985; upper arm L only 0.57 because OpenPose put that elbow (and wrist) ~50 px
     # (~250 px) too high on this image, which also leaves lower arm L at 0.28 (not asserted).
     minimum = {1: 0.94, 2: 0.9, 6: 0.97, 7: 0.9, 11: 0.83, 13: 0.9, 14: 0.97, 10: 0.5}
     for g, lo in minimum.items():

@@ -149,3 +149,20 @@ def test_gt_cloth_warped_mask():
     assert m.dtype == bool and np.array_equal(m, np.isin(parse, (5, 6, 7)))
     assert m.any()
     assert np.array_equal(ag.gt_cloth_warped_mask(parse, labels=(9,)), parse == 9)
+
+
+@pytest.mark.parametrize("id_", IDS)
+def test_agnostic_image_and_mask_is_both_functions(id_):
+    """One drawing for both outputs: byte-identical to agnostic_image and agnostic_mask; label maps
+    of any integer dtype give the same results as uint8 ones."""
+    image, parse, pose = _official(id_)
+    agn, mask = ag.agnostic_image_and_mask(image, parse, pose)
+    assert np.array_equal(agn, ag.agnostic_image(image, parse, pose))
+    assert np.array_equal(mask, ag.agnostic_mask(image.shape[:2], parse, pose))
+    assert agn.dtype == np.uint8 and mask.dtype == bool
+    wide = parse.astype(np.int32)
+    assert np.array_equal(ag.agnostic_mask(image.shape[:2], wide, pose), mask)
+    assert np.array_equal(ag.parse_agnostic(wide, pose), ag.parse_agnostic(parse, pose))
+    # the input image is not modified
+    assert not np.array_equal(agn, image)
+    assert np.array_equal(image, _official(id_)[0])

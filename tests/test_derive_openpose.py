@@ -162,3 +162,60 @@ def test_keypoints_from_render_empty():
     assert not op.keypoints_from_render(np.zeros((64, 48, 3), np.uint8)).any()
     with pytest.raises(ValueError):
         op.keypoints_from_render(np.zeros((64, 48), np.uint8))
+
+
+def _reference_render(kp: op.OpenPoseKeypoints, size=(768, 1024)) -> np.ndarray:
+    """Straightforward full-canvas rasteriser of the same model (the original implementation):
+    render_pose's windowed, batched version must give the very same bytes."""
+    w, h = size
+    canvas = np.zeros((h, w, 3), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = min(w, h)
+    for pts, pairs, colours, thr, hw in (
+            (kp.pose, op.BODY25_PAIRS, op.BODY25_COLOURS, 0.05, base / 120.0),
+            (kp.hand_left, op.HAND_PAIRS, op.HAND_COLOURS, 0.2, base / 80.0),
+            (kp.hand_right, op.HAND_PAIRS, op.HAND_COLOURS, 0.2, base / 80.0)):
+        vis = pts[:, 2] > thr
+        if not vis.any():
+            continue
+        s = op._skeleton_scale(pts, vis)
+        b2, r2 = (s * hw) ** 2, (s * base / 100.0) ** 2
+        masks = []
+        for a, b in pairs:
+            if not (vis[a] and vis[b]):
+                continue
+            xa, ya, xb, yb = (float(v) for v in (pts[a, 0], pts[a, 1], pts[b, 0], pts[b, 1]))
+            xp, yp = (xa + xb) / 2.0, (ya + yb) / 2.0
+            a2 = (xa - xp) ** 2 + (ya - yp) ** 2
+            if a2 <= 0:
+                continue
+            ang = np.arctan2(yb - ya, xb - xa)
+            sn, cs = np.float32(np.sin(ang)), np.float32(np.cos(ang))
+            da = cs * (xx - xp) + sn * (yy - yp)
+            db = sn * (xx - xp) - cs * (yy - yp)
+            masks.append((da * da / a2 + db * db / b2 <= 1.0, colours[b % len(colours)]))
+        for i in np.flatnonzero(vis):
+            x, y = float(pts[i, 0]), float(pts[i, 1])
+            masks.append(((xx - x) ** 2 + (yy - y) ** 2 <= r2, colours[i % len(colours)]))
+        for m, c in masks:
+            canvas[m] = 0.6 * c + (1.0 - 0.6) * canvas[m]
+    return np.clip(np.floor(canvas + 1e-3), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("id_", IDS)
+def test_render_equals_full_canvas_reference(id_):
+    """Windowed rasterisation is exact: same bytes as a full-canvas rasteriser, also for a skeleton
+    running off the canvas and at another size."""
+    kp = op.OpenPoseKeypoints.from_json_dict(_json(id_))
+    assert np.array_equal(op.render_pose(kp), _reference_render(kp))
+    moved = kp.pose.copy()
+    moved[:, 0] += 300.25
+    moved[:, 1] -= 120.5
+    kp2 = op.OpenPoseKeypoints(moved, kp.face, kp.hand_left, kp.hand_right)
+    assert np.array_equal(op.render_pose(kp2), _reference_render(kp2))
+    assert np.array_equal(op.render_pose(kp, (384, 512)), _reference_render(kp, (384, 512)))
+
+
+def test_render_empty_pose_is_black():
+    out = op.render_pose(op.OpenPoseKeypoints(np.zeros((25, 3), np.float32)), (48, 64))
+    assert out.shape == (64, 48, 3) and not out.any()

@@ -253,8 +253,7 @@ class DeriveStage(Stage):
         image, parse, kp = ctx["image"], ctx["parse"], ctx["pose"].keypoints
         try:
             if self.category == "upper_body":
-                ctx["agn_mask"] = agn.agnostic_mask(parse.shape, parse, kp.pose)
-                ctx["agn"] = agn.agnostic_image(image, parse, kp.pose)
+                ctx["agn"], ctx["agn_mask"] = agn.agnostic_image_and_mask(image, parse, kp.pose)
                 ctx["parse_agn"] = agn.parse_agnostic(parse, kp.pose)
                 derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON geometry on the parse and keypoints")
             else:

@@ -23,12 +23,20 @@ that yields a filled garment silhouette is acceptable. This back-end is a classi
 Measured against the six official VITON-HD cloth masks in ``data/vitonhd-official``: IoU 0.987-0.996, mean 0.993
 (the colour cue alone gives mean 0.993 too, but loses the white straps of a white top on the white backdrop).
 
+Speed (about 0.5x the time of a float-Lab implementation): Delta E is computed in row bands from the 8-bit Lab
+image and the backdrop surface converted to 8-bit Lab units (no full float Lab copy), the backdrop fit reads only the
+border strips, texture uses box filters on the 8-bit L plane, the texture-contrast dilation runs on Delta E
+quantised to 0.5, and the halo step works on the mask's bounding box (erosion by the 3x3-chamfer ball instead of
+a distance transform, which is equivalent). Against the float-Lab computation this moves at most a few dozen pixels
+per garment (rounding at the thresholds); the IoUs above are unchanged to 1e-5.
+
 Raises ``ValueError`` when no garment is found: empty or tiny mask, or a mask covering more than
 ``max_area_fraction`` of the image (no background).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -90,10 +98,10 @@ def cloth_mask(rgb: np.ndarray, config: ClothMaskConfig = ClothMaskConfig()) -> 
     h, w = rgb.shape[:2]
     unit = min(h, w) / 768.0  # pixel lengths of the config are for a 768-px shorter side
 
-    lab = _lab(rgb)
+    # 8-bit Lab; the float Lab image (_lab) is never built: Lab = _LAB_GAIN * lab8 + _LAB_OFFSET per channel
+    lab8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
     band = max(3, int(round(cfg.border_fraction * min(h, w))))
-    bg = _fit_background(lab, band)
-    delta_e = _distance(lab, bg)
+    delta_e = _delta_e_lab8(lab8, _fit_surface(*_border_samples_lab8(lab8, band)))
     resid = _strips(delta_e, band)
     noise50 = float(np.percentile(resid, 50))
     if noise50 > cfg.max_background_noise:
@@ -104,43 +112,61 @@ def cloth_mask(rgb: np.ndarray, config: ClothMaskConfig = ClothMaskConfig()) -> 
     # noise level of the backdrop itself (border pixels that are not a garment touching the frame)
     bg_resid = resid[resid <= max(3.0, 4.0 * noise50 + 1.0)]
     t_colour = max(cfg.min_delta_e, cfg.delta_e_noise_factor * float(np.percentile(bg_resid, 99)))
-    evidence = delta_e > t_colour
 
     if cfg.min_texture > 0:
         win = max(3, int(round(cfg.texture_window * unit)) | 1)
-        tex = _local_std(lab[..., 0], win)
+        # local variance of L in 8-bit L units (L = _L_GAIN x L8); texture = its square root
+        var8 = _local_var_u8(cv2.extractChannel(lab8, 0), win)
         # texture noise of the backdrop: border band minus the outer ring the window sees beyond the edge
         r = win // 2 + 1
-        t_b = _strips(tex[r:-r, r:-r], band - r)
+        t_b = np.sqrt(np.maximum(_strips(var8[r:-r, r:-r], band - r), 0.0)) * _L_GAIN
         d_b = _strips(delta_e[r:-r, r:-r], band - r)
         t_b = t_b[d_b <= t_colour]
         t_noise = float(np.percentile(t_b, 99.5)) if t_b.size else 0.0
         t_tex = max(cfg.min_texture, cfg.texture_noise_factor * t_noise)
         # JPEG ringing next to a high-contrast edge is "texture" too; scale the threshold with the local contrast
+        # (local maximum of Delta E taken on Delta E quantised to 0.5 units: an 8-bit dilation)
         cwin = max(3, int(round(cfg.texture_contrast_window * unit)) | 1)
-        contrast = cv2.dilate(delta_e, cv2.getStructuringElement(cv2.MORPH_RECT, (cwin, cwin)))
-        evidence |= tex > cv2.max(contrast * cfg.texture_contrast_ratio, t_tex)
+        contrast = cv2.dilate(cv2.convertScaleAbs(delta_e, alpha=_CONTRAST_Q),
+                              cv2.getStructuringElement(cv2.MORPH_RECT, (cwin, cwin)))
+        # evidence = colour | texture > max(contrast x ratio, t_tex), the texture test on squares (both >= 0)
+        ratio2 = (np.arange(256, dtype=np.float32)
+                  * np.float32(cfg.texture_contrast_ratio / (_L_GAIN * _CONTRAST_Q))) ** 2
+        thr2_of_contrast = np.maximum(ratio2, np.float32((t_tex / _L_GAIN) ** 2))
+        evidence = np.empty((h, w), bool)
+        for y in range(0, h, _ROWS):
+            y1 = min(h, y + _ROWS)
+            thr2 = cv2.LUT(contrast[y:y1], thr2_of_contrast)
+            np.logical_or(delta_e[y:y1] > t_colour, var8[y:y1] > thr2, out=evidence[y:y1])
     else:
         t_tex = float("nan")
+        evidence = delta_e > t_colour
     logger.debug("cloth_mask: colour threshold %.2f, texture threshold %.2f, border noise %.2f",
                  t_colour, t_tex, noise50)
 
-    m = evidence.astype(np.uint8)
-    m = _morph(m, cv2.MORPH_CLOSE, cfg.close_px * unit)
+    m = _morph(evidence.view(np.uint8), cv2.MORPH_CLOSE, cfg.close_px * unit)
     m = _largest_filled(m)
     if cfg.boundary_band > 0 and m.any():
-        depth = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 3)
         win = max(3, int(round(cfg.boundary_window * unit)) | 1)
-        local_max = cv2.dilate(delta_e, cv2.getStructuringElement(cv2.MORPH_RECT, (win, win)))
-        halo = (depth <= cfg.boundary_band * unit) & (delta_e < cfg.boundary_contrast * local_max)
-        m &= ~halo
-    m = _morph(m.astype(np.uint8), cv2.MORPH_OPEN, cfg.open_px * unit)
+        # Only pixels of m matter: work on m's bounding box plus a margin that keeps both filters exact
+        # (>= 1 background pixel for the 3x3 distance transform, >= win // 2 for the local maximum).
+        bx, by, bw, bh = cv2.boundingRect(m.view(np.uint8))
+        pad = win // 2 + 2
+        x0, y0, x1, y1 = max(0, bx - pad), max(0, by - pad), min(w, bx + bw + pad), min(h, by + bh + pad)
+        mc = m[y0:y1, x0:x1]
+        dc = delta_e[y0:y1, x0:x1]
+        # depth <= band (3x3 chamfer distance to the background) <=> not in the erosion by the chamfer ball
+        near_edge = cv2.erode(mc.view(np.uint8), _chamfer3_ball(cfg.boundary_band * unit)) == 0
+        local_max = cv2.dilate(dc, cv2.getStructuringElement(cv2.MORPH_RECT, (win, win)))
+        halo = near_edge & (dc < cfg.boundary_contrast * local_max)
+        mc &= ~halo
+    m = _morph(m.view(np.uint8), cv2.MORPH_OPEN, cfg.open_px * unit)
     m = _largest_filled(m)
     if cfg.smooth_sigma > 0 and m.any():
         s = cfg.smooth_sigma * unit
         m = _largest_filled(cv2.GaussianBlur(m.astype(np.float32), (0, 0), s) >= 0.5)
 
-    frac = float(m.mean())
+    frac = cv2.countNonZero(m.view(np.uint8)) / m.size
     if frac < cfg.min_area_fraction:
         raise ValueError(f"no garment found: the mask covers {frac:.2%} of the image "
                          f"(< {cfg.min_area_fraction:.1%}); is the garment as light as the background?")
@@ -165,6 +191,16 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
 
 
 _LAB_SCALE = np.array([[100.0 / 255.0, 0, 0, 0], [0, 1, 0, -128.0], [0, 0, 1, -128.0]], np.float32)
+# _LAB_SCALE applied to every 8-bit Lab value (1x256x3 float32): cv2.LUT of the 8-bit Lab image with this table
+# gives exactly _lab's values without the float copy of the whole image
+_LAB_LUT = cv2.transform(np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)[None], _LAB_SCALE)
+_LAB_GAIN = np.array([100.0 / 255.0, 1.0, 1.0])
+_LAB_OFFSET = np.array([0.0, -128.0, -128.0])
+_L_GAIN = 100.0 / 255.0
+_CONTRAST_Q = 2.0  # Delta E quantisation (steps per unit) of the texture-contrast dilation
+_ROWS = 64  # row band of the per-pixel passes (temporaries stay in cache)
+# squared-difference weights that turn 8-bit Lab differences into CIE76 Delta E^2
+_DE2_WEIGHTS = (_LAB_GAIN ** 2).astype(np.float32).reshape(1, 3)
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -207,16 +243,56 @@ def _design(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 def _fit_background(lab: np.ndarray, band: int) -> np.ndarray:
     """Robust quadratic Lab surface (HxWx3) fitted on the border band: the modelled backdrop."""
     h, w = lab.shape[:2]
+    return _background_image(_fit_surface(*_border_samples(lab, band)), h, w)
+
+
+def _border_samples(lab: np.ndarray, band: int) -> tuple[np.ndarray, int, int, int]:
+    """Border-band samples of the 1/4-scale (area-averaged) float32 Lab image ``lab``: (values float64 (N, 3),
+    small height, small width, small band), in `_strips` order."""
+    h, w = lab.shape[:2]
     # the backdrop is smooth: fit on a 1/4-scale copy (area-averaged, which also lowers the noise)
     f = 4 if min(h, w) >= 64 else 1
     small = cv2.resize(lab, (max(2, w // f), max(2, h // f)), interpolation=cv2.INTER_AREA) if f > 1 else lab
     sh, sw = small.shape[:2]
     sb = max(1, band // f)
-    vals = _strips(small, sb).astype(np.float64)
+    return _strips(small, sb).astype(np.float64), sh, sw, sb
+
+
+def _border_samples_lab8(lab8: np.ndarray, band: int) -> tuple[np.ndarray, int, int, int]:
+    """`_border_samples` of ``cv2.LUT(lab8, _LAB_LUT)`` without converting the whole image.
+
+    With an integer 1/4 scale (both sides multiples of 4) INTER_AREA averages aligned 4x4 blocks, so resizing
+    just the four border strips gives exactly the border of the full resize; other sizes take the full path.
+    """
+    h, w = lab8.shape[:2]
+    f = 4
+    sb = max(1, band // f)
+    sh, sw = h // f, w // f
+    if min(h, w) < 64 or h % f or w % f or sh - 2 * sb < 1 or sw - 2 * sb < 1:
+        return _border_samples(cv2.LUT(lab8, _LAB_LUT), band)
+    k = sb * f
+
+    def area(block: np.ndarray) -> np.ndarray:
+        bh, bw = block.shape[:2]
+        return cv2.resize(cv2.LUT(block, _LAB_LUT), (bw // f, bh // f), interpolation=cv2.INTER_AREA)
+
+    parts = (area(lab8[:k]), area(lab8[h - k:]), area(lab8[k:h - k, :k]), area(lab8[k:h - k, w - k:]))
+    vals = np.concatenate([p.reshape(-1, 3) for p in parts]).astype(np.float64)
+    return vals, sh, sw, sb
+
+
+@functools.lru_cache(maxsize=8)
+def _border_design(sh: int, sw: int, sb: int) -> np.ndarray:
+    """Quadratic design matrix of the border samples of an sh x sw image (band sb), read-only."""
     ys, xs = _strip_coords(sh, sw, sb)
-    nx = (xs + 0.5) / sw - 0.5
-    ny = (ys + 0.5) / sh - 0.5
-    a = _design(nx, ny)
+    a = _design((xs + 0.5) / sw - 0.5, (ys + 0.5) / sh - 0.5)
+    a.setflags(write=False)
+    return a
+
+
+def _fit_surface(vals: np.ndarray, sh: int, sw: int, sb: int) -> np.ndarray:
+    """Coefficients (6, 3) of the robust quadratic fit of the border samples (see `_strips` for their order)."""
+    a = _border_design(sh, sw, sb)
     # start from the median colour: border pixels far from it are a garment touching the frame
     resid = np.sqrt(((vals - np.median(vals, axis=0)) ** 2).sum(axis=1))
     inl = resid <= max(10.0, 3.0 * float(np.median(resid)))
@@ -225,14 +301,80 @@ def _fit_background(lab: np.ndarray, band: int) -> np.ndarray:
     for _ in range(3):
         if inl.sum() < 24:
             break
-        coef, *_ = np.linalg.lstsq(a[inl], vals[inl], rcond=None)
+        coef = _least_squares(a[inl], vals[inl])
         resid = np.sqrt(((vals - a @ coef) ** 2).sum(axis=1))
         inl = resid <= max(3.0, 4.0 * 1.4826 * float(np.median(resid[inl])))
+    return coef
+
+
+def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """argmin ||a x - b|| by the normal equations (a small, well-conditioned 6-column design), lstsq fallback."""
+    try:
+        return np.linalg.solve(a.T @ a, a.T @ b)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def _background_image(coef: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The fitted surface as an HxWx3 float32 image."""
     # evaluate on a coarse grid of pixel centres and upsample (the surface is smooth)
     gh, gw = max(2, h // 8), max(2, w // 8)
     gy, gx = np.meshgrid((np.arange(gh) + 0.5) / gh - 0.5, (np.arange(gw) + 0.5) / gw - 0.5, indexing="ij")
     grid = (_design(gx.ravel(), gy.ravel()) @ coef).reshape(gh, gw, 3).astype(np.float32)
     return cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _delta_e_lab8(lab8: np.ndarray, coef: np.ndarray, rows: int = _ROWS) -> np.ndarray:
+    """CIE76 Delta E between the image (8-bit Lab) and the fitted backdrop surface ``coef``.
+
+    The surface is evaluated on a coarse grid, converted to 8-bit Lab units and upsampled (as
+    `_background_image`); the distance is computed in bands of ``rows`` rows (cache-sized temporaries) from the
+    8-bit differences weighted by the squared channel gains.
+    """
+    h, w = lab8.shape[:2]
+    gh, gw = max(2, h // 8), max(2, w // 8)
+    gy, gx = np.meshgrid((np.arange(gh) + 0.5) / gh - 0.5, (np.arange(gw) + 0.5) / gw - 0.5, indexing="ij")
+    grid = ((_design(gx.ravel(), gy.ravel()) @ coef - _LAB_OFFSET) / _LAB_GAIN).reshape(gh, gw, 3)
+    bg8 = cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    delta_e = np.empty((h, w), np.float32)
+    for y in range(0, h, rows):
+        y1 = min(h, y + rows)
+        d = cv2.subtract(lab8[y:y1].astype(np.float32), bg8[y:y1])
+        cv2.multiply(d, d, dst=d)
+        de = delta_e[y:y1]
+        cv2.transform(d, _DE2_WEIGHTS, dst=de)
+        cv2.sqrt(de, dst=de)
+    return delta_e
+
+
+@functools.lru_cache(maxsize=16)
+def _chamfer3_ball(radius: float) -> np.ndarray:
+    """Offsets within ``radius`` under the 3x3 chamfer metric of cv2.distanceTransform(DIST_L2, 3)
+    (a = 0.955 per axis step, b = 1.3693 per diagonal step), as an erosion kernel."""
+    n = int(radius / 0.955) + 1
+    dy, dx = np.abs(np.mgrid[-n:n + 1, -n:n + 1])
+    lo, hi = np.minimum(dx, dy), np.maximum(dx, dy)
+    return ((1.3693 * lo + 0.955 * (hi - lo)) <= radius).astype(np.uint8)
+
+
+def _local_var_u8(lum8: np.ndarray, win: int) -> np.ndarray:
+    """Variance of a uint8 plane in a win x win box around each pixel (float32; may be slightly negative).
+
+    Computed in bands of rows with a margin of win // 2 rows: the 8-bit box sums are exact integers, so every
+    band gives the values of the whole-image filters, with cache-sized temporaries.
+    """
+    h, w = lum8.shape
+    k = win // 2
+    out = np.empty((h, w), np.float32)
+    for y in range(0, h, _ROWS):
+        y1 = min(h, y + _ROWS)
+        a, b = max(0, y - k), min(h, y1 + k)
+        src = lum8[a:b]
+        mean = cv2.boxFilter(src, cv2.CV_32F, (win, win), borderType=cv2.BORDER_REFLECT_101)
+        mean_sq = cv2.sqrBoxFilter(src, cv2.CV_32F, (win, win), borderType=cv2.BORDER_REFLECT_101)
+        cv2.multiply(mean, mean, dst=mean)
+        cv2.subtract(mean_sq[y - a:y1 - a], mean[y - a:y1 - a], dst=out[y:y1])
+    return out
 
 
 def _local_std(lum: np.ndarray, win: int) -> np.ndarray:

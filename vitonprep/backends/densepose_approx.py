@@ -104,85 +104,153 @@ def approximate_densepose_parts(parse: np.ndarray, pose25: np.ndarray) -> np.nda
 
     ``parse``: HxW integer CIHP label map (0..19). ``pose25``: BODY_25 keypoints, shape (25, 3) as
     (x, y, confidence) in pixels of ``parse``; a joint is missing when its confidence is 0 or x = y = 0.
+
+    Speed: the work is done inside the person's bounding box (plus a margin that keeps the erosion and the
+    distance transforms exact). The foreground and the head region are computed at full resolution; the
+    per-pixel part rules (distances to skeleton segments) run on the top-left pixel of every 2x2 block, and
+    the other pixels of the block take its part when they have the same CIHP label and head flag. The other
+    foreground pixels (silhouette and label edges) are labelled individually, so the silhouette is exact and
+    every rule tied to a CIHP label (arm skin -> arm of its side, shoes -> feet, ...) holds on every pixel.
+    The arms' inner/outer split is made on the full-resolution result.
     """
     parse = _check_parse(parse)
     pose = _check_pose(pose25)
     h, w = parse.shape
     out = np.zeros((h, w), np.uint8)
-    person = (parse > 0) & (parse < 20)
-    if not person.any():
+    person_full = parse > 0  # _check_parse guarantees labels 0..19
+    if not person_full.any():
         logger.debug("empty parse: returning an all-background DensePose map")
         return out
 
     valid = (pose[:, 2] > 0) & ~((pose[:, 0] == 0) & (pose[:, 1] == 0))
     if not valid.any():
         raise ValueError("pose25 has no valid keypoint (all confidences or coordinates are zero)")
+
+    # person bounding box plus a margin: >= the erosion radius and >= 2 background pixels for the chamfer
+    # distance transform (its steps move at most 2 px), so the crop changes no value inside the box.
+    bx, by, bw, bh = cv2.boundingRect(person_full.view(np.uint8))
+    m = _fg_shrink_radius(h) + 3
+    x0, y0, x1, y1 = max(0, bx - m), max(0, by - m), min(w, bx + bw + m), min(h, by + bh + m)
+    parse_c = parse[y0:y1, x0:x1]
+    person = person_full[y0:y1, x0:x1]
     sk = _Skeleton(pose, valid, person)
 
-    fg = _foreground(parse, person, sk.scale)
-    head = _head_mask(parse, fg, sk.scale)
+    fg = _foreground(parse_c, person, sk.scale, h)
+    head = _head_mask(parse_c, fg, sk.scale)
+    labeller = _PixelLabeller(sk, (x0, y0), fg.shape)
+    ch, cw = fg.shape
+    # CIHP label (< 32) and head flag in one code; 0 = not foreground
+    code = np.ascontiguousarray(parse_c) | (head.view(np.uint8) << 5)
+    code[~fg] = 0
 
-    ys, xs = np.nonzero(fg)
-    lab = parse[ys, xs]
-    px = xs.astype(np.float32)
-    py = ys.astype(np.float32)
-    part = np.zeros(lab.shape, np.uint8)
+    # 1. the top-left pixel of every 2x2 block
+    rep_code = np.ascontiguousarray(code[::2, ::2])
+    ry, rx = np.nonzero(rep_code)
+    rc = rep_code[ry, rx]
+    rep = np.zeros(rep_code.shape, np.uint8)
+    rep[ry, rx] = labeller(rc & 31, 2 * rx, 2 * ry, rc > 31)
+    # 2. block pixels with the representative's label and head flag take its part (nearest upsampling: an
+    #    exact x2 resize maps pixel (y, x) to (y // 2, x // 2))
+    rh, rw = rep_code.shape
+    up_code = cv2.resize(rep_code, (2 * rw, 2 * rh), interpolation=cv2.INTER_NEAREST)[:ch, :cw]
+    up_part = cv2.resize(rep, (2 * rw, 2 * rh), interpolation=cv2.INTER_NEAREST)[:ch, :cw]
+    part = np.where(code == up_code, up_part, np.uint8(0))  # background: code 0 and part 0
+    # 3. the remaining foreground pixels, one by one
+    left = (part == 0) & fg
+    ly, lx = np.nonzero(left)
+    if ly.size:
+        lc = code[ly, lx]
+        part[ly, lx] = labeller(lc & 31, lx, ly, lc > 31)
 
-    # --- head -------------------------------------------------------------------------------------------
-    is_head = head[ys, xs]
-    if is_head.any():
-        part[is_head] = _split_head(px[is_head], py[is_head], sk)
-
-    # --- shoes, socks ---------------------------------------------------------------------------------------
-    part[lab == _LSHOE] = _LFOOT
-    part[lab == _RSHOE] = _RFOOT
-    rest = part == 0
-
-    # --- arm skin and gloves: always arm parts ----------------------------------------------------------------
-    for side, label in (("L", _LARM), ("R", _RARM)):
-        sel = rest & (lab == label)
-        if sel.any():
-            part[sel] = _arm_parts(px[sel], py[sel], sk, side)
-    sel = rest & (lab == _GLOVE)
-    if sel.any():
-        part[sel] = _nearest_arm_parts(px[sel], py[sel], sk)
-    rest = part == 0
-
-    # --- clothing that may be torso, sleeve or leg -------------------------------------------------------------
-    upper_like = rest & _isin(lab, (_UPPER, _DRESS, _COAT))
-    if upper_like.any():
-        idx = np.flatnonzero(upper_like)
-        d_torso = _torso_distance(px[idx], py[idx], sk, (h, w))
-        d_arm_r = _chain_distance(px[idx], py[idx], sk.arm("R"))
-        d_arm_l = _chain_distance(px[idx], py[idx], sk.arm("L"))
-        is_arm = np.minimum(d_arm_r, d_arm_l) < d_torso + _ARM_MARGIN * sk.scale
-        # the skirt of a dress hangs beside the forearms but is never a sleeve
-        skirt = lab[idx] == _DRESS
-        if skirt.any():
-            skirt[skirt] = _below_pelvis(px[idx[skirt]], py[idx[skirt]], sk)
-            is_arm &= ~skirt
-        if is_arm.any():
-            a = idx[is_arm]
-            part[a] = _nearest_arm_parts(px[a], py[a], sk)
-    rest = part == 0
-
-    # Remaining torso-type and lower-body clothing / skin: torso above the pelvis boundary, legs below.
-    trunk = rest & _isin(lab, (_UPPER, _DRESS, _COAT, _NECK_SKIN, _SCARF, _PANTS, _SKIRT, _LLEG, _RLEG, _SOCKS))
-    if trunk.any():
-        idx = np.flatnonzero(trunk)
-        below = _below_pelvis(px[idx], py[idx], sk)
-        legs_only = _isin(lab[idx], (_LLEG, _RLEG, _SOCKS))
-        leg = below | legs_only
-        part[idx[~leg]] = _TORSO
-        li = idx[leg]
-        if li.size:
-            part[li] = _leg_parts(px[li], py[li], lab[li], sk)
-
-    _split_arms(part, px, py, sk)
-    # Anything left (unexpected labels) -> torso, so the foreground is never punched with holes.
-    part[part == 0] = _TORSO
-    out[ys, xs] = part
+    _split_arms_map(part, (x0, y0), sk)
+    out[y0:y1, x0:x1] = part
     return out
+
+
+class _PixelLabeller:
+    """The per-pixel part rules: CIHP label + position (+ head flag) -> DensePose part (never 0).
+
+    Called with integer crop coordinates; ``origin`` = (x0, y0) of the crop in the image, ``shape`` its size.
+    The inner/outer split of the arm parts is not made here (see `_split_arms_map`).
+    """
+
+    def __init__(self, sk: _Skeleton, origin: tuple[int, int], shape: tuple[int, int]) -> None:
+        self.sk = sk
+        self.origin = origin
+        self.shape = shape
+
+    def __call__(self, lab: np.ndarray, xi: np.ndarray, yi: np.ndarray, is_head: np.ndarray) -> np.ndarray:
+        sk = self.sk
+        x0, y0 = self.origin
+        px = (xi + x0).astype(np.float32)
+        py = (yi + y0).astype(np.float32)
+        part = np.zeros(lab.shape, np.uint8)
+
+        # --- head ---------------------------------------------------------------------------------------
+        if is_head.any():
+            part[is_head] = _split_head(px[is_head], py[is_head], sk)
+
+        # --- shoes, socks -----------------------------------------------------------------------------------
+        part[lab == _LSHOE] = _LFOOT
+        part[lab == _RSHOE] = _RFOOT
+        rest = part == 0
+
+        # --- arm skin and gloves: always arm parts ------------------------------------------------------------
+        for side, label in (("L", _LARM), ("R", _RARM)):
+            sel = rest & (lab == label)
+            if sel.any():
+                part[sel] = _arm_parts(px[sel], py[sel], sk, side)
+        sel = rest & (lab == _GLOVE)
+        if sel.any():
+            part[sel] = _nearest_arm_parts(px[sel], py[sel], sk)
+        rest = part == 0
+
+        # --- clothing that may be torso, sleeve or leg ---------------------------------------------------------
+        upper_like = rest & _isin(lab, (_UPPER, _DRESS, _COAT))
+        if upper_like.any():
+            idx = np.flatnonzero(upper_like)
+            margin = _ARM_MARGIN * sk.scale
+            in_quad = _in_torso_quad(xi[idx], yi[idx], sk, self.origin, self.shape)
+            if margin <= 0:
+                # inside the quadrilateral d_torso = 0 and no distance is < 0: never a sleeve
+                idx = idx[~in_quad]
+                d_torso = _torso_edge_distance(px[idx], py[idx], sk)
+            else:
+                d_torso = _torso_edge_distance(px[idx], py[idx], sk)
+                d_torso[in_quad] = 0.0
+            arm = {side: _ArmDistances(px[idx], py[idx], sk, side) for side in ("R", "L")}
+            is_arm = np.minimum(arm["R"].chain, arm["L"].chain) < d_torso + margin
+            # the skirt of a dress hangs beside the forearms but is never a sleeve
+            skirt = lab[idx] == _DRESS
+            if skirt.any():
+                skirt[skirt] = _below_pelvis(px[idx[skirt]], py[idx[skirt]], sk)
+                is_arm &= ~skirt
+            if is_arm.any():
+                sel = np.flatnonzero(is_arm)
+                right = arm["R"].chain[sel] <= arm["L"].chain[sel]
+                parts = np.empty(sel.shape, np.uint8)
+                if right.any():
+                    parts[right] = arm["R"].parts(sel[right])
+                if (~right).any():
+                    parts[~right] = arm["L"].parts(sel[~right])
+                part[idx[sel]] = parts
+        rest = part == 0
+
+        # Remaining torso-type and lower-body clothing / skin: torso above the pelvis boundary, legs below.
+        trunk = rest & _isin(lab, (_UPPER, _DRESS, _COAT, _NECK_SKIN, _SCARF, _PANTS, _SKIRT, _LLEG, _RLEG, _SOCKS))
+        if trunk.any():
+            idx = np.flatnonzero(trunk)
+            below = _below_pelvis(px[idx], py[idx], sk)
+            legs_only = _isin(lab[idx], (_LLEG, _RLEG, _SOCKS))
+            leg = below | legs_only
+            part[idx[~leg]] = _TORSO
+            li = idx[leg]
+            if li.size:
+                part[li] = _leg_parts(px[li], py[li], lab[li], sk)
+
+        # Anything left (unexpected labels) -> torso, so the foreground is never punched with holes.
+        part[part == 0] = _TORSO
+        return part
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,7 +265,8 @@ def _check_parse(parse: np.ndarray) -> np.ndarray:
         raise ValueError("parse is empty (zero-size array)")
     if not np.issubdtype(parse.dtype, np.integer):
         raise ValueError(f"parse must have an integer dtype, got {parse.dtype}")
-    lo, hi = int(parse.min()), int(parse.max())
+    lo = 0 if np.issubdtype(parse.dtype, np.unsignedinteger) else int(parse.min())
+    hi = int(parse.max())
     if lo < 0 or hi > 19:
         raise ValueError(f"parse must hold CIHP labels 0..19, got values in [{lo}, {hi}]")
     return parse.astype(np.uint8, copy=False)
@@ -313,10 +382,12 @@ class _Skeleton:
 
 
 def _isin(labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
-    """Fast `np.isin` for uint8 label arrays (a 256-entry lookup table)."""
-    lut = np.zeros(256, bool)
-    lut[list(values)] = True
-    return lut[labels]
+    """Fast `np.isin` for uint8 label arrays (a 256-entry lookup table; cv2.LUT for 2-D maps)."""
+    lut = np.zeros(256, np.uint8)
+    lut[list(values)] = 1
+    if labels.ndim == 2 and labels.size:
+        return cv2.LUT(labels, lut).view(bool)
+    return np.take(lut, labels).view(bool)
 
 
 def _norm(v: np.ndarray) -> float:
@@ -346,33 +417,75 @@ def _chain_distance(px: np.ndarray, py: np.ndarray, chain: tuple[np.ndarray, ...
 
 
 
-def _torso_distance(px: np.ndarray, py: np.ndarray, sk: _Skeleton, shape: tuple[int, int]) -> np.ndarray:
-    """Distance (px) from points to the shoulder-hip quadrilateral, 0 inside it."""
+def _torso_edge_distance(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
+    """Distance (px) from points to the outline of the shoulder-hip quadrilateral."""
     quad = sk.torso_quad()
-    inside = np.zeros(shape, np.uint8)
-    cv2.fillPoly(inside, [np.round(quad).astype(np.int32).reshape(-1, 1, 2)], 1)
     d = np.full(px.shape, np.inf, np.float32)
     for i in range(4):
         d = np.minimum(d, _segment(px, py, quad[i], quad[(i + 1) % 4])[0])
-    d[inside[py.astype(np.intp), px.astype(np.intp)] > 0] = 0.0
     return d
+
+
+def _in_torso_quad(xi: np.ndarray, yi: np.ndarray, sk: _Skeleton, origin: tuple[int, int],
+                   shape: tuple[int, int]) -> np.ndarray:
+    """True for the integer pixels (xi, yi) (relative to ``origin`` = (x0, y0) of an HxW crop) inside the
+    filled shoulder-hip quadrilateral (cv2.fillPoly of the rounded corners; integer translation is exact)."""
+    quad = np.round(sk.torso_quad()).astype(np.int32) - np.array(origin, np.int32)
+    inside = np.zeros(shape, np.uint8)
+    cv2.fillPoly(inside, [quad.reshape(-1, 1, 2)], 1)
+    return inside[yi, xi] > 0
+
+
+class _ArmDistances:
+    """Distances of points to one arm's upper (shoulder-elbow) and lower (elbow-wrist) segments."""
+
+    def __init__(self, px: np.ndarray, py: np.ndarray, sk: _Skeleton, side: str) -> None:
+        s, e, w = sk.arm(side)
+        self.side = side
+        self.real_wrist = sk.real_wrist[side]
+        self.d1, _ = _segment(px, py, s, e)
+        self.d2, self.t2 = _segment(px, py, e, w)
+        self.chain = np.minimum(self.d1, self.d2)
+
+    def parts(self, sel: np.ndarray) -> np.ndarray:
+        """`_arm_parts` of the points ``sel`` (indices into the arrays given to the constructor)."""
+        d1, d2 = self.d1[sel], self.d2[sel]
+        upper = d1 <= d2
+        out = np.where(upper, _UARM_IN[self.side], _LARM_IN[self.side]).astype(np.uint8)
+        if self.real_wrist:
+            out[~upper & (self.t2[sel] > _HAND_T)] = _HAND[self.side]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # region rules
 
 
-def _foreground(parse: np.ndarray, person: np.ndarray, scale: float) -> np.ndarray:
-    h = parse.shape[0]
+def _fg_shrink_radius(h: int) -> int:
+    return int(round(_FG_SHRINK * h))
+
+
+def _foreground(parse: np.ndarray, person: np.ndarray, scale: float, image_h: int | None = None) -> np.ndarray:
+    """Person pixels minus the outer hair/hat volume, eroded by about H/256 (H = ``image_h``, default the
+    height of ``parse``). ``parse`` may be a crop with >= 2 px of background around the person."""
+    h = parse.shape[0] if image_h is None else image_h
     hairy = _isin(parse, (_HAT, _HAIR))
     fg = person.copy()
     if hairy.any():
-        depth = cv2.distanceTransform(person.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-        fg &= ~(hairy & (depth <= _HAIR_KEEP_DEPTH * scale))
-    r = int(round(_FG_SHRINK * h))
+        # Only hair pixels within `limit` of the background matter; a chamfer step moves at most as many
+        # pixels (per axis) as its length, so the distance transform runs on the hair's bounding box plus
+        # `limit` + 3 px (outside an image, OpenCV's distance transform sees no background).
+        limit = _HAIR_KEEP_DEPTH * scale
+        hh, ww = person.shape
+        bx, by, bw, bh = cv2.boundingRect(hairy.view(np.uint8))
+        pad = int(np.ceil(limit)) + 3
+        x0, y0, x1, y1 = max(0, bx - pad), max(0, by - pad), min(ww, bx + bw + pad), min(hh, by + bh + pad)
+        depth = cv2.distanceTransform(person[y0:y1, x0:x1].view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        fg[y0:y1, x0:x1] &= ~(hairy[y0:y1, x0:x1] & (depth <= limit))
+    r = _fg_shrink_radius(h)
     if r > 0:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        fg = cv2.erode(fg.astype(np.uint8), k, borderType=cv2.BORDER_REPLICATE).astype(bool)
+        fg = cv2.erode(fg.view(np.uint8), k, borderType=cv2.BORDER_REPLICATE).view(bool)
     return fg
 
 
@@ -381,8 +494,16 @@ def _head_mask(parse: np.ndarray, fg: np.ndarray, scale: float) -> np.ndarray:
     head = _isin(parse, (_FACE, _SUNGLASSES, _HAIR, _HAT))
     neck = parse == _NECK_SKIN
     if face.any() and neck.any():
-        d = cv2.distanceTransform((~face).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-        head |= neck & (d <= _NECK_HEAD_DIST * scale)
+        # Only neck pixels within `limit` of the face matter. A chamfer step moves at most as many pixels
+        # (per axis) as its length, so those distances are decided by face pixels within `limit` px of the
+        # neck's bounding box: the distance transform runs on that window only.
+        limit = _NECK_HEAD_DIST * scale
+        hh, ww = parse.shape
+        nx, ny, nw, nh = cv2.boundingRect(neck.view(np.uint8))
+        pad = int(np.ceil(limit)) + 3
+        x0, y0, x1, y1 = max(0, nx - pad), max(0, ny - pad), min(ww, nx + nw + pad), min(hh, ny + nh + pad)
+        d = cv2.distanceTransform((~face[y0:y1, x0:x1]).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        head[y0:y1, x0:x1] |= neck[y0:y1, x0:x1] & (d <= limit)
     return head & fg
 
 
@@ -416,6 +537,9 @@ def _arm_parts(px: np.ndarray, py: np.ndarray, sk: _Skeleton, side: str) -> np.n
     return out
 
 
+_ARM_INNER = tuple(_UARM_IN.values()) + tuple(_LARM_IN.values())
+
+
 def _split_arms(part: np.ndarray, px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> None:
     """Split every arm part lengthwise into its inner (torso-facing) and outer half, in place.
 
@@ -424,10 +548,12 @@ def _split_arms(part: np.ndarray, px: np.ndarray, py: np.ndarray, sk: _Skeleton)
     split is made at the median lateral offset of the part's own pixels, i.e. half and half.
     """
     centre = (sk.neck + sk.midhip) / 2
+    arm_idx = np.flatnonzero(_isin(part, _ARM_INNER))
+    arm_part = part[arm_idx]
     for side in ("R", "L"):
         s, e, w = sk.arm(side)
         for inner, outer, a, b in ((_UARM_IN[side], _UARM_OUT[side], s, e), (_LARM_IN[side], _LARM_OUT[side], e, w)):
-            sel = np.flatnonzero(part == inner)
+            sel = arm_idx[arm_part == inner]
             if sel.size < 2:
                 continue
             d = b - a
@@ -439,6 +565,20 @@ def _split_arms(part: np.ndarray, px: np.ndarray, py: np.ndarray, sk: _Skeleton)
                 nx, ny = -nx, -ny  # make the normal point towards the torso
             off = (px[sel] - a[0]) * nx + (py[sel] - a[1]) * ny
             part[sel[off < np.median(off)]] = outer
+
+
+def _split_arms_map(part_map: np.ndarray, origin: tuple[int, int], sk: _Skeleton) -> None:
+    """`_split_arms` on a 2-D part map (a crop at ``origin`` = (x0, y0)), in place."""
+    arm = _isin(part_map, _ARM_INNER)
+    bx, by, bw, bh = cv2.boundingRect(arm.view(np.uint8))
+    if bw == 0:
+        return
+    ys, xs = np.nonzero(arm[by:by + bh, bx:bx + bw])
+    ys += by
+    xs += bx
+    part = part_map[ys, xs]
+    _split_arms(part, (xs + origin[0]).astype(np.float32), (ys + origin[1]).astype(np.float32), sk)
+    part_map[ys, xs] = part
 
 
 def _nearest_arm_parts(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
