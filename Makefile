@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= out
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench bench-model clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ bench: $(VENV)/.installed
 	$(PY) bench/bench_convert_validate.py
 	$(PY) bench/bench_build.py
 	$(PY) bench/bench_backends_mediapipe.py
+	$(PY) bench/bench_derive.py
+	$(PY) bench/bench_parsing.py
+
+# full-size StableVITON forward and one training step on this CPU: minutes, ~12 GiB
+bench-model: $(VENV)/.installed
+	$(PY) bench/bench_model.py
 
 clean:
 	rm -rf $(OUT)
