@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from vitonprep.build import BuildOptions, build_dataset
+from vitonprep.build import build_dataset
 from vitonprep.cli import app
 from vitonprep.config import load_pipeline_config
 from vitonprep.shards import iter_tar_samples, list_shards

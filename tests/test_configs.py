@@ -1,7 +1,5 @@
 """Every YAML in pipelines/ loads, resolves its back-ends and passes the stage read/write check."""
 
-from pathlib import Path
-
 import pytest
 
 from vitonprep.config import PIPELINES_DIR, load_pipeline_config

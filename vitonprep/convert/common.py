@@ -68,6 +68,72 @@ class ConvertReport:
     pairs: dict[str, list[str]] = field(default_factory=dict)
 
 
+def put_garment(b, item: "PlannedSample", given, mask_producer) -> None:
+    """Garment photo (passed through when it already is a 768x1024 RGB JPEG) and its mask: the folder's own
+    mask thresholded at 128 (``mask_producer``), else the OpenCV back-end."""
+    from vitonprep import codecs
+    from vitonprep.assemble import jpeg_passthrough, read_mask_any, read_rgb
+    from vitonprep.schema import PERSON_SIZE
+
+    path = item.files["cloth"]
+    data = Path(path).read_bytes()
+    cloth = decode_or_fail(read_rgb, data, path, "cloth")
+    if (cloth.shape[1], cloth.shape[0]) != PERSON_SIZE:
+        raise SampleError("cloth", f"size {cloth.shape[1]}x{cloth.shape[0]}, expected "
+                          f"{PERSON_SIZE[0]}x{PERSON_SIZE[1]}", path)
+    b.put("cloth", jpeg_passthrough(data, PERSON_SIZE) or codecs.encode_jpeg(cloth), given)
+    if "cloth_mask" in item.files:
+        mpath = item.files["cloth_mask"]
+        mask = read_mask_any(Path(mpath).read_bytes(), mpath)
+        check_same_size(mask, cloth, mpath, "cloth_mask")
+        b.put_array("cloth_mask", mask, mask_producer)
+    else:
+        from vitonprep.assemble import Producer
+        from vitonprep.backends import cloth_mask_opencv
+
+        try:
+            mask = cloth_mask_opencv.cloth_mask(cloth)
+        except ValueError as exc:
+            raise SampleError("cloth_mask", str(exc), path) from exc
+        b.put_array("cloth_mask", mask, Producer(cloth_mask_opencv.NAME, note="the source has no mask for it"))
+
+
+def sample_meta(item: "PlannedSample", image_shape: tuple[int, ...], dataset: str, licence: str) -> dict[str, Any]:
+    from vitonprep.schema import PERSON_SIZE
+
+    root = Path(item.root)
+    return {
+        "person_file": str(Path(item.files["image"]).relative_to(root)),
+        "cloth_file": str(Path(item.files["cloth"]).relative_to(root)),
+        "person_id": item.person_id,
+        "cloth_id": item.cloth_id,
+        "pair": item.pair,
+        "split": item.split,
+        "category": item.category,
+        "size": list(PERSON_SIZE),
+        "original_size": [image_shape[1], image_shape[0]],
+        "source": {"dataset": dataset, "licence": licence},
+    }
+
+
+def decode_or_fail(fn, data: bytes, path: str, stage: str):
+    """Run decoder ``fn(data, path)``; any decoding problem becomes SampleError(stage) naming the file."""
+    from vitonprep import codecs
+
+    try:
+        return fn(data, path)
+    except codecs.DecodeError as exc:
+        raise SampleError(stage, str(exc), path) from exc
+    except (OSError, ValueError) as exc:
+        raise SampleError(stage, f"cannot decode: {exc}", path) from exc
+
+
+def check_same_size(arr, image, path: str, stage: str) -> None:
+    if arr.shape[:2] != image.shape[:2]:
+        raise SampleError(stage, f"size {arr.shape[1]}x{arr.shape[0]} differs from the person image "
+                          f"{image.shape[1]}x{image.shape[0]}", path)
+
+
 def _work(make: Callable[[PlannedSample], Sample], task: ShardTask) -> ShardResult:
     samples, failures = [], []
     for item in task.items:

@@ -22,9 +22,10 @@ import numpy as np
 from PIL import Image
 
 from vitonprep import codecs
-from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_mask_any, read_rgb
-from vitonprep.convert.common import ConvertConfig, PlannedSample
-from vitonprep.convert.vitonhd import _check_same_size, _decode
+from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_rgb
+from vitonprep.convert.common import (
+    ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_meta,
+)
 from vitonprep.errors import ConfigError, SampleError
 from vitonprep.schema import CATEGORIES, PERSON_SIZE, sample_key
 from vitonprep.shards import Failure, Sample
@@ -126,17 +127,17 @@ def make_sample(item: PlannedSample) -> Sample:
         return Path(item.files[role]).read_bytes()
 
     image_bytes = read("image")
-    image = _decode(read_rgb, image_bytes, item.files["image"], "image")
+    image = decode_or_fail(read_rgb, image_bytes, item.files["image"], "image")
     if (image.shape[1], image.shape[0]) != size:
         raise SampleError("image", f"size {image.shape[1]}x{image.shape[0]}, expected {size[0]}x{size[1]}",
                           item.files["image"])
     b.put("image", jpeg_passthrough(image_bytes, size) or codecs.encode_jpeg(image), given)
 
-    atr = _decode(lambda d, w: np.asarray(Image.open(io.BytesIO(d))), read("label_map"), item.files["label_map"],
+    atr = decode_or_fail(lambda d, w: np.asarray(Image.open(io.BytesIO(d))), read("label_map"), item.files["label_map"],
                   "parse")
     if atr.ndim != 2:
         raise SampleError("parse", f"label map must be single-channel, got shape {atr.shape}", item.files["label_map"])
-    _check_same_size(atr, image, item.files["label_map"], "parse")
+    check_same_size(atr, image, item.files["label_map"], "parse")
     if atr.max() > 17:
         raise SampleError("parse", f"label {int(atr.max())} outside ATR 0..17", item.files["label_map"])
     parse = atr_to_cihp(atr)
@@ -174,15 +175,15 @@ def make_sample(item: PlannedSample) -> Sample:
 
     if "image_densepose" in item.files:
         dp_bytes = read("image_densepose")
-        dp = _decode(read_rgb, dp_bytes, item.files["image_densepose"], "image_densepose")
-        _check_same_size(dp, image, item.files["image_densepose"], "image_densepose")
+        dp = decode_or_fail(read_rgb, dp_bytes, item.files["image_densepose"], "image_densepose")
+        check_same_size(dp, image, item.files["image_densepose"], "image_densepose")
         b.put("image_densepose", jpeg_passthrough(dp_bytes, size) or codecs.encode_jpeg(dp), given)
     else:
-        parts = _decode(lambda d, w: np.asarray(Image.open(io.BytesIO(d))), read("dense"), item.files["dense"],
+        parts = decode_or_fail(lambda d, w: np.asarray(Image.open(io.BytesIO(d))), read("dense"), item.files["dense"],
                         "image_densepose")
         if parts.ndim == 3:
             parts = parts[..., 0]
-        _check_same_size(parts, image, item.files["dense"], "image_densepose")
+        check_same_size(parts, image, item.files["dense"], "image_densepose")
         try:
             rendered = render_densepose(parts.astype(np.uint8))
         except ValueError as exc:
@@ -190,35 +191,5 @@ def make_sample(item: PlannedSample) -> Sample:
         b.put_array("image_densepose", rendered,
                     Producer("dresscode-dense", note="dense/ part indices rendered with PARULA on black, spec 1.5"))
 
-    cloth_bytes = read("cloth")
-    cloth = _decode(read_rgb, cloth_bytes, item.files["cloth"], "cloth")
-    if (cloth.shape[1], cloth.shape[0]) != size:
-        raise SampleError("cloth", f"size {cloth.shape[1]}x{cloth.shape[0]}, expected {size[0]}x{size[1]}",
-                          item.files["cloth"])
-    b.put("cloth", jpeg_passthrough(cloth_bytes, size) or codecs.encode_jpeg(cloth), given)
-    if "cloth_mask" in item.files:
-        b.put_array("cloth_mask", read_mask_any(read("cloth_mask"), item.files["cloth_mask"]),
-                    Producer("ladi-vton-masks", note="masks/ thresholded at 128"))
-    else:
-        from vitonprep.backends import cloth_mask_opencv
-
-        try:
-            cm = cloth_mask_opencv.cloth_mask(cloth)
-        except ValueError as exc:
-            raise SampleError("cloth_mask", str(exc), item.files["cloth"]) from exc
-        b.put_array("cloth_mask", cm, Producer(cloth_mask_opencv.NAME, note="DressCode ships no cloth masks"))
-
-    root = Path(item.root)
-    meta = {
-        "person_file": str(Path(item.files["image"]).relative_to(root)),
-        "cloth_file": str(Path(item.files["cloth"]).relative_to(root)),
-        "person_id": item.person_id,
-        "cloth_id": item.cloth_id,
-        "pair": item.pair,
-        "split": item.split,
-        "category": item.category,
-        "size": list(size),
-        "original_size": [image.shape[1], image.shape[0]],
-        "source": {"dataset": "dresscode", "licence": LICENCE},
-    }
-    return b.finish(meta)
+    put_garment(b, item, given, Producer("ladi-vton-masks", note="masks/ thresholded at 128"))
+    return b.finish(sample_meta(item, image.shape, "dresscode", LICENCE))

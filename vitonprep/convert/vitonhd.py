@@ -12,11 +12,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from vitonprep import codecs
 from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_mask_any, read_rgb
-from vitonprep.convert.common import ConvertConfig, PlannedSample
+from vitonprep.convert.common import (
+    ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_meta,
+)
 from vitonprep.errors import SampleError
 from vitonprep.schema import PERSON_SIZE, SPLITS, sample_key
 from vitonprep.shards import Failure, Sample
@@ -135,10 +136,6 @@ def plan(cfg: ConvertConfig) -> tuple[list[PlannedSample | Failure], dict[str, A
     return planned, info
 
 
-def _rel(item: PlannedSample, role: str) -> str:
-    return str(Path(item.files[role]).relative_to(item.root)) if role in item.files else ""
-
-
 def make_sample(item: PlannedSample) -> Sample:
     """Make one sample; raise SampleError(stage, reason) naming the file on any problem."""
     from vitonprep.derive import agnostic as agn_mod
@@ -158,7 +155,7 @@ def make_sample(item: PlannedSample) -> Sample:
 
     # person photo
     image_bytes = read("image")
-    image = _decode(read_rgb, image_bytes, item.files["image"], "image")
+    image = decode_or_fail(read_rgb, image_bytes, item.files["image"], "image")
     if (image.shape[1], image.shape[0]) != size:
         raise SampleError("image", f"size {image.shape[1]}x{image.shape[0]}, expected {size[0]}x{size[1]} "
                           "(VITON-HD maps are 768x1024; use `vitonprep build` to resize raw photos)",
@@ -173,9 +170,9 @@ def make_sample(item: PlannedSample) -> Sample:
     from PIL import Image
     import io
 
-    parse = _decode(lambda d, w: palette_image_to_labels(Image.open(io.BytesIO(d))), read("parse"),
+    parse = decode_or_fail(lambda d, w: palette_image_to_labels(Image.open(io.BytesIO(d))), read("parse"),
                     item.files["parse"], "parse")
-    _check_same_size(parse, image, item.files["parse"], "parse")
+    check_same_size(parse, image, item.files["parse"], "parse")
     if parse.max() > 19:
         raise SampleError("parse", f"label {int(parse.max())} outside CIHP 0..19", item.files["parse"])
     b.put_array("parse", parse, given)
@@ -188,8 +185,8 @@ def make_sample(item: PlannedSample) -> Sample:
     b.put("pose", codecs.encode_json(kp.to_json_dict()), given)
 
     if "pose_render" in item.files:
-        render = _decode(read_rgb, read("pose_render"), item.files["pose_render"], "pose_render")
-        _check_same_size(render, image, item.files["pose_render"], "pose_render")
+        render = decode_or_fail(read_rgb, read("pose_render"), item.files["pose_render"], "pose_render")
+        check_same_size(render, image, item.files["pose_render"], "pose_render")
         b.put_array("pose_render", render, given)
     else:
         b.put_array("pose_render", render_pose(kp, size), Producer("vitonprep-render-pose"))
@@ -205,13 +202,13 @@ def make_sample(item: PlannedSample) -> Sample:
             b.put_array("agn_mask", agn_mask, derived)
         if "agn" in item.files:
             agn_bytes = read("agn")
-            agn = _decode(read_rgb, agn_bytes, item.files["agn"], "agn")
-            _check_same_size(agn, image, item.files["agn"], "agn")
+            agn = decode_or_fail(read_rgb, agn_bytes, item.files["agn"], "agn")
+            check_same_size(agn, image, item.files["agn"], "agn")
             b.put("agn", agn_bytes if jpeg_passthrough(agn_bytes, size) else codecs.encode_jpeg(agn), given)
         else:
             b.put_array("agn", agn_mod.agnostic_image(image, parse, kp.pose), derived)
         if "parse_agn" in item.files:
-            parse_agn = _decode(lambda d, w: palette_image_to_labels(Image.open(io.BytesIO(d))), read("parse_agn"),
+            parse_agn = decode_or_fail(lambda d, w: palette_image_to_labels(Image.open(io.BytesIO(d))), read("parse_agn"),
                                 item.files["parse_agn"], "parse_agn")
             b.put_array("parse_agn", parse_agn, given)
         else:
@@ -230,8 +227,8 @@ def make_sample(item: PlannedSample) -> Sample:
     # DensePose
     if "image_densepose" in item.files:
         dp_bytes = read("image_densepose")
-        dp = _decode(read_rgb, dp_bytes, item.files["image_densepose"], "image_densepose")
-        _check_same_size(dp, image, item.files["image_densepose"], "image_densepose")
+        dp = decode_or_fail(read_rgb, dp_bytes, item.files["image_densepose"], "image_densepose")
+        check_same_size(dp, image, item.files["image_densepose"], "image_densepose")
         b.put("image_densepose", dp_bytes if jpeg_passthrough(dp_bytes, size) else codecs.encode_jpeg(dp), given)
     else:
         from vitonprep.backends import densepose_approx
@@ -241,51 +238,5 @@ def make_sample(item: PlannedSample) -> Sample:
                     Producer(densepose_approx.NAME, approximate=True,
                              note="no image-densepose in the source: DensePose parts approximated from parse + pose"))
 
-    # garment
-    cloth_bytes = read("cloth")
-    cloth = _decode(read_rgb, cloth_bytes, item.files["cloth"], "cloth")
-    if (cloth.shape[1], cloth.shape[0]) != size:
-        raise SampleError("cloth", f"size {cloth.shape[1]}x{cloth.shape[0]}, expected {size[0]}x{size[1]}",
-                          item.files["cloth"])
-    b.put("cloth", jpeg_passthrough(cloth_bytes, size) or codecs.encode_jpeg(cloth), given)
-    if "cloth_mask" in item.files:
-        cm = read_mask_any(read("cloth_mask"), item.files["cloth_mask"])
-        _check_same_size(cm, cloth, item.files["cloth_mask"], "cloth_mask")
-        b.put_array("cloth_mask", cm, Producer("vitonhd-dataset", note="JPEG mask thresholded at 128"))
-    else:
-        from vitonprep.backends import cloth_mask_opencv
-
-        try:
-            cm = cloth_mask_opencv.cloth_mask(cloth)
-        except ValueError as exc:
-            raise SampleError("cloth_mask", str(exc), item.files["cloth"]) from exc
-        b.put_array("cloth_mask", cm, Producer(cloth_mask_opencv.NAME))
-
-    meta = {
-        "person_file": _rel(item, "image"),
-        "cloth_file": _rel(item, "cloth"),
-        "person_id": item.person_id,
-        "cloth_id": item.cloth_id,
-        "pair": item.pair,
-        "split": item.split,
-        "category": item.category,
-        "size": list(size),
-        "original_size": [image.shape[1], image.shape[0]],
-        "source": {"dataset": "vitonhd", "licence": LICENCE},
-    }
-    return b.finish(meta)
-
-
-def _decode(fn, data: bytes, path: str, stage: str) -> np.ndarray:
-    try:
-        return fn(data, path)
-    except codecs.DecodeError as exc:
-        raise SampleError(stage, str(exc), path) from exc
-    except (OSError, ValueError) as exc:
-        raise SampleError(stage, f"cannot decode: {exc}", path) from exc
-
-
-def _check_same_size(arr: np.ndarray, image: np.ndarray, path: str, stage: str) -> None:
-    if arr.shape[:2] != image.shape[:2]:
-        raise SampleError(stage, f"size {arr.shape[1]}x{arr.shape[0]} differs from the person image "
-                          f"{image.shape[1]}x{image.shape[0]}", path)
+    put_garment(b, item, given, Producer("vitonhd-dataset", note="JPEG mask thresholded at 128"))
+    return b.finish(sample_meta(item, image.shape, "vitonhd", LICENCE))
