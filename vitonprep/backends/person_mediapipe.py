@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vitonprep.backends._mediapipe import MediapipeGraphs
 from vitonprep.backends.results import CUT_OFF_SIDES, NoPersonError, PersonCheck, PoseResult
 
 logger = logging.getLogger(__name__)
@@ -83,10 +84,12 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
 
 
-class MediapipePerson:
+class MediapipePerson(MediapipeGraphs):
     """Person mask / count / framing back-end with lazy :meth:`setup`."""
 
     name = NAME
+
+    _GRAPHS = ("_seg", "_faces")
 
     def __init__(self, config: MediapipePersonConfig | None = None):
         self.config = config if config is not None else MediapipePersonConfig()
@@ -106,28 +109,6 @@ class MediapipePerson:
             model_selection=1, min_detection_confidence=self.config.min_face_confidence)
         logger.debug("mediapipe person back-end ready (selfie model %d)", self.config.selfie_model)
         return self
-
-    def close(self) -> None:
-        for attr in ("_seg", "_faces"):
-            obj = getattr(self, attr)
-            if obj is not None:
-                try:
-                    obj.close()
-                except Exception:  # pragma: no cover
-                    logger.debug("closing %s failed", attr, exc_info=True)
-                setattr(self, attr, None)
-
-    def __enter__(self) -> "MediapipePerson":
-        return self.setup()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict:
-        return {"config": self.config}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["config"])
 
     # ------------------------------------------------------------------ stages
     def segment(self, rgb: np.ndarray) -> np.ndarray:

@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from vitonprep.backends._mediapipe import MediapipeGraphs
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.openpose import OpenPoseKeypoints
 
@@ -202,10 +203,12 @@ def _check_rgb(rgb: Any) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class MediapipePose:
+class MediapipePose(MediapipeGraphs):
     """Callable back-end: ``MediapipePose(config)(rgb) -> PoseResult``; raises :class:`NoPersonError`."""
 
     name = NAME
+
+    _GRAPHS = ("_pose", "_face", "_hands")
 
     def __init__(self, config: MediapipePoseConfig | None = None):
         self.config = config if config is not None else MediapipePoseConfig()
@@ -235,29 +238,6 @@ class MediapipePose:
         logger.debug("mediapipe pose back-end ready (face=%s hands=%s segmentation=%s)",
                      c.face, c.hands, c.segmentation)
         return self
-
-    def close(self) -> None:
-        """Release the mediapipe graphs; a later call sets them up again."""
-        for attr in ("_pose", "_face", "_hands"):
-            obj = getattr(self, attr)
-            if obj is not None:
-                try:
-                    obj.close()
-                except Exception:  # pragma: no cover - closing twice / interpreter shutdown
-                    logger.debug("closing %s failed", attr, exc_info=True)
-                setattr(self, attr, None)
-
-    def __enter__(self) -> "MediapipePose":
-        return self.setup()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict:
-        return {"config": self.config}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["config"])
 
     # ------------------------------------------------------------------ stages
     def landmarks(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -12,20 +12,17 @@ import torch
 from torch import nn
 
 from vitontrain.models.atv import attention_tv_loss
-from vitontrain.models.blocks import CrossAttention, FeedForward, attn_normalize, zero_module
+from vitontrain.models.blocks import BasicTransformerBlock, attn_normalize, zero_module
 
 
-class ZeroCrossAttentionBlock(nn.Module):
-    """``x += attn1(LN1 x)``; ``x += attn2(LN2 x, encoder tokens)``; ``x += FF(LN3 x)``; returns attn2 probs on demand."""
+class ZeroCrossAttentionBlock(BasicTransformerBlock):
+    """``x += attn1(LN1 x)``; ``x += attn2(LN2 x, encoder tokens)``; ``x += FF(LN3 x)``; returns attn2 probs on demand.
+
+    Same modules (and so the same keys) as ldm's BasicTransformerBlock; only the forward differs.
+    """
 
     def __init__(self, dim: int, n_heads: int, d_head: int, context_dim: int, dropout: float = 0.0):
-        super().__init__()
-        self.attn1 = CrossAttention(dim, None, n_heads, d_head, dropout)
-        self.ff = FeedForward(dim, dropout=dropout)
-        self.attn2 = CrossAttention(dim, context_dim, n_heads, d_head, dropout)
-        self.norm1 = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.norm3 = nn.LayerNorm(dim)
+        super().__init__(dim, n_heads, d_head, dropout, context_dim, use_checkpoint=False)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor,
                 return_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
