@@ -1,4 +1,4 @@
-"""The `vitontrain` command line."""
+"""`vitontrain check-data`: read samples exactly as the trainer will and check them against the contract."""
 
 from __future__ import annotations
 
@@ -6,20 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(name="vitontrain", help="Train and run StableVITON on vitonprep shards.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-console = Console(stderr=True)
+from vitontrain.cli._common import console
 
 
-@app.callback()
-def main() -> None:
-    """Train and run StableVITON on vitonprep shards."""
-
-
-@app.command("check-data")
 def check_data(
     shards: Annotated[Path, typer.Argument(help="Folder of vitonprep .tar shards.")],
     n: Annotated[int, typer.Option("-n", min=1, help="How many samples to read.")] = 8,

@@ -1,0 +1,91 @@
+"""From a decoded shard sample (HWC numpy, the shard contract) to the model's batch contract (CHW torch tensors).
+
+The model contract (``vitontrain.models.stableviton``): ``image``, ``agn``, ``image_densepose``, ``cloth`` float in
+[-1, 1] with 3 channels; ``agn_mask`` 1 = keep (visible), 0 = region to generate — the *inverse* of the shard's
+``agn_mask`` (True = inpaint); ``gt_cloth_warped_mask`` 1 = garment as worn; ``cloth_mask`` 1 = garment.
+
+Resizing: images with cv2 bilinear (``INTER_LINEAR``, what the official ``A.Resize`` does), or ``INTER_AREA`` when
+shrinking by more than 2× (bilinear would alias). Masks are resized with ``INTER_AREA`` and re-thresholded at 0.5, so
+they stay binary (the official code feeds soft, bilinearly resized masks; a documented deviation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+IMAGE_FIELDS = ("image", "agn", "image_densepose", "cloth")
+MASK_FIELDS = ("agn_mask", "cloth_mask", "gt_cloth_warped_mask")
+TENSOR_FIELDS = IMAGE_FIELDS + MASK_FIELDS
+
+
+def resize_image(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if (h, w) == (height, width):
+        return rgb
+    shrink = min(h / height, w / width)
+    interp = cv2.INTER_AREA if shrink > 2.0 else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (width, height), interpolation=interp)
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Boolean mask → boolean mask of the new size (area-averaged, then thresholded at 0.5)."""
+    if mask.shape[:2] == (height, width):
+        return mask.astype(bool, copy=False)
+    soft = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    return soft >= 0.5
+
+
+def resize_sample(sample: Mapping[str, Any], height: int, width: int) -> dict[str, Any]:
+    """Resize every image and mask the model reads; other fields are passed through untouched."""
+    out = dict(sample)
+    for name in IMAGE_FIELDS:
+        if name in sample:
+            out[name] = resize_image(sample[name], height, width)
+    for name in MASK_FIELDS:
+        if name in sample:
+            out[name] = resize_mask(sample[name], height, width)
+    return out
+
+
+def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """HWC uint8 → CHW float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
+    """HW bool (or float in [0,1]) → 1HW float32."""
+    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+
+
+def to_model_sample(sample: Mapping[str, Any], height: int | None = None, width: int | None = None) -> dict[str, Any]:
+    """One decoded shard sample → one model sample (tensors CHW, plus ``__key__`` and ``meta`` when present).
+
+    ``agn_mask`` is inverted here to the model's keep-convention. A sample without ``gt_cloth_warped_mask`` (test
+    data) gets zeros, as the official dataset does.
+    """
+    if height is not None and width is not None:
+        sample = resize_sample(sample, height, width)
+    h, w = sample["image"].shape[:2]
+    out: dict[str, Any] = {name: image_to_tensor(sample[name]) for name in IMAGE_FIELDS}
+    out["agn_mask"] = mask_to_tensor(~sample["agn_mask"].astype(bool))
+    out["cloth_mask"] = mask_to_tensor(sample["cloth_mask"]) if "cloth_mask" in sample else torch.ones(1, h, w)
+    warped = sample.get("gt_cloth_warped_mask")
+    out["gt_cloth_warped_mask"] = mask_to_tensor(warped) if warped is not None else torch.zeros(1, h, w)
+    out["__key__"] = sample.get("__key__", "")
+    if "meta" in sample:
+        out["meta"] = sample["meta"]
+    return out
+
+
+def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack tensors into NCHW; keys and metas become lists."""
+    if not samples:
+        raise ValueError("cannot collate an empty list of samples")
+    batch: dict[str, Any] = {name: torch.stack([s[name] for s in samples]) for name in TENSOR_FIELDS}
+    batch["__key__"] = [s.get("__key__", "") for s in samples]
+    batch["meta"] = [s.get("meta", {}) for s in samples]
+    return batch
