@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= out
 
-.PHONY: demo test test-slow bench bench-model clean
+.PHONY: demo train-demo test test-slow bench bench-model bench-train clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/vitonprep validate $(OUT)/official
 	$(VENV)/bin/vitonprep inspect $(OUT)/official --out $(OUT)/official_sheet.png
 
+# CPU smoke training on the shards `make demo` wrote: tiny StableVITON, 50 steps, checkpoint + sample grids in
+# out/train-tiny (random weights: the grids show noise turning into structure, not try-on results)
+train-demo: demo
+	$(VENV)/bin/vitontrain fit --config tiny --resume none
+
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
 
@@ -38,6 +43,11 @@ bench: $(VENV)/.installed
 # full-size StableVITON forward and one training step on this CPU: minutes, ~12 GiB
 bench-model: $(VENV)/.installed
 	$(PY) bench/bench_model.py
+
+# data pipeline (shard stream vs an official-style folder loader) and tiny training steps (data wait vs compute)
+bench-train: $(VENV)/.installed
+	$(PY) bench/bench_data.py
+	$(PY) bench/bench_train_step.py
 
 clean:
 	rm -rf $(OUT)

@@ -50,3 +50,14 @@ def v3_root(tmp_path_factory) -> Path:
 def copy_shards(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def train_shards(tmp_path_factory) -> Path:
+    """data/vitonhd-official as 3 one-sample shards (unpaired samples: set pairs=(paired, unpaired) to train)."""
+    from vitonprep.convert import ConvertConfig, convert_dataset
+
+    out = tmp_path_factory.mktemp("shards") / "train"
+    report = convert_dataset(ConvertConfig("vitonhd", DATA / "vitonhd-official", out, samples_per_shard=1))
+    assert report.nsamples == 3, report.failures
+    return out

@@ -7,14 +7,15 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from vitontrain.cli import check_data
+from vitontrain.cli import check_data, fit
 from vitontrain.cli._common import console
 
 app = typer.Typer(
     name="vitontrain",
     help=(
         "Train and run StableVITON on vitonprep shards.\n\n"
-        "  vitontrain check-data out/shards   (read samples as the trainer will)"
+        "  vitontrain check-data out/shards   (read samples as the trainer will)\n\n"
+        "  vitontrain fit --config tiny        (train; --set KEY=VALUE overrides)"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -34,3 +35,4 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 
 app.command("check-data")(check_data.check_data)
+app.command("fit")(fit.fit)

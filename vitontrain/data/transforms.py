@@ -53,6 +53,8 @@ def resize_sample(sample: Mapping[str, Any], height: int, width: int) -> dict[st
 
 def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """HWC uint8 → CHW float32 in [-1, 1]."""
+    if not rgb.flags.writeable:  # PIL hands out read-only buffers; torch wants to own writable memory
+        rgb = rgb.copy()
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 

@@ -1,0 +1,259 @@
+"""The training sample stream: shards → samples → (shuffle) → decode → resize → augment → batches.
+
+One :class:`ShardStream` object is copied into every DataLoader worker of every rank. Its output is a pure function
+of ``(seed, epoch, rank, world size, worker, number of workers)``, which is what makes resume exact: a resumed run
+rebuilds the same epoch stream and skips the batches already consumed (skipping happens before decoding, so it
+costs reading the tar members, not decoding them).
+
+Two shard orders (``sampling``):
+
+* ``resampled`` (default for training): each (rank, worker) draws shards with replacement from the full list, an
+  endless stream cut to the epoch length — no coordination, any number of shards, ranks and workers; samples are not
+  disjoint across ranks within an epoch (statistically balanced instead), as in webdataset's ``ResampledShards``.
+* ``partitioned``: shards are split by rank, then by worker (``urls[rank::world][worker::workers]``), reshuffled per
+  epoch and cycled; every rank reads a disjoint set of samples. Needs at least ``world × workers`` shards.
+
+Reading uses webdataset's tar expander and key grouping. Local paths, ``pipe:`` and ``http(s)://`` go through
+webdataset's ``gopen``; any other ``scheme://`` (s3, gs, memory, …) is opened with fsspec.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+import webdataset as wds
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from vitonprep.codecs import DecodeError, decode_member
+from vitontrain.data.augment import AugmentConfig, augment_sample
+from vitontrain.data.shards import ContractError, check_sample
+from vitontrain.data.transforms import collate, resize_sample, to_model_sample
+
+logger = logging.getLogger(__name__)
+
+#: shard members the model reads; the rest (parse maps, pose, renders) are never decoded in training
+TRAINING_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg", "agn_mask.png", "cloth_mask.png",
+                    "gt_cloth_warped_mask.png", "meta.json")
+JPEG_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg")
+GOPEN_SCHEMES = ("pipe:", "http://", "https://", "file:")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    height: int = 512
+    width: int = 384
+    batch_size: int = 4
+    sampling: Literal["resampled", "partitioned"] = "resampled"
+    shuffle_buffer: int = 200          # samples held per worker for shuffling; 0 = shard order
+    epoch_samples: int | None = None   # samples per epoch over all ranks; None = the manifest's count
+    seed: int = 0
+    jpeg_draft: bool = True            # decode JPEGs at the smallest DCT scale ≥ the training size (2-4× faster)
+    # Training needs the person to wear the garment ("paired"); unpaired samples only for smoke runs on tiny data.
+    pairs: tuple[str, ...] = ("paired",)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.sampling not in ("resampled", "partitioned"):
+            raise ValueError(f"sampling must be 'resampled' or 'partitioned', got {self.sampling!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def open_url(url: str) -> Any:
+    """A readable binary stream for a shard URL (local path, pipe:, http(s), or any fsspec URL)."""
+    if "://" not in url or url.startswith(GOPEN_SCHEMES):
+        return wds.gopen(url, "rb")
+    import fsspec  # only needed for object stores; pulled in by the `train` extra
+
+    return fsspec.open(url, "rb").open()
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _worker() -> tuple[int, int]:
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def decode_training_member(member: str, data: bytes, size: tuple[int, int], draft: bool) -> Any:
+    """Decode one member for training; JPEGs optionally in draft mode (DCT-domain downscaling by 1/2, 1/4, 1/8 to
+    the smallest scale that still covers ``size`` = (height, width)); everything else by the contract's decoders."""
+    if draft and member in JPEG_MEMBERS:
+        try:
+            img = Image.open(io.BytesIO(data))
+            img.draft("RGB", (size[1], size[0]))
+            img.load()
+        except Exception as exc:  # PIL raises many types for broken data
+            raise DecodeError(f"{member}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+        if img.mode != "RGB":
+            raise DecodeError(f"{member}: expected an RGB image, found mode {img.mode}")
+        return np.asarray(img, dtype=np.uint8)
+    return decode_member(member, data)
+
+
+class ShardStream(IterableDataset):
+    """Batches for one epoch of one (rank, worker); see the module doc for the ordering contract.
+
+    ``batches_per_rank`` is the epoch length in batches for each rank; each worker yields its share, interleaved by
+    the DataLoader in worker order (batch ``j`` comes from worker ``j % workers``), which is how :meth:`set_position`
+    maps "batches already consumed" onto per-worker skips.
+    """
+
+    def __init__(self, urls: list[str], config: StreamConfig, batches_per_rank: int):
+        super().__init__()
+        if not urls:
+            raise ValueError("no shard URLs given")
+        self.urls = list(urls)
+        self.config = config
+        self.batches_per_rank = batches_per_rank
+        self.epoch = 0
+        self.skip_batches = 0
+
+    def set_position(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch = epoch
+        self.skip_batches = skip_batches
+
+    # ------------------------------------------------------------------------------------------------ shard order
+    def _shard_order(self, rank: int, world: int, worker: int, workers: int) -> Iterator[str]:
+        rng = random.Random(f"shards/{self.config.seed}/{self.epoch}/{rank}/{worker}")
+        if self.config.sampling == "resampled":
+            while True:
+                yield rng.choice(self.urls)
+        mine = self.urls[rank::world][worker::workers]
+        if not mine:
+            raise ValueError(f"partitioned sampling: {len(self.urls)} shards cannot feed {world} ranks × {workers} "
+                             f"workers (rank {rank}, worker {worker} got none); use more shards, fewer workers, or "
+                             f"sampling: resampled")
+        while True:  # cycle this worker's own shards, reshuffled each pass, until the epoch length is reached
+            order = list(mine)
+            rng.shuffle(order)
+            yield from order
+
+    def _raw_samples(self, urls: Iterator[str]) -> Iterator[dict[str, Any]]:
+        for url in urls:
+            stream = open_url(url)
+            try:
+                members = tar_file_expander([{"url": url, "stream": stream}], handler=wds.reraise_exception)
+                for sample in group_by_keys(members):
+                    sample["__url__"] = url
+                    yield sample
+            finally:
+                stream.close()
+
+    def _wanted_pairs(self, samples: Iterator[dict[str, Any]], n_shards: int) -> Iterator[dict[str, Any]]:
+        """Keep samples whose ``meta.pair`` is in ``config.pairs``; fail loudly if the shards hold none."""
+        seen_shards: set[str] = set()
+        kept = 0
+        for raw in samples:
+            pair = decode_member("meta.json", raw["meta.json"]).get("pair") if "meta.json" in raw else None
+            if pair in self.config.pairs:
+                kept += 1
+                yield raw
+            elif not kept:
+                seen_shards.add(raw["__url__"])
+                if len(seen_shards) >= n_shards:
+                    raise ContractError(f"no sample with pair in {list(self.config.pairs)} in {len(seen_shards)} "
+                                        f"shards (e.g. {raw['__url__']}: sample {raw['__key__']} is {pair!r}). "
+                                        f"Training needs paired samples (the person wears the garment); set "
+                                        f"data.pairs=[paired,unpaired] to run on these anyway")
+
+    def _shuffled(self, samples: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
+        size = self.config.shuffle_buffer
+        if size <= 1:
+            yield from samples
+            return
+        buffer: list[dict[str, Any]] = []
+        for sample in samples:
+            if len(buffer) < size:
+                buffer.append(sample)
+                continue
+            i = rng.randrange(len(buffer))
+            buffer[i], sample = sample, buffer[i]
+            yield sample
+        rng.shuffle(buffer)
+        yield from buffer
+
+    # ------------------------------------------------------------------------------------------------ per sample
+    def _decode(self, raw: dict[str, Any]) -> dict[str, Any]:
+        size = (self.config.height, self.config.width)
+        sample: dict[str, Any] = {"__key__": raw["__key__"]}
+        for member in TRAINING_MEMBERS:
+            if member in raw:
+                value = decode_training_member(member, raw[member], size, self.config.jpeg_draft)
+                sample[member.rsplit(".", 1)[0]] = value
+        return sample
+
+    def _check(self, raw: dict[str, Any], url: str) -> None:
+        """The full shard-contract check (every member decoded at full size) on a worker's first sample."""
+        missing = [m for m in TRAINING_MEMBERS if m not in raw and m != "gt_cloth_warped_mask.png"]
+        if missing:
+            raise ContractError(f"{url}: sample {raw['__key__']} lacks {missing}; is this a vitonprep shard? "
+                                f"(`vitonprep validate` tells what is wrong)")
+        full: dict[str, Any] = {"__key__": raw["__key__"]}
+        for member, data in raw.items():
+            if member.startswith("__"):
+                continue
+            try:
+                value = decode_member(member, data)
+            except DecodeError as exc:
+                raise ContractError(f"{url}: sample {raw['__key__']}: {exc}") from exc
+            if value is not None:
+                full[member.rsplit(".", 1)[0]] = value
+        try:
+            check_sample(full)
+        except ContractError as exc:
+            raise ContractError(f"{url}: {exc}") from exc
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        cfg = self.config
+        rank, world = _rank_and_world()
+        physical, workers = _worker()
+        # The DataLoader always starts its round robin at worker 0; after consuming `skip_batches` the next batch
+        # belongs to logical worker skip % workers, so physical workers take the logical roles rotated by that.
+        worker = (physical + self.skip_batches) % workers
+        per_worker = math.ceil(self.batches_per_rank / workers)
+        # batches this logical worker already delivered in the interrupted pass
+        skip = max(0, math.ceil((self.skip_batches - worker) / workers))
+        rng = random.Random(f"shuffle/{cfg.seed}/{self.epoch}/{rank}/{worker}")
+        shards = self._shard_order(rank, world, worker, workers)
+        n_mine = len(set(self.urls if cfg.sampling == "resampled" else self.urls[rank::world][worker::workers]))
+        samples = self._shuffled(self._wanted_pairs(self._raw_samples(shards), n_mine), rng)
+        batch: list[dict[str, Any]] = []
+        produced = 0
+        checked = False
+        for index, raw in enumerate(samples):
+            if produced >= per_worker:
+                return
+            if index < skip * cfg.batch_size:
+                if (index + 1) % cfg.batch_size == 0:
+                    produced += 1
+                continue
+            if not checked:  # the first sample of every worker is checked against the contract, loudly
+                self._check(raw, raw["__url__"])
+                checked = True
+            try:
+                decoded = self._decode(raw)
+            except DecodeError as exc:  # one damaged sample must not stop a training run: say so and go on
+                logger.warning("skipping sample %s of %s: %s", raw["__key__"], raw["__url__"], exc)
+                continue
+            resized = resize_sample(decoded, cfg.height, cfg.width)
+            aug_rng = np.random.default_rng([cfg.seed, self.epoch, rank, worker, index])
+            batch.append(to_model_sample(augment_sample(resized, cfg.augment, aug_rng)))
+            if len(batch) == cfg.batch_size:
+                yield collate(batch)
+                batch = []
+                produced += 1

@@ -1,0 +1,138 @@
+"""The `vitontrain fit` configuration: one YAML in ``pipelines/train/`` with ``model``, ``init``, ``data`` and
+``train`` sections, resolved once (with dotted overrides) into frozen dataclasses. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vitonprep.config import apply_dotted_overrides, config_from_mapping
+from vitonprep.errors import ConfigError
+from vitontrain.data.module import DataConfig
+
+TRAIN_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "train"
+_YAML11_MISSED_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Weights to start from (paths; empty = random initialisation)."""
+
+    stableviton: str = ""          # an official VITONHD.ckpt / our checkpoint (strict)
+    paint_by_example: str = ""     # PBE checkpoint for the official stage-1 start (9→13 channels, encoder copied)
+    vae: str = ""                  # the VAE fine-tune (VITONHD_VAE_finetuning.ckpt)
+    # Smoke runs without weights: fill the frozen UNet's zero-initialised output layers randomly, as pretrained
+    # weights would be non-zero (otherwise no gradient reaches the trained parts). Never for real training.
+    stand_in_pretrained: bool = False
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    enabled: bool = False
+    decay: float = 0.9999
+    every_n_steps: int = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: str = "runs/stableviton"
+    seed: int = 0
+    stage: int = 1                          # 1: ε-MSE; 2: + ATV loss (×atv_weight, blocks model.atv_blocks)
+    lr: float = 1.0e-4
+    weight_decay: float = 0.01              # torch AdamW default, what the official optimizer uses
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_steps: int = 1000
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    gradient_checkpointing: bool | None = None   # None = as the model config says
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    checkpoint_every_n_steps: int = 500
+    keep_checkpoints: int = 2               # newest step checkpoints kept (plus last.ckpt)
+    sample_every_n_steps: int = 500         # paired/unpaired sample grids; 0 = never
+    sample_count: int = 4
+    sample_steps: int = 20                  # DDIM steps for the grids
+    sample_guidance: float = 5.0            # the official logger's CFG scale
+    log_every_n_steps: int = 10
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"                  # with >1 device: ddp_find_unused_parameters_true (CFG dropout, §7.5)
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stage not in (1, 2):
+            raise ConfigError(f"train.stage must be 1 or 2, got {self.stage}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.max_steps < 1 or self.accumulate_grad_batches < 1:
+            raise ConfigError("train.max_steps and train.accumulate_grad_batches must be >= 1")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    model: dict[str, Any]
+    data: DataConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    source: str = ""
+
+    def model_config(self) -> dict[str, Any]:
+        """The model's target/params with the training-time switches of this config applied."""
+        cfg = copy.deepcopy(self.model)
+        params = cfg.setdefault("params", {})
+        params["use_atv_loss"] = self.train.stage == 2
+        if self.train.gradient_checkpointing is not None:
+            params["gradient_checkpointing"] = self.train.gradient_checkpointing
+        return cfg
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = TRAIN_CONFIGS_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in TRAIN_CONFIGS_DIR.glob("*.yaml"))
+    raise ConfigError(f"training config {name_or_path} not found (not a file, not one of {known})")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``data.batch_size=4`` → ("data.batch_size", 4); the value is read as YAML (numbers, lists, null, …)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.max_steps=50")
+    key, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    if isinstance(parsed, str) and _YAML11_MISSED_FLOAT.fullmatch(parsed):
+        parsed = float(parsed)  # YAML 1.1 reads "1e-3" as a string; nobody means that on a command line
+    return key.strip(), parsed
+
+
+def load_fit_config(name_or_path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> FitConfig:
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(o) for o in overrides)
+    apply_dotted_overrides(data, overrides or {})
+    if "data" not in data:
+        raise ConfigError(f"{path}: no `data` section; this is a model-only config (set data.shards=... to train)")
+    data["source"] = str(path)
+    try:
+        return config_from_mapping(FitConfig, data, str(path))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{path}: {exc}") from exc

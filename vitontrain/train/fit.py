@@ -1,0 +1,162 @@
+"""Assemble and run training from a :class:`FitConfig`: model (+ initial weights), data module, callbacks, trainer.
+
+Resume: ``resume="auto"`` continues from ``{out_dir}/checkpoints/last.ckpt`` when it exists, so re-running the same
+command after a crash or a pre-emption picks up where it stopped (weights, optimiser, step, EMA, data position).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from vitontrain.checkpoints import init_from_paint_by_example, load_stableviton, load_vae_finetune
+from vitontrain.data.module import ShardDataModule, expand_shard_specs
+from vitontrain.models.instantiate import instantiate_from_config
+from vitontrain.models.stableviton import StableVITONModel, count_parameters
+from vitontrain.train.callbacks import SampleGrids, StepTiming, TrainedParamsEMA
+from vitontrain.train.config import FitConfig
+from vitontrain.train.system import StableVITONSystem
+
+logger = logging.getLogger(__name__)
+
+# Our loader has a length on purpose: the shard stream splits the epoch across workers itself (data/stream.py).
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+
+
+@dataclass
+class FitRun:
+    trainer: pl.Trainer
+    system: StableVITONSystem
+    datamodule: ShardDataModule
+    timing: StepTiming
+    resume_from: Path | None
+
+
+def build_net(cfg: FitConfig) -> StableVITONModel:
+    net = instantiate_from_config(cfg.model_config())
+    if not isinstance(net, StableVITONModel):
+        raise TypeError(f"{cfg.source}: model.target must build a StableVITONModel, got {type(net).__name__}")
+    init = cfg.init
+    if init.stand_in_pretrained:
+        if init.stableviton or init.paint_by_example:
+            raise ValueError("init.stand_in_pretrained is for runs without real weights; unset it when init.stableviton "
+                             "or init.paint_by_example is given")
+        n = stand_in_pretrained(net, cfg.train.seed)
+        logger.warning("init.stand_in_pretrained: %d zero-initialised frozen tensors filled with random values in "
+                       "place of pretrained weights — a smoke run, not a real training start", n)
+    for path in (init.stableviton, init.paint_by_example, init.vae):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"init weights {path} not found")
+    if init.paint_by_example:
+        init_from_paint_by_example(net, init.paint_by_example)
+    if init.stableviton:
+        load_stableviton(net, init.stableviton)
+    if init.vae:
+        load_vae_finetune(net, init.vae)
+    logger.info("model: %.1f M parameters, %.1f M in the optimiser", count_parameters(net) / 1e6,
+                sum(p.numel() for p in net.optimizer_parameters()) / 1e6)
+    return net
+
+
+@torch.no_grad()
+def stand_in_pretrained(net: StableVITONModel, seed: int) -> int:
+    """Give a randomly initialised model what pretrained weights would give it: non-zero frozen output layers.
+
+    ldm zero-initialises the UNet's output conv and every ResBlock/transformer output projection. In a real run the
+    frozen UNet comes pretrained (Paint-by-Example); at random initialisation its output is exactly zero, no gradient
+    reaches the trained parts and nothing can be learned. The trained zero convs stay zero (that is the design).
+    Returns the number of tensors filled.
+    """
+    trained = {id(p) for p in net.optimizer_parameters()}
+    generator = torch.Generator().manual_seed(seed)
+    filled = 0
+    for p in net.parameters():
+        if id(p) in trained or p.ndim < 2 or p.device.type == "meta" or torch.count_nonzero(p):
+            continue
+        fan_in = p[0].numel()
+        p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
+        filled += 1
+    return filled
+
+
+def checkpoint_dir(cfg: FitConfig) -> Path:
+    return Path(cfg.train.out_dir) / "checkpoints"
+
+
+def resolve_resume(cfg: FitConfig, resume: str | None) -> Path | None:
+    """``auto``: last.ckpt when present; ``none``/None: start fresh; otherwise a checkpoint path (must exist)."""
+    if resume in (None, "none", ""):
+        return None
+    if resume == "auto":
+        last = checkpoint_dir(cfg) / "last.ckpt"
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume checkpoint {path} not found")
+    return path
+
+
+def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True,
+              extra_callbacks: list[pl.Callback] | None = None, logger_backends: bool = True,
+              net: StableVITONModel | None = None) -> FitRun:
+    """Everything `fit` needs; ``net`` replaces the model the config would build (e.g. one built on ``meta``)."""
+    t = cfg.train
+    expand_shard_specs(cfg.data.shards)  # a missing shard folder fails here, before minutes of model building
+    pl.seed_everything(t.seed, workers=True)  # model initialisation; step draws are seeded per batch (system.py)
+    net = build_net(cfg) if net is None else net
+    system = StableVITONSystem(net, t)
+    datamodule = ShardDataModule(cfg.data)
+    out = Path(t.out_dir)
+    timing = StepTiming()
+    callbacks: list[pl.Callback] = [timing]
+    if t.ema.enabled:
+        callbacks.append(TrainedParamsEMA(t.ema.decay, t.ema.every_n_steps))
+    if t.sample_every_n_steps:
+        callbacks.append(SampleGrids(out, t.sample_every_n_steps, t.sample_count, t.sample_steps,
+                                     t.sample_guidance, t.seed))
+    callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg), filename="step{step:07d}",
+                                     auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every_n_steps,
+                                     save_top_k=t.keep_checkpoints, monitor="step", mode="max", save_last=True))
+    if progress:
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar())
+    callbacks.extend(extra_callbacks or [])
+    loggers: Any = False
+    if logger_backends:
+        loggers = [CSVLogger(out, name="logs"), _tensorboard(out)]
+        loggers = [lg for lg in loggers if lg is not None]
+    trainer = pl.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=t.precision, max_steps=t.max_steps, max_epochs=-1,
+        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
+        callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False,   # the shard stream splits by rank itself
+        deterministic=t.deterministic, default_root_dir=out,
+    )
+    return FitRun(trainer, system, datamodule, timing, resolve_resume(cfg, resume))
+
+
+def _tensorboard(out: Path) -> TensorBoardLogger | None:
+    try:
+        return TensorBoardLogger(out, name="tb")
+    except ModuleNotFoundError:  # tensorboard is optional; CSV logs are always written
+        logger.warning("tensorboard is not installed: logging to CSV only (pip install tensorboard)")
+        return None
+
+
+def run_fit(run: FitRun) -> None:
+    if run.resume_from is not None:
+        logger.info("resuming from %s", run.resume_from)
+    torch.set_float32_matmul_precision("high")
+    run.trainer.fit(run.system, datamodule=run.datamodule,
+                    ckpt_path=str(run.resume_from) if run.resume_from else None, weights_only=False)
