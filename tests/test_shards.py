@@ -74,3 +74,46 @@ def test_runner_with_two_processes_matches_one(tmp_path):
     for i in range(3):
         assert (tmp_path / "one" / shard_name(i)).read_bytes() == (tmp_path / "two" / shard_name(i)).read_bytes()
         assert (tmp_path / "two" / stats_name(i)).is_file()
+
+
+def test_fsspec_destination_same_bytes_and_same_completion_marker(tmp_path):
+    import fsspec
+
+    from vitonprep.shards import ShardStore, read_manifest, read_stats
+
+    url = "memory://vitonprep-test/shards"
+    fs = fsspec.filesystem("memory")
+    write_shard(tmp_path, 0, _samples(4))
+    write_shard(url, 0, _samples(4))
+    assert fs.cat_file("/vitonprep-test/shards/" + shard_name(0)) == (tmp_path / shard_name(0)).read_bytes()
+    assert read_stats(url, 0) == json.loads((tmp_path / stats_name(0)).read_text())
+    store = ShardStore(url)
+    with store.open_read(shard_name(0)) as fh:
+        assert [s.key for s in iter_tar_samples(fh)] == [f"k{i:03d}" for i in range(4)]
+    # a tar without its stats file (a run killed between the two) is not complete, and is replaced on rewrite
+    fs.pipe_file("/vitonprep-test/shards/" + shard_name(1), b"half a tar")
+    assert is_shard_complete(url, 0) and not is_shard_complete(url, 1)
+    assert completed_shards(url) == [0]
+    write_shard(url, 1, _samples(2, "m"))
+    assert completed_shards(url) == [0, 1]
+    write_manifest(url, "t", {})
+    assert read_manifest(url)["vitonprep"]["nsamples"] == 6
+    fs.rm("/vitonprep-test", recursive=True)
+
+
+def test_runner_resumes_into_an_fsspec_destination():
+    import fsspec
+
+    url = "memory://vitonprep-runner/out"
+    tasks = [ShardTask(i, url, items) for i, items in enumerate(chunk(list(range(5)), 2))]
+    calls = []
+
+    def work(task):  # in-process (workers=1): memory:// is per process
+        calls.append(task.index)
+        return write_shard(task.out_dir, task.index, [Sample(str(i), {"meta.json": b"{}"}) for i in task.items])
+
+    run_shard_tasks(tasks[:2], work)
+    results = run_shard_tasks(tasks, work)
+    assert calls == [0, 1, 2] and [r.skipped for r in results] == [True, True, False]
+    assert sum(r.nsamples for r in results) == 5
+    fsspec.filesystem("memory").rm("/vitonprep-runner", recursive=True)

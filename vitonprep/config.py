@@ -21,11 +21,34 @@ PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"
 
 
 @dataclass(frozen=True)
+class StageResources:
+    """Where a model stage runs under ``--distributor ray`` (the local runner ignores this block).
+
+    ``actors: 0`` (the default) runs the stage inside each shard worker, like the local runner. ``actors: N``
+    gives the stage N dedicated Ray actors, each reserving ``num_cpus``/``num_gpus`` and loading its model once;
+    shard workers send them ``batch_size`` samples per call, so a GPU back-end sees batches.
+    """
+
+    actors: int = 0
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.actors < 0 or self.batch_size < 1 or self.num_cpus < 0 or self.num_gpus < 0:
+            raise ConfigError(f"needs actors >= 0, batch_size >= 1, num_cpus/num_gpus >= 0; got {self}")
+        if self.num_gpus > 0 and self.actors == 0:
+            # a shard worker is a CPU process: a GPU request is only honoured by dedicated actors
+            raise ConfigError("num_gpus > 0 needs actors >= 1 (GPU stages run in their own actors)")
+
+
+@dataclass(frozen=True)
 class BackendChoice:
-    """One model stage: which back-end (by registry name) and its parameters."""
+    """One model stage: which back-end (by registry name), its parameters, and its Ray resources."""
 
     backend: str
     params: dict[str, Any] = field(default_factory=dict)
+    resources: StageResources = StageResources()
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,7 @@ class PipelineConfig:
     samples_per_shard: int = 50
     persons: PersonPolicy = PersonPolicy()
     description: str = ""
+    weights_dir: str = ""  # folder searched for back-end weight files (--weights-dir); "" = only params / env
 
     def __post_init__(self) -> None:
         if self.fit not in ("pad", "crop"):
@@ -134,10 +158,24 @@ def load_pipeline_config(path: Path | str, overrides: dict[str, Any] | None = No
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
-    for dotted, value in (overrides or {}).items():
+    apply_dotted_overrides(data, overrides or {})
+    return _build(PipelineConfig, data, str(p))
+
+
+def config_from_mapping(cls: type, data: Any, where: str) -> Any:
+    """Build frozen dataclass ``cls`` from YAML data with the same strict rules as pipelines (used by vitontrain)."""
+    return _build(cls, data, where)
+
+
+def apply_dotted_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set ``{"a.b.c": value}`` entries in nested mappings (creating levels as needed); returns ``data``."""
+    for dotted, value in overrides.items():
         node = data
         parts = dotted.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {dotted}: {part!r} is not a mapping")
+            node = child
         node[parts[-1]] = value
-    return _build(PipelineConfig, data, str(p))
+    return data

@@ -1,4 +1,5 @@
-"""Shard-parallel execution with resume: the one place where work is spread over processes.
+"""Shard-parallel execution with resume: work spread over local processes (`vitonprep.distribute` runs the same
+tasks on Ray).
 
 A job is a list of shard tasks planned deterministically up front. Each task makes the samples of one output
 shard and writes it atomically (`vitonprep.shards.write_shard`). Finished shards (stats file present) are skipped,
@@ -11,10 +12,9 @@ import logging
 import multiprocessing as mp
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from vitonprep.shards import ShardResult, is_shard_complete, read_stats, Failure
+from vitonprep.shards import Failure, Location, ShardResult, is_shard_complete, read_stats
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ ProgressCallback = Callable[[ShardResult, int, int], None]
 @dataclass(frozen=True)
 class ShardTask:
     index: int
-    out_dir: Path
+    out_dir: Location  # a local folder or an fsspec URL
     items: tuple[Any, ...]
 
 
@@ -44,7 +44,8 @@ def _worker_init() -> None:
         pass
 
 
-def _skipped_result(task: ShardTask) -> ShardResult:
+def skipped_result(task: ShardTask) -> ShardResult:
+    """The result of a shard a previous run finished, read back from its stats file."""
     st = read_stats(task.out_dir, task.index)
     fails = [Failure(f["source"], f["stage"], f["reason"], f.get("key")) for f in st.get("failures", [])]
     return ShardResult(index=task.index, nsamples=st["nsamples"], failures=fails, skipped=True)
@@ -64,7 +65,7 @@ def run_shard_tasks(
     todo = []
     for task in tasks:
         if is_shard_complete(task.out_dir, task.index):
-            results[task.index] = _skipped_result(task)
+            results[task.index] = skipped_result(task)
         else:
             todo.append(task)
     done = len(results)

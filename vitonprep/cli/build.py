@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -13,13 +14,47 @@ from vitonprep.cli._common import console, fail, progress_bar
 from vitonprep.errors import ConfigError
 
 
+class Distributor(str, enum.Enum):
+    local = "local"
+    ray = "ray"
+
+
+def _local_dir(location: str) -> Path | None:
+    """The local folder behind OUT, or None when it is remote (s3://, gs://, memory://...)."""
+    if location.startswith("file://"):
+        return Path(location[len("file://"):])
+    return None if "://" in location else Path(location)
+
+
+def _remove(location: str) -> None:
+    from vitonprep.shards import ShardStore
+
+    store = ShardStore(location)  # ConfigError for an unknown protocol or a missing fsspec driver
+    if store.local is not None:
+        if store.local.exists():
+            shutil.rmtree(store.local)
+    elif store.fs.exists(store.root):
+        store.fs.rm(store.root, recursive=True)
+
+
 def build(
-    raw: Annotated[Path, typer.Argument(help="Raw photos: person/ and cloth/ folders (pairs from pairs.txt or "
-                                              "shared file stems), or a flat folder of person photos.")],
-    out: Annotated[Path, typer.Argument(help="Output folder for shards, stats, manifest and contact sheet.")],
+    raw: Annotated[str, typer.Argument(help="Raw photos: person/ and cloth/ folders (pairs from pairs.txt or "
+                                             "shared file stems), or a flat folder of person photos; or a folder "
+                                             "or URL of vitonprep shards, to re-run the stages on them.")],
+    out: Annotated[str, typer.Argument(help="Output folder for shards, stats, manifest and contact sheet; or an "
+                                             "fsspec URL (s3://..., gs://..., file://...).")],
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline YAML file, or the name of one in "
                                                                    "pipelines/.")] = "default",
-    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes (one shard each).")] = 1,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Worker processes, one shard each "
+                                                "(local: default 1; ray: default as many as the cluster's CPUs "
+                                                "hold).")] = None,
+    distributor: Annotated[Distributor, typer.Option(
+        help="Where shards are made: local processes, or a Ray cluster (pip install 'vitonprep[ray]')."
+    )] = Distributor.local,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto | HOST:PORT (default: a running "
+                                                         "instance, else a new local one).")] = None,
+    max_shard_retry: Annotated[int, typer.Option(min=0, help="ray: extra attempts for a shard whose task failed "
+                                                             "or whose worker died.")] = 2,
     pairs: Annotated[Path | None, typer.Option(help="Pairs file: lines 'person_file cloth_file'.")] = None,
     category: Annotated[str | None, typer.Option(help="upper_body | lower_body | dresses "
                                                       "(overrides the pipeline).")] = None,
@@ -30,12 +65,17 @@ def build(
     sheet: Annotated[int, typer.Option(help="Samples on the contact sheet (0: none).")] = 8,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any sample failed.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete OUT first instead of resuming into it.")] = False,
+    weights_dir: Annotated[Path | None, typer.Option("--weights-dir", help="Folder holding the weight files of "
+                                                     "reference back-ends (after params.weights, before "
+                                                     "$VITONPREP_WEIGHTS_DIR); see `vitonprep doctor`.")] = None,
 ) -> None:
     """Turn raw person and garment photos into validated VITON-HD-style shards, offline.
 
     Pose (BODY_25 + face + hands), person checks, CIHP parsing, DensePose-style image, cloth mask, agnostic
     image and mask, parse-agnostic and gt_cloth_warped_mask per sample. Approximate maps are marked in each
     meta.json. A rerun resumes; bad inputs are recorded (file, stage, reason) and the run goes on.
+    `--distributor ray` makes the same shards on a Ray cluster (docs/scale-out.md). RAW may also be a folder or
+    URL of vitonprep shards: their stages are re-run on the stored photos (shard-to-shard).
     Exit 0 if usable samples were made and they validate (with --strict: and nothing failed).
     """
     from vitonprep.build import BuildOptions, build_dataset
@@ -44,13 +84,17 @@ def build(
     from vitonprep.validate import validate_shards
 
     overrides = {k: v for k, v in (("category", category), ("split", split),
-                                   ("samples_per_shard", samples_per_shard)) if v is not None}
+                                   ("samples_per_shard", samples_per_shard),
+                                   ("weights_dir", str(weights_dir) if weights_dir else None)) if v is not None}
     try:
         cfg = load_pipeline_config(pipeline, overrides)
     except ConfigError as exc:
         raise fail(str(exc))
-    if overwrite and out.exists():
-        shutil.rmtree(out)
+    if overwrite:
+        try:
+            _remove(out)
+        except ConfigError as exc:
+            raise fail(str(exc))
     with progress_bar() as progress:
         task = progress.add_task(f"build ({cfg.name})", total=None, info="")
         state = {"samples": 0, "failures": 0}
@@ -66,8 +110,9 @@ def build(
                             info=f"{state['samples']} samples, {state['failures']} failures, {rate:.2f} samples/s")
 
         try:
-            report = build_dataset(cfg, raw, out, BuildOptions(workers=workers, pairs_file=pairs, strict=strict),
-                                   progress=on_shard)
+            options = BuildOptions(workers=workers, pairs_file=pairs, strict=strict, distributor=distributor.value,
+                                   ray_address=ray_address, max_shard_retry=max_shard_retry)
+            report = build_dataset(cfg, raw, out, options, progress=on_shard)
         except ConfigError as exc:
             raise fail(str(exc))
     table = Table(title=f"build {raw} -> {out}")
@@ -86,9 +131,21 @@ def build(
         console.print(ft)
     if report.unused_garments:
         console.print(f"{len(report.unused_garments)} garment photos are not paired with a person")
+    for index, error in sorted(report.failed_shards.items()):
+        console.print(f"[red]shard {index} was not made[/] (retries exhausted): {error}")
+    if report.failed_shards:
+        console.print("rerun the same command to retry the missing shards; finished shards are kept")
     if report.nsamples == 0:
         console.print("[red]no usable sample was made[/]")
         raise typer.Exit(1)
+    local_out = _local_dir(out)
+    if local_out is None:
+        console.print(f"validate, contact sheet and export skipped: {out} is remote (copy it locally and run "
+                      "vitonprep validate)")
+        if report.failed_shards or (strict and report.failures):
+            raise typer.Exit(1)
+        return
+    out = local_out
     rep = validate_shards(out)
     console.print(f"validate: {rep.nsamples} samples, {len(rep.errors)} errors, {len(rep.warnings)} warnings -> "
                   + ("[green]sound[/]" if rep.ok else "[red]NOT SOUND[/]"))
@@ -102,5 +159,5 @@ def build(
 
         exp = do_export(out, export_vitonhd)
         console.print(f"exported {exp.nsamples} samples to {export_vitonhd}")
-    if not rep.ok or (strict and report.failures):
+    if not rep.ok or report.failed_shards or (strict and report.failures):
         raise typer.Exit(1)
