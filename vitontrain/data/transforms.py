@@ -53,14 +53,15 @@ def resize_sample(sample: Mapping[str, Any], height: int, width: int) -> dict[st
 
 def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """HWC uint8 → CHW float32 in [-1, 1]."""
-    if not rgb.flags.writeable:  # PIL hands out read-only buffers; torch wants to own writable memory
-        rgb = rgb.copy()
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    # One pass in numpy, then a contiguous CHW copy: converting a permuted (strided) tensor is ~5x slower.
+    scaled = np.multiply(rgb, np.float32(1.0 / 127.5), dtype=np.float32)
+    scaled -= np.float32(1.0)
+    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
     """HW bool (or float in [0,1]) → 1HW float32."""
-    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+    return torch.from_numpy(np.array(mask, dtype=np.float32, copy=True))[None]
 
 
 def to_model_sample(sample: Mapping[str, Any], height: int | None = None, width: int | None = None) -> dict[str, Any]:
