@@ -1,5 +1,7 @@
 """mediapipe BlazePose/FaceMesh/Hands -> OpenPose keypoints, against the official VITON-HD OpenPose JSONs.
 
+The hand figures below hold for both hand models (``hands_model`` lite, the default, and full).
+
 Measured on this machine (PCK@0.1; body radius = 0.1 x official Neck-MidHip distance, face/hand radius =
 0.1 x the larger side of the official face/hand keypoint box), official joints with confidence > 0 only:
 
@@ -191,6 +193,29 @@ def test_bad_input_is_value_error(backend):
         backend(np.zeros((64, 64), np.uint8))
     with pytest.raises(ValueError):
         backend(np.zeros((64, 64, 3), np.float32))
+
+
+def test_mediapipe_import_defers_pyplot():
+    # a fresh interpreter: mediapipe imported without pyplot, which later imports still get for real
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from vitonprep.backends._mediapipe import import_mediapipe\n"
+            "mp = import_mediapipe()\n"
+            "assert 'matplotlib.pyplot' not in sys.modules\n"
+            "assert mp.solutions.pose.Pose is not None\n"
+            "import matplotlib.pyplot as plt\n"
+            "from mediapipe.python.solutions import drawing_utils\n"
+            "assert type(plt).__name__ == 'module' and drawing_utils.plt.figure is plt.figure\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_hands_model_choice():
+    assert pm.MediapipePoseConfig().hands_model == "lite"
+    pm.MediapipePose(pm.MediapipePoseConfig(hands_model="full"))
+    with pytest.raises(ValueError, match="hands_model"):
+        pm.MediapipePose(pm.MediapipePoseConfig(hands_model="heavy"))
 
 
 def test_picklable_before_and_after_setup(backend):

@@ -130,6 +130,44 @@ def test_exif_rotation_and_modes_are_normalised(corpus_build, data_dir):
     assert two["producers"]["parse"]["approximate"] and two["producers"]["image_densepose"]["approximate"]
 
 
+def test_canvas_sized_jpegs_are_stored_byte_for_byte(corpus, corpus_build):
+    # an upright RGB JPEG that already is 768x1024 is stored as it is (no second JPEG generation); rotated,
+    # converted or refitted photos are encoded from the canvas
+    out, _ = corpus_build
+    samples = _samples(out)
+    assert samples["good__shirt"].members["image.jpg"] == (corpus / "person" / "good.jpg").read_bytes()
+    assert samples["good__shirt"].members["cloth.jpg"] == (corpus / "cloth" / "shirt.jpg").read_bytes()
+    for key, name in (("exif_rotated__shirt", "exif_rotated.jpg"), ("cmyk__shirt", "cmyk.jpg"),
+                      ("grey__shirt", "grey.jpg"), ("rgba__shirt", "rgba.png")):
+        assert samples[key].members["image.jpg"] != (corpus / "person" / name).read_bytes(), key
+
+
+def test_jpeg_stored_as_is_only_when_the_canvas_is_the_decoded_file(tmp_path, data_dir):
+    import io
+
+    from vitonprep.photos import fit_to_canvas, jpeg_stored_as_is, load_photo
+
+    data = (data_dir / "samples" / "person" / "00034_00.jpg").read_bytes()
+    canvas, fit = fit_to_canvas(load_photo(data, "x"), (768, 1024), "pad")
+    assert jpeg_stored_as_is(data, fit, (768, 1024))
+    assert not jpeg_stored_as_is(data, fit, (384, 512))
+    # same size but EXIF says "rotate 180": the stored pixels are not the upright canvas
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    flipped = buf.getvalue()
+    canvas2, fit2 = fit_to_canvas(load_photo(flipped, "x"), (768, 1024), "pad")
+    assert fit2 == fit and not jpeg_stored_as_is(flipped, fit2, (768, 1024))
+    png = io.BytesIO()
+    Image.fromarray(canvas).save(png, "PNG")
+    assert not jpeg_stored_as_is(png.getvalue(), fit, (768, 1024))
+    small = io.BytesIO()
+    Image.fromarray(canvas).resize((600, 800)).save(small, "JPEG")
+    _, fit3 = fit_to_canvas(load_photo(small.getvalue(), "x"), (768, 1024), "pad")
+    assert not jpeg_stored_as_is(small.getvalue(), fit3, (768, 1024))
+
+
 def test_several_persons_policy_reject(corpus, tmp_path):
     cfg = load_pipeline_config("default", {"persons.several": "reject", "samples_per_shard": 20})
     root = tmp_path / "raw"

@@ -36,6 +36,20 @@ def test_render_black_background_and_colours():
     assert [tuple(c) for c in rgb.reshape(-1, 3)[1:].tolist()] == SPEC_TABLE[1:]
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64])
+def test_render_is_the_table_lookup_for_any_index_dtype_and_shape(dtype):
+    # the cv2.LUT path must give exactly the spec table per pixel, whatever the index array looks like
+    rng = np.random.default_rng(0)
+    for shape in ((1024, 768), (3, 1), (1, 7)):
+        idx = rng.integers(0, 25, shape).astype(dtype)
+        expected = np.zeros((*shape, 3), np.uint8)
+        for i in range(1, 25):
+            expected[idx == i] = SPEC_TABLE[i]
+        assert np.array_equal(dp.render_densepose(idx), expected)
+        assert np.array_equal(dp.render_densepose(idx[:, ::-1]), expected[:, ::-1])  # non-contiguous view
+    assert dp.render_densepose(np.zeros((0, 4), dtype)).shape == (0, 4, 3)
+
+
 def test_render_rejects_out_of_range():
     with pytest.raises(ValueError, match="0..24"):
         dp.render_densepose(np.array([[0, 25]], np.uint8))

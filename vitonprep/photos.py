@@ -47,8 +47,8 @@ def load_photo(data: bytes, what: str) -> np.ndarray:
         raise PhotoError(f"{what}: empty file (0 bytes)")
     try:
         img = Image.open(io.BytesIO(data))
-        img = ImageOps.exif_transpose(img)
         img.load()
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of an upright photo
     except UnidentifiedImageError as exc:
         raise PhotoError(f"{what}: not an image file (unrecognised format)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
@@ -67,7 +67,9 @@ def load_photo(data: bytes, what: str) -> np.ndarray:
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(canvas, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
 
 
 def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, Fit]:
@@ -84,15 +86,34 @@ def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     resized = cv2.resize(rgb, (nw, nh), interpolation=interp) if (nw, nh) != (iw, ih) else rgb
     ox, oy = (w - nw) // 2, (h - nh) // 2
-    if mode == "pad":
+    if (nw, nh) == (w, h):
+        # the photo already fills the canvas exactly (pad and crop agree): no border; a copy only when the
+        # decoded array is read-only (numpy views of PIL's buffer are), since the canvas is the caller's to edit
+        canvas = resized if resized.flags.writeable and resized.flags.c_contiguous else resized.copy()
+    elif mode == "pad":
         border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
         fill = np.median(border, axis=0).astype(np.uint8)
-        canvas = np.empty((h, w, 3), np.uint8)
-        canvas[:] = fill
-        canvas[oy:oy + nh, ox:ox + nw] = resized
+        # copyMakeBorder writes the borders and copies the photo in one pass (numpy's broadcast fill of a
+        # 3-channel colour over the whole canvas cost more than the resize)
+        canvas = cv2.copyMakeBorder(np.ascontiguousarray(resized), oy, h - nh - oy, ox, w - nw - ox,
+                                    cv2.BORDER_CONSTANT, value=[int(c) for c in fill])
     else:
         canvas = np.ascontiguousarray(resized[-oy:-oy + h, -ox:-ox + w])
     return canvas, Fit(mode, float(scale), (float(ox), float(oy)), (iw, ih))
+
+
+def jpeg_stored_as_is(data: bytes, fit: Fit, size: tuple[int, int]) -> bool:
+    """True when ``data`` can be stored unchanged as the canvas photo: an RGB (YCbCr) JPEG of exactly ``size``
+    with no EXIF rotation, which the fit left untouched. Its decoded pixels are then exactly the canvas the
+    pipeline worked on, and storing the original bytes avoids a second JPEG generation (and its encode time)."""
+    if fit.scale != 1.0 or fit.offset != (0.0, 0.0) or tuple(fit.original_size) != tuple(size):
+        return False
+    try:
+        img = Image.open(io.BytesIO(data))
+        ok = img.format == "JPEG" and img.mode == "RGB" and img.size == tuple(size)
+        return bool(ok and img.getexif().get(0x0112, 1) == 1)  # 0x0112 = Orientation
+    except Exception:  # header unreadable here although the decode succeeded: re-encode instead
+        return False
 
 
 def key_from_name(path: Path) -> str:

@@ -773,17 +773,18 @@ def _pants_or_skirt(out: np.ndarray, body: _Body, sw: float, unit: int) -> None:
 def _remove_small(out: np.ndarray, mask: np.ndarray, frac: float) -> None:
     area = int(mask.sum())
     lim = max(4, int(frac * area))
-    for lab in np.unique(out):
-        if lab == 0:
-            continue
-        m = (out == lab).astype(np.uint8)
-        n, cc, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    for lab in np.flatnonzero(np.bincount(out.ravel(), minlength=1)[1:]) + 1:
+        m = (out == lab).view(np.uint8)
+        # every piece of this label lies inside the label's bounding box: label components there only
+        x, y, bw, bh = cv2.boundingRect(m)
+        n, cc, stats, _ = cv2.connectedComponentsWithStats(m[y:y + bh, x:x + bw], connectivity=8)
         if n <= 1:
             continue
         drop = np.zeros(n, bool)
         drop[1:] = stats[1:, cv2.CC_STAT_AREA] < lim
         if drop.any():
-            out[drop[cc]] = 0
+            box = out[y:y + bh, x:x + bw]
+            box[drop[cc]] = 0
     filled = _fit_to_mask(out, mask)
     out[...] = filled
 

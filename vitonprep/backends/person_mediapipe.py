@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vitonprep.backends._mediapipe import MediapipeGraphs
+from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
 from vitonprep.backends.results import CUT_OFF_SIDES, NoPersonError, PersonCheck, PoseResult
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class MediapipePerson(MediapipeGraphs):
     def setup(self) -> "MediapipePerson":
         if self._seg is not None:
             return self
-        import mediapipe as mp
+        mp = import_mediapipe()
 
         self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=self.config.selfie_model)
         self._faces = mp.solutions.face_detection.FaceDetection(

@@ -2,9 +2,9 @@
 
 The official VITON-HD ``openpose_json`` files come from OpenPose BODY_25 with face and hands (spec §1.4).
 OpenPose is not installable here, so this back-end runs the legacy ``mp.solutions`` models bundled in the
-mediapipe 0.10.21 wheel (BlazePose full, FaceMesh with iris refinement, Hands full; nothing is downloaded;
-``model_complexity`` 0/2 would try to download and are never used) and maps their outputs onto the OpenPose
-layouts. The result approximates OpenPose; it is not OpenPose.
+mediapipe 0.10.21 wheel (BlazePose full, FaceMesh with iris refinement, Hands lite or full; nothing is
+downloaded; BlazePose ``model_complexity`` 0/2 would try to download and are never used) and maps their outputs
+onto the OpenPose layouts. The result approximates OpenPose; it is not OpenPose.
 
 BODY_25 from BlazePose's 33 landmarks (right/left are the person's)::
 
@@ -57,6 +57,18 @@ index, middle, ring, pinky). Its handedness label assumes a mirrored selfie imag
 with the flipped label as a tie-breaker; a hand farther than ``HAND_MAX_DIST`` shoulder widths from the wrist
 it is assigned to is dropped (someone else's hand). Per-point confidence = the handedness score.
 
+Hand model: ``hands_model="lite"`` (the default) runs mediapipe's lite palm detector and hand landmark model
+(``model_complexity=0``, both inside the wheel), ``"full"`` the full ones. Measured on the 5 official hands
+(3 persons, a smoke signal): the same PCK for both (90/105 at 0.1 x hand box, 102/105 at 0.2). On the 12
+bundled persons the lite points lie 3 px (median over hands; at most 8 px) from the full model's on average
+per hand, single fingertips up to ~30 px; the lite detector found one hand the full one missed. The lite Hands
+call takes ~0.6x the CPU time of the full one (``bench/bench_backends_mediapipe.py``); parse mIoU on the
+official persons 0.8023 (lite) vs 0.8026 (full). mediapipe's Holistic graph (hands and face cropped from the
+BlazePose landmarks, ~0.85x the CPU of BlazePose + FaceMesh + Hands full) was measured too and rejected: its
+hand landmarks depend on the previously processed image even with ``static_image_mode=True`` (not
+reproducible, so a resumed build would differ from an uninterrupted one; a ``reset()`` per image costs more
+than it saves).
+
 Not thread-safe: one instance per thread/process. The instance is picklable (mediapipe objects are created
 lazily by :meth:`MediapipePose.setup` and are not pickled), so it can be handed to worker processes.
 """
@@ -69,7 +81,7 @@ from typing import Any
 
 import numpy as np
 
-from vitonprep.backends._mediapipe import MediapipeGraphs
+from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.openpose import OpenPoseKeypoints
 
@@ -108,6 +120,8 @@ _SMALL_TOE_BACK = 0.2
 _SMALL_TOE_SIDE = 0.15
 #: A detected hand must lie within this many shoulder widths of a body wrist.
 HAND_MAX_DIST = 1.5
+#: ``hands_model`` -> mediapipe Hands ``model_complexity`` (both models ship in the 0.10.21 wheel)
+_HAND_COMPLEXITY = {"lite": 0, "full": 1}
 
 #: OpenPose face point (0..69) -> FaceMesh landmark (0..477, iris centres 468 / 473).
 FACE70_FROM_FACEMESH: tuple[int, ...] = (
@@ -140,6 +154,7 @@ class MediapipePoseConfig:
     face: bool = True
     hands: bool = True
     segmentation: bool = True
+    hands_model: str = "lite"  # lite | full: mediapipe Hands model_complexity 0 | 1 (see the module docstring)
 
 
 def _inside(xy: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -212,6 +227,8 @@ class MediapipePose(MediapipeGraphs):
 
     def __init__(self, config: MediapipePoseConfig | None = None):
         self.config = config if config is not None else MediapipePoseConfig()
+        if self.config.hands_model not in _HAND_COMPLEXITY:
+            raise ValueError(f"hands_model must be one of {sorted(_HAND_COMPLEXITY)}, got {self.config.hands_model!r}")
         self._pose = None
         self._face = None
         self._hands = None
@@ -221,7 +238,7 @@ class MediapipePose(MediapipeGraphs):
         """Build the mediapipe solutions once (idempotent)."""
         if self._pose is not None:
             return self
-        import mediapipe as mp  # imported lazily: heavy, and keeps the instance picklable
+        mp = import_mediapipe()  # imported lazily: heavy, and keeps the instance picklable
 
         c = self.config
         self._pose = mp.solutions.pose.Pose(
@@ -233,7 +250,7 @@ class MediapipePose(MediapipeGraphs):
                 min_detection_confidence=c.min_detection_confidence)
         if c.hands:
             self._hands = mp.solutions.hands.Hands(
-                static_image_mode=True, max_num_hands=2, model_complexity=1,
+                static_image_mode=True, max_num_hands=2, model_complexity=_HAND_COMPLEXITY[c.hands_model],
                 min_detection_confidence=c.min_detection_confidence)
         logger.debug("mediapipe pose back-end ready (face=%s hands=%s segmentation=%s)",
                      c.face, c.hands, c.segmentation)
