@@ -44,6 +44,8 @@ def test_every_field_round_trips_through_its_codec():
         Kind.LABELS: rng.integers(0, 20, (8, 6), dtype=np.uint8),
         Kind.KEYPOINTS: {"version": 1.3, "people": []},
         Kind.META: {"a": 1},
+        Kind.CAPTION: {"version": 1, "source": "garment-tags-file:t.csv", "caption": "model is wearing top",
+                       "tags": {"item": "top"}, "approximate": False},
     }
     for f in FIELDS:
         data = encode_value(f, values[f.kind])

@@ -51,6 +51,7 @@ class Kind(str, enum.Enum):
     LABELS = "labels"  # HxW uint8 CIHP ids, stored as P PNG
     KEYPOINTS = "keypoints"  # OpenPose 1.3 BODY_25 JSON
     META = "meta"  # metadata JSON
+    CAPTION = "caption"  # garment tags + caption JSON (vitonprep.captions.check_caption)
 
 
 class SizeRule(str, enum.Enum):
@@ -98,6 +99,11 @@ FIELDS: tuple[Field, ...] = (
     Field("pose_render", "png", Kind.RGB, "uint8", SizeRule.PERSON, False,
           "rendered skeleton on black (VITON-HD openpose_img)"),
     Field("meta", "json", Kind.META, "object", SizeRule.NONE, True, "per-sample metadata, see META_KEYS"),
+    Field("caption", "json", Kind.CAPTION, "object", SizeRule.NONE, False,
+          "garment tags + IDM-VTON caption with its source (vitonprep.captions), optional"),
+    Field("cloth_pose", "json", Kind.KEYPOINTS, "float32", SizeRule.NONE, False,
+          "OpenPose 1.3 JSON of the person wearing the garment in the garment photo (pixels of `cloth`), "
+          "optional: only when that photo shows a person"),
 )
 
 FIELDS_BY_NAME: Mapping[str, Field] = {f.name: f for f in FIELDS}

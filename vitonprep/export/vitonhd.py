@@ -11,22 +11,16 @@ Layout and encodings follow preprocess_spec 1.1-1.2: ``{split}/image/<id>.jpg`` 
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-from PIL import Image
-
 from vitonprep import codecs
+from vitonprep.export.common import ExportReport, _mask_jpeg, _write_lines, _write_once
 from vitonprep.schema import FIELDS_BY_NAME
 from vitonprep.shards import iter_tar_samples, list_shards
 
 logger = logging.getLogger(__name__)
-
-MASK_JPEG_QUALITY = 75  # cloth-mask in VITON-HD is an L JPEG at PIL's default quality
 
 #: field -> (folder, file name pattern, how to write: "bytes" | "mask_jpg" | "mask_png")
 VITONHD_LAYOUT: dict[str, tuple[str, str, str]] = {
@@ -42,33 +36,6 @@ VITONHD_LAYOUT: dict[str, tuple[str, str, str]] = {
     "agn_mask": ("agnostic-mask", "{pid}_mask.png", "mask_png"),
     "gt_cloth_warped_mask": ("gt_cloth_warped_mask", "{pid}.jpg", "mask_jpg"),
 }
-
-
-@dataclass
-class ExportReport:
-    nsamples: int = 0
-    nfiles: int = 0
-    pairs: dict[str, list[str]] = field(default_factory=dict)
-
-
-def _mask_jpeg(mask_png: bytes) -> bytes:
-    mask = codecs.decode_mask(mask_png)
-    buf = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255, "L").save(buf, format="JPEG", quality=MASK_JPEG_QUALITY)
-    return buf.getvalue()
-
-
-def _write_once(path: Path, data: bytes) -> bool:
-    """Person maps repeat across unpaired samples: write each file once, refuse conflicting content."""
-    if path.exists():
-        if path.read_bytes() != data:
-            raise ValueError(f"{path} already exists with different content (two samples disagree on it)")
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return True
 
 
 def export_vitonhd(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None) -> ExportReport:
@@ -104,6 +71,3 @@ def export_vitonhd(shard_dir: Path, out: Path, progress: Callable[[str], None] |
     return report
 
 
-def _write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in sorted(set(lines))))
