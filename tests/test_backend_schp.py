@@ -1,0 +1,235 @@
+"""SCHP port (vitonprep.backends.parsing_schp) against the original Self-Correction-Human-Parsing code.
+
+Fixtures (tests/fixtures/parity/README.md): ``schp_lip.npz`` / ``schp_atr.npz`` were made by running the ORIGINAL
+code of GoGoDuck912/Self-Correction-Human-Parsing at commit eb84c43 (``networks/AugmentCE2P.py`` ResNet with
+Bottleneck blocks ``[1, 2, 2, 2]`` -- the official nets are ``[3, 4, 23, 3]``, reduced so the test runs in seconds;
+the blocks, PSP, edge, decoder and fusion heads are the same code --, ``SimpleFolderDataset``'s centre/scale,
+``get_affine_transform``, torchvision ToTensor + Normalize, ``transform_logits`` and the argmax of
+``simple_extractor.py``) in float64 on CPU with one thread, with InPlaceABNSync replaced by a pure-Python stand-in
+of its CPU kernel (written in /tmp, the extension does not build under torch 2.x), on a 40x56 (LIP) / 60x48 (ATR)
+synthetic BGR image at network input 64x64. Weights: ``random_state_dict`` below with seed 6 (LIP, 20 classes)
+/ 4321 (ATR, 18 classes), in the original's state_dict key order. ``schp_keys.json`` is the original model's
+key/shape list (``module.`` prefix, as in ``exp-schp-*.pth``) for ResNet-101 and for the reduced depth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from vitonprep.backends import parsing_schp as schp  # noqa: E402
+
+FIX = Path(__file__).parent / "fixtures" / "parity"
+CLASS_KEYS = ("decoder.conv4.weight", "decoder.conv4.bias", "fushion.3.weight", "fushion.3.bias")
+
+
+def random_state_dict(keys_shapes, seed):
+    """Seeded random SCHP weights (float64) in the given key order; identical to the fixture script's function.
+
+    Calibrated so that activations stay bounded through the net: He-scaled convs, BN scales of both signs
+    (InPlaceABN uses |w| + eps, so negative scales test that quirk), running variances in [0.5, 1.5).
+    """
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape in keys_shapes:
+        shape = tuple(shape)
+        if key.endswith("running_var"):
+            v = 0.5 + torch.rand(shape, generator=g, dtype=torch.float64)
+        elif key.endswith("running_mean"):
+            v = 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+        elif len(shape) == 1 and key.endswith("weight"):
+            mag = 0.5 + torch.rand(shape, generator=g, dtype=torch.float64)
+            sign = torch.where(torch.rand(shape, generator=g, dtype=torch.float64) < 0.25, -1.0, 1.0)
+            v = mag * sign
+        elif len(shape) == 1:
+            v = 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+        else:
+            fan_in = int(np.prod(shape[1:]))
+            v = torch.randn(shape, generator=g, dtype=torch.float64) * (2.0 / fan_in) ** 0.5
+        sd[key] = v
+    return sd
+
+
+def official_keys(depth: str, num_classes: int = 20):
+    """The original model's (key, shape) list, with the class-dependent heads resized to ``num_classes``."""
+    keys = json.loads((FIX / "schp_keys.json").read_text())[depth]
+    out = []
+    for k, shape in keys:
+        if k[len("module."):] in CLASS_KEYS:
+            shape = [num_classes] + shape[1:]
+        out.append((k, shape))
+    return out
+
+
+def write_pth(path: Path, sd: dict) -> Path:
+    torch.save({"state_dict": sd, "cycle_n": 4}, path)  # what SCHP's train.py saves in exp-schp-*.pth
+    return path
+
+
+@pytest.fixture(scope="module", params=["lip", "atr"])
+def case(request, tmp_path_factory):
+    ds = request.param
+    fx = dict(np.load(FIX / f"schp_{ds}.npz"))
+    ncls = int(fx["num_classes"])
+    sd = random_state_dict(official_keys("tiny", ncls), int(fx["seed"]))
+    path = write_pth(tmp_path_factory.mktemp(ds) / f"exp-schp-test-{ds}.pth", sd)
+    return ds, fx, path, {}
+
+
+def _parser(case, dtype):
+    ds, fx, path, cache = case
+    if dtype not in cache:  # one load per model and dtype
+        cache[dtype] = schp.SCHPParser(ds, path, input_size=tuple(int(v) for v in fx["input_size"]),
+                                       layers=tuple(int(v) for v in fx["layers"]), dtype=dtype).setup()
+    return cache[dtype]
+
+
+def test_float64_parity_with_original(case):
+    ds, fx, path, _ = case
+    size = tuple(int(v) for v in fx["input_size"])
+    parser = _parser(case, "float64")
+    bgr = fx["image_bgr"]
+    # preprocessing: bit-identical float32 network input
+    x = schp.preprocess(bgr, size)
+    np.testing.assert_array_equal(x, fx["net_input"])
+    parser.setup()
+    with torch.no_grad():
+        parsing, fusion, edge = (t.numpy() for t in parser._model(torch.from_numpy(x).double()))
+    for name, ours in (("parsing", parsing), ("fusion", fusion), ("edge", edge)):
+        ref = fx[name]
+        rel = np.abs(ours - ref).max() / np.abs(ref).max()
+        assert rel < 1e-9, f"{ds} {name}: max relative difference {rel:.3g}"
+    # whole pipeline: image-space logits and labels
+    logits = parser.logits(np.ascontiguousarray(bgr[:, :, ::-1]))
+    assert logits.shape == fx["logits"].shape
+    rel = np.abs(logits - fx["logits"]).max() / np.abs(fx["logits"]).max()
+    assert rel < 1e-9, f"{ds} logits: max relative difference {rel:.3g}"
+    labels = parser(np.ascontiguousarray(bgr[:, :, ::-1]))
+    np.testing.assert_array_equal(labels, fx["labels"])
+    assert len(np.unique(fx["labels"])) >= 3  # the fixture exercises several classes, not a constant map
+
+
+def test_float32_labels_match(case):
+    ds, fx, path, _ = case
+    parser = _parser(case, "float32")
+    labels = parser(np.ascontiguousarray(fx["image_bgr"][:, :, ::-1]))
+    differing = float((labels != fx["labels_float32"]).mean())
+    assert differing <= 0.001, f"{ds}: {differing:.4%} of pixels differ in float32"
+    # float32 head outputs against the original's float64 run: measured ~4e-6 relative
+    with torch.no_grad():
+        fusion = parser._model(torch.from_numpy(fx["net_input"]))[1].double().numpy()
+    rel = np.abs(fusion - fx["fusion"]).max() / np.abs(fx["fusion"]).max()
+    assert rel < 1e-4, f"{ds}: float32 fusion logits differ by {rel:.3g} relative from the float64 original"
+
+
+def test_port_has_the_official_keys_and_shapes():
+    for ncls in (20, 18, 7):
+        with torch.device("meta"):
+            net = schp.schp_net(ncls)
+        ours = [("module." + k, list(v.shape)) for k, v in net.state_dict().items()]
+        assert ours == [(k, list(s)) for k, s in official_keys("resnet101", ncls)]
+
+
+def _expanded_official_file(path: Path, num_classes: int, drop: str = "", reshape: str = "") -> Path:
+    # zero-stride tensors: the file has every official key and shape but stores one number per tensor
+    sd = {}
+    for k, shape in official_keys("resnet101", num_classes):
+        if k == drop:
+            continue
+        if k == reshape:
+            shape = [shape[0] + 1] + shape[1:]
+        fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else 0
+        value = 1.0 / fan_in if fan_in else (0.0 if k.endswith(("bias", "running_mean")) else 1.0)
+        sd[k] = torch.full((), value).expand(*shape)
+    return write_pth(path, sd)
+
+
+def test_loads_full_size_official_layout_file(tmp_path):
+    path = _expanded_official_file(tmp_path / schp.WEIGHTS_ATR.filename, 18)
+    parser = schp.SCHPParser("atr", path, input_size=(64, 64))
+    labels = parser(np.full((40, 30, 3), 128, np.uint8))
+    assert labels.shape == (40, 30) and labels.dtype == np.uint8
+    assert np.isfinite(parser.logits(np.full((40, 30, 3), 128, np.uint8))).all()
+
+
+def test_refuses_missing_or_misshapen_key(tmp_path):
+    key = "module.layer3.5.bn2.running_var"
+    path = _expanded_official_file(tmp_path / "missing.pth", 20, drop=key)
+    with pytest.raises(ValueError, match="layer3.5.bn2.running_var"):
+        schp.load_schp(path, 20)
+    key = "module.decoder.conv4.weight"
+    path = _expanded_official_file(tmp_path / "shape.pth", 20, reshape=key)
+    with pytest.raises(ValueError, match=r"decoder\.conv4\.weight.*\(21, 256, 1, 1\)"):
+        schp.load_schp(path, 20)
+
+
+class _NotATensor:
+    pass
+
+
+def test_refuses_pickled_objects(tmp_path):
+    import pickle
+
+    path = tmp_path / "evil.pth"
+    # an object weights_only must refuse (a class that is not a tensor or a plain container)
+    torch.save({"state_dict": {}, "x": _NotATensor()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        schp.read_schp_state_dict(path)
+
+
+def test_lip_atr_to_cihp():
+    lip = np.array([[13, 13, 2], [10, 5, 0]], np.uint8)
+    atr = np.array([[11, 11, 11], [11, 4, 0]], np.uint8)
+    # (0,2): ATR face, LIP hair -> stays hair; (1,0): ATR face, LIP jumpsuit -> neck; jumpsuit elsewhere -> dress
+    out = schp.lip_atr_to_cihp(lip, atr)
+    np.testing.assert_array_equal(out, [[13, 13, 2], [10, 5, 0]])
+    lip2 = np.array([[10, 13]], np.uint8)
+    atr2 = np.array([[4, 11]], np.uint8)
+    np.testing.assert_array_equal(schp.lip_atr_to_cihp(lip2, atr2), [[6, 13]])
+
+
+def test_cihp_backend_finds_weights_or_names_them(tmp_path, monkeypatch):
+    from vitonprep.weights import MissingWeightsError
+
+    monkeypatch.delenv("VITONPREP_WEIGHTS_DIR", raising=False)
+    with pytest.raises(MissingWeightsError, match=r"exp-schp-201908261155-lip\.pth.*drive\.google|"
+                                                  r"exp-schp-201908261155-lip\.pth.*Self-Correction"):
+        schp.SCHPCIHPParser(schp.SCHPParsingConfig(), weights_dir=tmp_path)
+    for ds in ("lip", "atr"):
+        _expanded_official_file(tmp_path / schp.TORCH_WEIGHTS[ds].filename, schp.DATASETS[ds].num_classes)
+    backend = schp.SCHPCIHPParser(schp.SCHPParsingConfig(), weights_dir=tmp_path)
+    assert backend.lip.weights.name == schp.WEIGHTS_LIP.filename
+    backend.lip.input_size = backend.atr.input_size = (64, 64)  # full-size nets, tiny inputs: seconds, not minutes
+    labels = backend(np.full((24, 18, 3), 90, np.uint8))
+    assert labels.shape == (24, 18) and labels.max() <= 19
+
+
+def test_onnx_runtime_matches_torch(tmp_path):
+    """The ONNX path (IDM-VTON's parsing_*.onnx through onnxruntime) on an export of the port itself.
+
+    IDM-VTON's files are the same network exported with outputs [parsing, fusion, edge]; we export our port
+    (reduced depth, seeded random weights, float32) the same way with torch's TorchScript exporter and check that
+    onnxruntime gives the torch logits and labels. Input 96x96 so that the PSP pools (1, 2, 3, 6) divide the 6x6
+    feature map, which the exporter requires.
+    """
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")  # torch's exporter needs it (not a run-time dependency of the ONNX path)
+    size = (96, 96)
+    sd = random_state_dict(official_keys("tiny", 18), 99)
+    pth = write_pth(tmp_path / "atr.pth", {k: v.float() for k, v in sd.items()})
+    torch_parser = schp.SCHPParser("atr", pth, input_size=size, layers=(1, 2, 2, 2)).setup()
+    onnx_path = tmp_path / "parsing_atr.onnx"
+    with pytest.warns(DeprecationWarning):
+        torch.onnx.export(torch_parser._model, (torch.zeros(1, 3, *size),), str(onnx_path), dynamo=False,
+                          input_names=["input.1"], opset_version=17)
+    onnx_parser = schp.SCHPParser("atr", onnx_path, input_size=size, threads=1)
+    assert onnx_parser.runtime == "onnx"
+    rgb = np.ascontiguousarray(dict(np.load(FIX / "schp_atr.npz"))["image_bgr"][:, :, ::-1])
+    a, b = torch_parser.logits(rgb), onnx_parser.logits(rgb)
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+    assert (np.argmax(a, 2) != np.argmax(b, 2)).mean() <= 0.001
