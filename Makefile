@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, from the exact pair that installs here (see shared environment notes)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[train,dev]'
+	$(PY) -m pip install -q -e '.[train,ray,reference,eval,dev]'
 	touch $@
 
 # Main job on the bundled samples: raw photos -> shards (validated, contact sheet, VITON-HD folders), then the

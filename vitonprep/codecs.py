@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -21,8 +23,8 @@ from vitonprep.schema import FIELDS_BY_MEMBER, Field, Kind
 JPEG_QUALITY = {"image": 95, "cloth": 95, "image_densepose": 95, "agn": 75}
 
 
-#: zlib level of every PNG we write: level 1 is 2-4x faster to encode than 6 and masks/label maps stay small
-#: (a 768x1024 mask is ~7 KB instead of ~3 KB, next to ~80 KB per JPEG).
+#: zlib level of every PNG we write: level 1 is 2-4x faster to encode than 6; with the run-length strategy
+#: (``_deflate``) a 768x1024 mask is ~4 KB, a label map ~8 KB, next to ~80 KB per JPEG.
 PNG_COMPRESS_LEVEL = 1
 
 
@@ -38,20 +40,55 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+#: PNG colour types (PNG spec 11.2.2) and scanline filter types (9.2) used by :func:`_png`.
+_PNG_GREY, _PNG_RGB, _PNG_PALETTE = 0, 2, 3
+_FILTER_NONE, _FILTER_UP = 0, 2
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def _deflate(raw: np.ndarray) -> bytes:
+    # Z_RLE: as fast as level 1's default strategy on these maps and 40-60 % smaller (long runs of one value)
+    z = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    return z.compress(raw) + z.flush()
+
+
+def _png(arr: np.ndarray, colour_type: int, row_filter: int, palette: bytes = b"") -> bytes:
+    """8-bit, non-interlaced PNG of a C-contiguous uint8 array, one fixed filter for every scanline.
+
+    Written directly with zlib because PIL tries all five filters on every row of L/RGB images (adaptive
+    filtering): 2-4x slower on our 768x1024 maps, for files no smaller. Masks and label maps are large flat
+    regions that compress as well without a filter; the skeleton render compresses best with Up. Lossless
+    either way: every PNG decoder reads back the same pixels (checked with PIL and libpng via OpenCV).
+    """
+    h, w = arr.shape[:2]
+    rows = arr.reshape(h, -1)
+    raw = np.empty((h, rows.shape[1] + 1), np.uint8)
+    raw[:, 0] = row_filter
+    if row_filter == _FILTER_UP:  # Up: byte minus the byte above, mod 256; the first row has a zero prior
+        raw[0, 1:] = rows[0]
+        np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    else:
+        raw[:, 1:] = rows
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
+    return b"".join((b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", ihdr),
+                     _png_chunk(b"PLTE", palette) if palette else b"",
+                     _png_chunk(b"IDAT", _deflate(raw)),
+                     _png_chunk(b"IEND", b"")))
+
+
 def encode_png_rgb(rgb: np.ndarray) -> bytes:
     _check_rgb_array(rgb)
-    buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
+    return _png(np.ascontiguousarray(rgb), _PNG_RGB, _FILTER_UP)
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
     if mask.ndim != 2:
         raise ValueError(f"mask must be HxW, got shape {mask.shape}")
-    arr = (np.asarray(mask).astype(bool).astype(np.uint8)) * 255
-    buf = io.BytesIO()
-    Image.fromarray(arr, "L").save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
+    arr = np.asarray(mask).astype(bool).view(np.uint8) * np.uint8(255)
+    return _png(arr, _PNG_GREY, _FILTER_NONE)
 
 
 def encode_labels_png(labels: np.ndarray, palette: list[int] | None = None) -> bytes:
@@ -62,11 +99,10 @@ def encode_labels_png(labels: np.ndarray, palette: list[int] | None = None) -> b
         from vitonprep.derive.labels import CIHP_PALETTE
 
         palette = CIHP_PALETTE
-    img = Image.fromarray(labels, "P")
-    img.putpalette(palette)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
+    entries = list(palette)[: 256 * 3]
+    if not entries or len(entries) % 3:
+        raise ValueError(f"palette must hold 1-256 RGB triples, got {len(palette)} values")
+    return _png(np.ascontiguousarray(labels), _PNG_PALETTE, _FILTER_NONE, bytes(entries))
 
 
 def encode_json(obj: Any) -> bytes:
@@ -104,7 +140,7 @@ def decode_mask_raw(data: bytes, what: str = "mask") -> np.ndarray:
 
 def decode_mask(data: bytes, what: str = "mask") -> np.ndarray:
     arr = decode_mask_raw(data, what)
-    bad = ~np.isin(arr, (0, 255))
+    bad = (arr != 0) & (arr != 255)  # 10x faster than np.isin on a full-size mask
     if bad.any():
         values = np.unique(arr[bad])[:5].tolist()
         raise DecodeError(f"{what}: mask is not binary ({int(bad.sum())} pixels with values like {values})")
@@ -125,12 +161,24 @@ def decode_json(data: bytes, what: str = "json") -> Any:
         raise DecodeError(f"{what}: invalid JSON ({exc})") from exc
 
 
+def decode_caption(data: bytes, what: str = "caption") -> Any:
+    """caption.json: JSON with the exact shape `vitonprep.captions.caption_record` writes."""
+    from vitonprep.captions import check_caption
+
+    obj = decode_json(data, what)
+    try:
+        return check_caption(obj)
+    except ValueError as exc:
+        raise DecodeError(f"{what}: {exc}") from exc
+
+
 _DECODERS = {
     Kind.RGB: decode_rgb,
     Kind.MASK: decode_mask,
     Kind.LABELS: decode_labels,
     Kind.KEYPOINTS: decode_json,
     Kind.META: decode_json,
+    Kind.CAPTION: decode_caption,
 }
 
 

@@ -65,6 +65,10 @@ class StagesConfig:
     parsing: BackendChoice
     densepose: BackendChoice
     cloth_mask: BackendChoice
+    #: garment tags/caption (vitonprep.captions back-end name); "none" writes no caption.json
+    caption: BackendChoice = BackendChoice("none")
+    #: pose back-end run on the garment photo (TryOnDiffusion's garment-wearer pose); "none" skips it
+    garment_pose: BackendChoice = BackendChoice("none")
 
 
 @dataclass(frozen=True)

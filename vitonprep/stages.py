@@ -18,7 +18,7 @@ import numpy as np
 from vitonprep.assemble import Producer, SampleBuilder
 from vitonprep.config import BackendChoice, PipelineConfig
 from vitonprep.errors import ConfigError, SampleError
-from vitonprep.photos import PhotoError, fit_to_canvas, key_from_name, load_photo
+from vitonprep.photos import PhotoError, fit_to_canvas, jpeg_stored_as_is, key_from_name, load_photo
 from vitonprep.raw import RawItem
 from vitonprep.shards import Sample
 
@@ -57,6 +57,32 @@ def _densepose_approx(params: dict) -> Any:
     return approximate_densepose_parts
 
 
+def _densepose_rcnn(params: dict, weights_dir: str | None = None) -> Any:
+    # detectron2 + densepose when importable, else the torchvision port; the weight file is looked up now
+    from vitonprep.backends.densepose_rcnn import make_densepose_backend
+
+    return make_densepose_backend(params, weights_dir)
+
+
+def _parsing_schp(params: dict, weights_dir: str | None = None) -> Any:
+    # SCHP LIP + ATR -> CIHP with the neck synthesised; both weight files are looked up now
+    from vitonprep.backends.parsing_schp import SCHPCIHPParser, SCHPParsingConfig
+
+    return SCHPCIHPParser(SCHPParsingConfig(**params), weights_dir)
+
+
+def _pose_openpose(params: dict, weights_dir: str | None = None) -> Any:
+    from vitonprep.backends.pose_openpose import OpenPoseBody, OpenPoseConfig
+
+    return OpenPoseBody(OpenPoseConfig(**params), weights_dir)
+
+
+def _cloth_mask_sam(params: dict, weights_dir: str | None = None) -> Any:
+    from vitonprep.backends.cloth_mask_sam import SAMClothMask, SAMClothMaskConfig
+
+    return SAMClothMask(SAMClothMaskConfig(**params), weights_dir)
+
+
 def _cloth_mask_opencv(params: dict) -> Any:
     from vitonprep.backends.cloth_mask_opencv import ClothMaskConfig, cloth_mask
 
@@ -66,22 +92,37 @@ def _cloth_mask_opencv(params: dict) -> Any:
 
 #: stage kind -> back-end name -> (factory, approximate?)
 BACKENDS: dict[str, dict[str, tuple[Callable[[dict], Any], bool]]] = {
-    "pose": {"pose-mediapipe-blazepose": (_pose_mediapipe, False)},
+    "pose": {"pose-mediapipe-blazepose": (_pose_mediapipe, False),
+             "pose-openpose-body": (_pose_openpose, False)},
     "person": {"person-mediapipe": (_person_mediapipe, False)},
-    "parsing": {"parsing-heuristic-mediapipe": (_parsing_heuristic, True)},
-    "densepose": {"densepose-approx-parse": (_densepose_approx, True)},
-    "cloth_mask": {"cloth-mask-opencv": (_cloth_mask_opencv, False)},
+    "parsing": {"parsing-heuristic-mediapipe": (_parsing_heuristic, True),
+                "parsing-schp": (_parsing_schp, False)},
+    "densepose": {"densepose-approx-parse": (_densepose_approx, True),
+                  "densepose-rcnn-r50-fpn": (_densepose_rcnn, False)},
+    "cloth_mask": {"cloth-mask-opencv": (_cloth_mask_opencv, False),
+                   "cloth-mask-sam": (_cloth_mask_sam, False)},
 }
 
 
-def make_backend(kind: str, choice: BackendChoice) -> tuple[Any, Producer]:
+def make_backend(kind: str, choice: BackendChoice, weights_dir: str = "") -> tuple[Any, Producer]:
+    """Build the back-end; factories of back-ends with weight files take ``weights_dir`` (the --weights-dir option)
+    and look their files up now, so a missing file stops the run before any image is touched."""
+    import inspect
+
+    from vitonprep.weights import MissingWeightsError
+
     known = BACKENDS[kind]
     if choice.backend not in known:
         raise ConfigError(f"stages.{kind}.backend: unknown back-end {choice.backend!r}; known: {sorted(known)}")
     factory, approximate = known[choice.backend]
+    kwargs = {"weights_dir": weights_dir or None} if "weights_dir" in inspect.signature(factory).parameters else {}
     try:
-        backend = factory(dict(choice.params))
-    except TypeError as exc:
+        backend = factory(dict(choice.params), **kwargs)
+    except ConfigError:
+        raise
+    except MissingWeightsError as exc:
+        raise ConfigError(f"stages.{kind} ({choice.backend}): {exc}") from exc
+    except (TypeError, ValueError) as exc:  # unknown or invalid parameters
         raise ConfigError(f"stages.{kind}.params: {exc}") from exc
     return backend, Producer(choice.backend, approximate=approximate)
 
@@ -95,10 +136,15 @@ class Stage:
     writes: tuple[str, ...]
 
     def setup(self) -> None:
-        """Load models (called once per worker process, never at import)."""
+        """Load models (called once per worker process, never at import): the back-end's own ``setup`` if any."""
+        backend_setup = getattr(getattr(self, "backend", None), "setup", None)
+        if callable(backend_setup):
+            backend_setup()
 
     def close(self) -> None:
-        pass
+        backend_close = getattr(getattr(self, "backend", None), "close", None)
+        if callable(backend_close):
+            backend_close()
 
     def __call__(self, ctx: Context) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -106,31 +152,35 @@ class Stage:
 
 class LoadStage(Stage):
     def __init__(self, cfg: PipelineConfig):
-        super().__init__("load", ("item",), ("image", "fit", "cloth", "cloth_fit"))
+        super().__init__("load", ("item",), ("image", "fit", "cloth", "cloth_fit", "image_jpeg", "cloth_jpeg"))
         self.cfg = cfg
 
     def __call__(self, ctx: Context) -> None:
         item: RawItem = ctx["item"]
-        ctx["image"], ctx["fit"] = self._load(item.person, "person")
+        ctx["image"], ctx["fit"], ctx["image_jpeg"] = self._load(item.person, "person")
         if item.cloth:
-            ctx["cloth"], ctx["cloth_fit"] = self._load(item.cloth, "cloth")
+            ctx["cloth"], ctx["cloth_fit"], ctx["cloth_jpeg"] = self._load(item.cloth, "cloth")
         else:
-            ctx["cloth"] = ctx["cloth_fit"] = None
+            ctx["cloth"] = ctx["cloth_fit"] = ctx["cloth_jpeg"] = None
 
     def _load(self, path: str, what: str):
+        """(canvas RGB, fit, the file's bytes when they can be stored as they are - else None)."""
         try:
-            rgb = load_photo(Path(path).read_bytes(), path)
+            data = Path(path).read_bytes()
+            rgb = load_photo(data, path)
         except PhotoError as exc:
             raise SampleError(f"load_{what}", str(exc), path) from exc
         except OSError as exc:
             raise SampleError(f"load_{what}", f"cannot read: {exc}", path) from exc
-        return fit_to_canvas(rgb, tuple(self.cfg.size), self.cfg.fit)
+        size = tuple(self.cfg.size)
+        canvas, fit = fit_to_canvas(rgb, size, self.cfg.fit)
+        return canvas, fit, (data if jpeg_stored_as_is(data, fit, size) else None)
 
 
 class PoseStage(Stage):
-    def __init__(self, choice: BackendChoice):
+    def __init__(self, choice: BackendChoice, weights_dir: str = ""):
         super().__init__("pose", ("image",), ("pose",))
-        self.backend, self.producer = make_backend("pose", choice)
+        self.backend, self.producer = make_backend("pose", choice, weights_dir)
 
     def setup(self) -> None:
         self.backend.setup()
@@ -185,7 +235,7 @@ class PersonCheckStage(Stage):
 class ParsingStage(Stage):
     def __init__(self, choice: BackendChoice, cfg: PipelineConfig):
         super().__init__("parsing", ("image", "pose"), ("parse",))
-        self.backend, self.producer = make_backend("parsing", choice)
+        self.backend, self.producer = make_backend("parsing", choice, cfg.weights_dir)
         self.category = cfg.category
 
     def __call__(self, ctx: Context) -> None:
@@ -197,26 +247,34 @@ class ParsingStage(Stage):
 
 
 class DensePoseStage(Stage):
-    def __init__(self, choice: BackendChoice):
-        super().__init__("densepose", ("parse", "pose"), ("image_densepose",))
-        self.backend, self.producer = make_backend("densepose", choice)
+    """Two kinds of back-end: models that read the photo (``backend.reads == ("image",)``, e.g. DensePose R-CNN)
+    and the approximation from parse + pose."""
+
+    def __init__(self, choice: BackendChoice, weights_dir: str = ""):
+        backend, producer = make_backend("densepose", choice, weights_dir)
+        self.from_image = tuple(getattr(backend, "reads", ())) == ("image",)
+        super().__init__("densepose", ("image",) if self.from_image else ("parse", "pose"), ("image_densepose",))
+        self.backend, self.producer = backend, producer
+        self.note = str(getattr(backend, "note", "") or (
+            "DensePose part indices from the photo" if self.from_image
+            else "DensePose part indices approximated from parse + pose"))
 
     def __call__(self, ctx: Context) -> None:
         from vitonprep.derive.densepose import render_densepose
 
         try:
-            parts = self.backend(ctx["parse"], ctx["pose"].keypoints.pose)
-        except ValueError as exc:
+            parts = (self.backend(ctx["image"]) if self.from_image
+                     else self.backend(ctx["parse"], ctx["pose"].keypoints.pose))
+        except ValueError as exc:  # NoPersonError included
             raise SampleError("densepose", str(exc), ctx["item"].person) from exc
         ctx["image_densepose"] = render_densepose(parts)
-        ctx["producers"]["image_densepose"] = Producer(self.producer.backend, self.producer.approximate,
-                                                       "DensePose part indices approximated from parse + pose")
+        ctx["producers"]["image_densepose"] = Producer(self.producer.backend, self.producer.approximate, self.note)
 
 
 class ClothMaskStage(Stage):
-    def __init__(self, choice: BackendChoice):
+    def __init__(self, choice: BackendChoice, weights_dir: str = ""):
         super().__init__("cloth_mask", ("cloth",), ("cloth_mask",))
-        self.backend, self.producer = make_backend("cloth_mask", choice)
+        self.backend, self.producer = make_backend("cloth_mask", choice, weights_dir)
 
     def __call__(self, ctx: Context) -> None:
         if ctx["cloth"] is None:
@@ -227,6 +285,93 @@ class ClothMaskStage(Stage):
         except ValueError as exc:
             raise SampleError("cloth_mask", str(exc), ctx["item"].cloth) from exc
         ctx["producers"]["cloth_mask"] = self.producer
+
+
+class CaptionStage(Stage):
+    """Garment tags and an IDM-VTON caption (vitonprep.captions); a tagging failure is recorded in meta, it does
+    not fail the sample (the caption member is optional)."""
+
+    def __init__(self, choice: BackendChoice, category: str):
+        super().__init__("caption", ("cloth", "cloth_mask", "parse"), ("caption",))
+        from vitonprep.captions import CAPTION_BACKENDS, make_tagger
+
+        if choice.backend not in CAPTION_BACKENDS:
+            raise ConfigError(f"stages.caption.backend: unknown back-end {choice.backend!r}; "
+                              f"known: {sorted(CAPTION_BACKENDS) + ['none']}")
+        try:
+            self.backend = make_tagger(choice.backend, choice.params)
+        except TypeError as exc:
+            raise ConfigError(f"stages.caption.params: {exc}") from exc
+        self.category = category
+
+    def setup(self) -> None:
+        if hasattr(self.backend, "setup"):
+            try:
+                self.backend.setup()
+            except ValueError as exc:  # a missing tag file or weights folder is a run error, not a sample error
+                raise ConfigError(f"stages.caption: {exc}") from exc
+
+    def __call__(self, ctx: Context) -> None:
+        from vitonprep.captions import caption_record
+
+        ctx["caption"] = None
+        item: RawItem = ctx["item"]
+        if ctx["cloth"] is None:
+            return
+        cloth_id = key_from_name(Path(item.cloth))
+        # the person's parse describes the garment only when the person wears it (paired samples)
+        parse = ctx["parse"] if item.pair == "paired" else None
+        try:
+            tags = self.backend(cloth_id, ctx["cloth_mask"], parse, self.category, ctx["cloth"])
+        except ValueError as exc:
+            ctx["caption_error"] = str(exc)
+            logger.info("%s: no caption (%s)", item.key, exc)
+            return
+        ctx["caption"] = caption_record(tags)
+        ctx["producers"]["caption"] = Producer(tags.source, approximate=tags.approximate)
+
+
+class GarmentPoseStage(Stage):
+    """Pose of the person wearing the garment in the garment photo (in-the-wild garment images, TryOnDiffusion's
+    garment-wearer pose). Off when the photo shows no person: flat shop images give ``cloth_pose = None`` and the
+    reason is recorded in meta."""
+
+    #: joints a garment photo must show to count as "worn by a person" (shoulders and hips frame the garment)
+    REQUIRED = ("RShoulder", "LShoulder", "RHip", "LHip")
+
+    def __init__(self, choice: BackendChoice, person: BackendChoice, weights_dir: str = ""):
+        super().__init__("garment_pose", ("cloth",), ("cloth_pose",))
+        self.backend, self.producer = make_backend("pose", choice, weights_dir)
+        self.person, _ = make_backend("person", person, weights_dir)
+
+    def setup(self) -> None:
+        self.backend.setup()
+        self.person.setup()
+
+    def close(self) -> None:
+        self.backend.close()
+        self.person.close()
+
+    def __call__(self, ctx: Context) -> None:
+        from vitonprep.backends.results import NoPersonError
+        from vitonprep.derive.openpose import BODY25_NAMES
+
+        ctx["cloth_pose"] = None
+        if ctx["cloth"] is None:
+            return
+        try:
+            pose = self.backend(ctx["cloth"])
+        except NoPersonError as exc:
+            ctx["cloth_pose_status"] = f"no person: {exc}"
+            return
+        check = self.person.check_person(ctx["cloth"], pose)
+        missing = [j for j in self.REQUIRED if pose.keypoints.pose[BODY25_NAMES.index(j), 2] <= 0]
+        if check.num_persons == 0 or missing:
+            ctx["cloth_pose_status"] = f"no person: persons={check.num_persons}, missing joints {missing}"
+            return
+        ctx["cloth_pose"] = pose
+        ctx["cloth_pose_status"] = "person found"
+        ctx["producers"]["cloth_pose"] = self.producer
 
 
 class DeriveStage(Stage):
@@ -294,9 +439,14 @@ class Pipeline:
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> "Pipeline":
         s = cfg.stages
-        pipe = cls(cfg, [LoadStage(cfg), PoseStage(s.pose), PersonCheckStage(s.person, cfg),
-                         ParsingStage(s.parsing, cfg), DensePoseStage(s.densepose), ClothMaskStage(s.cloth_mask),
+        pipe = cls(cfg, [LoadStage(cfg), PoseStage(s.pose, cfg.weights_dir), PersonCheckStage(s.person, cfg),
+                         ParsingStage(s.parsing, cfg), DensePoseStage(s.densepose, cfg.weights_dir),
+                         ClothMaskStage(s.cloth_mask, cfg.weights_dir),
                          DeriveStage(cfg.category)])
+        if s.caption.backend != "none":
+            pipe.stages.append(CaptionStage(s.caption, cfg.category))
+        if s.garment_pose.backend != "none":
+            pipe.stages.append(GarmentPoseStage(s.garment_pose, s.person, cfg.weights_dir))
         pipe.check()
         return pipe
 
@@ -339,13 +489,20 @@ class Pipeline:
         item: RawItem = ctx["item"]
         b = SampleBuilder(item.key)
         photo = Producer("raw-photo", note=f"fitted to {self.cfg.size[0]}x{self.cfg.size[1]} by {self.cfg.fit}")
-        b.put_array("image", ctx["image"], photo)
+        # photos that are already canvas-sized JPEGs are stored byte for byte (LoadStage); others are encoded
+        if ctx.get("image_jpeg"):
+            b.put("image", ctx["image_jpeg"], photo)
+        else:
+            b.put_array("image", ctx["image"], photo)
         b.put_array("parse", ctx["parse"], ctx["producers"]["parse"])
         b.put("pose", codecs.encode_json(ctx["pose"].keypoints.to_json_dict()), ctx["producers"]["pose"])
         for name in ("agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask", "pose_render", "image_densepose"):
             b.put_array(name, ctx[name], ctx["producers"][name])
         if ctx["cloth"] is not None:
-            b.put_array("cloth", ctx["cloth"], photo)
+            if ctx.get("cloth_jpeg"):
+                b.put("cloth", ctx["cloth_jpeg"], photo)
+            else:
+                b.put_array("cloth", ctx["cloth"], photo)
             b.put_array("cloth_mask", ctx["cloth_mask"], ctx["producers"]["cloth_mask"])
         check = ctx["person_check"]
         root = Path(item.root)
@@ -365,4 +522,14 @@ class Pipeline:
             "pipeline": self.cfg.name,
             "source": {"dataset": "raw photos", "licence": "as the source photos (not recorded by vitonprep)"},
         }
+        # optional members (issue 8): caption.json and the garment-wearer pose; why they are absent goes to meta
+        if ctx.get("caption") is not None:
+            b.put("caption", codecs.encode_json(ctx["caption"]), ctx["producers"]["caption"])
+        elif "caption_error" in ctx:
+            meta["caption_status"] = ctx["caption_error"]
+        if ctx.get("cloth_pose") is not None:
+            b.put("cloth_pose", codecs.encode_json(ctx["cloth_pose"].keypoints.to_json_dict()),
+                  ctx["producers"]["cloth_pose"])
+        if "cloth_pose_status" in ctx:
+            meta["cloth_pose_status"] = ctx["cloth_pose_status"]
         return b.finish(meta)

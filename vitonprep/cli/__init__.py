@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from vitonprep.cli import build, convert, export, inspect, score, validate
+from vitonprep.cli import build, convert, doctor, export, inspect, score, validate
 
 console = Console(stderr=True)
 
@@ -45,3 +45,4 @@ app.command("validate")(validate.validate)
 app.command("inspect")(inspect.inspect)
 app.command("export")(export.export)
 app.command("score")(score.score)
+app.command("doctor")(doctor.doctor)
