@@ -7,7 +7,7 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from vitontrain.cli import check_data, fit
+from vitontrain.cli import check_data, evaluate, fit, sample, tryon
 from vitontrain.cli._common import console
 
 app = typer.Typer(
@@ -36,3 +36,6 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 app.command("check-data")(check_data.check_data)
 app.command("fit")(fit.fit)
+app.command("sample")(sample.sample)
+app.command("tryon")(tryon.tryon)
+app.command("evaluate")(evaluate.evaluate)

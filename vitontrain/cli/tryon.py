@@ -1,0 +1,75 @@
+"""`vitontrain tryon PERSON CLOTH`: one photo and one garment in, one try-on image out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vitontrain.cli._common import console, fail
+from vitontrain.cli.sample import MODEL_CONFIG_HELP, Precision, Sampler, Start
+
+
+def tryon(
+    person: Annotated[Path, typer.Argument(help="Person photo (JPEG/PNG/WebP, any size).")],
+    cloth: Annotated[Path, typer.Argument(help="In-shop garment photo.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output image (.jpg/.png).")] = Path("tryon.jpg"),
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-k", help="StableVITON checkpoint.")] = None,
+    config: Annotated[str, typer.Option("--config", "-c", help=MODEL_CONFIG_HELP)] = "stableviton",
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="vitonprep pipeline YAML or name "
+                                                                   "(pipelines/).")] = "default",
+    category: Annotated[Optional[str], typer.Option(help="upper_body | lower_body | dresses (overrides the "
+                                                         "pipeline).")] = None,
+    sampler: Annotated[Sampler, typer.Option()] = Sampler.plms,
+    steps: Annotated[int, typer.Option(min=1)] = 50,
+    eta: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    guidance_scale: Annotated[float, typer.Option("--guidance-scale", "--cfg")] = 1.0,
+    start: Annotated[Start, typer.Option()] = Start.person,
+    repaint: Annotated[bool, typer.Option()] = False,
+    height: Annotated[int, typer.Option(min=64)] = 512,
+    width: Annotated[int, typer.Option(min=64)] = 384,
+    seed: Annotated[int, typer.Option()] = 0,
+    precision: Annotated[Precision, typer.Option()] = Precision.auto,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (on a busy machine 1 can "
+                                                           "be much faster than more).")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+    random_init: Annotated[bool, typer.Option(help="No checkpoint: random weights (smoke runs only).")] = False,
+) -> None:
+    """Dress PERSON in CLOTH: vitonprep's pipeline prepares the pair on the fly (pose, parsing, DensePose,
+    agnostic), then StableVITON samples one image (official settings by default).
+
+      vitontrain tryon me.jpg shirt.jpg --checkpoint ckpts/VITONHD.ckpt -o me_in_shirt.jpg
+    """
+    from PIL import Image
+
+    from vitonprep.errors import VitonprepError
+    from vitontrain.sampling.inference import MissingFileError, SamplingConfig, load_inference_model
+    from vitontrain.sampling.schedule import make_timesteps
+    from vitontrain.tryon import tryon as run_tryon
+
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    try:
+        cfg = SamplingConfig(sampler=sampler.value, steps=steps, eta=eta, guidance_scale=guidance_scale,
+                             start=start.value, repaint=repaint, precision=precision.value, seed=seed)
+        make_timesteps(steps)
+        for p, what in ((person, "person photo"), (cloth, "garment photo")):
+            if not p.is_file():
+                raise MissingFileError(f"{what} not found: {p}")
+        if out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            raise ValueError(f"--out {out}: use a .jpg or .png file name")
+        model = load_inference_model(config, checkpoint, device, random_init=random_init)
+    except (MissingFileError, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc))
+    with console.status("preparing the pair with vitonprep, then sampling"):
+        try:
+            result = run_tryon(model, person, cloth, cfg, height, width, pipeline, category)
+        except VitonprepError as exc:  # the photo was rejected (no person, cut off, …) or a bad pipeline
+            stage = getattr(exc, "stage", None)
+            raise fail(f"vitonprep {'stage ' + repr(stage) + ' ' if stage else ''}rejected the pair: {exc}", 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(result.image).save(out, quality=95)
+    console.print(f"[green]{out}[/] ({result.image.shape[0]}x{result.image.shape[1]}): prepared in "
+                  f"{result.seconds_prepare:.1f} s, sampled in {result.seconds_sample:.1f} s")
