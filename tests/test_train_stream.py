@@ -13,6 +13,7 @@ from vitontrain.data.augment import AugmentConfig
 from vitontrain.data.module import DataConfig, ResumableLoader, ShardDataModule, expand_shard_specs
 from vitontrain.data.shards import ContractError
 from vitontrain.data.stream import ShardStream, StreamConfig
+from vitontrain.data.transforms import normalise_batch
 
 BOTH = ("paired", "unpaired")
 
@@ -28,7 +29,9 @@ def keys(batches) -> list[list[str]]:
 
 def test_stream_batches_follow_the_model_contract(train_shards):
     urls = expand_shard_specs([str(train_shards)])
-    batch = next(iter(ShardStream(urls, small(), batches_per_rank=1)))
+    shipped = next(iter(ShardStream(urls, small(), batches_per_rank=1)))
+    assert shipped["image"].dtype == torch.uint8 and shipped["agn_mask"].dtype == torch.uint8  # 4x less IPC
+    batch = normalise_batch(shipped)
     assert batch["image"].shape == (2, 3, 64, 48) and batch["agn_mask"].shape == (2, 1, 64, 48)
     for name in ("image", "agn", "image_densepose", "cloth"):
         assert batch[name].dtype == torch.float32 and -1 <= batch[name].min() and batch[name].max() <= 1
@@ -62,6 +65,18 @@ def test_resumed_loader_yields_the_rest_of_the_epoch(train_shards, num_workers):
     nxt.load_state_dict(loader.state_dict())
     second = list(nxt)
     assert nxt.state_dict()["epoch"] == 1 and len(second) == 4
+
+
+def test_resume_with_three_workers_at_every_offset(train_shards):
+    urls = expand_shard_specs([str(train_shards)])
+    cfg = small(batch_size=1)
+    full = keys(ResumableLoader(ShardStream(urls, cfg, 6), num_workers=3))
+    assert len(full) == 6
+    for consumed in (1, 2, 4):
+        resumed = ResumableLoader(ShardStream(urls, cfg, 6), num_workers=3)
+        resumed.load_state_dict({**resumed.state_dict(), "epoch": 0, "consumed": consumed})
+        assert resumed.state_dict()["consumed"] == consumed  # a pending position is what a checkpoint would save
+        assert keys(resumed) == full[consumed:], consumed
 
 
 def test_partitioned_ranks_read_disjoint_shards(train_shards, monkeypatch):
@@ -114,6 +129,9 @@ def test_datamodule_epoch_length_and_preview(train_shards):
     paired = dm.preview_batch(3)
     assert preview["image"].shape == (3, 3, 64, 48)
     assert torch.equal(preview["cloth"][0], paired["cloth"][1])  # garments rolled by one
+    only_paired = ShardDataModule(DataConfig(shards=(str(train_shards),), height=64, width=48, pairs=("paired",)))
+    with pytest.raises(ValueError, match="no samples"):  # the grids show what training reads: none here
+        only_paired.preview_batch(2)
 
 
 def test_pipe_and_fsspec_urls_read_like_local_paths(train_shards):

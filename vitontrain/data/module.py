@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DataConfig(StreamConfig):
     """``shards``: folders of ``.tar`` files, single tars, globs, brace patterns (``out/{00000..00009}.tar``) or
-    URLs (``pipe:``, ``https://``, ``s3://`` … via fsspec)."""
+    URLs (``pipe:``, ``https://``, ``s3://`` … via fsspec). ``epoch_samples: null`` takes the manifests' sample
+    count, which includes samples ``pairs`` filters out (set it explicitly for mixed shards)."""
 
     shards: tuple[str, ...] = ()
     num_workers: int = 2
@@ -108,6 +109,7 @@ class ResumableLoader(DataLoader):
         else:
             epoch, skip = self._next_epoch, 0
         self._stream.set_position(epoch, skip)
+        self._stream.set_rank()
         self._epoch, self._consumed, self._next_epoch = epoch, skip, epoch + 1
         for batch in super().__iter__():
             self._consumed += 1
@@ -115,7 +117,8 @@ class ResumableLoader(DataLoader):
 
     def state_dict(self) -> dict[str, Any]:
         cfg = self._stream.config
-        return {"epoch": self._epoch, "consumed": self._consumed, "batches_per_rank": len(self),
+        epoch, consumed = self._pending if self._pending is not None else (self._epoch, self._consumed)
+        return {"epoch": epoch, "consumed": consumed, "batches_per_rank": len(self),
                 "seed": cfg.seed, "batch_size": cfg.batch_size, "num_workers": self.num_workers,
                 "shards": len(self._stream.urls)}
 
@@ -166,6 +169,9 @@ class ShardDataModule(pl.LightningDataModule):
         cfg = self.config
         samples = []
         for sample in decoded_samples(urls):
+            meta = sample.get("meta") or {}
+            if meta.get("pair") not in cfg.pairs or "cloth" not in sample:
+                continue  # person-only samples have no garment; the grids show what training reads
             samples.append(to_model_sample(sample, cfg.height, cfg.width))
             if len(samples) == n:
                 break

@@ -13,6 +13,9 @@ Two shard orders (``sampling``):
 * ``partitioned``: shards are split by rank, then by worker (``urls[rank::world][worker::workers]``), reshuffled per
   epoch and cycled; every rank reads a disjoint set of samples. Needs at least ``world × workers`` shards.
 
+A damaged sample (decode error) is logged and skipped; a resume after such a skip replays one sample later than the
+uninterrupted run would (the skip counts raw samples), the only case in which resume is not exact.
+
 Reading uses webdataset's tar expander and key grouping. Local paths, ``pipe:`` and ``http(s)://`` go through
 webdataset's ``gopen``; any other ``scheme://`` (s3, gs, memory, …) is opened with fsspec.
 """
@@ -26,6 +29,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -45,6 +49,7 @@ logger = logging.getLogger(__name__)
 TRAINING_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg", "agn_mask.png", "cloth_mask.png",
                     "gt_cloth_warped_mask.png", "meta.json")
 JPEG_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg")
+MASK_MEMBERS = ("agn_mask.png", "cloth_mask.png", "gt_cloth_warped_mask.png")
 GOPEN_SCHEMES = ("pipe:", "http://", "https://", "file:")
 
 
@@ -92,6 +97,15 @@ def _worker() -> tuple[int, int]:
 def decode_training_member(member: str, data: bytes, size: tuple[int, int], draft: bool) -> Any:
     """Decode one member for training; JPEGs optionally in draft mode (DCT-domain downscaling by 1/2, 1/4, 1/8 to
     the smallest scale that still covers ``size`` = (height, width)); everything else by the contract's decoders."""
+    if member in MASK_MEMBERS:
+        # OpenCV's PNG decoder is ~2x PIL's here; same strictness as the contract's decode_mask (one 8-bit channel,
+        # values 0/255 only)
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None or arr.ndim != 2 or arr.dtype != np.uint8:
+            raise DecodeError(f"{member}: expected a single-channel 8-bit mask PNG")
+        if np.count_nonzero((arr != 0) & (arr != 255)):
+            raise DecodeError(f"{member}: mask is not binary")
+        return arr == 255
     if draft and member in JPEG_MEMBERS:
         try:
             img = Image.open(io.BytesIO(data))
@@ -122,10 +136,16 @@ class ShardStream(IterableDataset):
         self.batches_per_rank = batches_per_rank
         self.epoch = 0
         self.skip_batches = 0
+        self.rank: int | None = None
+        self.world: int | None = None
 
     def set_position(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch = epoch
         self.skip_batches = skip_batches
+
+    def set_rank(self) -> None:
+        """Record this process's rank and world size (call in the main process, before workers start)."""
+        self.rank, self.world = _rank_and_world()
 
     # ------------------------------------------------------------------------------------------------ shard order
     def _shard_order(self, rank: int, world: int, worker: int, workers: int) -> Iterator[str]:
@@ -220,7 +240,9 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.config
-        rank, world = _rank_and_world()
+        # set by the loader in the main process: DataLoader workers started with spawn/forkserver have no process
+        # group of their own and would all read rank 0's stream
+        rank, world = (self.rank, self.world) if self.rank is not None else _rank_and_world()
         physical, workers = _worker()
         # The DataLoader always starts its round robin at worker 0; after consuming `skip_batches` the next batch
         # belongs to logical worker skip % workers, so physical workers take the logical roles rotated by that.
@@ -234,17 +256,15 @@ class ShardStream(IterableDataset):
         samples = self._shuffled(self._wanted_pairs(self._raw_samples(shards), n_mine), rng)
         batch: list[dict[str, Any]] = []
         produced = 0
-        checked = False
         for index, raw in enumerate(samples):
             if produced >= per_worker:
                 return
+            if index == 0:  # the epoch's first sample of every worker is checked against the contract, loudly
+                self._check(raw, raw["__url__"])  # (the same sample whether or not this pass resumes)
             if index < skip * cfg.batch_size:
                 if (index + 1) % cfg.batch_size == 0:
                     produced += 1
                 continue
-            if not checked:  # the first sample of every worker is checked against the contract, loudly
-                self._check(raw, raw["__url__"])
-                checked = True
             try:
                 decoded = self._decode(raw)
             except DecodeError as exc:  # one damaged sample must not stop a training run: say so and go on
@@ -252,7 +272,8 @@ class ShardStream(IterableDataset):
                 continue
             resized = resize_sample(decoded, cfg.height, cfg.width)
             aug_rng = np.random.default_rng([cfg.seed, self.epoch, rank, worker, index])
-            batch.append(to_model_sample(augment_sample(resized, cfg.augment, aug_rng)))
+            # uint8 across the worker→main process boundary; the system normalises after device transfer
+            batch.append(to_model_sample(augment_sample(resized, cfg.augment, aug_rng), as_uint8=True))
             if len(batch) == cfg.batch_size:
                 yield collate(batch)
                 batch = []

@@ -38,6 +38,10 @@ class EMAConfig:
     decay: float = 0.9999
     every_n_steps: int = 1
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.decay < 1.0 or self.every_n_steps < 1:
+            raise ConfigError(f"train.ema: decay must be in (0, 1) and every_n_steps >= 1, got {self}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:

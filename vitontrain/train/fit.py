@@ -22,7 +22,7 @@ from vitontrain.data.module import ShardDataModule, expand_shard_specs
 from vitontrain.models.instantiate import instantiate_from_config
 from vitontrain.models.stableviton import StableVITONModel, count_parameters
 from vitontrain.train.callbacks import SampleGrids, StepTiming, TrainedParamsEMA
-from vitontrain.train.config import FitConfig
+from vitontrain.train.config import FitConfig, TrainConfig
 from vitontrain.train.system import StableVITONSystem
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
         loggers = [CSVLogger(out, name="logs"), _tensorboard(out)]
         loggers = [lg for lg in loggers if lg is not None]
     trainer = pl.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=resolve_strategy(t),
         precision=t.precision, max_steps=t.max_steps, max_epochs=-1,
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
         callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
@@ -144,6 +144,16 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
         deterministic=t.deterministic, default_root_dir=out,
     )
     return FitRun(trainer, system, datamodule, timing, resolve_resume(cfg, resume))
+
+
+def resolve_strategy(t: TrainConfig) -> str:
+    """``auto`` with several processes becomes DDP that tolerates unused parameters: the CFG dropout leaves
+    ``proj_out`` or ``learnable_vector`` without a gradient in some steps (spec §7.5), which plain DDP rejects."""
+    several = t.num_nodes > 1 or (isinstance(t.devices, int) and t.devices > 1) or (
+        isinstance(t.devices, (list, tuple)) and len(t.devices) > 1) or t.devices == -1
+    if t.strategy == "auto" and several:
+        return "ddp_find_unused_parameters_true"
+    return t.strategy
 
 
 def _tensorboard(out: Path) -> TensorBoardLogger | None:

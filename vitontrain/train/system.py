@@ -6,7 +6,8 @@ ours, strictly) without conversion.
 
 Every random draw of a training step (timestep, noise, CFG dropout, VAE posterior samples) comes from a generator
 seeded by (seed, epoch, batch index, rank): the draws do not depend on how many steps ran in this process, which is
-what makes kill-and-resume bit-exact.
+what makes kill-and-resume bit-exact on CPU (on GPU also set ``train.deterministic: true``; cuDNN/cuBLAS kernels
+are otherwise free to differ run to run).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from vitontrain.data.transforms import normalise_batch
 from vitontrain.models.stableviton import StableVITONModel
 from vitontrain.train.config import TrainConfig
 
@@ -55,6 +57,9 @@ class StableVITONSystem(pl.LightningModule):
             self.log("train/loss_atv", out.loss_atv, batch_size=batch_size)
         self.log("train/uncond", float(out.uncond), batch_size=batch_size)
         return out.loss
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        return normalise_batch(batch)  # the stream ships uint8; convert on the device
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = self.net.optimizer_parameters()
