@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= out
 
-.PHONY: demo train-demo test test-slow bench bench-model bench-train clean
+.PHONY: demo train-demo test test-slow bench bench-model bench-train bench-reference clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-model: $(VENV)/.installed
 bench-train: $(VENV)/.installed
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_train_step.py
+
+# reference back-ends (DensePose, SCHP, OpenPose ports, random weights, full size) beside the originals' times
+bench-reference: $(VENV)/.installed
+	$(PY) bench/bench_reference_backends.py
 
 clean:
 	rm -rf $(OUT)
