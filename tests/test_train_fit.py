@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -13,7 +12,8 @@ from vitontrain.checkpoints import load_stableviton, read_checkpoint
 from vitontrain.cli import app
 from vitontrain.data.transforms import collate
 from vitontrain.train.callbacks import TrainedParamsEMA
-from vitontrain.train.config import TRAIN_CONFIGS_DIR, load_fit_config
+from vitontrain.models.instantiate import TRAIN_CONFIGS_DIR
+from vitontrain.train.config import load_fit_config
 from vitontrain.train.fit import build_fit, build_net, run_fit
 from vitontrain.train.system import StableVITONSystem
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from vitontrain.models.instantiate import resolve_train_config
 from vitontrain.sampling.samplers import SAMPLERS, StepCallback, run_sampler
 from vitontrain.sampling.schedule import DISCRETIZATIONS, step_schedule
 
@@ -145,23 +146,16 @@ def to_uint8(images: torch.Tensor) -> "Any":
 
 
 # ------------------------------------------------------------------------------------------------ model loading
-TRAIN_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "train"
-
-
 class MissingFileError(FileNotFoundError):
     """A checkpoint, config or weights file the user named does not exist."""
 
 
 def resolve_model_config(name_or_path: str | Path) -> Path:
     """A YAML path, or the name of one in ``pipelines/train/`` (``stableviton``, ``tiny``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    candidate = TRAIN_CONFIGS_DIR / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    known = sorted(p.stem for p in TRAIN_CONFIGS_DIR.glob("*.yaml"))
-    raise MissingFileError(f"model config {name_or_path} not found (not a file, not one of {known})")
+    try:
+        return resolve_train_config(name_or_path)
+    except FileNotFoundError as exc:
+        raise MissingFileError(f"model {exc}") from None
 
 
 def load_inference_model(config: str | Path, checkpoint: str | Path | None, device: str | torch.device = "cpu",

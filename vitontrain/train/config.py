@@ -14,8 +14,8 @@ import yaml
 from vitonprep.config import apply_dotted_overrides, config_from_mapping
 from vitonprep.errors import ConfigError
 from vitontrain.data.module import DataConfig
+from vitontrain.models.instantiate import resolve_train_config
 
-TRAIN_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "train"
 _YAML11_MISSED_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
@@ -98,14 +98,10 @@ class FitConfig:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    candidate = TRAIN_CONFIGS_DIR / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    known = sorted(p.stem for p in TRAIN_CONFIGS_DIR.glob("*.yaml"))
-    raise ConfigError(f"training config {name_or_path} not found (not a file, not one of {known})")
+    try:
+        return resolve_train_config(name_or_path)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"training {exc}") from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Our loader has a length on purpose: the shard stream splits the epoch across workers itself (data/stream.py).
 warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+# The system's on_after_batch_transfer (uint8 -> float on the device) is meant to be the one used.
+warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
 
 
 @dataclass
