@@ -266,3 +266,13 @@ def test_other_categories_on_dresscode_photos(tmp_path, data_dir, category, pers
         assert gt.any() and np.array_equal(gt, np.isin(parse, labels))
         # the region to inpaint covers the garment being replaced
         assert decode_mask(s.members["agn_mask.png"])[gt].mean() > 0.9
+
+
+def test_plan_fingerprint_ignores_where_things_run_not_what_they_make():
+    from vitonprep.build import _plan_fingerprint
+
+    base = _plan_fingerprint(load_pipeline_config("default"))
+    moved = _plan_fingerprint(load_pipeline_config("default", {
+        "weights_dir": "/elsewhere", "stages.pose.resources": {"actors": 1, "num_cpus": 2}}))
+    assert moved == base  # a build may resume with other weight folders or cluster layouts
+    assert _plan_fingerprint(load_pipeline_config("default", {"category": "dresses"})) != base

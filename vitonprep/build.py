@@ -280,9 +280,10 @@ def _carry_over(old: Sample, new: Sample, item: ShardItem) -> Sample:
 # ---------------------------------------------------------------- driver
 
 def _plan_fingerprint(cfg: PipelineConfig) -> dict[str, Any]:
-    """The pipeline as it shapes the output: stage resources say where stages run, not what they make, so a
-    build may resume on another cluster layout."""
+    """The pipeline as it shapes the output: stage resources say where stages run and ``weights_dir`` where weight
+    files are found, not what they make, so a build may resume on another cluster layout or machine."""
     d = json.loads(json.dumps(cfg.to_dict(), default=str))
+    d.pop("weights_dir", None)
     for choice in d["stages"].values():
         choice.pop("resources", None)
     return d
