@@ -61,3 +61,14 @@ def train_shards(tmp_path_factory) -> Path:
     report = convert_dataset(ConvertConfig("vitonhd", DATA / "vitonhd-official", out, samples_per_shard=1))
     assert report.nsamples == 3, report.failures
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: on shared cores OpenMP's multi-thread barriers cost 10x more than they gain."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

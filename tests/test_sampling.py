@@ -21,13 +21,7 @@ TINY = ROOT / "pipelines/train/tiny.yaml"
 AC = torch.tensor(schedule_arrays()["alphas_cumprod"])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared; OpenMP's multi-thread barriers then cost 10x more than they gain.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------------------ grids

@@ -19,12 +19,7 @@ CLOTH = ROOT / "data/samples/cloth/04469_00.jpg"
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared cores: see tests/test_sampling.py
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tryon_library_runs_the_vitonprep_pipeline():

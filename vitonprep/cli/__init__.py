@@ -6,9 +6,9 @@ import logging
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 
 from vitonprep.cli import build, convert, doctor, export, inspect, score, validate
+from vitonprep.cli._common import setup_logging
 
 console = Console(stderr=True)
 
@@ -31,12 +31,7 @@ app = typer.Typer(
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
-        force=True,
-    )
+    setup_logging(console, verbose, logging.WARNING)
 
 
 app.command("build")(build.build)

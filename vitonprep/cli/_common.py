@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 import typer
@@ -30,3 +32,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def require_dir(path: Path, what: str) -> None:
     if not path.is_dir():
         raise fail(f"{what} {path} is not a folder")
+
+
+def setup_logging(console: Console, verbose: bool, level: int = logging.WARNING) -> None:
+    """Library loggers to the CLI's stderr console (rich); ``--verbose`` shows debug messages."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else level, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import typer
-from rich.logging import RichHandler
 
 from vitontrain.cli import check_data, evaluate, fit, sample, tryon
+from vitonprep.cli._common import setup_logging
 from vitontrain.cli._common import console
 
 app = typer.Typer(
@@ -26,12 +26,7 @@ app = typer.Typer(
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
     """Train and run StableVITON on vitonprep shards."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
-        force=True,
-    )
+    setup_logging(console, verbose, logging.INFO)
 
 
 app.command("check-data")(check_data.check_data)
