@@ -92,24 +92,34 @@ def check_caption(obj: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- geometry on the cloth mask
 
 def _rows(mask: np.ndarray) -> tuple[np.ndarray, int, int, int, int]:
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+    # row and column any(): np.nonzero would list the coordinates of every garment pixel
+    filled_rows = np.flatnonzero(mask.any(axis=1))
+    if filled_rows.size == 0:
         raise ValueError("empty cloth mask")
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    return mask[y0:y1, x0:x1], int(y0), int(y1), int(x0), int(x1)
+    y0, y1 = int(filled_rows[0]), int(filled_rows[-1]) + 1
+    filled_cols = np.flatnonzero(mask[y0:y1].any(axis=0))
+    x0, x1 = int(filled_cols[0]), int(filled_cols[-1]) + 1
+    return mask[y0:y1, x0:x1], y0, y1, x0, x1
 
 
-def _central_run(row: np.ndarray, c: int) -> tuple[int, int] | None:
-    """The run of garment pixels containing column ``c`` (or the nearest run)."""
-    idx = np.flatnonzero(row)
-    if idx.size == 0:
-        return None
-    breaks = np.flatnonzero(np.diff(idx) > 1)
-    starts = np.r_[idx[0], idx[breaks + 1]]
-    ends = np.r_[idx[breaks], idx[-1]] + 1
-    inside = np.flatnonzero((starts <= c) & (ends > c))
-    i = int(inside[0]) if inside.size else int(np.argmin(np.minimum(abs(starts - c), abs(ends - 1 - c))))
-    return int(starts[i]), int(ends[i])
+def _row_runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of True pixels in every row of a 2-D bool array: (row, start, end) per run, in row-major order."""
+    n, w = rows.shape
+    padded = np.zeros((n, w + 2), np.int8)
+    padded[:, 1:-1] = rows
+    edges = np.diff(padded, axis=1)  # +1 at a run's first pixel, -1 one past its last
+    row, start = np.nonzero(edges == 1)
+    end = np.nonzero(edges == -1)[1]
+    return row, start, end
+
+
+def _central_runs(row: np.ndarray, start: np.ndarray, end: np.ndarray, first: np.ndarray, c: int) -> np.ndarray:
+    """Per row (its runs begin at index ``first``), the index of the run containing column ``c``, else of the
+    run nearest to it (the leftmost of equally near ones)."""
+    distance = np.minimum(abs(start - c), abs(end - 1 - c))
+    distance[(start <= c) & (end > c)] = -1  # a run containing c beats every other
+    # stable sort: within a row, equal distances keep their left-to-right order
+    return np.lexsort((distance, row))[first]
 
 
 @dataclass(frozen=True)
@@ -127,21 +137,26 @@ def mask_shape(mask: np.ndarray) -> MaskShape:
     crop, *_ = _rows(np.asarray(mask, bool))
     h, w = crop.shape
     c = w // 2
+    # the 100 sampled rows (row int((i + 0.5) * h / 100)); every profile comes from one table of their runs
+    sampled = crop[np.minimum(h - 1, ((np.arange(100) + 0.5) * h / 100).astype(int))]
+    row, start, end = _row_runs(sampled)
+    n_runs = np.bincount(row, minlength=100)
+    filled = n_runs > 0
+    runs_end = np.cumsum(n_runs)  # one past each row's last run
+    first, last = (runs_end - n_runs)[filled], runs_end[filled] - 1
     ext, body, runs = np.zeros(100), np.zeros(100), np.zeros(100)
-    for i in range(100):
-        row = crop[min(h - 1, int((i + 0.5) * h / 100))]
-        idx = np.flatnonzero(row)
-        if idx.size == 0:
-            continue
-        ext[i] = (idx[-1] + 1 - idx[0]) / w
-        r = _central_run(row, c)
-        body[i] = (r[1] - r[0]) / w if r else 0
-        runs[i] = 1 + int((np.diff(idx) > max(2, w // 100)).sum())
-    centre = crop[:, max(0, c - w // 40): c + w // 40 + 1].any(axis=1)
+    ext[filled] = (end[last] - start[first]) / w
+    central = _central_runs(row, start, end, first, c)
+    body[filled] = (end[central] - start[central]) / w
+    # counted runs are split only by gaps wider than max(2, 1 % of the width): a step of more than that
+    # between consecutive garment pixels
+    wide_gap = (start[1:] - end[:-1] + 1 > max(2, w // 100)) & (row[1:] == row[:-1])
+    runs[filled] = 1 + np.bincount(row[1:][wide_gap], minlength=100)[filled]
+    centre = crop[:, max(0, c - w // 40): c + w // 40 + 1]
     empty_below = 0.0
-    if not centre[-1]:
-        last = np.flatnonzero(centre)
-        empty_below = 1 - (last[-1] + 1) / h if last.size else 1.0
+    if not centre[-1].any():
+        last_filled = np.flatnonzero(centre.any(axis=1))
+        empty_below = 1 - (last_filled[-1] + 1) / h if last_filled.size else 1.0
     return MaskShape(h / w, ext, body, runs, float(empty_below))
 
 
@@ -189,7 +204,7 @@ def worn_item_from_parse(parse: np.ndarray | None, category: str | None = None) 
         return None
     counts = {item: 0 for item in ITEMS}
     for label, item in _PARSE_ITEMS.items():
-        counts[item] += int((parse == label).sum())
+        counts[item] += np.count_nonzero(parse == label)  # (not .sum(): that widens every bool to an int)
     if category in counts and counts[category] > 0:
         return category
     best = max(counts, key=counts.get)
@@ -381,8 +396,9 @@ def evaluate_geometric(labels_csv: Path, data_root: Path) -> dict[str, Any]:
         labelled = list(csv.DictReader(f))
     for row in labelled:
         rgb, _ = fit_to_canvas(load_photo((data_root / row["file"]).read_bytes(), row["file"]), PERSON_SIZE, "pad")
-        tags = tagger(Path(row["file"]).stem, cloth_mask(rgb))
-        shape = mask_shape(cloth_mask(rgb))
+        mask = cloth_mask(rgb)
+        tags = tagger(Path(row["file"]).stem, mask)
+        shape = mask_shape(mask)
         sleeve_pred = sleeve_from_mask(shape)[0]
         item_ok += tags.item_class == row["item_class"]
         if row["sleeve"]:

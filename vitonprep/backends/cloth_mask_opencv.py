@@ -294,10 +294,11 @@ def _fit_surface(vals: np.ndarray, sh: int, sw: int, sb: int) -> np.ndarray:
     """Coefficients (6, 3) of the robust quadratic fit of the border samples (see `_strips` for their order)."""
     a = _border_design(sh, sw, sb)
     # start from the median colour: border pixels far from it are a garment touching the frame
-    resid = np.sqrt(((vals - np.median(vals, axis=0)) ** 2).sum(axis=1))
+    median_colour = np.median(vals, axis=0)
+    resid = np.sqrt(((vals - median_colour) ** 2).sum(axis=1))
     inl = resid <= max(10.0, 3.0 * float(np.median(resid)))
     coef = np.zeros((6, 3))
-    coef[0] = np.median(vals, axis=0)
+    coef[0] = median_colour
     for _ in range(3):
         if inl.sum() < 24:
             break
@@ -394,9 +395,11 @@ def _morph(m: np.ndarray, op: int, diameter: float) -> np.ndarray:
 
 def _largest_filled(m: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of ``m`` with its interior holes filled."""
-    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # findContours leaves its input alone (OpenCV >= 3.2): a bool mask is passed as its 0/1 bytes, not copied
+    src = m.view(np.uint8) if m.dtype == bool else m.astype(np.uint8, copy=False)
+    contours, _ = cv2.findContours(src, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = np.zeros(m.shape, np.uint8)
     if contours:
         areas = [cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0 for c in contours]
         cv2.drawContours(out, contours, int(np.argmax(areas)), 1, thickness=cv2.FILLED)
-    return out.astype(bool)
+    return out.view(bool)  # only 0 and 1 are drawn, so the bytes are valid bools
