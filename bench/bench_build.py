@@ -4,24 +4,30 @@ Prints, in one run (machines are noisy, so compare the ratios, not the absolute 
 
 * the machine's own 2-process ceiling: a pure-numpy CPU-bound task timed in 1 process and in 2 concurrent
   processes that are already started (2.00x = two free cores; less means shared or busy cores);
-* persons/s with 1 and 2 worker processes on the bundled photos replicated to N persons at 768x1024, the 2-vs-1
-  ratio and its share of the ceiling;
-* the start-up of one worker process (spawn, imports, model set-up), which every 2-worker run pays once per
-  worker; the 1-worker run builds in the already warm driver process. The 2-worker figure without it is an
-  estimate of the steady state of a long build;
-* CPU seconds per person of both runs (the 2-worker figure includes the workers' start-up) and the per-stage
-  time of the 1-worker run;
-* peak RSS of the driver and workers for two input sizes (memory must stay flat as the input grows).
+* persons/s of ``build --workers 1`` and ``--workers 2``, each run as a fresh Python process the way a user runs
+  the command (interpreter, imports, model set-up and shard writing included), on the bundled photos
+  replicated to N persons at 768x1024. The two are run alternately, ``--repeats`` times each, and the fastest
+  run of each counts;
+* the steady rate of the same runs: samples finished after the first shard, divided by the time from the first
+  shard's end to the last one's, i.e. the rate once every worker is started (what a long build sees);
+* CPU milliseconds per person (the process and its workers) and the per-stage time of the 1-worker run;
+* peak RSS of the build for N and 2N persons (memory must stay flat as the input grows).
 
-Usage: ``python bench/bench_build.py [N]`` (default 48 persons).
+Shards hold N/16 persons, so the 2 workers share 16 tasks and finish within about one small shard of each other;
+with the default 50 per shard a build needs thousands of persons before the same holds.
+
+Usage: ``python bench/bench_build.py [N] [--repeats R]`` (default 64 persons, 2 repeats).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import multiprocessing as mp
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,11 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vitonprep.build import BuildOptions, build_dataset  # noqa: E402
-from vitonprep.config import load_pipeline_config  # noqa: E402
-
 #: iterations of the ceiling task (about 1 s on the 2-core dev machine when idle)
-CEILING_ITERS = 4000
+CEILING_ITERS = 12000
 
 
 def make_raw(tmp: Path, n: int) -> Path:
@@ -89,37 +92,36 @@ def cpu_ceiling(iters: int = CEILING_ITERS) -> tuple[float, float, float]:
 
 # ---------------------------------------------------------------- build runs
 
-def _setup_pipeline(cfg) -> None:
-    from vitonprep.stages import Pipeline
+def child_build(raw: str, out: str, workers: int, per_shard: int) -> dict:
+    """Runs inside a fresh process (``--child``): one build, with the time of each finished shard."""
+    from vitonprep.build import BuildOptions, build_dataset
+    from vitonprep.config import load_pipeline_config
 
-    Pipeline.from_config(cfg).setup()
-
-
-def worker_startup(cfg) -> float:
-    """Wall seconds for a fresh spawned process to import vitonprep and set up the pipeline's models."""
-    ctx = mp.get_context("spawn")
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        pool.submit(_setup_pipeline, cfg).result()
-    return time.perf_counter() - t0
-
-
-def _cpu(who: int) -> float:
-    r = resource.getrusage(who)
-    return r.ru_utime + r.ru_stime
-
-
-def run(raw: Path, out: Path, workers: int, per_shard: int):
-    """(report, wall seconds, CPU seconds of this process and of the worker processes that ended)."""
+    t_start = time.perf_counter()
+    done: list[tuple[float, int]] = []
     cfg = load_pipeline_config("default", {"samples_per_shard": per_shard})
-    c0 = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)
+    rep = build_dataset(cfg, Path(raw), Path(out), BuildOptions(workers=workers),
+                        progress=lambda r, i, n: done.append((time.perf_counter() - t_start, r.nsamples)))
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"nsamples": rep.nsamples, "stage_seconds": rep.stage_seconds, "done": done,
+            "cpu": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
+            "rss_mib": max(own.ru_maxrss, kids.ru_maxrss) / 1024}
+
+
+def run(raw: Path, out: Path, workers: int, per_shard: int) -> dict:
+    """A build in a fresh process; adds the wall time as the parent saw it and the steady rate."""
+    shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    rep = build_dataset(cfg, raw, out, BuildOptions(workers=workers))
-    wall = time.perf_counter() - t0
-    return rep, wall, _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN) - c0
+    proc = subprocess.run([sys.executable, __file__, "--child", str(raw), str(out), str(workers), str(per_shard)],
+                          capture_output=True, text=True, check=True)
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r["wall"] = time.perf_counter() - t0
+    (t_first, n_first), t_last = r["done"][0], r["done"][-1][0]
+    r["steady"] = (r["nsamples"] - n_first) / (t_last - t_first) if t_last > t_first else float("nan")
+    return r
 
 
-def main(n: int = 48) -> None:
+def main(n: int, repeats: int) -> None:
     load0 = os.getloadavg()[0]
     t1c, t2c, ceiling = cpu_ceiling()
     print(f"machine ceiling (pure numpy, already-started processes): 1 process {t1c:.2f} s, "
@@ -127,37 +129,46 @@ def main(n: int = 48) -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         raw = make_raw(tmp, n)
-        per_shard = max(1, n // 8)
-        cfg = load_pipeline_config("default", {"samples_per_shard": per_shard})
-        run(make_raw(tmp, 2), tmp / "warm", 1, 2)  # import and model load outside the timing
-        startup = worker_startup(cfg)
-        rep1, t1, cpu1 = run(raw, tmp / "o1", 1, per_shard)
-        rep2, t2, cpu2 = run(raw, tmp / "o2", 2, per_shard)
-        n1, n2 = rep1.nsamples, rep2.nsamples
-        print(f"persons: {n} at 768x1024 in shards of {per_shard}, default offline pipeline; "
-              f"samples made: {n1}/{n2}")
-        print(f"1 worker : {n1 / t1:5.2f} persons/s   CPU {cpu1 / max(n1, 1) * 1000:5.0f} ms/person")
-        print(f"2 workers: {n2 / t2:5.2f} persons/s   CPU {cpu2 / max(n2, 1) * 1000:5.0f} ms/person "
-              f"(incl. start-up)   ratio 2w/1w = {t1 / t2:.2f}x = {t1 / t2 / ceiling:.0%} of the machine's "
-              f"{ceiling:.2f}x")
-        steady = t2 - startup
-        if steady > 0:
-            print(f"worker start-up (spawn + import + models): {startup:.2f} s; 2 workers without it "
-                  f"(estimate): {n2 / steady:5.2f} persons/s, ratio {t1 / steady:.2f}x")
-        total = sum(rep1.stage_seconds.values())
-        print("per-stage share of the 1-worker time (seconds per person):")
-        for stage, sec in sorted(rep1.stage_seconds.items(), key=lambda kv: -kv[1]):
-            print(f"  {stage:12s} {sec / total:6.1%}  {sec / max(n1, 1) * 1000:7.1f} ms")
-        rss_small = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        raw_big = make_raw(tmp, 2 * n)
-        run(raw_big, tmp / "o3", 2, per_shard)
-        rss_big = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"peak RSS of worker processes: {rss_small / 1024:.0f} MiB after {n} persons, "
-              f"{rss_big / 1024:.0f} MiB after {2 * n} more (flat if equal); driver {self_rss / 1024:.0f} MiB")
+        per_shard = max(1, n // 16)
+        run(make_raw(tmp, 2), tmp / "warm", 1, 2)  # page cache and .pyc files, outside the timing
+        runs: dict[int, list[dict]] = {1: [], 2: []}
+        for _ in range(repeats):
+            for workers in (1, 2):
+                runs[workers].append(run(raw, tmp / f"o{workers}", workers, per_shard))
+        best = {w: min(rs, key=lambda r: r["wall"]) for w, rs in runs.items()}
+        steady = {w: max(r["steady"] for r in rs) for w, rs in runs.items()}
+        print(f"persons: {n} at 768x1024 in shards of {per_shard}, default offline pipeline, fresh process per "
+              f"build, best of {repeats}; samples made: {best[1]['nsamples']}/{best[2]['nsamples']}")
+        for w in (1, 2):
+            r = best[w]
+            print(f"{w} worker{'s' if w > 1 else ' '}: {r['nsamples'] / r['wall']:5.2f} persons/s end to end "
+                  f"({r['wall']:.2f} s), steady {steady[w]:5.2f} persons/s, "
+                  f"CPU {r['cpu'] / max(r['nsamples'], 1) * 1000:4.0f} ms/person")
+        e2e = best[1]["wall"] / best[2]["wall"]
+        st = steady[2] / steady[1]
+        print(f"ratio 2 workers / 1 worker: end to end {e2e:.2f}x ({e2e / ceiling:.0%} of the machine's "
+              f"{ceiling:.2f}x), steady {st:.2f}x ({st / ceiling:.0%})")
+        r1 = best[1]
+        total = sum(r1["stage_seconds"].values())
+        print("per-stage share of the 1-worker build (milliseconds per person):")
+        for stage, sec in sorted(r1["stage_seconds"].items(), key=lambda kv: -kv[1]):
+            print(f"  {stage:12s} {sec / total:6.1%}  {sec / max(r1['nsamples'], 1) * 1000:7.1f} ms")
+        big = run(make_raw(tmp, 2 * n), tmp / "o_big", 2, per_shard)
+        print(f"peak RSS of the largest process: {best[2]['rss_mib']:.0f} MiB for {n} persons, "
+              f"{big['rss_mib']:.0f} MiB for {2 * n} (flat if equal)")
     print(f"load average (1 min) at start / end: {load0:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(other processes on the machine lower every figure above)")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 48)
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        import logging
+
+        logging.disable(logging.WARNING)
+        print(json.dumps(child_build(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))))
+    else:
+        ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+        ap.add_argument("persons", nargs="?", type=int, default=64)
+        ap.add_argument("--repeats", type=int, default=2)
+        args = ap.parse_args()
+        main(args.persons, args.repeats)

@@ -117,3 +117,31 @@ def test_runner_resumes_into_an_fsspec_destination():
     assert calls == [0, 1, 2] and [r.skipped for r in results] == [True, True, False]
     assert sum(r.nsamples for r in results) == 5
     fsspec.filesystem("memory").rm("/vitonprep-runner", recursive=True)
+
+
+def _thread_limits_work(task):
+    """Records the compute threads the worker runs with, in the shard's meta."""
+    import cv2
+    from threadpoolctl import threadpool_info
+
+    blas = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+    meta = json.dumps({"blas": blas, "cv2": cv2.getNumThreads()}).encode()
+    return write_shard(task.out_dir, task.index, [Sample(f"t{task.index}", {"meta.json": meta})])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_build_workers_compute_on_one_thread(tmp_path, workers):
+    # OpenBLAS's idle threads spin after a matrix product: a worker that kept them doubled its CPU per person
+    import cv2
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    tasks = [ShardTask(i, tmp_path, (i,)) for i in range(2)]
+    with threadpool_limits(2, user_api="blas"):
+        cv2_before = cv2.getNumThreads()
+        blas_before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        run_shard_tasks(tasks, _thread_limits_work, workers=workers)
+        # an in-process build gives the caller its threads back
+        assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == blas_before
+        assert cv2.getNumThreads() == cv2_before
+    for s in (s for i in range(2) for s in iter_tar_samples(tmp_path / shard_name(i))):
+        assert json.loads(s.members["meta.json"]) == {"blas": [1], "cv2": 1}
