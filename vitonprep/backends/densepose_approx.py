@@ -145,10 +145,11 @@ def approximate_densepose_parts(parse: np.ndarray, pose25: np.ndarray) -> np.nda
 
     # 1. the top-left pixel of every 2x2 block
     rep_code = np.ascontiguousarray(code[::2, ::2])
-    ry, rx = np.nonzero(rep_code)
-    rc = rep_code[ry, rx]
+    flat = np.flatnonzero(rep_code)
+    ry, rx = _rows_cols(flat, rep_code.shape[1])
+    rc = rep_code.ravel()[flat]
     rep = np.zeros(rep_code.shape, np.uint8)
-    rep[ry, rx] = labeller(rc & 31, 2 * rx, 2 * ry, rc > 31)
+    rep.ravel()[flat] = labeller(rc & 31, 2 * rx, 2 * ry, rc > 31)
     # 2. block pixels with the representative's label and head flag take its part (nearest upsampling: an
     #    exact x2 resize maps pixel (y, x) to (y // 2, x // 2))
     rh, rw = rep_code.shape
@@ -156,11 +157,11 @@ def approximate_densepose_parts(parse: np.ndarray, pose25: np.ndarray) -> np.nda
     up_part = cv2.resize(rep, (2 * rw, 2 * rh), interpolation=cv2.INTER_NEAREST)[:ch, :cw]
     part = np.where(code == up_code, up_part, np.uint8(0))  # background: code 0 and part 0
     # 3. the remaining foreground pixels, one by one
-    left = (part == 0) & fg
-    ly, lx = np.nonzero(left)
-    if ly.size:
-        lc = code[ly, lx]
-        part[ly, lx] = labeller(lc & 31, lx, ly, lc > 31)
+    flat = np.flatnonzero((part == 0) & fg)
+    if flat.size:
+        ly, lx = _rows_cols(flat, cw)
+        lc = code.ravel()[flat]
+        part.ravel()[flat] = labeller(lc & 31, lx, ly, lc > 31)
 
     _split_arms_map(part, (x0, y0), sk)
     out[y0:y1, x0:x1] = part
@@ -178,6 +179,7 @@ class _PixelLabeller:
         self.sk = sk
         self.origin = origin
         self.shape = shape
+        self._quad_map: np.ndarray | None = None  # filled torso quadrilateral, drawn on first use
 
     def __call__(self, lab: np.ndarray, xi: np.ndarray, yi: np.ndarray, is_head: np.ndarray) -> np.ndarray:
         sk = self.sk
@@ -210,7 +212,9 @@ class _PixelLabeller:
         if upper_like.any():
             idx = np.flatnonzero(upper_like)
             margin = _ARM_MARGIN * sk.scale
-            in_quad = _in_torso_quad(xi[idx], yi[idx], sk, self.origin, self.shape)
+            if self._quad_map is None:
+                self._quad_map = _torso_quad_map(sk, self.origin, self.shape)
+            in_quad = self._quad_map[yi[idx], xi[idx]] > 0
             if margin <= 0:
                 # inside the quadrilateral d_torso = 0 and no distance is < 0: never a sleeve
                 idx = idx[~in_quad]
@@ -390,6 +394,13 @@ def _isin(labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
     return np.take(lut, labels).view(bool)
 
 
+def _rows_cols(flat: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of flat indices into a C-contiguous map ``width`` wide (with `np.flatnonzero`, the
+    same arrays as `np.nonzero` of the map, which is several times slower on 2-D arrays)."""
+    rows = flat // width
+    return rows, flat - rows * width
+
+
 def _norm(v: np.ndarray) -> float:
     return float(np.hypot(v[0], v[1]))
 
@@ -426,14 +437,13 @@ def _torso_edge_distance(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.nd
     return d
 
 
-def _in_torso_quad(xi: np.ndarray, yi: np.ndarray, sk: _Skeleton, origin: tuple[int, int],
-                   shape: tuple[int, int]) -> np.ndarray:
-    """True for the integer pixels (xi, yi) (relative to ``origin`` = (x0, y0) of an HxW crop) inside the
-    filled shoulder-hip quadrilateral (cv2.fillPoly of the rounded corners; integer translation is exact)."""
+def _torso_quad_map(sk: _Skeleton, origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """HxW uint8 map of a crop (``origin`` = (x0, y0) in the image), 1 inside the filled shoulder-hip
+    quadrilateral (cv2.fillPoly of the rounded corners; integer translation is exact)."""
     quad = np.round(sk.torso_quad()).astype(np.int32) - np.array(origin, np.int32)
     inside = np.zeros(shape, np.uint8)
     cv2.fillPoly(inside, [quad.reshape(-1, 1, 2)], 1)
-    return inside[yi, xi] > 0
+    return inside
 
 
 class _ArmDistances:
@@ -526,7 +536,7 @@ def _split_head(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
 
 
 def _arm_parts(px: np.ndarray, py: np.ndarray, sk: _Skeleton, side: str) -> np.ndarray:
-    """Upper arm / lower arm / hand of one side; arm parts get their inner index (see `_split_arms`)."""
+    """Upper arm / lower arm / hand of one side; arm parts get their inner index (see `_split_arms_map`)."""
     s, e, w = sk.arm(side)
     d1, _ = _segment(px, py, s, e)
     d2, t2 = _segment(px, py, e, w)
@@ -540,16 +550,20 @@ def _arm_parts(px: np.ndarray, py: np.ndarray, sk: _Skeleton, side: str) -> np.n
 _ARM_INNER = tuple(_UARM_IN.values()) + tuple(_LARM_IN.values())
 
 
-def _split_arms(part: np.ndarray, px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> None:
-    """Split every arm part lengthwise into its inner (torso-facing) and outer half, in place.
+def _split_arms_map(part_map: np.ndarray, origin: tuple[int, int], sk: _Skeleton) -> None:
+    """Split every arm part of a C-contiguous 2-D part map (a crop at ``origin`` = (x0, y0)) lengthwise into its
+    inner (torso-facing) and outer half, in place.
 
     The real render divides each arm part along the bone into the side facing the torso (15/16, 19/20) and the
     outer side (17/18, 21/22), but the proportion varies with the arm's rotation (17-96 % inner on 00006_00). The
     split is made at the median lateral offset of the part's own pixels, i.e. half and half.
     """
+    flat_map = part_map.view()
+    flat_map.shape = (-1,)  # a flat view (raises rather than copying if the map is not contiguous)
+    width = part_map.shape[1]
     centre = (sk.neck + sk.midhip) / 2
-    arm_idx = np.flatnonzero(_isin(part, _ARM_INNER))
-    arm_part = part[arm_idx]
+    arm_idx = np.flatnonzero(_isin(part_map, _ARM_INNER))
+    arm_part = flat_map[arm_idx]
     for side in ("R", "L"):
         s, e, w = sk.arm(side)
         for inner, outer, a, b in ((_UARM_IN[side], _UARM_OUT[side], s, e), (_LARM_IN[side], _LARM_OUT[side], e, w)):
@@ -563,22 +577,11 @@ def _split_arms(part: np.ndarray, px: np.ndarray, py: np.ndarray, sk: _Skeleton)
             nx, ny = -d[1] / n, d[0] / n  # unit normal of the bone
             if (centre[0] - a[0]) * nx + (centre[1] - a[1]) * ny < 0:
                 nx, ny = -nx, -ny  # make the normal point towards the torso
-            off = (px[sel] - a[0]) * nx + (py[sel] - a[1]) * ny
-            part[sel[off < np.median(off)]] = outer
-
-
-def _split_arms_map(part_map: np.ndarray, origin: tuple[int, int], sk: _Skeleton) -> None:
-    """`_split_arms` on a 2-D part map (a crop at ``origin`` = (x0, y0)), in place."""
-    arm = _isin(part_map, _ARM_INNER)
-    bx, by, bw, bh = cv2.boundingRect(arm.view(np.uint8))
-    if bw == 0:
-        return
-    ys, xs = np.nonzero(arm[by:by + bh, bx:bx + bw])
-    ys += by
-    xs += bx
-    part = part_map[ys, xs]
-    _split_arms(part, (xs + origin[0]).astype(np.float32), (ys + origin[1]).astype(np.float32), sk)
-    part_map[ys, xs] = part
+            ys, xs = _rows_cols(sel, width)
+            px = (xs + origin[0]).astype(np.float32)
+            py = (ys + origin[1]).astype(np.float32)
+            off = (px - a[0]) * nx + (py - a[1]) * ny
+            flat_map[sel[off < np.median(off)]] = outer
 
 
 def _nearest_arm_parts(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
@@ -600,8 +603,9 @@ def _below_pelvis(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
     if down @ sk.down < 0:
         down = -down
     mid = (sk.hip["L"] + sk.hip["R"]) / 2
-    u = np.abs((px - mid[0]) * lat[0] + (py - mid[1]) * lat[1])
-    v = (px - mid[0]) * down[0] + (py - mid[1]) * down[1]
+    ex, ey = px - mid[0], py - mid[1]
+    u = np.abs(ex * lat[0] + ey * lat[1])
+    v = ex * down[0] + ey * down[1]
     hw = sk.hip_w
     depth = hw * (_PELVIS_LATERAL + _PELVIS_MEDIAL * np.clip(1.0 - u / (hw / 2), 0.0, 1.0))
     return v > depth

@@ -73,6 +73,7 @@ Known failure modes:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -273,10 +274,12 @@ def _chain_map(shape: tuple[int, int], lines: list[tuple[np.ndarray, np.ndarray]
         return np.full(shape, 1e6, np.float32)
     canvas = np.full(shape, 255, np.uint8)
     off = 4 * max(h, w)
-    for a, b in lines:
-        pa = tuple(int(round(v)) for v in np.clip(a, -off, off))
-        pb = tuple(int(round(v)) for v in np.clip(b, -off, off))
-        cv2.line(canvas, pa, pb, 0, thick)
+    ends = np.clip(np.array(lines, np.float64).reshape(-1, 4), -off, off)
+    if np.isnan(ends).any():
+        raise ValueError("cannot draw a limb segment with a NaN end point")
+    # np.rint rounds half to even like round(): the same integer end points
+    for xa, ya, xb, yb in np.rint(ends).astype(np.int64).tolist():
+        cv2.line(canvas, (xa, ya), (xb, yb), 0, thick)
     if canvas.min() == 255:
         return np.full(shape, 1e6, np.float32)
     return cv2.distanceTransform(canvas, cv2.DIST_L2, 3)
@@ -333,14 +336,40 @@ def _hist_model(bins: np.ndarray, sigma_ab: float = 1.0, uniform: float = 0.0) -
 def _gauss_fit(x: np.ndarray, keep: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """Robust Gaussian (mean, inverse covariance) of the rows of x: refit on the closest ``keep`` fraction."""
     x = x.astype(np.float64)
-    mu = np.median(x, 0)
+    mu = _median0(x)
     cov = np.cov(x.T) + np.eye(x.shape[1])
     for _ in range(3):
         d = _mahal(x, mu, np.linalg.inv(cov))
-        sel = x[d <= np.quantile(d, keep)]
+        sel = x[d <= _quantile(d, keep)]
         mu = sel.mean(0)
         cov = np.cov(sel.T) + np.eye(x.shape[1]) * 4.0
     return mu, np.linalg.inv(cov)
+
+
+# np.median / np.quantile cost ~0.1 ms each in argument handling on these ~1000-sample arrays; the two helpers
+# below take the same order statistics (np.partition) and do numpy's arithmetic on them: the same values.
+def _median0(x: np.ndarray) -> np.ndarray:
+    """``np.median(x, 0)`` of an array without NaN (floats, or integers below 2**53): the middle row, or the
+    mean of the two middle rows (their sum halved, as np.mean does)."""
+    k = x.shape[0] // 2
+    if x.shape[0] % 2:
+        return np.partition(x, k, axis=0)[k]
+    part = np.partition(x, (k - 1, k), axis=0)
+    return (part[k - 1] + part[k]) / 2
+
+
+def _quantile(d: np.ndarray, q: float) -> float:
+    """``np.quantile(d, q)`` (default 'linear' method) of a 1-D array: numpy's interpolation between the order
+    statistics around the virtual index (n - 1) q."""
+    n = d.size
+    v = (n - 1) * q
+    lo = math.floor(v)
+    if n < 2 or lo >= n - 1 or not np.isfinite(d).all():
+        return float(np.quantile(d, q))
+    a, b = np.partition(d, (lo, lo + 1))[lo:lo + 2]
+    g = v - lo
+    diff = b - a
+    return float(b - diff * (1 - g) if g >= 0.5 else a + diff * g)
 
 
 def _mahal(x: np.ndarray, mu: np.ndarray, icov: np.ndarray) -> np.ndarray:
@@ -395,7 +424,6 @@ def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConf
     h, w = max(8, int(round(H * scale))), max(8, int(round(W * scale)))
     sx, sy = w / W, h / H
     scale = (sx + sy) / 2
-    small = cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA) if scale < 1 else a
     pms = cv2.resize(pm, (w, h), interpolation=cv2.INTER_LINEAR) if scale < 1 else pm
     mask = pms > config.mask_threshold
     if not mask.any():
@@ -407,9 +435,9 @@ def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConf
     y0, y1 = max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)
     x0, x1 = max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)
     body.shift(-x0, -y0)
+    rgb_box = _resize_area_box(a, (w, h), (y0, y1, x0, x1)) if scale < 1 else a[y0:y1, x0:x1]
     lab = np.zeros((h, w), np.uint8)
-    lab[y0:y1, x0:x1] = _labels_small(np.ascontiguousarray(small[y0:y1, x0:x1]), mask[y0:y1, x0:x1], body,
-                                      config, category, h)
+    lab[y0:y1, x0:x1] = _labels_small(np.ascontiguousarray(rgb_box), mask[y0:y1, x0:x1], body, config, category, h)
     if scale == 1:
         return _fit_to_mask(lab, full_mask)
     # back to full resolution inside the person's box only (outside it everything is background)
@@ -421,9 +449,33 @@ def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConf
     return out
 
 
+def _resize_area_box(img: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """``cv2.resize(img, size, interpolation=cv2.INTER_AREA)[y0:y1, x0:x1]`` (box = (y0, y1, x0, x1)), resizing
+    only the source pixels under the box.
+
+    INTER_AREA (downscaling) makes each output pixel a weighted sum of the source pixels it covers, with weights
+    that repeat every period (p source pixels -> q output pixels, p/q the scale in lowest terms). A crop cut at
+    period boundaries has the same scale and the same weight tables, so its output is that box of the full output,
+    bit for bit. Anything but a downscale on both axes resizes the whole image.
+    """
+    H, W = img.shape[:2]
+    w, h = size
+    y0, y1, x0, x1 = box
+    if not (w < W and h < H):
+        return cv2.resize(img, size, interpolation=cv2.INTER_AREA)[y0:y1, x0:x1]
+    gx, gy = math.gcd(W, w), math.gcd(H, h)
+    qx, qy = w // gx, h // gy  # output pixels per period
+    px, py = W // gx, H // gy  # source pixels per period
+    X0, Y0 = x0 // qx, y0 // qy  # periods
+    X1, Y1 = -(-x1 // qx), -(-y1 // qy)
+    src = img[Y0 * py:Y1 * py, X0 * px:X1 * px]
+    out = cv2.resize(src, ((X1 - X0) * qx, (Y1 - Y0) * qy), interpolation=cv2.INTER_AREA)
+    return out[y0 - Y0 * qy:y1 - Y0 * qy, x0 - X0 * qx:x1 - X0 * qx]
+
+
 def _fit_to_mask(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Restrict labels to ``mask`` and give mask pixels without a label the nearest label."""
-    lab = np.where(mask, lab, 0).astype(np.uint8)
+    lab = np.multiply(lab, mask, dtype=np.uint8)  # a new uint8 map, 0 outside the mask
     holes = mask & (lab == 0)
     k = np.ones((3, 3), np.uint8)
     for _ in range(3):  # thin seams: grow the neighbours' labels (cheap)
@@ -446,17 +498,20 @@ def _labels_small(rgb: np.ndarray, mask: np.ndarray, body: _Body, cfg: Heuristic
                   category: str, unit: int) -> np.ndarray:
     """Labels of a crop at the working resolution; ``unit`` = working image height (sets filter sizes)."""
     h, w = mask.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    # pixel coordinates as a column and a row: expressions in both broadcast to the full map, value for value
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    xs = np.arange(w, dtype=np.float32)[None, :]
     labc = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
     bins = _bins(labc)
     sw, T = body.sw, body.torso_len
 
-    # torso coordinates: t along neck -> mid-hip (0 at the neck, 1 at the hips), s lateral in shoulder widths
+    # torso coordinates: t along neck -> mid-hip (0 at the neck, 1 at the hips), s = |lateral offset| in
+    # shoulder widths (only its size matters: taken once here)
     u = (body.mid - body.neck) / T
     v = np.array([-u[1], u[0]])
     dx, dy = xs - body.neck[0], ys - body.neck[1]
     t = (dx * u[0] + dy * u[1]) / T
-    s = (dx * v[0] + dy * v[1]) / sw
+    s = np.abs((dx * v[0] + dy * v[1]) / sw)
 
     # ---------------------------------------------------------------- head geometry
     face_in = np.zeros((h, w), np.uint8)
@@ -531,10 +586,12 @@ def _labels_small(rgb: np.ndarray, mask: np.ndarray, body: _Body, cfg: Heuristic
     # normalised distance of every pixel to the body parts that show skin (arms, legs, neck/chest)
     ra = cfg.arm_radius * sw
     leg_pen = 20.0 * np.clip(1.2 - t, 0, None)  # no leg skin above the crotch
-    cand = np.stack([
-        d_arm_l / ra, d_arm_r / ra, d_leg_l / (1.3 * ra) + leg_pen, d_leg_r / (1.3 * ra) + leg_pen,
-        (np.abs(s) * sw + np.clip(-t, 0, None) * T + 2.0 * np.clip(t - 0.35, 0, None) * T) / (2.5 * ra),
-    ])
+    cand = np.empty((5, h, w), np.float32)  # written in place (no np.stack copy); every term is float32
+    np.divide(d_arm_l, ra, out=cand[0])
+    np.divide(d_arm_r, ra, out=cand[1])
+    np.add(d_leg_l / (1.3 * ra), leg_pen, out=cand[2])
+    np.add(d_leg_r / (1.3 * ra), leg_pen, out=cand[3])
+    np.divide(s * sw + np.clip(-t, 0, None) * T + 2.0 * np.clip(t - 0.35, 0, None) * T, 2.5 * ra, out=cand[4])
 
     # ---------------------------------------------------------------- skin model
     skin_px = None
@@ -574,7 +631,7 @@ def _labels_small(rgb: np.ndarray, mask: np.ndarray, body: _Body, cfg: Heuristic
     pl = np.log(pl / pl.sum() * 0.95 + 0.05 / _LB)
     logdet = float(np.log(np.linalg.det(np.linalg.inv(icov))))
     skin_score = (-0.5 * md - 0.5 * logdet - np.log(2 * np.pi) + np.log(_AB_STEP ** 2)).astype(np.float32) \
-        + pl[lbin].astype(np.float32)
+        + pl.astype(np.float32)[lbin]  # cast the 8 bins, not the map
     skin_score = np.logaddexp(skin_score, np.float32(np.log(0.01 / _NBINS)))
 
     hair_seed = np.zeros((h, w), bool)
@@ -584,9 +641,9 @@ def _labels_small(rgb: np.ndarray, mask: np.ndarray, body: _Body, cfg: Heuristic
         hair_seed = cap & mask & ~(md < 2.0)
     models[_C_HAIR] = _hist_model(bins[hair_seed], 1.5, 0.05)
 
-    upper_seed = mask & (t > 0.15) & (t < 0.7) & (np.abs(s) < 0.4)
+    upper_seed = mask & (t > 0.15) & (t < 0.7) & (s < 0.4)
     upper_seed = _drop_skin(upper_seed, skin_like)
-    lower_seed = mask & (((t > 1.15) & (t < 1.6) & (np.abs(s) < 0.35))
+    lower_seed = mask & (((t > 1.15) & (t < 1.6) & (s < 0.35))
                          | (((d_leg_l < 0.08 * sw) | (d_leg_r < 0.08 * sw)) & (t > 1.1)))
     lower_seed &= (d_arm_l > 0.25 * sw) & (d_arm_r > 0.25 * sw)
     lower_seed = _drop_skin(lower_seed, skin_like)
@@ -616,7 +673,7 @@ def _labels_small(rgb: np.ndarray, mask: np.ndarray, body: _Body, cfg: Heuristic
     else:
         scores[_C_UPPER] -= k * np.clip(t - cfg.waist, 0, None)
         scores[_C_LOWER] -= k * np.clip(cfg.waist - 0.1 - t, 0, None)
-    scores[_C_SKIN] -= 1.0 * ((t > 0.3) & (t < 1.1) & (np.abs(s) < 0.35))
+    scores[_C_SKIN] -= 1.0 * ((t > 0.3) & (t < 1.1) & (s < 0.35))
     near = cand.min(0)
     if chin is not None:
         near = np.minimum(near, d_face / (0.2 * fw))
@@ -633,7 +690,7 @@ def _labels_small(rgb: np.ndarray, mask: np.ndarray, body: _Body, cfg: Heuristic
         scores[c] = cv2.blur(scores[c], (2 * r + 1, 2 * r + 1))
     cls = _argbest(scores)
     if models[_C_LOWER] is not None:
-        _split_waist(cls, scores, mask & (t > 0.3) & (t < 2.0) & (np.abs(s) < 0.45), sw)
+        _split_waist(cls, scores, mask & (t > 0.3) & (t < 2.0) & (s < 0.45), sw)
 
     # ---------------------------------------------------------------- labels
     out = np.zeros((h, w), np.uint8)
@@ -656,7 +713,7 @@ def _labels_small(rgb: np.ndarray, mask: np.ndarray, body: _Body, cfg: Heuristic
     # legs show only below the skirt / shorts / dress: no leg where the garment continues further down
     lower_cls = _C_UPPER if category == "dresses" else _C_LOWER
     lower = mask & (cls == lower_cls)
-    below = np.cumsum(lower[::-1], 0)[::-1]
+    below = np.cumsum(lower[::-1], 0, dtype=np.int32)[::-1]  # counts <= h: int32 is exact
     covered = below > max(2, int(0.02 * unit))
     hem = _hem_row(lower)
     if hem is not None:  # nor above the garment's hem (a hand beside the trousers is no leg)
@@ -727,13 +784,13 @@ def _hem_row(garment: np.ndarray) -> int | None:
     cols = np.nonzero(garment.any(0))[0]
     if cols.size == 0:
         return None
-    c0, c1 = np.percentile(cols, [20, 80]).astype(int)
+    c0, c1 = int(_quantile(cols, 0.2)), int(_quantile(cols, 0.8))  # np.percentile(cols, [20, 80])
     sub = garment[:, c0:c1 + 1]
     has = sub.any(0)
     if not has.any():
         return None
     bottom = sub.shape[0] - 1 - np.argmax(sub[::-1], 0)
-    return int(np.median(bottom[has]))
+    return int(_median0(bottom[has]))
 
 
 def _pants_or_skirt(out: np.ndarray, body: _Body, sw: float, unit: int) -> None:
