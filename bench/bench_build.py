@@ -10,7 +10,9 @@ Prints, in one run (machines are noisy, so compare the ratios, not the absolute 
   run of each counts;
 * the steady rate of the same runs: samples finished after the first shard, divided by the time from the first
   shard's end to the last one's, i.e. the rate once every worker is started (what a long build sees);
-* CPU milliseconds per person (the process and its workers) and the per-stage time of the 1-worker run;
+* the same end-to-end figure with the validation `vitonprep build` runs next (as many processes as the build);
+* CPU milliseconds per person (the process and its workers, validation included) and the per-stage time of the
+  1-worker run;
 * peak RSS of the build for N and 2N persons (memory must stay flat as the input grows).
 
 Shards hold N/16 persons, so the 2 workers share 16 tasks and finish within about one small shard of each other;
@@ -102,8 +104,13 @@ def child_build(raw: str, out: str, workers: int, per_shard: int) -> dict:
     cfg = load_pipeline_config("default", {"samples_per_shard": per_shard})
     rep = build_dataset(cfg, Path(raw), Path(out), BuildOptions(workers=workers),
                         progress=lambda r, i, n: done.append((time.perf_counter() - t_start, r.nsamples)))
+    t_built = time.perf_counter()
+    from vitonprep.validate import validate_shards
+
+    assert validate_shards(Path(out), workers=workers).ok  # what `vitonprep build` runs next
+    validate_s = time.perf_counter() - t_built
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"nsamples": rep.nsamples, "stage_seconds": rep.stage_seconds, "done": done,
+    return {"nsamples": rep.nsamples, "stage_seconds": rep.stage_seconds, "done": done, "validate": validate_s,
             "cpu": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
             "rss_mib": max(own.ru_maxrss, kids.ru_maxrss) / 1024}
 
@@ -115,7 +122,8 @@ def run(raw: Path, out: Path, workers: int, per_shard: int) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", str(raw), str(out), str(workers), str(per_shard)],
                           capture_output=True, text=True, check=True)
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    r["wall"] = time.perf_counter() - t0
+    r["wall_with_validate"] = time.perf_counter() - t0
+    r["wall"] = r["wall_with_validate"] - r["validate"]
     (t_first, n_first), t_last = r["done"][0], r["done"][-1][0]
     r["steady"] = (r["nsamples"] - n_first) / (t_last - t_first) if t_last > t_first else float("nan")
     return r
@@ -143,7 +151,8 @@ def main(n: int, repeats: int) -> None:
             r = best[w]
             print(f"{w} worker{'s' if w > 1 else ' '}: {r['nsamples'] / r['wall']:5.2f} persons/s end to end "
                   f"({r['wall']:.2f} s), steady {steady[w]:5.2f} persons/s, "
-                  f"CPU {r['cpu'] / max(r['nsamples'], 1) * 1000:4.0f} ms/person")
+                  f"CPU {r['cpu'] / max(r['nsamples'], 1) * 1000:4.0f} ms/person; with validate "
+                  f"({r['validate']:.2f} s): {r['nsamples'] / r['wall_with_validate']:5.2f} persons/s")
         e2e = best[1]["wall"] / best[2]["wall"]
         st = steady[2] / steady[1]
         print(f"ratio 2 workers / 1 worker: end to end {e2e:.2f}x ({e2e / ceiling:.0%} of the machine's "

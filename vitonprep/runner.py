@@ -130,6 +130,17 @@ def run_shard_tasks(
     return [results[t.index] for t in tasks]
 
 
+def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 1) -> Iterator[Any]:
+    """``fn`` over ``items``, results in item order as they come; ``workers > 1``: a spawn pool of build workers
+    (one compute thread each). ``fn`` must be picklable (a top-level function or a partial of one)."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx, initializer=_worker_init) as pool:
+        yield from pool.map(fn, items)
+
+
 def chunk(items: Sequence[Any], size: int) -> list[tuple[Any, ...]]:
     if size < 1:
         raise ValueError("samples per shard must be >= 1")

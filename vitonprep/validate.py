@@ -210,8 +210,26 @@ def _dresscode_pair(meta: dict[str, Any]) -> bool:
     return meta["person_id"].rsplit("_", 1)[0] == meta["cloth_id"].rsplit("_", 1)[0]
 
 
-def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None = None) -> ValidationReport:
-    """Library twin of `vitonprep validate`."""
+@dataclass
+class ShardCheck:
+    """What one shard's checks found: the part of a report that needs no other shard."""
+
+    name: str
+    count: int
+    keys: list[str]
+    issues: list[Issue]
+
+
+def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None = None,
+                    workers: int = 1) -> ValidationReport:
+    """Library twin of `vitonprep validate`. Shards are checked independently, in ``workers`` processes when
+    more than one (decoding every member is ~40 ms per sample, as much as a fifth of building it); duplicate keys
+    across shards and the manifest's totals are checked here, in shard order, so the report does not depend on
+    ``workers``."""
+    from functools import partial
+
+    from vitonprep.runner import map_in_processes
+
     report = ValidationReport(str(shard_dir))
     shards = list_shards(shard_dir)
     manifest = read_manifest(shard_dir)
@@ -221,40 +239,20 @@ def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None
     if manifest is None:
         report.issues.append(Issue("warning", "-", None, "manifest", f"no {MANIFEST_NAME}: checksums not verified"))
     listed = {s["url"]: s for s in (manifest or {}).get("shardlist", [])}
+    check = partial(_check_shard, listed=listed, have_manifest=manifest is not None)
     seen_keys: dict[str, str] = {}
-    for tar_path in shards:
-        name = tar_path.name
+    for shard in map_in_processes(check, shards, workers):
         report.nshards += 1
-        _check_checksums(tar_path, listed.get(name), manifest is not None, report)
-        stats = _read_stats(tar_path)
-        member_sums = {s["key"]: s["members"] for s in stats.get("samples", [])} if stats else {}
-        count = 0
-        try:
-            for sample in iter_tar_samples(tar_path):
-                count += 1
-                if sample.key in seen_keys:
-                    report.issues.append(Issue("error", name, sample.key, "duplicate",
-                                               f"key {sample.key!r} already seen in {seen_keys[sample.key]}"))
-                seen_keys[sample.key] = name
-                report.issues.extend(validate_sample(sample, name))
-                if sample.key in member_sums:
-                    for suffix, data in sample.members.items():
-                        want = member_sums[sample.key].get(suffix)
-                        if want and hashlib.sha256(data).hexdigest() != want:
-                            report.issues.append(Issue("error", name, sample.key, "checksum",
-                                                       f"{sample.key}.{suffix} differs from its recorded sha256"))
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            last = list(seen_keys)[-1] if count else None
-            report.issues.append(Issue("error", name, last, "tar",
-                                       f"{name} is truncated or corrupt after {count} samples"
-                                       f"{f' (last good key {last})' if last else ''}: {exc}"))
-        if stats and stats.get("nsamples") != count:
-            report.issues.append(Issue("error", name, None, "count",
-                                       f"{name} holds {count} samples, its stats say {stats.get('nsamples')}"))
-        report.per_shard[name] = count
-        report.nsamples += count
+        for key in shard.keys:
+            if key in seen_keys:
+                report.issues.append(Issue("error", shard.name, key, "duplicate",
+                                           f"key {key!r} already seen in {seen_keys[key]}"))
+            seen_keys[key] = shard.name
+        report.issues.extend(shard.issues)
+        report.per_shard[shard.name] = shard.count
+        report.nsamples += shard.count
         if progress:
-            progress(name, count)
+            progress(shard.name, shard.count)
     for url in listed:
         if not (shard_dir / url).is_file():
             report.issues.append(Issue("error", url, None, "manifest", f"manifest lists {url} but it is missing"))
@@ -266,6 +264,35 @@ def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None
     return report
 
 
+def _check_shard(tar_path: Path, listed: dict[str, Any], have_manifest: bool) -> ShardCheck:
+    """Every check of one shard that needs no other shard: checksums, each sample, counts."""
+    name = tar_path.name
+    issues: list[Issue] = []
+    keys: list[str] = []
+    _check_checksums(tar_path, listed.get(name), have_manifest, issues)
+    stats = _read_stats(tar_path)
+    member_sums = {s["key"]: s["members"] for s in stats.get("samples", [])} if stats else {}
+    try:
+        for sample in iter_tar_samples(tar_path):
+            keys.append(sample.key)
+            issues.extend(validate_sample(sample, name))
+            if sample.key in member_sums:
+                for suffix, data in sample.members.items():
+                    want = member_sums[sample.key].get(suffix)
+                    if want and hashlib.sha256(data).hexdigest() != want:
+                        issues.append(Issue("error", name, sample.key, "checksum",
+                                            f"{sample.key}.{suffix} differs from its recorded sha256"))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        last = keys[-1] if keys else None
+        issues.append(Issue("error", name, last, "tar",
+                            f"{name} is truncated or corrupt after {len(keys)} samples"
+                            f"{f' (last good key {last})' if last else ''}: {exc}"))
+    if stats and stats.get("nsamples") != len(keys):
+        issues.append(Issue("error", name, None, "count",
+                            f"{name} holds {len(keys)} samples, its stats say {stats.get('nsamples')}"))
+    return ShardCheck(name, len(keys), keys, issues)
+
+
 def _read_stats(tar_path: Path) -> dict[str, Any] | None:
     p = tar_path.with_name(tar_path.stem + "_stats.json")
     try:
@@ -275,13 +302,13 @@ def _read_stats(tar_path: Path) -> dict[str, Any] | None:
 
 
 def _check_checksums(tar_path: Path, entry: dict[str, Any] | None, have_manifest: bool,
-                     report: ValidationReport) -> None:
+                     issues: list[Issue]) -> None:
     if entry is None:
         if have_manifest:
-            report.issues.append(Issue("error", tar_path.name, None, "manifest",
-                                       f"{tar_path.name} is not listed in {MANIFEST_NAME} (incomplete run?)"))
+            issues.append(Issue("error", tar_path.name, None, "manifest",
+                                f"{tar_path.name} is not listed in {MANIFEST_NAME} (incomplete run?)"))
         return
     sha = hashlib.sha256(tar_path.read_bytes()).hexdigest()
     if sha != entry.get("sha256"):
-        report.issues.append(Issue("error", tar_path.name, None, "checksum",
-                                   f"{tar_path.name} sha256 differs from {MANIFEST_NAME} (modified or truncated)"))
+        issues.append(Issue("error", tar_path.name, None, "checksum",
+                            f"{tar_path.name} sha256 differs from {MANIFEST_NAME} (modified or truncated)"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -146,7 +147,8 @@ def build(
             raise typer.Exit(1)
         return
     out = local_out
-    rep = validate_shards(out)
+    # checked by as many processes as built it (Ray's shard workers may outnumber this machine's cores)
+    rep = validate_shards(out, workers=min(workers or 1, os.cpu_count() or 1))
     console.print(f"validate: {rep.nsamples} samples, {len(rep.errors)} errors, {len(rep.warnings)} warnings -> "
                   + ("[green]sound[/]" if rep.ok else "[red]NOT SOUND[/]"))
     for issue in rep.errors[:10]:

@@ -18,6 +18,8 @@ def validate(
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here "
                                                      "(default: SHARDS/validation_report.json).")] = None,
     show: Annotated[int, typer.Option(help="How many issues to list.")] = 30,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1,
+                                         help="Processes that check shards in parallel (the report is the same).")] = 1,
 ) -> None:
     """Read every sample back through the trainer's decoders and check the shard contract.
 
@@ -29,7 +31,8 @@ def validate(
     require_dir(shards, "shard folder")
     with progress_bar() as progress:
         task = progress.add_task("validate", total=None, info="")
-        rep = validate_shards(shards, progress=lambda name, n: progress.update(task, advance=1, info=name))
+        rep = validate_shards(shards, progress=lambda name, n: progress.update(task, advance=1, info=name),
+                              workers=workers)
     report_path = report or shards / "validation_report.json"
     report_path.write_text(json.dumps(rep.to_dict(), indent=1))
     table = Table(title=f"validate {shards}")
