@@ -2,14 +2,17 @@
 
 Prints, in one run (machines are noisy, so compare the ratios, not the absolute figures):
 
-* the machine's own 2-process ceiling: a pure-numpy CPU-bound task timed in 1 process and in 2 concurrent
-  processes that are already started (2.00x = two free cores; less means shared or busy cores);
+* the machine's own 2-process ceilings: a CPU-bound task timed in 1 process and in 2 concurrent processes that
+  are already started, once pure compute (cache-resident numpy: 2.00x = two free cores; less means shared or busy
+  cores) and once image work like a build's (OpenCV on 768x1024 images, which also share caches and memory
+  bandwidth: on the 2-core dev machine ~1.8x while pure compute gives ~2.0x). The ratios below are compared
+  with the image ceiling;
 * persons/s of ``build --workers 1`` and ``--workers 2``, each run as a fresh Python process the way a user runs
   the command (interpreter, imports, model set-up and shard writing included), on the bundled photos
   replicated to N persons at 768x1024. The two are run alternately, ``--repeats`` times each, and the fastest
   run of each counts;
-* the steady rate of the same runs: samples finished after the first shard, divided by the time from the first
-  shard's end to the last one's, i.e. the rate once every worker is started (what a long build sees);
+* the steady rate of the same runs: the slope of samples finished against time between each worker's first
+  shard and the tail, i.e. the rate once every worker is started (what a long build sees);
 * the same end-to-end figure with the validation `vitonprep build` runs next (as many processes as the build);
 * CPU milliseconds per person (the process and its workers, validation included) and the per-stage time of the
   1-worker run;
@@ -39,8 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: iterations of the ceiling task (about 1 s on the 2-core dev machine when idle)
-CEILING_ITERS = 12000
+#: iterations of the ceiling tasks (about 1 s each on the 2-core dev machine when idle)
+CEILING_ITERS = {"numpy": 12000, "image": 60}
 
 
 def make_raw(tmp: Path, n: int) -> Path:
@@ -63,26 +66,34 @@ def make_raw(tmp: Path, n: int) -> Path:
 
 # ---------------------------------------------------------------- the machine's ceiling
 
-def _numpy_task(go, iters: int) -> float:
-    """CPU-bound, cache-resident numpy work (element-wise ops are single-threaded); returns its own seconds."""
+def _ceiling_task(go, kind: str, iters: int) -> float:
+    """CPU-bound work, single-threaded; returns its own seconds. ``numpy``: element-wise ops on a cache-resident
+    array (pure compute); ``image``: OpenCV blur + Lab conversion of a 768x1024 photo-sized image, the kind of work
+    a build does (memory traffic included)."""
+    import cv2
     import numpy as np
 
+    cv2.setNumThreads(1)
     a = np.random.default_rng(0).random(32_768)
+    img = (np.random.default_rng(1).random((1024, 768, 3)) * 255).astype(np.uint8)
     go.wait()
     t0 = time.perf_counter()
     for _ in range(iters):
-        a = np.sqrt(a * 1.0001 + 0.5)
+        if kind == "numpy":
+            a = np.sqrt(a * 1.0001 + 0.5)
+        else:
+            cv2.cvtColor(cv2.GaussianBlur(img, (9, 9), 0), cv2.COLOR_RGB2LAB)
     return time.perf_counter() - t0
 
 
-def cpu_ceiling(iters: int = CEILING_ITERS) -> tuple[float, float, float]:
+def cpu_ceiling(kind: str) -> tuple[float, float, float]:
     """(seconds in 1 process, wall seconds of 2 concurrent processes doing the same each, ratio 2*t1/t2)."""
     ctx = mp.get_context("spawn")
     out = []
     for nproc in (1, 2):
         with ctx.Manager() as manager, ProcessPoolExecutor(nproc, mp_context=ctx) as pool:
             go = manager.Event()
-            futs = [pool.submit(_numpy_task, go, iters) for _ in range(nproc)]
+            futs = [pool.submit(_ceiling_task, go, kind, CEILING_ITERS[kind]) for _ in range(nproc)]
             time.sleep(1.0)  # let both processes start and reach go.wait()
             t0 = time.perf_counter()
             go.set()
@@ -124,16 +135,30 @@ def run(raw: Path, out: Path, workers: int, per_shard: int) -> dict:
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     r["wall_with_validate"] = time.perf_counter() - t0
     r["wall"] = r["wall_with_validate"] - r["validate"]
-    (t_first, n_first), t_last = r["done"][0], r["done"][-1][0]
-    r["steady"] = (r["nsamples"] - n_first) / (t_last - t_first) if t_last > t_first else float("nan")
+    r["steady"] = steady_rate(r["done"], workers)
     return r
+
+
+def steady_rate(done: list[tuple[float, int]], workers: int) -> float:
+    """Samples/s once every worker runs: the least-squares slope of samples finished against time, over the
+    shard completions after each worker's first one and before the last ``workers - 1`` (the tail, where workers
+    run out of shards and go idle)."""
+    import numpy as np
+
+    t = np.array([d[0] for d in done])
+    n = np.cumsum([d[1] for d in done])
+    middle = slice(workers - 1, len(done) - (workers - 1))
+    if len(t[middle]) < 3:
+        return float("nan")
+    return float(np.polyfit(t[middle], n[middle], 1)[0])
 
 
 def main(n: int, repeats: int) -> None:
     load0 = os.getloadavg()[0]
-    t1c, t2c, ceiling = cpu_ceiling()
-    print(f"machine ceiling (pure numpy, already-started processes): 1 process {t1c:.2f} s, "
-          f"2 processes {t2c:.2f} s for twice the work -> {ceiling:.2f}x")
+    for kind, what in (("numpy", "pure compute"), ("image", "768x1024 OpenCV image work")):
+        t1c, t2c, ceiling = cpu_ceiling(kind)
+        print(f"machine ceiling, {what} (already-started processes): 1 process {t1c:.2f} s, "
+              f"2 processes {t2c:.2f} s for twice the work -> {ceiling:.2f}x")
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         raw = make_raw(tmp, n)
@@ -155,8 +180,13 @@ def main(n: int, repeats: int) -> None:
                   f"({r['validate']:.2f} s): {r['nsamples'] / r['wall_with_validate']:5.2f} persons/s")
         e2e = best[1]["wall"] / best[2]["wall"]
         st = steady[2] / steady[1]
-        print(f"ratio 2 workers / 1 worker: end to end {e2e:.2f}x ({e2e / ceiling:.0%} of the machine's "
-              f"{ceiling:.2f}x), steady {st:.2f}x ({st / ceiling:.0%})")
+        print(f"ratio 2 workers / 1 worker: end to end {e2e:.2f}x ({e2e / ceiling:.0%} of the machine's image "
+              f"ceiling {ceiling:.2f}x), steady {st:.2f}x ({st / ceiling:.0%})")
+        # each repeat's pair ran back to back, so its ratio is the least disturbed by the machine's drift
+        pairs_e2e = sorted(a["wall"] / b["wall"] for a, b in zip(runs[1], runs[2]))
+        pairs_st = sorted(b["steady"] / a["steady"] for a, b in zip(runs[1], runs[2]))
+        print(f"  per repeat (1 worker, then 2 workers): end to end {', '.join(f'{x:.2f}' for x in pairs_e2e)}x, "
+              f"steady {', '.join(f'{x:.2f}' for x in pairs_st)}x")
         r1 = best[1]
         total = sum(r1["stage_seconds"].values())
         print("per-stage share of the 1-worker build (milliseconds per person):")
