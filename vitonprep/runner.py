@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
