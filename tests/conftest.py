@@ -15,15 +15,21 @@ def data_dir() -> Path:
     return DATA
 
 
-@pytest.fixture(scope="session")
-def vitonhd_shards(tmp_path_factory) -> Path:
+def _official_as_shards(tmp_path_factory, name: str, samples_per_shard: int) -> Path:
     """data/vitonhd-official (2021 names, 3 persons, unpaired test pairs) converted to shards."""
     from vitonprep.convert import ConvertConfig, convert_dataset
 
-    out = tmp_path_factory.mktemp("shards") / "vitonhd"
-    report = convert_dataset(ConvertConfig("vitonhd", DATA / "vitonhd-official", out, samples_per_shard=2))
+    out = tmp_path_factory.mktemp("shards") / name
+    report = convert_dataset(ConvertConfig("vitonhd", DATA / "vitonhd-official", out,
+                                           samples_per_shard=samples_per_shard))
     assert report.nsamples == 3, report.failures
     return out
+
+
+@pytest.fixture(scope="session")
+def vitonhd_shards(tmp_path_factory) -> Path:
+    """data/vitonhd-official in shards of 2 (2 shards)."""
+    return _official_as_shards(tmp_path_factory, "vitonhd", 2)
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +61,7 @@ def copy_shards(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def train_shards(tmp_path_factory) -> Path:
     """data/vitonhd-official as 3 one-sample shards (unpaired samples: set pairs=(paired, unpaired) to train)."""
-    from vitonprep.convert import ConvertConfig, convert_dataset
-
-    out = tmp_path_factory.mktemp("shards") / "train"
-    report = convert_dataset(ConvertConfig("vitonhd", DATA / "vitonhd-official", out, samples_per_shard=1))
-    assert report.nsamples == 3, report.failures
-    return out
+    return _official_as_shards(tmp_path_factory, "train", 1)
 
 
 @pytest.fixture
