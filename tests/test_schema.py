@@ -88,7 +88,7 @@ def test_webdataset_reads_masks_and_labels_as_arrays(vitonhd_shards):
 
 
 def test_our_pngs_read_back_the_same_in_pil_and_libpng():
-    # PNGs are assembled by hand (one filter per map, ISA-L deflate): every decoder must see the same pixels
+    # PNGs are assembled by hand (one filter per map, written with zlib): every decoder must see the same pixels
     import cv2
 
     from vitonprep.derive.labels import CIHP_PALETTE
