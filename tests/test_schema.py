@@ -112,3 +112,38 @@ def test_our_pngs_read_back_the_same_in_pil_and_libpng():
         else:
             decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
         np.testing.assert_array_equal(decoded, want)
+
+
+def _idat(png: bytes) -> bytes:
+    """The concatenated IDAT payload of a PNG (our PNGs have one IDAT chunk)."""
+    import struct
+
+    pos, out = 8, b""
+    while pos < len(png):
+        (n,), tag = struct.unpack(">I", png[pos:pos + 4]), png[pos + 4:pos + 8]
+        if tag == b"IDAT":
+            out += png[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    return out
+
+
+def test_png_bytes_are_stdlib_zlib_run_length_bytes_whatever_came_before(vitonhd_shards):
+    # Byte-identical shards on resume and across worker counts need a deflate whose output depends on the input
+    # alone: zlib-ng's run-length mode must write exactly what the stdlib's zlib writes, before and after other
+    # data went through the encoder (ISA-L's level 1 did not: its bytes followed the process's history).
+    import zlib
+
+    from vitontrain.data.shards import decoded_samples, shard_urls
+
+    sample = next(iter(decoded_samples(shard_urls(vitonhd_shards))))
+    maps = [codecs.encode_labels_png(sample["parse"]), codecs.encode_mask_png(sample["agn_mask"]),
+            codecs.encode_mask_png(sample["cloth_mask"]), codecs.encode_png_rgb(sample["image"])]
+    for png in maps:
+        raw = zlib.decompress(_idat(png))
+        z = zlib.compressobj(codecs.PNG_COMPRESS_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+        assert _idat(png) == z.compress(raw) + z.flush()
+    noise = np.random.default_rng(0).integers(0, 256, (1024, 768, 3), dtype=np.uint8)
+    codecs.encode_png_rgb(noise)
+    again = [codecs.encode_labels_png(sample["parse"]), codecs.encode_mask_png(sample["agn_mask"]),
+             codecs.encode_mask_png(sample["cloth_mask"]), codecs.encode_png_rgb(sample["image"])]
+    assert again == maps
