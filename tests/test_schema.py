@@ -147,3 +147,24 @@ def test_png_bytes_are_stdlib_zlib_run_length_bytes_whatever_came_before(vitonhd
     again = [codecs.encode_labels_png(sample["parse"]), codecs.encode_mask_png(sample["agn_mask"]),
              codecs.encode_mask_png(sample["cloth_mask"]), codecs.encode_png_rgb(sample["image"])]
     assert again == maps
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGB", "RGBA", "I;16"])
+def test_pixels_equals_numpy_view_of_pil(mode):
+    rng = np.random.default_rng(1)
+    for w, h in ((768, 1024), (17, 5), (1, 1), (20000, 3)):  # the last is wider than one 64 KB block per row
+        if mode == "RGB":
+            img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+        elif mode == "RGBA":
+            img = Image.fromarray(rng.integers(0, 256, (h, w, 4), dtype=np.uint8), "RGBA")
+        elif mode == "I;16":
+            img = Image.frombytes("I;16", (w, h), rng.integers(0, 65536, (h, w), dtype="<u2").tobytes())
+        else:
+            img = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), "L")
+            if mode == "P":
+                img = img.convert("P")
+                assert img.mode == "P"
+        got, want = codecs.pixels(img), np.asarray(img)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        assert not got.flags.writeable

@@ -119,6 +119,33 @@ def _check_rgb_array(rgb: np.ndarray) -> None:
         raise ValueError(f"RGB image must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
 
 
+#: bands of the 8-bit modes :func:`pixels` packs itself
+_BANDS = {"L": 1, "P": 1, "RGB": 3}
+
+
+def pixels(img: Image.Image) -> np.ndarray:
+    """``np.asarray(img)`` (read-only uint8) for L, P and RGB images, one copy cheaper.
+
+    PIL's ``tobytes`` packs an image in 64 KB blocks and joins them: a second copy of every decoded image
+    (~1 ms for a 768x1024 RGB photo, ~10 ms per validated sample). Packed in one block of the image's size,
+    the bytes are the array. Other modes, or a Pillow without the raw encoder, take ``np.asarray``.
+    """
+    bands = _BANDS.get(img.mode)
+    img.load()
+    w, h = img.size
+    if bands is None or w == 0 or h == 0 or not hasattr(Image, "_getencoder"):
+        return np.asarray(img)
+    enc = Image._getencoder(img.mode, "raw", img.mode)
+    try:
+        enc.setimage(img.im, (0, 0, w, h))
+        _, status, data = enc.encode(w * h * bands)
+    finally:
+        enc.cleanup()
+    if status != 1 or len(data) != w * h * bands:  # not packed in one go: let PIL do it its way
+        return np.asarray(img)
+    return np.frombuffer(data, np.uint8).reshape((h, w, bands) if bands > 1 else (h, w))
+
+
 def _open(data: bytes, what: str) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
@@ -132,7 +159,7 @@ def decode_rgb(data: bytes, what: str = "rgb") -> np.ndarray:
     img = _open(data, what)
     if img.mode != "RGB":
         raise DecodeError(f"{what}: expected an RGB image, found mode {img.mode}")
-    return np.asarray(img, dtype=np.uint8)
+    return pixels(img)
 
 
 def decode_mask_raw(data: bytes, what: str = "mask") -> np.ndarray:
@@ -140,7 +167,7 @@ def decode_mask_raw(data: bytes, what: str = "mask") -> np.ndarray:
     img = _open(data, what)
     if img.mode != "L":
         raise DecodeError(f"{what}: expected a single-channel (L) mask, found mode {img.mode}")
-    return np.asarray(img, dtype=np.uint8)
+    return pixels(img)
 
 
 def decode_mask(data: bytes, what: str = "mask") -> np.ndarray:
@@ -156,7 +183,7 @@ def decode_labels(data: bytes, what: str = "labels") -> np.ndarray:
     img = _open(data, what)
     if img.mode not in ("P", "L"):
         raise DecodeError(f"{what}: label map must be a palette (P) or L PNG, found mode {img.mode}")
-    return np.asarray(img, dtype=np.uint8)
+    return pixels(img)
 
 
 def decode_json(data: bytes, what: str = "json") -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vitonprep.codecs import pixels
 from vitonprep.schema import KEY_PATTERN
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -69,7 +70,7 @@ def load_photo(data: bytes, what: str) -> np.ndarray:
         img = Image.alpha_composite(canvas, rgba)
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8)
+    return pixels(img)
 
 
 def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, Fit]:

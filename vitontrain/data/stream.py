@@ -38,7 +38,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from vitonprep.codecs import DecodeError, decode_member
+from vitonprep.codecs import DecodeError, decode_member, pixels
 from vitontrain.data.augment import AugmentConfig, augment_sample
 from vitontrain.data.shards import ContractError, check_sample
 from vitontrain.data.transforms import collate, resize_sample, to_model_sample
@@ -115,7 +115,7 @@ def decode_training_member(member: str, data: bytes, size: tuple[int, int], draf
             raise DecodeError(f"{member}: cannot decode image ({type(exc).__name__}: {exc})") from exc
         if img.mode != "RGB":
             raise DecodeError(f"{member}: expected an RGB image, found mode {img.mode}")
-        return np.asarray(img, dtype=np.uint8)
+        return pixels(img)
     return decode_member(member, data)
 
 
