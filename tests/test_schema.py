@@ -168,3 +168,49 @@ def test_pixels_equals_numpy_view_of_pil(mode):
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
         assert not got.flags.writeable
+
+
+def test_fast_png_path_reads_our_pngs_like_pil_and_leaves_the_rest_to_pil(vitonhd_shards):
+    from vitontrain.data.shards import decoded_samples, shard_urls
+
+    sample = next(iter(decoded_samples(shard_urls(vitonhd_shards))))
+    rng = np.random.default_rng(2)
+    noise = rng.integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    ours = [codecs.encode_labels_png(sample["parse"]), codecs.encode_mask_png(sample["agn_mask"]),
+            codecs.encode_png_rgb(sample["image"]), codecs.encode_png_rgb(noise),
+            codecs.encode_mask_png(rng.random((5, 3)) > 0.5)]
+    for png in ours:
+        fast = codecs._png_fast(png)
+        assert fast is not None  # the fast path is taken for every PNG we write
+        with Image.open(io.BytesIO(png)) as im:
+            assert fast[0] == im.mode
+            np.testing.assert_array_equal(fast[1], np.asarray(im))
+
+    # PNGs laid out otherwise go to PIL, with the same pixels as before
+    def pil_png(arr, mode, **kw):
+        buf = io.BytesIO()
+        Image.fromarray(arr, mode).save(buf, format="PNG", **kw)
+        return buf.getvalue()
+
+    grey = rng.integers(0, 256, (40, 30), dtype=np.uint8)
+    others = [pil_png(noise, "RGB"),                  # adaptive filters (Sub, Paeth, ...)
+              pil_png(noise, "RGB", optimize=True),
+              pil_png(grey, "L", transparency=0),       # an ancillary chunk (tRNS)
+              pil_png(grey > 128, "1")]                 # 1-bit
+    for png in others:
+        assert codecs._png_fast(png) is None
+    np.testing.assert_array_equal(codecs.decode_rgb(others[0]), noise)
+
+    # damage is PIL's to judge: a flipped byte in the data, or a cut file, is a DecodeError as before
+    mask_png = ours[1]
+    bad_crc = bytearray(mask_png)
+    bad_crc[-20] ^= 0xFF  # inside IDAT: CRC (and Adler-32) no longer match
+    for broken in (bytes(bad_crc), mask_png[: len(mask_png) // 2]):
+        assert codecs._png_fast(broken) is None
+        with pytest.raises(codecs.DecodeError):
+            codecs.decode_mask(broken)
+    # a mode the field does not allow is refused on the fast path too
+    with pytest.raises(codecs.DecodeError, match="expected an RGB image, found mode L"):
+        codecs.decode_rgb(ours[1])
+    with pytest.raises(codecs.DecodeError, match=r"single-channel \(L\) mask, found mode RGB"):
+        codecs.decode_mask(ours[2])

@@ -155,19 +155,84 @@ def _open(data: bytes, what: str) -> Image.Image:
     return img
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_MODES = {_PNG_GREY: ("L", 1), _PNG_RGB: ("RGB", 3), _PNG_PALETTE: ("P", 1)}
+_PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+
+
+def _png_fast(data: bytes) -> tuple[str, np.ndarray] | None:
+    """(PIL mode, pixels) of a PNG laid out the way :func:`_png` writes them, else None.
+
+    That is: 8-bit L, RGB or P, not interlaced, only IHDR/PLTE/IDAT/IEND chunks with good CRCs, every row
+    filtered None or every row Up. Such a PNG is inflated by zlib-ng, ~30x faster than the zlib inside Pillow on
+    our run-length streams (a 768x1024 mask: 3 ms -> 0.1 ms). Anything else, damaged files included, returns
+    None and goes to PIL, so what is accepted or refused, and the message, stay PIL's.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    pos, chunks, idat = len(_PNG_SIGNATURE), [], []
+    while pos + 12 <= len(data):
+        (n,) = struct.unpack_from(">I", data, pos)
+        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if tag not in _PNG_CRITICAL or len(body) != n or pos + 12 + n > len(data):
+            return None
+        (crc,) = struct.unpack_from(">I", data, pos + 8 + n)
+        if zlib_ng.crc32(tag + body) & 0xFFFFFFFF != crc:
+            return None
+        chunks.append(tag)
+        if tag == b"IDAT":
+            idat.append(body)
+        pos += 12 + n
+        if tag == b"IEND":
+            break
+    if not chunks or chunks[0] != b"IHDR" or chunks[-1] != b"IEND" or pos != len(data) or not idat:
+        return None
+    w, h, depth, colour, method, filt, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    mode = _PNG_MODES.get(colour)
+    if mode is None or depth != 8 or method or filt or interlace or w == 0 or h == 0 \
+            or (colour == _PNG_PALETTE) != (b"PLTE" in chunks):
+        return None
+    stride = w * mode[1]
+    try:
+        raw = zlib_ng.decompress(b"".join(idat))
+    except zlib_ng.error:
+        return None
+    if len(raw) != h * (stride + 1):
+        return None
+    rows = np.frombuffer(raw, np.uint8).reshape(h, stride + 1)
+    filters = rows[:, 0]
+    if not filters.any():  # None
+        out = rows[:, 1:].copy()
+    elif (filters == _FILTER_UP).all():  # Up: each row adds the decoded row above (mod 256)
+        out = rows[:, 1:].copy()
+        for y in range(1, h):  # a row at a time: 3x faster than np.cumsum(axis=0) here
+            np.add(out[y - 1], out[y], out=out[y])
+    else:
+        return None
+    return mode[0], out.reshape((h, w, mode[1]) if mode[1] > 1 else (h, w))
+
+
+def _decode_image(data: bytes, what: str, modes: tuple[str, ...], refusal: str) -> np.ndarray:
+    """Pixels of an image whose PIL mode is one of ``modes``; DecodeError(``refusal`` formatted with the mode)."""
+    fast = _png_fast(data)
+    if fast is not None:
+        mode, arr = fast
+        img = None
+    else:
+        img = _open(data, what)
+        mode = img.mode
+    if mode not in modes:
+        raise DecodeError(f"{what}: {refusal.format(mode=mode)}")
+    return arr if img is None else pixels(img)
+
+
 def decode_rgb(data: bytes, what: str = "rgb") -> np.ndarray:
-    img = _open(data, what)
-    if img.mode != "RGB":
-        raise DecodeError(f"{what}: expected an RGB image, found mode {img.mode}")
-    return pixels(img)
+    return _decode_image(data, what, ("RGB",), "expected an RGB image, found mode {mode}")
 
 
 def decode_mask_raw(data: bytes, what: str = "mask") -> np.ndarray:
     """Single-channel uint8 values as stored (no thresholding)."""
-    img = _open(data, what)
-    if img.mode != "L":
-        raise DecodeError(f"{what}: expected a single-channel (L) mask, found mode {img.mode}")
-    return pixels(img)
+    return _decode_image(data, what, ("L",), "expected a single-channel (L) mask, found mode {mode}")
 
 
 def decode_mask(data: bytes, what: str = "mask") -> np.ndarray:
@@ -180,10 +245,7 @@ def decode_mask(data: bytes, what: str = "mask") -> np.ndarray:
 
 
 def decode_labels(data: bytes, what: str = "labels") -> np.ndarray:
-    img = _open(data, what)
-    if img.mode not in ("P", "L"):
-        raise DecodeError(f"{what}: label map must be a palette (P) or L PNG, found mode {img.mode}")
-    return pixels(img)
+    return _decode_image(data, what, ("P", "L"), "label map must be a palette (P) or L PNG, found mode {mode}")
 
 
 def decode_json(data: bytes, what: str = "json") -> Any:

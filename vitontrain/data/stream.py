@@ -29,7 +29,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -49,7 +48,6 @@ logger = logging.getLogger(__name__)
 TRAINING_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg", "agn_mask.png", "cloth_mask.png",
                     "gt_cloth_warped_mask.png", "meta.json")
 JPEG_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg")
-MASK_MEMBERS = ("agn_mask.png", "cloth_mask.png", "gt_cloth_warped_mask.png")
 GOPEN_SCHEMES = ("pipe:", "http://", "https://", "file:")
 
 
@@ -97,15 +95,6 @@ def _worker() -> tuple[int, int]:
 def decode_training_member(member: str, data: bytes, size: tuple[int, int], draft: bool) -> Any:
     """Decode one member for training; JPEGs optionally in draft mode (DCT-domain downscaling by 1/2, 1/4, 1/8 to
     the smallest scale that still covers ``size`` = (height, width)); everything else by the contract's decoders."""
-    if member in MASK_MEMBERS:
-        # OpenCV's PNG decoder is ~2x PIL's here; same strictness as the contract's decode_mask (one 8-bit channel,
-        # values 0/255 only)
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if arr is None or arr.ndim != 2 or arr.dtype != np.uint8:
-            raise DecodeError(f"{member}: expected a single-channel 8-bit mask PNG")
-        if np.count_nonzero((arr != 0) & (arr != 255)):
-            raise DecodeError(f"{member}: mask is not binary")
-        return arr == 255
     if draft and member in JPEG_MEMBERS:
         try:
             img = Image.open(io.BytesIO(data))
