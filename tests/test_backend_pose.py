@@ -203,7 +203,7 @@ def test_mediapipe_import_defers_pyplot():
     code = ("import sys\n"
             "from vitonprep.backends._mediapipe import import_mediapipe\n"
             "mp = import_mediapipe()\n"
-            "assert 'matplotlib.pyplot' not in sys.modules\n"
+            "assert 'matplotlib.pyplot' not in sys.modules and 'matplotlib' not in sys.modules\n"
             "assert mp.solutions.pose.Pose is not None\n"
             "import matplotlib.pyplot as plt\n"
             "from mediapipe.python.solutions import drawing_utils\n"

@@ -59,3 +59,27 @@ def test_vitontrain_check_data(vitonhd_shards, tmp_path):
     assert "3 samples match" in result.output
     (tmp_path / "empty").mkdir()
     assert runner.invoke(train_app, ["check-data", str(tmp_path / "empty")]).exit_code == 2
+
+
+def test_console_scripts_are_import_light_and_run_the_clis():
+    # spawn workers re-import the script that started the build; it must not drag the CLI (typer, rich) along
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"vitonprep": "vitonprep.entry:main", "vitontrain": "vitontrain.entry:main"}
+    code = ("import sys\n"
+            "import vitonprep.entry, vitontrain.entry\n"
+            "heavy = [m for m in ('typer', 'rich', 'click', 'vitonprep.cli', 'vitontrain.cli', 'torch')"
+            " if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for name in ("vitonprep", "vitontrain"):
+        run = subprocess.run([sys.executable, "-c", f"from {name}.entry import main; main()", "--help"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0 and "Usage" in run.stdout, run.stderr
+        bad = subprocess.run([sys.executable, "-c", f"from {name}.entry import main; main()", "no-such-command"],
+                             capture_output=True, text=True)
+        assert bad.returncode == 2
