@@ -18,10 +18,12 @@ Prints, in one run (machines are noisy, so compare the ratios, not the absolute 
   1-worker run;
 * peak RSS of the build for N and 2N persons (memory must stay flat as the input grows).
 
-Shards hold N/16 persons, so the 2 workers share 16 tasks and finish within about one small shard of each other;
-with the default 50 per shard a build needs thousands of persons before the same holds.
+Shards hold N/32 persons, so the 2 workers share 32 tasks and finish within about one small shard of each other;
+with the default 50 per shard a build needs thousands of persons before the same holds. The default N (256) makes
+the build long next to the ~1 s each process needs to start (imports, model set-up, first calls): at 64 persons
+that start-up is a sixth of a 2-worker build.
 
-Usage: ``python bench/bench_build.py [N] [--repeats R]`` (default 64 persons, 2 repeats).
+Usage: ``python bench/bench_build.py [N] [--repeats R]`` (default 256 persons, 2 repeats).
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def main(n: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         raw = make_raw(tmp, n)
-        per_shard = max(1, n // 16)
+        per_shard = max(1, n // 32)
         run(make_raw(tmp, 2), tmp / "warm", 1, 2)  # page cache and .pyc files, outside the timing
         runs: dict[int, list[dict]] = {1: [], 2: []}
         for _ in range(repeats):
@@ -187,6 +189,10 @@ def main(n: int, repeats: int) -> None:
         pairs_st = sorted(b["steady"] / a["steady"] for a, b in zip(runs[1], runs[2]))
         print(f"  per repeat (1 worker, then 2 workers): end to end {', '.join(f'{x:.2f}' for x in pairs_e2e)}x, "
               f"steady {', '.join(f'{x:.2f}' for x in pairs_st)}x")
+        for w in (1, 2):
+            rates = sorted(r["nsamples"] / r["wall"] for r in runs[w])
+            print(f"  {w} worker{'s' if w > 1 else ' '} end to end, every repeat: "
+                  f"{', '.join(f'{x:.2f}' for x in rates)} persons/s")
         r1 = best[1]
         total = sum(r1["stage_seconds"].values())
         print("per-stage share of the 1-worker build (milliseconds per person):")
@@ -207,7 +213,7 @@ if __name__ == "__main__":
         print(json.dumps(child_build(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))))
     else:
         ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-        ap.add_argument("persons", nargs="?", type=int, default=64)
+        ap.add_argument("persons", nargs="?", type=int, default=256)
         ap.add_argument("--repeats", type=int, default=2)
         args = ap.parse_args()
         main(args.persons, args.repeats)
