@@ -122,6 +122,11 @@ def child_build(raw: str, out: str, workers: int, per_shard: int) -> dict:
 
     assert validate_shards(Path(out), workers=workers).ok  # what `vitonprep build` runs next
     validate_s = time.perf_counter() - t_built
+    # workers are forked by the pools' forkserver (vitonprep.runner.pool_context), which reaps them: their CPU
+    # and memory reach this process's RUSAGE_CHILDREN only once the server has exited and been waited for
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"nsamples": rep.nsamples, "stage_seconds": rep.stage_seconds, "done": done, "validate": validate_s,
             "cpu": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,

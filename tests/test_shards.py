@@ -145,3 +145,34 @@ def test_build_workers_compute_on_one_thread(tmp_path, workers):
         assert cv2.getNumThreads() == cv2_before
     for s in (s for i in range(2) for s in iter_tar_samples(tmp_path / shard_name(i))):
         assert json.loads(s.members["meta.json"]) == {"blas": [1], "cv2": 1}
+
+
+def _worker_facts(name):
+    import os
+    import sys
+
+    return {"env": os.environ.get(name), "preloaded": "vitonprep.preload" in sys.modules, "pid": os.getpid()}
+
+
+def test_pool_workers_start_preloaded_and_see_the_callers_environment(monkeypatch):
+    # workers are forked from a server that imported the pipeline once (no imports of their own), yet each pool
+    # sees the environment of its caller at the time, as spawned workers did: fault injection and weight paths
+    # are set through it, possibly after the server started
+    import multiprocessing as mp
+
+    from vitonprep.runner import map_in_processes, pool_context
+
+    if "forkserver" not in mp.get_all_start_methods():
+        pytest.skip("no forkserver on this platform: workers are spawned")
+    assert pool_context().get_start_method() == "forkserver"
+    name = "VITONPREP_TEST_POOL_ENV"
+    monkeypatch.setenv(name, "first")
+    first = list(map_in_processes(_worker_facts, [name] * 4, workers=2))
+    monkeypatch.setenv(name, "second")
+    second = list(map_in_processes(_worker_facts, [name] * 4, workers=2))
+    monkeypatch.delenv(name)
+    third = list(map_in_processes(_worker_facts, [name] * 4, workers=2))
+    assert [f["env"] for f in first] == ["first"] * 4 and [f["env"] for f in second] == ["second"] * 4
+    assert [f["env"] for f in third] == [None] * 4
+    assert all(f["preloaded"] for f in first + second + third)
+    assert len({f["pid"] for f in first + second + third}) >= 3  # new workers for every pool

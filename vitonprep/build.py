@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 from vitonprep.config import PipelineConfig
 from vitonprep.errors import ConfigError, SampleError
 from vitonprep.raw import RawItem, plan_raw
-from vitonprep.runner import ProgressCallback, ShardTask, chunk, run_shard_tasks
+from vitonprep.runner import ProgressCallback, ShardTask, chunk, run_shard_tasks, start_pool_server
 from vitonprep.shards import (
     Failure, Location, Sample, ShardResult, ShardStore, completed_shards, is_url, iter_tar_samples, read_json,
     read_stats, shard_name, write_json, write_manifest, write_shard,
@@ -315,6 +315,8 @@ def build_dataset(cfg: PipelineConfig, raw: Location, out: Location, options: Bu
         from vitonprep.distribute import import_ray
 
         import_ray()  # fail now, with the install hint, rather than after planning
+    if options.distributor == "local" and (options.workers or 1) > 1:
+        start_pool_server()  # the workers' imports run while this process plans
     Pipeline.from_config(cfg)  # resolves every back-end name and parameter now, not in a worker
     if is_shard_dataset(raw):
         shard_plan = plan_shards(raw)

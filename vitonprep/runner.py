@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,50 @@ class ShardTask:
     items: tuple[Any, ...]
 
 
-def _worker_init() -> None:
+#: imported once by the forkserver the local workers are forked from (see :func:`pool_context`)
+FORKSERVER_PRELOAD = ["vitonprep.preload"]
+
+
+def pool_context() -> mp.context.BaseContext:
+    """The start method of the local build and validation pools.
+
+    'forkserver' where the platform has it: a fresh server process imports numpy, OpenCV, mediapipe and the
+    pipeline once (`vitonprep.preload`) and every worker is a fork of it, so a worker is ready after its model
+    set-up instead of after ~0.6 s of imports of its own (and a second pool, validation's, starts at once). Not
+    plain 'fork': the driver may hold model runtimes and threads (mediapipe, torch). 'spawn' where there is no
+    forkserver (Windows).
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+    return ctx
+
+
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def start_pool_server() -> None:
+    """Start the forkserver if it is not running (early, so its imports overlap with the caller's planning); a
+    no-op without one. The server imports numpy with one BLAS thread: a fork copies no thread, and a pool of
+    idle BLAS threads would only be torn down in every child."""
+    if pool_context().get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    saved = {var: os.environ.get(var) for var in _ONE_THREAD}
+    os.environ.update({var: "1" for var in _ONE_THREAD})
+    try:
+        forkserver.ensure_running()
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _worker_init(environ: dict[str, str] | None = None) -> None:
     """One shard per process already uses the cores: a build worker computes on one thread (OpenBLAS, OpenCV).
 
     numpy's OpenBLAS is the one that matters: after a matrix product its idle threads spin for a while, and the
@@ -39,9 +83,12 @@ def _worker_init() -> None:
     spinners of two workers fought over the cores). The environment variables come too late for a numpy that is
     already imported, so threadpoolctl sets the limit at run time; they still cover libraries imported later.
     """
-    import os
-
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    if environ is not None:
+        # a forkserver's child inherits the server's environment, from whenever it started; spawn's children get
+        # the parent's at the time of the pool, which is what settings such as fault injection rely on
+        os.environ.clear()
+        os.environ.update(environ)
+    for var in _ONE_THREAD:
         os.environ.setdefault(var, "1")
     from threadpoolctl import threadpool_limits
 
@@ -88,7 +135,7 @@ def run_shard_tasks(
     workers: int = 1,
     progress: ProgressCallback | None = None,
 ) -> list[ShardResult]:
-    """Run ``work`` on every task not yet complete; ``workers > 1`` uses a spawn process pool.
+    """Run ``work`` on every task not yet complete; ``workers > 1`` uses a process pool (:func:`pool_context`).
 
     ``work`` must be a picklable top-level function. Results come back in task order.
     """
@@ -115,8 +162,9 @@ def run_shard_tasks(
                 if progress:
                     progress(r, done, total)
     else:
-        ctx = mp.get_context("spawn")  # fork is unsafe with model runtimes (mediapipe, torch) loaded
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+        start_pool_server()
+        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_worker_init,
+                                 initargs=(dict(os.environ),)) as pool:
             pending: dict[Future, ShardTask] = {pool.submit(work, t): t for t in todo}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -131,13 +179,14 @@ def run_shard_tasks(
 
 
 def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 1) -> Iterator[Any]:
-    """``fn`` over ``items``, results in item order as they come; ``workers > 1``: a spawn pool of build workers
+    """``fn`` over ``items``, results in item order as they come; ``workers > 1``: a pool of build workers
     (one compute thread each). ``fn`` must be picklable (a top-level function or a partial of one)."""
     if workers <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx, initializer=_worker_init) as pool:
+    start_pool_server()
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=pool_context(), initializer=_worker_init,
+                             initargs=(dict(os.environ),)) as pool:
         yield from pool.map(fn, items)
 
 
