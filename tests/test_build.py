@@ -276,3 +276,23 @@ def test_plan_fingerprint_ignores_where_things_run_not_what_they_make():
         "weights_dir": "/elsewhere", "stages.pose.resources": {"actors": 1, "num_cpus": 2}}))
     assert moved == base  # a build may resume with other weight folders or cluster layouts
     assert _plan_fingerprint(load_pipeline_config("default", {"category": "dresses"})) != base
+
+
+def test_export_that_disagrees_fails_clearly_and_overwrite_replaces_it(corpus, tmp_path):
+    # an export folder holding another build's files: a clear error naming the file (not a traceback), and
+    # --overwrite starts that folder afresh as it does OUT
+    root = tmp_path / "raw"
+    (root / "person").mkdir(parents=True)
+    shutil.copy(corpus / "person" / "good.jpg", root / "person")
+    export = tmp_path / "vitonhd"
+    stale = export / "train" / "image" / "good.jpg"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"another build's photo")
+    args = ["build", str(root), str(tmp_path / "o"), "--sheet", "0", "--export-vitonhd", str(export)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    said = result.output.replace("\n", "")  # rich folds long paths at the terminal width
+    assert "VITON-HD export" in said and "good.jpg" in said and "--overwrite" in said
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert stale.read_bytes() != b"another build's photo" and stale.read_bytes()[:2] == b"\xff\xd8"

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from vitonprep.cli._common import console, fail, progress_bar
+from vitonprep.codecs import DecodeError
 from vitonprep.errors import ConfigError
 
 
@@ -65,7 +66,8 @@ def build(
                                                                                  "folder layout here.")] = None,
     sheet: Annotated[int, typer.Option(help="Samples on the contact sheet (0: none).")] = 8,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any sample failed.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Delete OUT first instead of resuming into it.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete OUT (and the --export-vitonhd folder) first instead of "
+                                                 "resuming into it.")] = False,
     weights_dir: Annotated[Path | None, typer.Option("--weights-dir", help="Folder holding the weight files of "
                                                      "reference back-ends (after params.weights, before "
                                                      "$VITONPREP_WEIGHTS_DIR); see `vitonprep doctor`.")] = None,
@@ -96,6 +98,8 @@ def build(
             _remove(out)
         except ConfigError as exc:
             raise fail(str(exc))
+        if export_vitonhd is not None and export_vitonhd.exists():
+            shutil.rmtree(export_vitonhd)  # an export of earlier shards would disagree with the new ones
     with progress_bar() as progress:
         task = progress.add_task(f"build ({cfg.name})", total=None, info="")
         state = {"samples": 0, "failures": 0}
@@ -159,7 +163,10 @@ def build(
     if export_vitonhd:
         from vitonprep.export import export_vitonhd as do_export
 
-        exp = do_export(out, export_vitonhd)
+        try:
+            exp = do_export(out, export_vitonhd)
+        except (ValueError, DecodeError) as exc:
+            raise fail(f"VITON-HD export: {exc} (export into an empty folder, or pass --overwrite)", 1)
         console.print(f"exported {exp.nsamples} samples to {export_vitonhd}")
     if not rep.ok or report.failed_shards or (strict and report.failures):
         raise typer.Exit(1)
