@@ -223,7 +223,7 @@ class ShardCheck:
 def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None = None,
                     workers: int = 1) -> ValidationReport:
     """Library twin of `vitonprep validate`. Shards are checked independently, in ``workers`` processes when
-    more than one (decoding every member is ~40 ms per sample, as much as a fifth of building it); duplicate keys
+    more than one (decoding every member is ~20 ms per sample, a tenth of building it); duplicate keys
     across shards and the manifest's totals are checked here, in shard order, so the report does not depend on
     ``workers``."""
     from functools import partial
