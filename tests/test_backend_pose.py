@@ -301,3 +301,29 @@ def test_hand_sides_from_mirrored_label_and_wrist_distance():
     b._hands = _FakeHands([("Left", (700, 100))])
     left, right = b.hand_keypoints(rgb, lm)
     assert (left == 0).all() and (right == 0).all()
+
+
+def test_graphs_run_on_one_executor_thread():
+    # build workers get their parallelism from -j: a graph's own thread pool (one thread per core) only made
+    # two workers' hand-overs wait for each other's core
+    import os
+    import subprocess
+    import sys
+
+    if (os.cpu_count() or 1) < 2 or not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs 2+ cores and /proc to see the executor threads")
+    code = ("import os\n"
+            "from vitonprep.backends._mediapipe import import_mediapipe, one_thread_graphs\n"
+            "import mediapipe.python.solution_base as sb\n"
+            "mp = import_mediapipe()\n"
+            "n = lambda: len(os.listdir('/proc/self/task'))\n"
+            "real = sb.calculator_graph\n"
+            "a = n(); g1 = mp.solutions.selfie_segmentation.SelfieSegmentation(); b = n()\n"
+            "with one_thread_graphs():\n"
+            "    g2 = mp.solutions.selfie_segmentation.SelfieSegmentation()\n"
+            "c = n()\n"
+            "assert sb.calculator_graph is real\n"
+            "print(b - a, c - b)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    default, one = map(int, run.stdout.split())
+    assert one == 1 and default >= 2  # one thread per core by default

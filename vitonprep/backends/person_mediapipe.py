@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
+from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe, one_thread_graphs
 from vitonprep.backends.results import CUT_OFF_SIDES, NoPersonError, PersonCheck, PoseResult
 
 logger = logging.getLogger(__name__)
@@ -104,9 +104,11 @@ class MediapipePerson(MediapipeGraphs):
             return self
         mp = import_mediapipe()
 
-        self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=self.config.selfie_model)
-        self._faces = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=self.config.min_face_confidence)
+        with one_thread_graphs():
+            self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(
+                model_selection=self.config.selfie_model)
+            self._faces = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self.config.min_face_confidence)
         logger.debug("mediapipe person back-end ready (selfie model %d)", self.config.selfie_model)
         return self
 

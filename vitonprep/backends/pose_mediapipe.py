@@ -81,7 +81,7 @@ from typing import Any
 
 import numpy as np
 
-from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
+from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe, one_thread_graphs
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.openpose import OpenPoseKeypoints
 
@@ -241,17 +241,18 @@ class MediapipePose(MediapipeGraphs):
         mp = import_mediapipe()  # imported lazily: heavy, and keeps the instance picklable
 
         c = self.config
-        self._pose = mp.solutions.pose.Pose(
-            static_image_mode=True, model_complexity=1, smooth_landmarks=False,
-            enable_segmentation=c.segmentation, min_detection_confidence=c.min_detection_confidence)
-        if c.face:
-            self._face = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                min_detection_confidence=c.min_detection_confidence)
-        if c.hands:
-            self._hands = mp.solutions.hands.Hands(
-                static_image_mode=True, max_num_hands=2, model_complexity=_HAND_COMPLEXITY[c.hands_model],
-                min_detection_confidence=c.min_detection_confidence)
+        with one_thread_graphs():
+            self._pose = mp.solutions.pose.Pose(
+                static_image_mode=True, model_complexity=1, smooth_landmarks=False,
+                enable_segmentation=c.segmentation, min_detection_confidence=c.min_detection_confidence)
+            if c.face:
+                self._face = mp.solutions.face_mesh.FaceMesh(
+                    static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                    min_detection_confidence=c.min_detection_confidence)
+            if c.hands:
+                self._hands = mp.solutions.hands.Hands(
+                    static_image_mode=True, max_num_hands=2, model_complexity=_HAND_COMPLEXITY[c.hands_model],
+                    min_detection_confidence=c.min_detection_confidence)
         logger.debug("mediapipe pose back-end ready (face=%s hands=%s segmentation=%s)",
                      c.face, c.hands, c.segmentation)
         return self
