@@ -74,6 +74,14 @@ def start_pool_server() -> None:
                 os.environ[var] = value
 
 
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` build workers: forked as :func:`pool_context` says, each initialised by
+    :func:`_worker_init` with the caller's current environment."""
+    start_pool_server()
+    return ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_worker_init,
+                               initargs=(dict(os.environ),))
+
+
 def _worker_init(environ: dict[str, str] | None = None) -> None:
     """One shard per process already uses the cores: a build worker computes on one thread (OpenBLAS, OpenCV).
 
@@ -162,9 +170,7 @@ def run_shard_tasks(
                 if progress:
                     progress(r, done, total)
     else:
-        start_pool_server()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_worker_init,
-                                 initargs=(dict(os.environ),)) as pool:
+        with _worker_pool(workers) as pool:
             pending: dict[Future, ShardTask] = {pool.submit(work, t): t for t in todo}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -184,9 +190,7 @@ def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], workers: in
     if workers <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
-    start_pool_server()
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=pool_context(), initializer=_worker_init,
-                             initargs=(dict(os.environ),)) as pool:
+    with _worker_pool(min(workers, len(items))) as pool:
         yield from pool.map(fn, items)
 
 

@@ -98,8 +98,8 @@ def build(
             _remove(out)
         except ConfigError as exc:
             raise fail(str(exc))
-        if export_vitonhd is not None and export_vitonhd.exists():
-            shutil.rmtree(export_vitonhd)  # an export of earlier shards would disagree with the new ones
+        if export_vitonhd is not None:
+            _remove(str(export_vitonhd))  # an export of earlier shards would disagree with the new ones
     with progress_bar() as progress:
         task = progress.add_task(f"build ({cfg.name})", total=None, info="")
         state = {"samples": 0, "failures": 0}
