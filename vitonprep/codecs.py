@@ -29,6 +29,11 @@ JPEG_QUALITY = {"image": 95, "cloth": 95, "image_densepose": 95, "agn": 75}
 PNG_COMPRESS_LEVEL = 1
 
 
+#: largest image a shard member may hold, checked from its header before anything is inflated: a crafted
+#: 100 KB PNG can claim 30000x30000 pixels (900 MB). 16x VITON-HD's 768x1024 leaves room for larger datasets.
+MAX_PIXELS = 16 * 768 * 1024
+
+
 class DecodeError(ValueError):
     """A field's bytes do not decode to what the contract promises."""
 
@@ -146,8 +151,13 @@ def pixels(img: Image.Image) -> np.ndarray:
 
 def _open(data: bytes, what: str) -> Image.Image:
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))  # reads the header only
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise DecodeError(f"{what}: {w}x{h} image is over the {MAX_PIXELS}-pixel limit of a shard member")
         img.load()
+    except DecodeError:
+        raise
     except Exception as exc:  # PIL raises many types for truncated/garbage data
         raise DecodeError(f"{what}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     return img
@@ -190,12 +200,15 @@ def _png_fast(data: bytes) -> tuple[str, np.ndarray] | None:
     if mode is None or depth != 8 or method or filt or interlace or w == 0 or h == 0 \
             or (colour == _PNG_PALETTE) != (b"PLTE" in chunks):
         return None
+    if w * h > MAX_PIXELS:  # PIL's path refuses it with the message
+        return None
     stride = w * mode[1]
-    try:
-        raw = zlib_ng.decompress(b"".join(idat))
+    inflate = zlib_ng.decompressobj()
+    try:  # inflate no more than the image can hold: a stream that claims more is not ours
+        raw = inflate.decompress(b"".join(idat), h * (stride + 1) + 1)
     except zlib_ng.error:
         return None
-    if len(raw) != h * (stride + 1):
+    if len(raw) != h * (stride + 1) or not inflate.eof:  # too long, or not a whole stream (checksum included)
         return None
     rows = np.frombuffer(raw, np.uint8).reshape(h, stride + 1)
     filters = rows[:, 0]

@@ -325,24 +325,48 @@ def list_shards(shard_dir: Path) -> list[Path]:
     return sorted(p for p in shard_dir.glob("*.tar") if p.is_file())
 
 
+class UnsafeMember(tarfile.TarError):
+    """A tar member that no vitonprep writer makes: a link, a device, a folder, or a name with a path in it."""
+
+
+_NOT_A_FILE = (("issym", "a symbolic link"), ("islnk", "a hard link"), ("ischr", "a device"), ("isblk", "a device"),
+               ("isfifo", "a fifo"), ("isdir", "a folder"))
+
+
+def check_member(info: tarfile.TarInfo, shard: str) -> None:
+    """Refuse members our writer never makes (UnsafeMember naming the shard and member): only regular files
+    named ``KEY.field`` with no folder part. Nothing is ever extracted, but a name like ``../../k.image.jpg`` would
+    otherwise pass for sample ``k`` here and mean something else to other tar readers."""
+    for test, what in _NOT_A_FILE:
+        if getattr(info, test)():
+            raise UnsafeMember(f"{shard}: member {info.name!r} is {what}: shards hold regular files only")
+    if not info.isfile():
+        raise UnsafeMember(f"{shard}: member {info.name!r} is of tar type {info.type!r}: "
+                           "shards hold regular files only")
+    if "/" in info.name or "\\" in info.name or "\0" in info.name or info.name.startswith("."):
+        raise UnsafeMember(f"{shard}: member {info.name!r} is not a plain member name (KEY.field, no folders)")
+
+
 def iter_tar_samples(tar_path: Path | IO[bytes]) -> Iterator[Sample]:
     """Yield samples as stored, grouping consecutive members with the same key (webdataset's rule).
 
     ``tar_path`` is a local path or an open binary file (e.g. ``ShardStore.open_read``).
-    Raises ``tarfile.ReadError``/``EOFError`` on a truncated or corrupt tar, after yielding what came before.
-    A key that reappears later in the same tar is yielded again (validate reports it as a duplicate).
+    Raises ``tarfile.ReadError``/``EOFError`` on a truncated or corrupt tar and ``UnsafeMember`` (a TarError) on a
+    member that is not a plainly named regular file, after yielding what came before; the sample being read
+    when that happens is not yielded. A key that reappears later in the same tar is yielded again (validate
+    reports it as a duplicate).
     """
     current: Sample | None = None
+    label = Path(str(getattr(tar_path, "name", "") or "shard") if hasattr(tar_path, "read") else tar_path).name
     src = {"fileobj": tar_path} if hasattr(tar_path, "read") else {"name": tar_path}
     with tarfile.open(mode="r|", **src) as tar:
         for info in tar:
-            if not info.isfile():
-                continue
+            check_member(info, label)
             key, suffix = split_member(info.name)
             fh = tar.extractfile(info)
             data = fh.read() if fh is not None else b""
             if len(data) != info.size:
-                raise EOFError(f"{getattr(tar_path, 'name', tar_path)}: member {info.name} is truncated")
+                raise EOFError(f"{label}: member {info.name} is truncated")
             if current is None or current.key != key:
                 if current is not None:
                     yield current
