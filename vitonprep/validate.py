@@ -13,11 +13,12 @@ import tarfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from vitonprep import codecs
+from vitonprep.safepaths import UnsafeName, safe_name
 from vitonprep.schema import (
     CATEGORIES, FIELDS, FIELDS_BY_MEMBER, META_KEYS, PAIRINGS, SPLITS, STABLEVITON_MIN_CLOTH_MASK_PIXELS, Kind,
     SizeRule, check_key, required_fields, sample_key,
@@ -135,7 +136,7 @@ def _check_pose(pose: Any, w: int, h: int, add: Callable[[str, str, str], None])
         lengths = {k: len(person[k]) for k in
                    ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d")}
         kp = OpenPoseKeypoints.from_json_dict(pose)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         add("error", "keypoints", f"pose.json is not OpenPose 1.3 BODY_25: {exc}")
         return
     expected = {"pose_keypoints_2d": 75, "face_keypoints_2d": 210, "hand_left_keypoints_2d": 63,
@@ -187,11 +188,27 @@ def _check_meta(key: str, meta: Any, add: Callable[[str, str, str], None]) -> No
     if missing:
         add("error", "meta", f"meta.json lacks {missing}")
         return
+    not_text = [k for k in _META_TEXT if not isinstance(meta[k], str)]
+    not_object = [k for k in ("producers", "source") if not isinstance(meta[k], dict)]
+    if not_text or not_object:
+        add("error", "meta", f"meta.json fields of the wrong type: {not_text + not_object} "
+            "(text expected for ids and names, objects for producers and source)")
+        return
     if meta["key"] != key:
         add("error", "meta", f"meta.key {meta['key']!r} differs from the sample key")
     if meta["pair"] not in PAIRINGS or meta["split"] not in SPLITS or meta["category"] not in CATEGORIES:
         add("error", "meta", f"bad pair/split/category: {meta['pair']!r}/{meta['split']!r}/{meta['category']!r}")
         return
+    # ids name files when the dataset is exported: plain names only, as export requires (vitonprep.safepaths)
+    ids = [("person_id", meta["person_id"])]
+    if meta["pair"] != "person_only" or meta["cloth_id"]:
+        ids.append(("cloth_id", meta["cloth_id"]))
+    for what, value in ids:
+        try:
+            safe_name(value, f"meta.{what}")
+        except UnsafeName as exc:
+            add("error", "meta", str(exc))
+            return
     if meta["pair"] == "paired" and meta["person_id"] != meta["cloth_id"] and not _dresscode_pair(meta):
         add("error", "pairing", f"paired sample with person {meta['person_id']} and cloth {meta['cloth_id']}")
     try:
@@ -204,6 +221,10 @@ def _check_meta(key: str, meta: Any, add: Callable[[str, str, str], None]) -> No
     for name, prod in meta["producers"].items():
         if not isinstance(prod, dict) or not {"backend", "approximate"} <= set(prod):
             add("error", "meta", f"producer record of {name} lacks backend/approximate")
+
+
+#: meta.json fields that must be text (they become file names and list entries on export)
+_META_TEXT = ("key", "person_file", "cloth_file", "person_id", "cloth_id", "pair", "split", "category")
 
 
 def _dresscode_pair(meta: dict[str, Any]) -> bool:
@@ -232,13 +253,12 @@ def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None
 
     report = ValidationReport(str(shard_dir))
     shards = list_shards(shard_dir)
-    manifest = read_manifest(shard_dir)
     if not shards:
         report.issues.append(Issue("error", "-", None, "shards", f"no .tar shards in {shard_dir}"))
         return report
-    if manifest is None:
-        report.issues.append(Issue("warning", "-", None, "manifest", f"no {MANIFEST_NAME}: checksums not verified"))
-    listed = {s["url"]: s for s in (manifest or {}).get("shardlist", [])}
+    manifest, listed, problem = read_listing(shard_dir)
+    if problem:
+        report.issues.append(Issue("error" if manifest is not None else "warning", "-", None, "manifest", problem))
     check = partial(_check_shard, listed=listed, have_manifest=manifest is not None)
     seen_keys: dict[str, str] = {}
     for shard in map_in_processes(check, shards, workers):
@@ -253,62 +273,161 @@ def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None
         report.nsamples += shard.count
         if progress:
             progress(shard.name, shard.count)
+    names = {p.name for p in shards}
     for url in listed:
-        if not (shard_dir / url).is_file():
+        if url not in names:
             report.issues.append(Issue("error", url, None, "manifest", f"manifest lists {url} but it is missing"))
+    for stats in sorted(shard_dir.glob("[0-9][0-9][0-9][0-9][0-9]_stats.json")):
+        tar_name = stats.name[:5] + ".tar"
+        if tar_name not in names:
+            report.issues.append(Issue("error", tar_name, None, "stats",
+                                       f"{stats.name} records a finished {tar_name}, which is missing"))
     if manifest is not None:
-        want = manifest.get("vitonprep", {}).get("nsamples")
+        want = manifest.get("vitonprep", {}).get("nsamples") if isinstance(manifest.get("vitonprep"), dict) else None
         if want is not None and want != report.nsamples:
             report.issues.append(Issue("error", "-", None, "count",
                                        f"manifest says {want} samples, shards hold {report.nsamples}"))
     return report
 
 
-def _check_shard(tar_path: Path, listed: dict[str, Any], have_manifest: bool) -> ShardCheck:
-    """Every check of one shard that needs no other shard: checksums, each sample, counts."""
+def read_listing(shard_dir: Path) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], str]:
+    """(manifest or None, its shard entries by file name, the problem with it or ""): a missing manifest is a
+    warning-level problem (nothing to check the tars against), an unreadable one an error-level one."""
+    try:
+        manifest = read_manifest(shard_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        return {}, {}, f"{MANIFEST_NAME} is unreadable: {exc}"
+    if manifest is None:
+        return None, {}, f"no {MANIFEST_NAME}: checksums not verified"
+    entries = manifest.get("shardlist") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("url"), str)
+                                                for e in entries):
+        return {}, {}, f"{MANIFEST_NAME} has no valid shardlist (not a wids shard index)"
+    return manifest, {e["url"]: e for e in entries}, ""
+
+
+def checked_samples(tar_path: Path, entry: dict[str, Any] | None,
+                    have_manifest: bool) -> Iterator[tuple[Sample | None, list[Issue]]]:
+    """Every check of one shard that needs no other shard, in reading order.
+
+    Yields ``(None, issues)`` first: what is wrong with the shard as a whole before a member is read (its stats
+    file, the completion marker, missing or unreadable; the tar's size and checksums against the stats file and
+    the manifest entry ``entry``; the sample counts they promise). Then ``(sample, issues)`` for each sample
+    (``validate_sample`` plus its members against the per-member sha256 of the stats file), and last
+    ``(None, issues)`` for what only the whole read shows (a truncated or crafted tar, counts). Export stops at
+    the first shard-level error; validate reads on to report everything.
+    """
     name = tar_path.name
     issues: list[Issue] = []
-    keys: list[str] = []
-    _check_checksums(tar_path, listed.get(name), have_manifest, issues)
-    stats = _read_stats(tar_path)
-    member_sums = {s["key"]: s["members"] for s in stats.get("samples", [])} if stats else {}
+
+    def shard_issue(check: str, message: str) -> None:
+        issues.append(Issue("error", name, None, check, message))
+
     try:
-        for sample in iter_tar_samples(tar_path):
-            keys.append(sample.key)
-            issues.extend(validate_sample(sample, name))
-            if sample.key in member_sums:
-                for suffix, data in sample.members.items():
-                    want = member_sums[sample.key].get(suffix)
-                    if want and hashlib.sha256(data).hexdigest() != want:
-                        issues.append(Issue("error", name, sample.key, "checksum",
-                                            f"{sample.key}.{suffix} differs from its recorded sha256"))
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        last = keys[-1] if keys else None
-        issues.append(Issue("error", name, last, "tar",
-                            f"{name} is truncated or corrupt after {len(keys)} samples"
-                            f"{f' (last good key {last})' if last else ''}: {exc}"))
-    if stats and stats.get("nsamples") != len(keys):
-        issues.append(Issue("error", name, None, "count",
-                            f"{name} holds {len(keys)} samples, its stats say {stats.get('nsamples')}"))
-    return ShardCheck(name, len(keys), keys, issues)
-
-
-def _read_stats(tar_path: Path) -> dict[str, Any] | None:
-    p = tar_path.with_name(tar_path.stem + "_stats.json")
-    try:
-        return json.loads(p.read_text()) if p.is_file() else None
-    except json.JSONDecodeError:
-        return None
-
-
-def _check_checksums(tar_path: Path, entry: dict[str, Any] | None, have_manifest: bool,
-                     issues: list[Issue]) -> None:
+        size, sha, md5 = _digests(tar_path)
+    except OSError as exc:
+        shard_issue("tar", f"{name} cannot be read: {exc}")
+        yield None, issues
+        return
+    stats_file = tar_path.with_name(tar_path.stem + "_stats.json")
+    stats = _read_stats(stats_file)
+    if stats is None:
+        shard_issue("stats", f"{name} has no {stats_file.name}: the shard was never completed "
+                             "(the stats file is its completion marker)")
+    elif isinstance(stats, str):
+        shard_issue("stats", stats)
+        stats = None
+    else:
+        for label, want, have in (("sha256", stats.get("sha256"), sha), ("filesize", stats.get("filesize"), size)):
+            if want != have:
+                shard_issue("checksum", f"{name}: {label} differs from {stats_file.name} (modified or truncated)")
+        if stats.get("shard") != name or stats.get("nsamples") != len(stats["samples"]):
+            shard_issue("stats", f"{stats_file.name} does not describe {name} (shard name or sample count)")
     if entry is None:
         if have_manifest:
-            issues.append(Issue("error", tar_path.name, None, "manifest",
-                                f"{tar_path.name} is not listed in {MANIFEST_NAME} (incomplete run?)"))
-        return
-    sha = hashlib.sha256(tar_path.read_bytes()).hexdigest()
-    if sha != entry.get("sha256"):
-        issues.append(Issue("error", tar_path.name, None, "checksum",
-                            f"{tar_path.name} sha256 differs from {MANIFEST_NAME} (modified or truncated)"))
+            shard_issue("manifest", f"{name} is not listed in {MANIFEST_NAME} (incomplete run?)")
+    else:
+        if entry.get("sha256") != sha:
+            shard_issue("checksum", f"{name}: sha256 differs from {MANIFEST_NAME} (modified or truncated)")
+        if entry.get("md5sum") not in (None, md5):
+            shard_issue("checksum", f"{name}: md5sum differs from {MANIFEST_NAME} (modified or truncated)")
+        if entry.get("filesize") != size:
+            shard_issue("manifest", f"{name}: filesize is {size} bytes, {MANIFEST_NAME} says {entry.get('filesize')}")
+        if stats is not None and entry.get("nsamples") != stats.get("nsamples"):
+            shard_issue("count", f"{MANIFEST_NAME} says {entry.get('nsamples')} samples in {name}, "
+                                 f"{stats_file.name} says {stats.get('nsamples')}")
+    yield None, issues
+
+    recorded = {s["key"]: s["members"] for s in stats["samples"]} if stats is not None else None
+    count, last = 0, None
+    issues = []
+    try:
+        for sample in iter_tar_samples(tar_path):
+            count, last = count + 1, sample.key
+            found = validate_sample(sample, name)
+            if recorded is not None:
+                found += _against_stats(sample, recorded.pop(sample.key, None), name, stats_file.name)
+            yield sample, found
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        where = f" (last good key {last})" if last else ""
+        issues.append(Issue("error", name, last, "tar",
+                            f"{name} is truncated or corrupt after {count} samples{where}: {exc}"))
+    if stats is not None and stats.get("nsamples") != count:
+        shard_issue("count", f"{name} holds {count} samples, its stats say {stats.get('nsamples')}")
+    elif stats is None and entry is not None and entry.get("nsamples") != count:
+        shard_issue("count", f"{MANIFEST_NAME} says {entry.get('nsamples')} samples in {name}, it holds {count}")
+    if recorded and not any(i.check == "tar" for i in issues):
+        shard_issue("stats", f"{stats_file.name} records samples missing from {name}: {sorted(recorded)[:5]}")
+    yield None, issues
+
+
+def _against_stats(sample: Sample, members: dict[str, str] | None, shard: str, stats_name: str) -> list[Issue]:
+    if members is None:
+        return [Issue("error", shard, sample.key, "stats", f"{sample.key} is not recorded in {stats_name}")]
+    found = []
+    for suffix in sorted(set(sample.members) | set(members)):
+        data, want = sample.members.get(suffix), members.get(suffix)
+        if data is None or want is None:
+            what = "missing" if data is None else f"not recorded in {stats_name}"
+            found.append(Issue("error", shard, sample.key, "stats", f"{sample.key}.{suffix} is {what}"))
+        elif hashlib.sha256(data).hexdigest() != want:
+            found.append(Issue("error", shard, sample.key, "checksum",
+                               f"{sample.key}.{suffix} differs from its recorded sha256"))
+    return found
+
+
+def _check_shard(tar_path: Path, listed: dict[str, Any], have_manifest: bool) -> ShardCheck:
+    """Every check of one shard that needs no other shard: checksums, each sample, counts."""
+    issues: list[Issue] = []
+    keys: list[str] = []
+    for sample, found in checked_samples(tar_path, listed.get(tar_path.name), have_manifest):
+        if sample is not None:
+            keys.append(sample.key)
+        issues.extend(found)
+    return ShardCheck(tar_path.name, len(keys), keys, issues)
+
+
+def _digests(tar_path: Path) -> tuple[int, str, str]:
+    size, sha, md5 = 0, hashlib.sha256(), hashlib.md5()
+    with open(tar_path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            size += len(block)
+            sha.update(block)
+            md5.update(block)
+    return size, sha.hexdigest(), md5.hexdigest()
+
+
+def _read_stats(path: Path) -> dict[str, Any] | str | None:
+    """The stats file, None when there is none, or what is wrong with it."""
+    if not path.is_file():
+        return None
+    try:
+        stats = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        return f"{path.name} is not readable JSON: {exc}"
+    samples = stats.get("samples") if isinstance(stats, dict) else None
+    if not isinstance(samples, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("key"), str) and isinstance(r.get("members"), dict)
+            and all(isinstance(v, str) for v in r["members"].values()) for r in samples):
+        return f"{path.name} lacks the per-sample member checksums of a vitonprep stats file"
+    return stats

@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitonprep.cli._common import console, progress_bar, require_dir
+from vitonprep.safepaths import write_atomic
 from vitonprep.validate import validate_shards
+
+logger = logging.getLogger(__name__)
 
 
 def validate(
     shards: Annotated[Path, typer.Argument(help="Folder of .tar shards (with manifest.json).")],
-    report: Annotated[Path | None, typer.Option(help="Write the JSON report here "
-                                                     "(default: SHARDS/validation_report.json).")] = None,
+    report: Annotated[str | None, typer.Option(help="Write the JSON report here, or '-' for stdout (default: "
+                                                    "SHARDS/validation_report.json; when it cannot be written, "
+                                                    "a warning says so and the verdict stands).")] = None,
     show: Annotated[int, typer.Option(help="How many issues to list.")] = 30,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1,
                                          help="Processes that check shards in parallel (the report is the same).")] = 1,
 ) -> None:
     """Read every sample back through the trainer's decoders and check the shard contract.
 
-    Checks: tar integrity, required members, decodability, agreeing sizes, binary masks, CIHP label range,
-    keypoints inside the image, mask areas (cloth masks under StableVITON's 122,880-px rule are flagged),
-    duplicate keys, pairing, checksums against manifest.json and the stats files.
+    Checks: tar integrity (regular, plainly named members only), required members, decodability, agreeing
+    sizes, binary masks, CIHP label range, keypoints inside the image, mask areas (cloth masks under
+    StableVITON's 122,880-px rule are flagged), duplicate keys, pairing, plain ids in meta.json, every shard's
+    stats file (its completion marker) and per-member sha256, and manifest.json's size, checksums and counts.
     Exit 0 only if there is no error.
     """
     require_dir(shards, "shard folder")
@@ -33,8 +40,6 @@ def validate(
         task = progress.add_task("validate", total=None, info="")
         rep = validate_shards(shards, progress=lambda name, n: progress.update(task, advance=1, info=name),
                               workers=workers)
-    report_path = report or shards / "validation_report.json"
-    report_path.write_text(json.dumps(rep.to_dict(), indent=1))
     table = Table(title=f"validate {shards}")
     for col in ("shards", "samples", "errors", "warnings", "verdict"):
         table.add_column(col, justify="right")
@@ -51,7 +56,20 @@ def validate(
         console.print(counts)
     for issue in (rep.errors + rep.warnings)[:show]:
         colour = "red" if issue.level == "error" else "yellow"
-        console.print(f"[{colour}]{issue.level}[/] {issue.shard} {issue.key or ''}: {issue.message}")
-    console.print(f"report: {report_path}")
+        console.print(f"[{colour}]{issue.level}[/] " + escape(f"{issue.shard} {issue.key or ''}: {issue.message}"))
+    # the verdict is out before the report is written: a read-only dataset or a full disk costs the file only
+    text = json.dumps(rep.to_dict(), indent=1)
+    if report == "-":
+        typer.echo(text)
+    else:
+        report_path = Path(report) if report else shards / "validation_report.json"
+        try:
+            write_atomic(report_path, text.encode())
+        except OSError as exc:
+            logger.debug("report not written", exc_info=True)
+            console.print(escape(f"warning: could not write the report {report_path}: {exc.strerror or exc} "
+                                 "(--report PATH or --report - for stdout)"), style="yellow")
+        else:
+            console.print(escape(f"report: {report_path}"))
     if not rep.ok:
         raise typer.Exit(1)
