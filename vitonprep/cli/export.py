@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import enum
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from vitonprep.cli._common import console, fail, require_dir
-from vitonprep.codecs import DecodeError
 from vitonprep.export import export_dataset
+
+logger = logging.getLogger(__name__)
 
 
 class ExportFormat(str, enum.Enum):
@@ -26,18 +29,28 @@ def export(
     format: Annotated[ExportFormat, typer.Option("--format", help="Folder layout to write.")] = ExportFormat.vitonhd,
     shards_out: Annotated[bool, typer.Option("--shards", help="tryondiffusion: one WebDataset tar per split and "
                                              "resolution instead of files.")] = False,
+    show: Annotated[int, typer.Option(help="How many refused samples to list.")] = 30,
 ) -> None:
     """Write the shards back as folders: VITON-HD v3 (StableVITON), IDM-VTON (+ tagged JSON), DressCode, or
-    TryOnDiffusion inputs at 128 and 256. docs/exports.md names the loader each layout was checked against."""
+    TryOnDiffusion inputs at 128 and 256. docs/exports.md names the loader each layout was checked against.
+
+    Only samples that pass validate's checks are written, each whole or not at all, and every file lands inside
+    OUT; a damaged or crafted sample or shard is refused and listed (exit 1), the others are exported.
+    """
     require_dir(shards, "shard folder")
     try:
         report = export_dataset(format.value, shards, out, as_shards=shards_out)
-    except (ValueError, DecodeError) as exc:
-        raise fail(str(exc), 1)
-    console.print(f"exported {report.nsamples} samples ({report.nfiles} files, {format.value}) to {out}")
+    except (ValueError, OSError) as exc:  # a wrong option, an unreadable manifest, a full or read-only OUT
+        logger.debug("export failed", exc_info=True)
+        raise fail(f"export: {exc}", 1)
+    console.print(escape(f"exported {report.nsamples} samples ({report.nfiles} files, {format.value}) to {out}"))
     for name, lines in report.pairs.items():
-        console.print(f"  {name}: {len(lines)} lines")
+        console.print(escape(f"  {name}: {len(lines)} lines"))
     for name, value in report.notes.items():
-        console.print(f"  {name}: {value}")
-    if report.nsamples == 0:
+        console.print(escape(f"  {name}: {value}"))
+    if report.refused:
+        console.print(f"[red]refused {len(report.refused)}[/] (not exported):")
+        for r in report.refused[:show]:
+            console.print(escape(f"  {r.shard} {r.key or '(whole shard)'}: {r.reason}"))
+    if report.nsamples == 0 or report.refused:
         raise typer.Exit(1)

@@ -1,37 +1,155 @@
-"""Helpers shared by the export formats: reading samples back through the strict decoders, writing files once."""
+"""What every export format shares: reading only sound samples, naming files safely, writing each sample whole.
+
+An export reads untrusted shards. :class:`Export` reads them through validate's own checks
+(``vitonprep.validate.checked_samples``: the shard's stats file and manifest entry first, then every sample
+through the strict decoders) and hands a format only the samples validate finds no error in; every other one
+is refused and recorded with shard, key and reason. Every path named from data (keys, ids, split, category)
+is made by ``vitonprep.safepaths.safe_path``, and a sample's files are all written or none is.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from vitonprep import codecs
+from vitonprep.safepaths import safe_path, write_atomic
 from vitonprep.schema import FIELDS_BY_MEMBER
-from vitonprep.shards import Sample, iter_tar_samples, list_shards
+from vitonprep.shards import Sample, list_shards
+
+logger = logging.getLogger(__name__)
 
 MASK_JPEG_QUALITY = 75  # cloth-mask in VITON-HD is an L JPEG at PIL's default quality
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A sample (``key``) or a whole shard (``key`` None) that was not exported, and why."""
+
+    shard: str
+    key: str | None
+    reason: str
 
 
 @dataclass
 class ExportReport:
     nsamples: int = 0
+    #: files of the export in OUT (written now or already there with the same bytes), lists included
     nfiles: int = 0
     pairs: dict[str, list[str]] = field(default_factory=dict)
     #: per-format notes (e.g. how many captions came from the shards vs. the tagger at export time)
     notes: dict[str, Any] = field(default_factory=dict)
+    refused: list[Refusal] = field(default_factory=list)
 
 
-def iter_samples(shard_dir: Path) -> Iterator[tuple[Sample, dict[str, Any]]]:
-    """Every sample of every shard with its decoded meta.json."""
-    for tar_path in list_shards(shard_dir):
-        for sample in iter_tar_samples(tar_path):
-            yield sample, codecs.decode_json(sample.members["meta.json"], f"{sample.key}.meta.json")
+class Export:
+    """One export run from ``shard_dir`` into ``out``; formats call :meth:`samples`, :meth:`write_sample`,
+    :meth:`write_extra` and, at the end, :meth:`finish`."""
+
+    def __init__(self, shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None):
+        self.shard_dir, self.out, self.progress = Path(shard_dir), Path(out), progress
+        self.report = ExportReport()
+        self.files: set[Path] = set()
+        self.seen: dict[str, str] = {}
+
+    def refuse(self, shard: str, key: str | None, reason: str) -> None:
+        self.report.refused.append(Refusal(shard, key, reason))
+        logger.info("not exported: %s %s: %s", shard, key or "(whole shard)", reason)
+
+    def samples(self) -> Iterator[tuple[Sample, dict[str, Any], str]]:
+        """(sample, its meta.json, shard name) for every sample validate finds no error in; a shard whose stats
+        or manifest entry do not match its tar is refused before any of it is read."""
+        from vitonprep.validate import checked_samples, read_listing
+
+        manifest, listed, problem = read_listing(self.shard_dir)
+        if problem and manifest is not None:
+            raise ValueError(problem)
+        for tar_path in list_shards(self.shard_dir):
+            name = tar_path.name
+            checks = checked_samples(tar_path, listed.get(name), manifest is not None)
+            _, before = next(checks)
+            errors = [i.message for i in before if i.level == "error"]
+            if errors:
+                checks.close()
+                self.refuse(name, None, _reason(errors))
+                continue
+            for sample, issues in checks:
+                errors = [i.message for i in issues if i.level == "error"]
+                if sample is None:  # what only the whole read shows (a truncated or crafted tar)
+                    if errors:
+                        self.refuse(name, None, _reason(errors))
+                    continue
+                if sample.key in self.seen:
+                    errors.append(f"key {sample.key!r} already seen in {self.seen[sample.key]}")
+                if errors:
+                    self.refuse(name, sample.key, _reason(errors))
+                    continue
+                self.seen[sample.key] = name
+                yield sample, codecs.decode_json(sample.members["meta.json"]), name
+
+    def path(self, template: str, **names: str) -> Path:
+        """A path in OUT named from data (see ``safe_path``)."""
+        return safe_path(self.out, template, **names)
+
+    def write_sample(self, sample: Sample, shard: str, build: Callable[[], dict[Path, bytes]]) -> bool:
+        """Write the files ``build()`` plans for one sample, all or none.
+
+        The sample is refused (nothing written) when planning fails on its data (an unsafe name, an
+        undecodable member) or when a file is already in OUT with other bytes (person maps repeat across
+        unpaired samples and must agree).
+        """
+        try:
+            files = build()
+        except (ValueError, KeyError, TypeError) as exc:  # UnsafeName and DecodeError are ValueErrors
+            self.refuse(shard, sample.key, str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
+            return False
+        for path, data in files.items():
+            if (path.exists() or path.is_symlink()) and not _same(path, data):
+                self.refuse(shard, sample.key, f"{path.relative_to(self.out)} already exists with other content "
+                                               "(an earlier export, or two samples that disagree on it)")
+                return False
+        for path, data in files.items():
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, data)
+            self.files.add(path)
+        self.accept(sample.key)
+        return True
+
+    def accept(self, key: str) -> None:
+        self.report.nsamples += 1
+        if self.progress:
+            self.progress(key)
+
+    def write_extra(self, template: str, data: bytes, **names: str) -> Path:
+        """A file of the export as a whole (pair lists, indexes), replaced on every run."""
+        path = self.path(template, **names)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+        self.files.add(path)
+        return path
+
+    def finish(self) -> ExportReport:
+        self.report.nfiles = len(self.files)
+        return self.report
+
+
+def _reason(messages: list[str]) -> str:
+    return messages[0] + (f" (and {len(messages) - 1} more)" if len(messages) > 1 else "")
+
+
+def _same(path: Path, data: bytes) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def decoded(sample: Sample, name: str) -> Any:
@@ -68,19 +186,5 @@ def json_bytes(obj: Any) -> bytes:
     return json.dumps(obj).encode("utf-8")
 
 
-def _write_once(path: Path, data: bytes) -> bool:
-    """Person maps repeat across unpaired samples: write each file once, refuse conflicting content."""
-    if path.exists():
-        if path.read_bytes() != data:
-            raise ValueError(f"{path} already exists with different content (two samples disagree on it)")
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return True
-
-
-def _write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in sorted(set(lines))))
+def lines_bytes(lines: list[str]) -> bytes:
+    return "".join(f"{line}\n" for line in sorted(set(lines))).encode()

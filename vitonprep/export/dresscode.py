@@ -32,7 +32,7 @@ from vitonprep.derive.densepose import parts_from_densepose_image
 from vitonprep.derive.labels import cihp_to_atr
 from vitonprep.derive.openpose import OpenPoseKeypoints, body25_to_coco18
 from vitonprep.export.common import (
-    ExportReport, _write_lines, _write_once, decoded, iter_samples, jpeg_bytes, json_bytes, png_bytes,
+    Export, ExportReport, decoded, jpeg_bytes, json_bytes, lines_bytes, png_bytes,
 )
 from vitonprep.export.idm_vton import IDM_TAG_NAMES, sample_caption
 
@@ -55,58 +55,60 @@ def dresscode_keypoints(pose_json: dict, size: tuple[int, int]) -> dict:
 
 def export_dresscode(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None) -> ExportReport:
     """Library twin of `vitonprep export --format dresscode`."""
-    report = ExportReport()
-    samples = list(iter_samples(shard_dir))
-    ids = sorted({m["person_id"] for _, m in samples} | {m["cloth_id"] for _, m in samples if m.get("cloth_id")})
+    exp = Export(shard_dir, out, progress)
+    samples = list(exp.samples())  # numbers are given over the sorted ids of every sound sample
+    ids = sorted({m["person_id"] for _, m, _ in samples} | {m["cloth_id"] for _, m, _ in samples if m["cloth_id"]})
     number = {i: f"{n + 1:06d}" for n, i in enumerate(ids)}
     pairs: dict[tuple[str, str], list[str]] = {}
     captions: dict[str, dict[str, str]] = {}
-    for sample, meta in samples:
-        cat, split, pid, cid = meta["category"], meta["split"], meta["person_id"], meta.get("cloth_id")
-        root = out / cat
-        p = number[pid]
-        image = decoded(sample, "image")
-        h, w = image.shape[:2]
-        files = {
-            f"images/{p}_0.jpg": sample.members["image.jpg"],
-            f"keypoints/{p}_2.json": json_bytes(dresscode_keypoints(decoded(sample, "pose"), (w, h))),
-            f"label_maps/{p}_4.png": png_bytes(cihp_to_atr(decoded(sample, "parse")), "L"),
-            f"image-densepose/{p}_0.jpg": sample.members["image_densepose.jpg"],
-            f"dense/{p}_5.png": png_bytes(parts_from_densepose_image(decoded(sample, "image_densepose")), "L"),
-            f"dense/{p}_5_uv.npz": _zero_uv(h, w),
-            f"agnostic_masks/{p}_0.png": png_bytes(decoded(sample, "agn_mask").astype(np.uint8) * 255, "L"),
-        }
-        render = decoded(sample, "pose_render")
-        if render is not None:
-            files[f"skeletons/{p}_5.jpg"] = jpeg_bytes(render)
-        if cid:
-            c = number[cid]
-            files[f"images/{c}_1.jpg"] = sample.members["cloth.jpg"]
-            files[f"masks/{c}_1.png"] = png_bytes(decoded(sample, "cloth_mask").astype(np.uint8) * 255, "L")
-            cap = sample_caption(sample, meta)
-            if cap is not None:
-                words = " ".join(cap["tags"][k] for k in IDM_TAG_NAMES if cap["tags"].get(k))
-                captions.setdefault(cat, {})[f"{c}_1.jpg"] = words
-            if meta["pair"] in ("paired", "unpaired"):
-                # train_pairs.txt holds both pairings (DressCode has one train list)
-                pairs.setdefault((cat, PAIR_FILES[(split, meta["pair"])]), []).append(f"{p}_0.jpg {c}_1.jpg")
-        for rel, data in files.items():
-            report.nfiles += _write_once(root / rel, data)
-        report.nsamples += 1
-        if progress:
-            progress(sample.key)
+    for sample, meta, shard in samples:
+        cat, split, pid, cid = meta["category"], meta["split"], meta["person_id"], meta["cloth_id"]
+        p, c = number[pid], number.get(cid)
+        caption: list[str | None] = [None]
+
+        def build() -> dict[Path, bytes]:
+            image = decoded(sample, "image")
+            h, w = image.shape[:2]
+            files = {
+                f"images/{p}_0.jpg": sample.members["image.jpg"],
+                f"keypoints/{p}_2.json": json_bytes(dresscode_keypoints(decoded(sample, "pose"), (w, h))),
+                f"label_maps/{p}_4.png": png_bytes(cihp_to_atr(decoded(sample, "parse")), "L"),
+                f"image-densepose/{p}_0.jpg": sample.members["image_densepose.jpg"],
+                f"dense/{p}_5.png": png_bytes(parts_from_densepose_image(decoded(sample, "image_densepose")), "L"),
+                f"dense/{p}_5_uv.npz": _zero_uv(h, w),
+                f"agnostic_masks/{p}_0.png": png_bytes(decoded(sample, "agn_mask").astype(np.uint8) * 255, "L"),
+            }
+            render = decoded(sample, "pose_render")
+            if render is not None:
+                files[f"skeletons/{p}_5.jpg"] = jpeg_bytes(render)
+            if c is not None:
+                files[f"images/{c}_1.jpg"] = sample.members["cloth.jpg"]
+                files[f"masks/{c}_1.png"] = png_bytes(decoded(sample, "cloth_mask").astype(np.uint8) * 255, "L")
+                cap = sample_caption(sample, meta)
+                if cap is not None:
+                    caption[0] = " ".join(cap["tags"][k] for k in IDM_TAG_NAMES if cap["tags"].get(k))
+            # the category (from data) names the top folder; the rest of each name is our number
+            return {exp.path(f"{{cat}}/{rel}", cat=cat): data for rel, data in files.items()}
+
+        if not exp.write_sample(sample, shard, build):
+            continue
+        if caption[0] is not None:
+            captions.setdefault(cat, {})[f"{c}_1.jpg"] = caption[0]
+        if c is not None and meta["pair"] in ("paired", "unpaired"):
+            # train_pairs.txt holds both pairings (DressCode has one train list)
+            pairs.setdefault((cat, PAIR_FILES[(split, meta["pair"])]), []).append(f"{p}_0.jpg {c}_1.jpg")
     for (cat, name), lines in pairs.items():
-        _write_lines(out / cat / name, lines)
-        report.pairs[f"{cat}/{name}"] = sorted(set(lines))
+        exp.write_extra(f"{{cat}}/{name}", lines_bytes(lines), cat=cat)
+        exp.report.pairs[f"{cat}/{name}"] = sorted(set(lines))
     for cat, caps in captions.items():
-        _write_lines(out / cat / "dc_caption.txt", [f"{k} {v}" for k, v in caps.items()])
-    (out / "vitonprep_ids.json").write_text(json.dumps({
+        exp.write_extra("{cat}/dc_caption.txt", lines_bytes([f"{k} {v}" for k, v in caps.items()]), cat=cat)
+    exp.write_extra("vitonprep_ids.json", json.dumps({
         "ids": {number[i]: i for i in ids},
         "dense_uv": "zeros: vitonprep has no DensePose UV; the file exists so loaders run, do not train on it",
         "skeletons": "BODY_25 render (VITON-HD openpose_img style), not DressCode's 18-point drawing",
         "keypoints_4th_value": "-1 (the meaning of DressCode's 3rd/4th values is undocumented; loaders use x, y)",
-    }, indent=1))
-    return report
+    }, indent=1).encode())
+    return exp.finish()
 
 
 def _zero_uv(h: int, w: int) -> bytes:

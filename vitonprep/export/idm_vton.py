@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vitonprep.captions import GeometricTagger, caption_record
-from vitonprep.export.common import ExportReport, decoded, iter_samples
-from vitonprep.export.vitonhd import export_vitonhd
+from vitonprep.export.common import Export, ExportReport, decoded
+from vitonprep.export.vitonhd import add_pair, vitonhd_files, write_pair_lists
 
 logger = logging.getLogger(__name__)
 
@@ -56,22 +56,31 @@ def tagged_entry(cloth_file: str, category: str, caption: dict[str, Any]) -> dic
 
 def export_idm_vton(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None) -> ExportReport:
     """Library twin of `vitonprep export --format idm-vton`."""
-    report = export_vitonhd(shard_dir, out, progress)
+    exp = Export(shard_dir, out, progress)
     tagger = GeometricTagger()
+    pairs: dict[tuple[str, str], list[str]] = {}
     entries: dict[str, dict[str, dict[str, Any]]] = {}
     sources: dict[str, int] = {}
-    for sample, meta in iter_samples(shard_dir):
-        cid = meta.get("cloth_id")
-        if not cid or cid in entries.get(meta["split"], {}):
+    for sample, meta, shard in exp.samples():
+        split, cid = meta["split"], meta["cloth_id"]
+        caption: list[dict[str, Any] | None] = [None]
+
+        def build() -> dict[Path, bytes]:
+            files = vitonhd_files(exp, sample, meta)
+            if cid and cid not in entries.get(split, {}):  # tagged before writing: a failure refuses the sample
+                caption[0] = sample_caption(sample, meta, tagger)
+            return files
+
+        if not exp.write_sample(sample, shard, build):
             continue
-        cap = sample_caption(sample, meta, tagger)
-        if cap is None:
-            continue
-        entries.setdefault(meta["split"], {})[cid] = tagged_entry(f"{cid}.jpg", meta.get("category", ""), cap)
-        sources[cap["source"]] = sources.get(cap["source"], 0) + 1
+        add_pair(pairs, meta)
+        cap = caption[0]
+        if cap is not None:
+            entries.setdefault(split, {})[cid] = tagged_entry(f"{cid}.jpg", meta["category"], cap)
+            sources[cap["source"]] = sources.get(cap["source"], 0) + 1
+    write_pair_lists(exp, pairs)
     for split, by_id in entries.items():
-        path = out / split / f"vitonhd_{split}_tagged.json"
-        path.write_text(json.dumps({"data": [by_id[k] for k in sorted(by_id)]}, indent=1))
-        report.nfiles += 1
-    report.notes["caption_sources"] = sources
-    return report
+        data = json.dumps({"data": [by_id[k] for k in sorted(by_id)]}, indent=1).encode()
+        exp.write_extra("{split}/vitonhd_{split}_tagged.json", data, split=split)
+    exp.report.notes["caption_sources"] = sources
+    return exp.finish()

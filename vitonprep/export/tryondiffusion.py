@@ -31,7 +31,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +41,8 @@ import numpy as np
 from PIL import Image
 
 from vitonprep.derive.openpose import OpenPoseKeypoints, body25_to_coco18
-from vitonprep.export.common import ExportReport, _write_once, decoded, iter_samples, json_bytes, png_bytes
+from vitonprep.export.common import Export, ExportReport, decoded, json_bytes, png_bytes
+from vitonprep.safepaths import safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -75,77 +78,94 @@ def normalised_pose(pose_json: dict | None, size: tuple[int, int]) -> tuple[list
     return xy, vis
 
 
-class _Sink:
-    """Files under ``out`` or members of one tar per (split, resolution)."""
+class _TarSink:
+    """``--shards``: one tar per (split, resolution), written to a fresh temporary file and renamed when done."""
 
-    def __init__(self, out: Path, as_shards: bool):
-        self.out, self.as_shards = out, as_shards
-        self.tars: dict[Path, tarfile.TarFile] = {}
+    def __init__(self, exp: Export):
+        self.exp = exp
+        self.tars: dict[Path, tuple[tarfile.TarFile, Path]] = {}
 
-    def put(self, split: str, res: int | None, kind: str, key: str, ext: str, data: bytes) -> int:
-        if not self.as_shards:
-            sub = self.out / split / (str(res) if res else "") / kind
-            return int(_write_once(sub / f"{key}.{ext}", data))
-        # the poses go into every resolution's tar, so each tar is a complete sample set
-        names = [self.out / split / f"tryondiffusion-{r}.tar" for r in ((res,) if res else RESOLUTIONS)]
-        for name in names:
-            tar = self.tars.get(name)
-            if tar is None:
-                name.parent.mkdir(parents=True, exist_ok=True)
-                tar = self.tars[name] = tarfile.open(name.with_name(name.name + ".partial"), "w")
-            info = tarfile.TarInfo(f"{key}.{kind}.{ext}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        return len(names)
+    def put(self, path: Path, member: str, data: bytes) -> None:
+        if path not in self.tars:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+            self.tars[path] = (tarfile.open(fileobj=os.fdopen(fd, "wb"), mode="w"), Path(tmp))
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        self.tars[path][0].addfile(info, io.BytesIO(data))
 
     def close(self) -> None:
-        for name, tar in self.tars.items():
+        for path, (tar, tmp) in self.tars.items():
+            fh = tar.fileobj
             tar.close()
-            name.with_name(name.name + ".partial").replace(name)
+            fh.close()
+            os.replace(tmp, path)
+            self.exp.files.add(path)
+
+
+def tryondiffusion_members(sample: Any, meta: dict[str, Any]) -> tuple[dict[tuple[int | None, str], bytes], str]:
+    """``{(resolution or None for poses, kind): bytes}`` of one sample with a garment, and its wearer-pose source."""
+    image = decoded(sample, "image")
+    h, w = image.shape[:2]
+    person, _, _ = square_pad(image, 255)
+    ca, _, _ = square_pad(decoded(sample, "agn"), 255)
+    garment = np.where(decoded(sample, "cloth_mask")[..., None], decoded(sample, "cloth"), np.uint8(0)).astype(np.uint8)
+    garment, _, _ = square_pad(garment, 0)
+    members: dict[tuple[int | None, str], bytes] = {}
+    for res in RESOLUTIONS:
+        for name, arr in (("person", person), ("ca", ca), ("garment", garment)):
+            small = np.asarray(Image.fromarray(arr).resize((res, res), Image.Resampling.BICUBIC))
+            members[(res, name)] = png_bytes(small, "RGB")
+    cloth_pose = decoded(sample, "cloth_pose")
+    if cloth_pose is not None:
+        wearer, source = cloth_pose, "cloth_photo"
+    elif meta["pair"] == "paired":
+        wearer, source = decoded(sample, "pose"), "paired_person"
+    else:
+        wearer, source = None, "none"
+    pp, pv = normalised_pose(decoded(sample, "pose"), (w, h))
+    gp, gv = normalised_pose(wearer, (w, h))
+    poses: dict[str, Any] = {"person_pose": pp, "person_visible": pv, "garment_pose": gp, "garment_visible": gv,
+                             "garment_pose_source": source, "order": "COCO-18",
+                             "normalisation": "[-1,1] in the centred square of side max(W,H)"}
+    members[(None, "poses")] = json_bytes(poses)
+    return members, source
 
 
 def export_tryondiffusion(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
                           as_shards: bool = False) -> ExportReport:
     """Library twin of `vitonprep export --format tryondiffusion` (samples without a garment are skipped)."""
-    report = ExportReport()
-    sink = _Sink(out, as_shards)
+    exp = Export(shard_dir, out, progress)
+    sink = _TarSink(exp) if as_shards else None
     keys: dict[str, list[str]] = {}
     sources: dict[str, int] = {}
-    for sample, meta in iter_samples(shard_dir):
-        cloth = decoded(sample, "cloth")
-        if cloth is None:
+    for sample, meta, shard in exp.samples():
+        if "cloth.jpg" not in sample.members:
             continue
         split, key = meta["split"], sample.key
-        image = decoded(sample, "image")
-        h, w = image.shape[:2]
-        person, _, _ = square_pad(image, 255)
-        ca, _, _ = square_pad(decoded(sample, "agn"), 255)
-        garment = np.where(decoded(sample, "cloth_mask")[..., None], cloth, np.uint8(0)).astype(np.uint8)
-        garment, _, _ = square_pad(garment, 0)
-        for res in RESOLUTIONS:
-            for name, arr in (("person", person), ("ca", ca), ("garment", garment)):
-                small = np.asarray(Image.fromarray(arr).resize((res, res), Image.Resampling.BICUBIC))
-                report.nfiles += sink.put(split, res, name, key, "png", png_bytes(small, "RGB"))
-        cloth_pose = decoded(sample, "cloth_pose")
-        if cloth_pose is not None:
-            wearer, source = cloth_pose, "cloth_photo"
-        elif meta.get("pair") == "paired":
-            wearer, source = decoded(sample, "pose"), "paired_person"
-        else:
-            wearer, source = None, "none"
-        pp, pv = normalised_pose(decoded(sample, "pose"), (w, h))
-        gp, gv = normalised_pose(wearer, (w, h))
-        poses: dict[str, Any] = {"person_pose": pp, "person_visible": pv, "garment_pose": gp, "garment_visible": gv,
-                                 "garment_pose_source": source, "order": "COCO-18",
-                                 "normalisation": "[-1,1] in the centred square of side max(W,H)"}
-        report.nfiles += sink.put(split, None, "poses", key, "json", json_bytes(poses))
-        sources[source] = sources.get(source, 0) + 1
+        made: dict[str, Any] = {}
+
+        def build() -> dict[Path, bytes]:
+            members, made["source"] = tryondiffusion_members(sample, meta)
+            if sink is not None:
+                # the poses go into every resolution's tar, so each tar is a complete sample set
+                made["tar"] = {(res, kind, exp.path(f"{{split}}/tryondiffusion-{r}.tar", split=split)): data
+                               for (res, kind), data in members.items() for r in ((res,) if res else RESOLUTIONS)}
+                safe_name(key, "sample key")
+                return {}
+            return {exp.path(f"{{split}}/{res or ''}/{kind}/{{key}}.{'json' if res is None else 'png'}",
+                             split=split, key=key): data for (res, kind), data in members.items()}
+
+        if not exp.write_sample(sample, shard, build):
+            continue
+        if sink is not None:
+            for (res, kind, path), data in made["tar"].items():
+                sink.put(path, f"{key}.{kind}.{'json' if res is None else 'png'}", data)
+        sources[made["source"]] = sources.get(made["source"], 0) + 1
         keys.setdefault(split, []).append(key)
-        report.nsamples += 1
-        if progress:
-            progress(key)
-    sink.close()
+    if sink is not None:
+        sink.close()
     for split, ks in keys.items():
-        (out / split / "index.json").write_text(json.dumps(sorted(ks)))
-    report.notes["garment_pose_sources"] = sources
-    return report
+        exp.write_extra("{split}/index.json", json.dumps(sorted(ks)).encode(), split=split)
+    exp.report.notes["garment_pose_sources"] = sources
+    return exp.finish()

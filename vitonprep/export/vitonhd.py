@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from vitonprep import codecs
-from vitonprep.export.common import ExportReport, _mask_jpeg, _write_lines, _write_once
+from vitonprep.export.common import Export, ExportReport, _mask_jpeg, lines_bytes
 from vitonprep.schema import FIELDS_BY_NAME
-from vitonprep.shards import iter_tar_samples, list_shards
+from vitonprep.shards import Sample
 
 logger = logging.getLogger(__name__)
 
-#: field -> (folder, file name pattern, how to write: "bytes" | "mask_jpg" | "mask_png")
+#: field -> (folder, file name pattern, how to write: "bytes" | "mask_jpg")
 VITONHD_LAYOUT: dict[str, tuple[str, str, str]] = {
     "image": ("image", "{pid}.jpg", "bytes"),
     "cloth": ("cloth", "{cid}.jpg", "bytes"),
@@ -33,41 +32,47 @@ VITONHD_LAYOUT: dict[str, tuple[str, str, str]] = {
     "pose_render": ("openpose_img", "{pid}_rendered.png", "bytes"),
     "image_densepose": ("image-densepose", "{pid}.jpg", "bytes"),
     "agn": ("agnostic-v3.2", "{pid}.jpg", "bytes"),
-    "agn_mask": ("agnostic-mask", "{pid}_mask.png", "mask_png"),
+    "agn_mask": ("agnostic-mask", "{pid}_mask.png", "bytes"),  # stored masks are L PNG {0,255} already
     "gt_cloth_warped_mask": ("gt_cloth_warped_mask", "{pid}.jpg", "mask_jpg"),
 }
 
 
-def export_vitonhd(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None) -> ExportReport:
-    """Library twin of `vitonprep export --format vitonhd`."""
-    report = ExportReport()
-    pairs: dict[tuple[str, str], list[str]] = {}
-    for tar_path in list_shards(shard_dir):
-        for sample in iter_tar_samples(tar_path):
-            meta = codecs.decode_json(sample.members["meta.json"], f"{sample.key}.meta.json")
-            split, pid, cid = meta["split"], meta["person_id"], meta["cloth_id"]
-            for name, (folder, pattern, how) in VITONHD_LAYOUT.items():
-                data = sample.members.get(FIELDS_BY_NAME[name].member)
-                if data is None:
-                    continue
-                if how == "mask_jpg":
-                    data = _mask_jpeg(data)
-                elif how == "mask_png":
-                    codecs.decode_mask(data)  # stored masks are already L PNG {0,255}: check, then copy
-                target = out / split / folder / pattern.format(pid=pid, cid=cid)
-                report.nfiles += _write_once(target, data)
-            if meta["pair"] != "person_only":
-                pairs.setdefault((split, meta["pair"]), []).append(f"{pid}.jpg {cid}.jpg")
-            report.nsamples += 1
-            if progress:
-                progress(sample.key)
+def vitonhd_files(exp: Export, sample: Sample, meta: dict[str, Any]) -> dict[Path, bytes]:
+    """The files of one (validated) sample in the VITON-HD layout, named by its person and cloth ids."""
+    files = {}
+    for name, (folder, pattern, how) in VITONHD_LAYOUT.items():
+        data = sample.members.get(FIELDS_BY_NAME[name].member)
+        if data is None:
+            continue
+        if how == "mask_jpg":
+            data = _mask_jpeg(data)
+        ids = {"pid": meta["person_id"]} if "{pid}" in pattern else {"cid": meta["cloth_id"]}
+        files[exp.path(f"{{split}}/{folder}/{pattern}", split=meta["split"], **ids)] = data
+    return files
+
+
+def add_pair(pairs: dict[tuple[str, str], list[str]], meta: dict[str, Any]) -> None:
+    if meta["pair"] != "person_only":
+        pairs.setdefault((meta["split"], meta["pair"]), []).append(f"{meta['person_id']}.jpg {meta['cloth_id']}.jpg")
+
+
+def write_pair_lists(exp: Export, pairs: dict[tuple[str, str], list[str]]) -> None:
+    """``{split}_pairs.txt`` (train: paired; test: unpaired when there are any) and CatVTON's unpaired list."""
     for split in sorted({s for s, _ in pairs}):
         paired, unpaired = pairs.get((split, "paired"), []), pairs.get((split, "unpaired"), [])
         main = paired if split == "train" or not unpaired else unpaired
-        _write_lines(out / f"{split}_pairs.txt", main)
+        exp.write_extra("{split}_pairs.txt", lines_bytes(main), split=split)
         if split == "test" and unpaired:
-            _write_lines(out / "test_pairs_unpaired.txt", unpaired)  # CatVTON's name for the same list
-        report.pairs[split] = main
-    return report
+            exp.write_extra("test_pairs_unpaired.txt", lines_bytes(unpaired))  # CatVTON's name for the same list
+        exp.report.pairs[split] = sorted(set(main))
 
 
+def export_vitonhd(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None) -> ExportReport:
+    """Library twin of `vitonprep export --format vitonhd`."""
+    exp = Export(shard_dir, out, progress)
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for sample, meta, shard in exp.samples():
+        if exp.write_sample(sample, shard, lambda: vitonhd_files(exp, sample, meta)):
+            add_pair(pairs, meta)
+    write_pair_lists(exp, pairs)
+    return exp.finish()
