@@ -1,6 +1,7 @@
-"""`vitonprep build --distributor ray`: shard workers on CPUs, model stages optionally in their own actors.
+"""`vitonprep build --distributor ray`: shard tasks on CPUs, model stages optionally in their own actors.
 
-Every shard worker is an actor holding one `vitonprep.build.ShardMaker` (pipeline and models loaded once). A
+Every shard is a Ray task; each worker process builds one `vitonprep.build.ShardMaker` (pipeline and models
+loaded once) on its first shard and keeps it for the next (`vitonprep.distribute.ray_runner`). A
 stage whose YAML block says ``resources: {actors: N, num_cpus, num_gpus, batch_size}`` instead gets N
 `StageActor`s reserving exactly those resources; shard workers send it ``batch_size`` samples per call and spread
 their calls over its actors. Photo I/O, the deterministic maps, encoding and shard writes stay in the shard
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 from vitonprep.build import BuildOptions, Offload, ShardMaker
 from vitonprep.config import PipelineConfig, StageResources
 from vitonprep.distribute.ray_runner import (
-    RayOptions, connect, import_ray, run_shard_tasks_ray, wait_ready, worker_count,
+    RayOptions, connect, head_reachable, import_ray, run_shard_tasks_ray, wait_ready, worker_count,
 )
 from vitonprep.errors import ConfigError, SampleError
 from vitonprep.runner import ProgressCallback, ShardTask, _worker_init
@@ -111,8 +112,9 @@ def run_build_on_ray(cfg: PipelineConfig, tasks: Sequence[ShardTask], options: B
             wait_ready(ray, stage_actors, "stage actors")
             return run_shard_tasks_ray(tasks, _MakerFactory(cfg, offload), ray_options, progress, reserved)
         finally:
-            for a in stage_actors:
-                ray.kill(a)
+            if stage_actors and head_reachable(ray):  # with the head gone, ray.kill would block
+                for a in stage_actors:
+                    ray.kill(a)
     finally:
         if started:
             ray.shutdown()

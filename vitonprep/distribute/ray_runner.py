@@ -1,15 +1,25 @@
 """Shard tasks on a Ray cluster: the same tasks, shard writer and completion marker as the local runner.
 
-The driver skips shards whose stats file exists, keeps one task in flight per shard worker, and retries a shard
-that failed (an exception, or a worker process that died) up to ``max_shard_retry`` times, replacing a dead
-worker. A shard whose retries run out comes back with ``ShardResult.error`` set; the run goes on and a rerun of
-the same command picks it up. Shard workers are long-lived actors: they build their per-process state (a
-pipeline and its models) once, in ``__init__``, then take shard after shard.
+The driver skips shards whose stats file exists, keeps at most one task in flight per shard worker (``-j``), and
+retries a shard that failed (an exception, or a worker process or node that died) up to ``max_shard_retry``
+times. A shard whose retries run out comes back with ``ShardResult.error`` set; the run goes on and a rerun of the
+same command picks it up.
+
+Shards are plain Ray tasks, not tasks of long-lived actors: an actor is bound to one process, so when a node is
+lost its replacement needs a CPU that the surviving workers already hold, and the shard queued on it waits for
+ever (issue 15, item 10). A task runs wherever a CPU is free. Each worker process still builds its per-process
+state (a pipeline and its models) once, on its first shard, and keeps it for the next ones (`_shard_task`).
+While shards wait, the driver watches the cluster: when no live node has a CPU for a shard, or the head (GCS)
+stops answering, for longer than a grace period, it stops and returns every shard not made as an error, so the
+caller can list them instead of waiting for ever or dying with Ray's own message.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -24,6 +34,9 @@ RAY_MISSING = "--distributor ray needs Ray, which is not installed: pip install 
 
 #: called once in each shard worker process; returns the function that makes one shard
 WorkFactory = Callable[[], Callable[[ShardTask], ShardResult]]
+
+#: how often the driver looks at the cluster while no shard finishes (seconds)
+POLL_SECONDS = 2.0
 
 
 def import_ray() -> Any:
@@ -40,28 +53,57 @@ class RayOptions:
     workers: int | None = None  # shard workers; None: as many as the cluster's CPUs hold after the stage actors
     cpus_per_worker: float = 1.0
     max_shard_retry: int = 2  # extra attempts per shard after the first
+    # Ray ends a driver that cannot reach the head for 60 s (gcs_rpc_server_reconnect_timeout_s) without a word;
+    # giving up well before that leaves time to report the shards not made
+    head_timeout_s: float = 15.0
+    # a lost node may come back (restarted, or an autoscaler adding one): wait this long for a CPU, then stop
+    capacity_timeout_s: float = 60.0
 
 
 def connect(ray: Any, address: str | None) -> bool:
     """Join (or start) a Ray instance; True if this call started it, so the caller shuts it down again."""
     if ray.is_initialized():
         return False
-    ray.init(address=address, include_dashboard=False)
+    try:
+        ray.init(address=address, include_dashboard=False)
+    except ConnectionError as exc:  # no cluster at that address: a refusal, not a traceback
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}") from exc
     return True
 
 
-class ShardWorker:
-    """One worker process. Decorated with ``ray.remote`` at run time, so importing this module needs no Ray."""
-
-    def __init__(self, factory: WorkFactory):
-        _worker_init()  # one shard per CPU already uses the cores: keep OpenCV/BLAS single-threaded
-        self._work = factory()
-
-    def ready(self) -> bool:
+def head_reachable(ray: Any, timeout: float = 2.0) -> bool:
+    """Whether the head's GCS accepts a connection. A plain socket, because every Ray call that needs the GCS
+    blocks (up to Ray's 60 s reconnection limit, after which Ray ends the process) while it is gone."""
+    host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
         return True
+    except OSError:
+        return False
 
-    def run(self, task: ShardTask) -> ShardResult:
-        return self._work(task)
+
+class WorkerSetupError(Exception):
+    """The shard work could not be built in a worker process (missing weights, import error): not a shard's
+    fault, so the run stops instead of failing every shard the same way."""
+
+
+# per worker process: the work of the current run, built once by its factory (one run at a time: a new run's
+# token drops the previous run's pipeline and models)
+_WORK: dict[str, Callable[[ShardTask], ShardResult]] = {}
+
+
+def _shard_task(token: str, factory: WorkFactory, task: ShardTask) -> ShardResult:
+    """One shard, as a Ray task (decorated with ``ray.remote`` at run time, so importing this needs no Ray)."""
+    work = _WORK.get(token)
+    if work is None:
+        _WORK.clear()
+        _worker_init()  # one shard per CPU already uses the cores: keep OpenCV/BLAS single-threaded
+        try:
+            work = factory()
+        except Exception as exc:
+            raise WorkerSetupError(_first_line(exc)) from exc
+        _WORK[token] = work
+    return work(task)
 
 
 def worker_count(ray: Any, options: RayOptions, reserved_cpus: float = 0.0) -> int:
@@ -88,6 +130,37 @@ def wait_ready(ray: Any, actors: Sequence[Any], what: str) -> None:
         raise ConfigError(f"Ray {what} could not start: {_first_line(exc)}") from exc
 
 
+class _Watch:
+    """Decides when waiting is hopeless: the head unreachable, or no live CPU for a shard, for a grace period."""
+
+    def __init__(self, ray: Any, options: RayOptions, reserved_cpus: float):
+        self.ray, self.options, self.reserved = ray, options, reserved_cpus
+        self.head_lost_at: float | None = None
+        self.no_cpu_at: float | None = None
+        self.head_lost = False
+
+    def verdict(self) -> str | None:
+        """None while the shards may still run; else why they never will."""
+        now = time.monotonic()
+        if not head_reachable(self.ray):
+            self.head_lost_at = self.head_lost_at or now
+            if now - self.head_lost_at >= self.options.head_timeout_s:
+                self.head_lost = True
+                return f"the Ray head node was lost (no answer for {now - self.head_lost_at:.0f} s)"
+            return None
+        self.head_lost_at = None
+        # total (not free) CPUs of the live nodes: busy workers free theirs, dead nodes never will
+        cpus = self.ray.cluster_resources().get("CPU", 0.0) - self.reserved
+        if cpus >= self.options.cpus_per_worker:
+            self.no_cpu_at = None
+            return None
+        self.no_cpu_at = self.no_cpu_at or now
+        if now - self.no_cpu_at >= self.options.capacity_timeout_s:
+            return (f"no live Ray node can run it ({max(cpus, 0):g} CPUs left for shard workers after "
+                    f"{now - self.no_cpu_at:.0f} s)")
+        return None
+
+
 def run_shard_tasks_ray(
     tasks: Sequence[ShardTask],
     factory: WorkFactory,
@@ -95,9 +168,10 @@ def run_shard_tasks_ray(
     progress: ProgressCallback | None = None,
     reserved_cpus: float = 0.0,
 ) -> list[ShardResult]:
-    """Run every task not yet complete on Ray shard workers; results in task order (errors as values).
+    """Run every task not yet complete as Ray tasks; results in task order (errors as values).
 
     Expects Ray to be connected (see `connect`); ``reserved_cpus`` are the CPUs other actors of the job hold.
+    After a lost head no Ray call may be made any more (each would block): check `head_reachable` first.
     """
     ray = import_ray()
     results: dict[int, ShardResult] = {}
@@ -118,38 +192,55 @@ def run_shard_tasks_ray(
     if not todo:
         return [results[t.index] for t in tasks]
 
-    remote_worker = ray.remote(ShardWorker).options(num_cpus=options.cpus_per_worker)
+    def finish(result: ShardResult) -> None:
+        nonlocal done
+        results[result.index] = result
+        done += 1
+        if progress:
+            progress(result, done, total)
+
+    # Ray's own retries are off: a retry here is counted, bounded and logged like any other
+    remote = ray.remote(_shard_task).options(num_cpus=options.cpus_per_worker, max_retries=0)
     nworkers = min(worker_count(ray, options, reserved_cpus), len(todo))
-    idle = [remote_worker.remote(factory) for _ in range(nworkers)]
-    wait_ready(ray, idle, "shard workers")
+    token = uuid.uuid4().hex
     logger.info("%d shards to make on %d Ray shard workers", len(todo), nworkers)
+    watch = _Watch(ray, options, reserved_cpus)
     attempts: dict[int, int] = {}
-    pending: dict[Any, tuple[Any, ShardTask]] = {}
+    pending: dict[Any, ShardTask] = {}
     while todo or pending:
-        while todo and idle:
-            worker, task = idle.pop(), todo.popleft()
-            pending[worker.run.remote(task)] = (worker, task)
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        while todo and len(pending) < nworkers:
+            task = todo.popleft()
+            pending[remote.remote(token, factory, task)] = task
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+        if not ready:
+            reason = watch.verdict()
+            if reason is None:
+                continue
+            # every shard not made fails with the reason; a rerun of the same command makes them
+            logger.error("giving up on %d shards: %s", len(pending) + len(todo), reason)
+            if not watch.head_lost:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+            for task in [*pending.values(), *todo]:
+                finish(ShardResult(index=task.index, nsamples=0, error=f"{reason}; rerun to make it"))
+            pending.clear()
+            todo.clear()
+            break
         for ref in ready:
-            worker, task = pending.pop(ref)
+            task = pending.pop(ref)
             try:
                 result = ray.get(ref)
-                idle.append(worker)
-            except ray.exceptions.RayActorError as exc:  # the process died (killed, OOM, node lost): replace it
-                logger.warning("shard %d: worker died (%s); starting a new one", task.index, type(exc).__name__)
-                idle.append(remote_worker.remote(factory))
+            except ray.exceptions.RayTaskError as exc:  # an exception inside the work
+                if isinstance(exc.cause, WorkerSetupError):
+                    for other in pending:
+                        ray.cancel(other, force=True)
+                    raise ConfigError(f"Ray shard workers could not start: {exc.cause}") from exc
                 result = _retry_or_fail(task, exc, attempts, options, todo)
-            except ray.exceptions.RayError as exc:  # an exception inside the work; the worker is still sound
-                idle.append(worker)
+            except ray.exceptions.RayError as exc:  # the process or its node died (killed, OOM, node lost)
+                logger.warning("shard %d: its worker or node was lost (%s)", task.index, type(exc).__name__)
                 result = _retry_or_fail(task, exc, attempts, options, todo)
-            if result is None:
-                continue
-            results[task.index] = result
-            done += 1
-            if progress:
-                progress(result, done, total)
-    for worker in idle:
-        ray.kill(worker)
+            if result is not None:
+                finish(result)
     return [results[t.index] for t in tasks]
 
 
@@ -165,6 +256,6 @@ def _retry_or_fail(task: ShardTask, exc: Exception, attempts: dict[int, int], op
     return ShardResult(index=task.index, nsamples=0, error=_first_line(exc))
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: BaseException) -> str:
     lines = [ln for ln in str(exc).splitlines() if ln.strip()]
     return f"{type(exc).__name__}: {lines[-1] if lines else ''}"
