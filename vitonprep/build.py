@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from vitonprep.config import PipelineConfig
 from vitonprep.errors import ConfigError, SampleError
+from vitonprep.outdir import output_lock
 from vitonprep.raw import RawItem, plan_raw
 from vitonprep.runner import ProgressCallback, ShardTask, chunk, run_shard_tasks, start_pool_server
 from vitonprep.shards import (
@@ -47,7 +48,7 @@ class BuildOptions:
     strict: bool = False
     distributor: str = "local"  # "local" | "ray"
     ray_address: str | None = None  # None: the running ray.init() or a new local instance; "auto"; "HOST:PORT"
-    max_shard_retry: int = 2  # ray: extra attempts for a shard whose task failed or whose worker died
+    max_shard_retry: int = 2  # extra attempts for a shard whose task failed or whose worker died
 
 
 @dataclass
@@ -246,7 +247,7 @@ def _input_context(cfg: PipelineConfig, item: ShardItem, inputs: dict[str, Sampl
             ctx[what], ctx[f"{what}_fit"] = None, None
             continue
         try:
-            rgb = load_photo(data, f"{item.key}.{member}")
+            rgb = load_photo(data, f"{item.key}.{member}", cfg.max_photo_pixels)
         except PhotoError as exc:
             raise SampleError(f"load_{what}", str(exc), f"{root}/{item.key}.{member}") from exc
         ctx[what], ctx[f"{what}_fit"] = fit_to_canvas(rgb, tuple(cfg.size), cfg.fit)
@@ -324,6 +325,7 @@ def build_dataset(cfg: PipelineConfig, raw: Location, out: Location, options: Bu
         keys = [i.key for _, items in shard_plan for i in items]
         info = {"source_dataset": "vitonprep shards", "input": str(raw), "layout": "shards"}
         unused: tuple[str, ...] = ()
+        skipped: tuple[Failure, ...] = ()
         source = str(raw)
     else:
         if is_url(raw):
@@ -332,25 +334,28 @@ def build_dataset(cfg: PipelineConfig, raw: Location, out: Location, options: Bu
         tasks = [ShardTask(i, out, items) for i, items in enumerate(chunk(list(plan.items), cfg.samples_per_shard))]
         keys = [i.key for i in plan.items]
         info = {"source_dataset": "raw photos", "input": str(raw), "layout": plan.layout}
-        unused, source = plan.unused_garments, ""
-    _check_plan(out, cfg, keys, source)
-    if options.distributor == "ray":
-        from vitonprep.distribute.ray_build import run_build_on_ray
+        unused, skipped, source = plan.unused_garments, plan.skipped, ""
+    with output_lock(out):  # one build at a time into OUT (the CLI already holds it; nesting is free)
+        _check_plan(out, cfg, keys, source)
+        if options.distributor == "ray":
+            from vitonprep.distribute.ray_build import run_build_on_ray
 
-        results = run_build_on_ray(cfg, tasks, options, progress)
-    else:
-        results = run_shard_tasks(tasks, partial(_build_shard, cfg), workers=options.workers or 1,
-                                  progress=progress)
-    stage_seconds: dict[str, float] = {}
-    for r in results:
-        if not r.error:
-            for k, v in read_stats(out, r.index).get("stage_seconds", {}).items():
-                stage_seconds[k] = stage_seconds.get(k, 0.0) + v
-    write_manifest(out, cfg.name, {**info, "pipeline": cfg.to_dict(), "unused_garments": list(unused)})
-    write_json(out, "_config.json", cfg.to_dict())
+            results = run_build_on_ray(cfg, tasks, options, progress)
+        else:
+            results = run_shard_tasks(tasks, partial(_build_shard, cfg), workers=options.workers or 1,
+                                      progress=progress, max_shard_retry=options.max_shard_retry)
+        stage_seconds: dict[str, float] = {}
+        for r in results:
+            if not r.error:
+                for k, v in read_stats(out, r.index).get("stage_seconds", {}).items():
+                    stage_seconds[k] = stage_seconds.get(k, 0.0) + v
+        write_manifest(out, cfg.name, {**info, "pipeline": cfg.to_dict(), "unused_garments": list(unused),
+                                       "skipped_inputs": [f.to_dict() for f in skipped]})
+        write_json(out, "_config.json", cfg.to_dict())
     return BuildReport(
         nsamples=sum(r.nsamples for r in results), nplanned=len(keys), nshards=len(results),
-        skipped_shards=sum(r.skipped for r in results), failures=[f for r in results for f in r.failures],
+        skipped_shards=sum(r.skipped for r in results),
+        failures=list(skipped) + [f for r in results for f in r.failures],
         seconds=time.perf_counter() - t0, stage_seconds=stage_seconds, unused_garments=unused,
         failed_shards={r.index: r.error for r in results if r.error},
     )

@@ -18,6 +18,10 @@ from vitonprep.errors import ConfigError
 from vitonprep.schema import CATEGORIES, PERSON_SIZE, SPLITS
 
 PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"
+#: default pixel budget of an input photo (width x height, read from its header before decoding): 50 MP holds a
+#: 48 MP phone photo (8064x6048) and keeps a worker's peak memory near 1 GB; a decompression bomb or a huge scan is
+#: one recorded failure, refused in microseconds
+MAX_PHOTO_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class PipelineConfig:
     persons: PersonPolicy = PersonPolicy()
     description: str = ""
     weights_dir: str = ""  # folder searched for back-end weight files (--weights-dir); "" = only params / env
+    max_photo_pixels: int = MAX_PHOTO_PIXELS  # larger input photos are recorded failures, never decoded
 
     def __post_init__(self) -> None:
         if self.fit not in ("pad", "crop"):
@@ -95,6 +100,8 @@ class PipelineConfig:
             raise ConfigError(f"persons.several: {self.persons.several!r} is not one of largest, reject")
         if self.samples_per_shard < 1:
             raise ConfigError("samples_per_shard must be >= 1")
+        if self.max_photo_pixels < 64 * 64:
+            raise ConfigError(f"max_photo_pixels must be at least {64 * 64}, got {self.max_photo_pixels}")
         if tuple(self.size) != PERSON_SIZE:
             raise ConfigError(f"size: only {PERSON_SIZE} (VITON-HD) is supported, got {self.size}")
 

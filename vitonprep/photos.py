@@ -7,6 +7,7 @@ Handles what real folders contain: EXIF orientation, RGBA (composited on white),
 from __future__ import annotations
 
 import io
+import warnings
 import unicodedata
 import hashlib
 import re
@@ -17,9 +18,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vitonprep.codecs import pixels
+from vitonprep.config import MAX_PHOTO_PIXELS
 from vitonprep.schema import KEY_PATTERN
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+#: the Pillow formats a photo may be opened as (JPEG's opener also takes the multi-picture JPEGs some cameras
+#: write); anything else is refused before its decoder runs, whatever the file is named
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP")
 #: smaller photos cannot carry a usable person or garment
 MIN_SIDE = 64
 
@@ -42,17 +47,31 @@ class Fit:
                 "original_size": list(self.original_size)}
 
 
-def load_photo(data: bytes, what: str) -> np.ndarray:
-    """Decode to RGB uint8, EXIF orientation applied; RGBA on white; 16-bit scaled to 8-bit."""
+def load_photo(data: bytes, what: str, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
+    """Decode to RGB uint8, EXIF orientation applied; RGBA on white; 16-bit scaled to 8-bit.
+
+    The format (JPEG, PNG, WebP) and the size (``max_pixels``) are checked from the header, before any pixel is
+    decoded: a decompression bomb, a huge scan or a GIF named .jpg is one PhotoError, never a worker's memory."""
     if not data:
         raise PhotoError(f"{what}: empty file (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # Pillow warns from 89 MP; the budget below is the rule that holds
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
+        w, h = img.size
+        if w * h > max_pixels:
+            raise PhotoError(f"{what}: {w}x{h} is {w * h / 1e6:.0f} MP, over the pixel budget of "
+                             f"{max_pixels / 1e6:.0f} MP (pipeline setting max_photo_pixels); scale the photo down")
         img.load()
         ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of an upright photo
+    except PhotoError:
+        raise
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, met before ours when the budget is raised
+        raise PhotoError(f"{what}: not decoded, a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise PhotoError(f"{what}: not an image file (unrecognised format)") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+        raise PhotoError(f"{what}: not an image the build reads (JPEG, PNG or WebP); it looks like "
+                         f"{_sniff(data)}") from exc
+    except (OSError, SyntaxError, ValueError, MemoryError) as exc:
         raise PhotoError(f"{what}: cannot decode ({exc}); the file is probably truncated or corrupt") from exc
     if min(img.size) < MIN_SIDE:
         raise PhotoError(f"{what}: {img.size[0]}x{img.size[1]} is too small (minimum side {MIN_SIDE} px)")
@@ -71,6 +90,22 @@ def load_photo(data: bytes, what: str) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return pixels(img)
+
+
+_SIGNATURES = ((b"GIF8", "a GIF"), (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"), (b"BM", "a BMP"),
+               (b"%PDF", "a PDF"), (b"\x00\x00\x00\x0cjP", "a JPEG 2000"))
+
+
+def _sniff(data: bytes) -> str:
+    """What an unreadable file seems to be, for the message (HEIC/AVIF are ISO boxes with an 'ftyp' brand)."""
+    if data[4:8] == b"ftyp":
+        brand = data[8:12].decode("ascii", "replace")
+        return "a HEIC/HEIF photo" if brand.startswith(("hei", "mif", "hev")) else (
+            "an AVIF photo" if brand.startswith("avi") else f"an ISO media file (brand {brand!r})")
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    return "a file of unrecognised format"
 
 
 def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, Fit]:

@@ -8,14 +8,18 @@ so a rerun after a crash resumes where it stopped; a shard is never written twic
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing as mp
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from vitonprep.errors import ConfigError
 from vitonprep.shards import Failure, Location, ShardResult, is_shard_complete, read_stats
 
 logger = logging.getLogger(__name__)
@@ -31,8 +35,38 @@ class ShardTask:
     items: tuple[Any, ...]
 
 
-#: imported once by the forkserver the local workers are forked from (see :func:`pool_context`)
-FORKSERVER_PRELOAD = ["vitonprep.preload"]
+#: imported once by the forkserver the local workers are forked from (see :func:`pool_context`); the first makes
+#: the server die with the process that started it
+FORKSERVER_PRELOAD = ["vitonprep.forkserver_guard", "vitonprep.preload"]
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Have the kernel kill this process when its parent dies (Linux ``PR_SET_PDEATHSIG``; elsewhere a no-op).
+
+    Local build workers are children of the forkserver, which is a child of the build: with this in both, killing
+    the build (even with SIGKILL, which runs no clean-up) takes the server and every worker with it, instead of
+    leaving them to finish their shards into a folder nobody is building. ``parent_pid``: the process whose death
+    may already have happened before this call; then this process exits at once.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: nothing stronger to do
+        return
+    if parent_pid is not None:
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # pragma: no cover - exists, another user's
+            pass
 
 
 def pool_context() -> mp.context.BaseContext:
@@ -79,10 +113,10 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
     :func:`_worker_init` with the caller's current environment."""
     start_pool_server()
     return ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_worker_init,
-                               initargs=(dict(os.environ),))
+                               initargs=(dict(os.environ), os.getpid()))
 
 
-def _worker_init(environ: dict[str, str] | None = None) -> None:
+def _worker_init(environ: dict[str, str] | None = None, driver_pid: int | None = None) -> None:
     """One shard per process already uses the cores: a build worker computes on one thread (OpenBLAS, OpenCV).
 
     numpy's OpenBLAS is the one that matters: after a matrix product its idle threads spin for a while, and the
@@ -107,6 +141,7 @@ def _worker_init(environ: dict[str, str] | None = None) -> None:
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover - cv2 comes with mediapipe
         pass
+    die_with_parent(driver_pid)
 
 
 @contextmanager
@@ -142,10 +177,13 @@ def run_shard_tasks(
     work: Callable[[ShardTask], ShardResult],
     workers: int = 1,
     progress: ProgressCallback | None = None,
+    max_shard_retry: int = 2,
 ) -> list[ShardResult]:
     """Run ``work`` on every task not yet complete; ``workers > 1`` uses a process pool (:func:`pool_context`).
 
-    ``work`` must be a picklable top-level function. Results come back in task order.
+    ``work`` must be a picklable top-level function. Results come back in task order. A shard whose task raises,
+    or whose worker dies (killed, out of memory), comes back with ``ShardResult.error`` set once it has been tried
+    ``1 + max_shard_retry`` times; the other shards go on, and a rerun retries it.
     """
     results: dict[int, ShardResult] = {}
     todo = []
@@ -161,27 +199,103 @@ def run_shard_tasks(
     for r in list(results.values()):
         if progress:
             progress(r, done, total)
+
+    def finish(r: ShardResult) -> None:
+        nonlocal done
+        results[r.index] = r
+        done += 1
+        if progress:
+            progress(r, done, total)
+
     if workers <= 1 or len(todo) <= 1:
         with single_threaded_compute():  # the same per-worker thread policy as the process pool's workers
             for task in todo:
-                r = work(task)
-                results[task.index] = r
-                done += 1
-                if progress:
-                    progress(r, done, total)
+                finish(_in_process(work, task, max_shard_retry))
     else:
+        for r in _in_pool(work, todo, workers, max_shard_retry):
+            finish(r)
+    return [results[t.index] for t in tasks]
+
+
+def _gave_up(task: ShardTask, attempts: int, error: str) -> ShardResult:
+    logger.error("shard %d failed %d times, giving up (rerun to retry): %s", task.index, attempts, error)
+    return ShardResult(index=task.index, nsamples=0, error=error)
+
+
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _in_process(work: Callable[[ShardTask], ShardResult], task: ShardTask, max_shard_retry: int) -> ShardResult:
+    for attempt in range(1, max_shard_retry + 2):
+        try:
+            return work(task)
+        except ConfigError:
+            raise  # wrong set-up, not a bad shard: every shard would fail the same way
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # every other shard would fail the same way: stop the build
+                raise
+            error = _error_line(exc)
+        except Exception as exc:  # noqa: BLE001 - a shard's failure is recorded; the build goes on
+            logger.debug("shard %d, attempt %d", task.index, attempt, exc_info=True)
+            error = _error_line(exc)
+        logger.warning("shard %d, attempt %d of %d failed: %s", task.index, attempt, max_shard_retry + 1, error)
+    return _gave_up(task, max_shard_retry + 1, error)
+
+
+_WORKER_DIED = "its worker process died (killed, or out of memory)"
+
+
+def _in_pool(work: Callable[[ShardTask], ShardResult], todo: Sequence[ShardTask], workers: int,
+             max_shard_retry: int) -> Iterator[ShardResult]:
+    """Results of ``todo`` from a process pool, as they finish.
+
+    At most ``workers`` tasks are in the pool at a time, so when a worker dies (which breaks the whole
+    ``ProcessPoolExecutor``) the tasks then in flight are exactly the ones that may have caused it: each was charged
+    an attempt when it was submitted, and the survivors of the retry budget go to a new pool.
+    """
+    queue = deque(todo)
+    attempts: dict[int, int] = {t.index: 0 for t in todo}
+
+    def retry_or_give_up(task: ShardTask, error: str) -> ShardResult | None:
+        if attempts[task.index] > max_shard_retry:
+            return _gave_up(task, attempts[task.index], error)
+        logger.warning("shard %d, attempt %d failed (%s); retrying", task.index, attempts[task.index], error)
+        queue.appendleft(task)
+        return None
+
+    while queue:
+        lost: list[ShardTask] = []
         with _worker_pool(workers) as pool:
-            pending: dict[Future, ShardTask] = {pool.submit(work, t): t for t in todo}
-            while pending:
+            pending: dict[Future, ShardTask] = {}
+            while (queue or pending) and not lost:
+                while queue and len(pending) < workers:
+                    task = queue.popleft()
+                    attempts[task.index] += 1
+                    pending[pool.submit(work, task)] = task
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     task = pending.pop(fut)
-                    r = fut.result()
-                    results[task.index] = r
-                    done += 1
-                    if progress:
-                        progress(r, done, total)
-    return [results[t.index] for t in tasks]
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        lost.append(task)
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - recorded per shard, the build goes on
+                        if isinstance(exc, ConfigError) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+                            raise  # every other shard would fail the same way: stop the build
+                        logger.debug("shard %d", task.index, exc_info=exc)
+                        gave_up = retry_or_give_up(task, _error_line(exc))
+                        if gave_up is not None:
+                            yield gave_up
+                        continue
+                    yield result
+            lost += pending.values()  # a broken pool takes every task in it down
+        for task in reversed(lost):
+            gave_up = retry_or_give_up(task, _WORKER_DIED)
+            if gave_up is not None:
+                yield gave_up
 
 
 def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 1) -> Iterator[Any]:

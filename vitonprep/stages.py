@@ -167,7 +167,7 @@ class LoadStage(Stage):
         """(canvas RGB, fit, the file's bytes when they can be stored as they are - else None)."""
         try:
             data = Path(path).read_bytes()
-            rgb = load_photo(data, path)
+            rgb = load_photo(data, path, self.cfg.max_photo_pixels)
         except PhotoError as exc:
             raise SampleError(f"load_{what}", str(exc), path) from exc
         except OSError as exc:

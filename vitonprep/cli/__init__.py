@@ -8,12 +8,13 @@ import typer
 from rich.console import Console
 
 from vitonprep.cli import build, convert, doctor, export, inspect, score, validate
-from vitonprep.cli._common import setup_logging
+from vitonprep.cli._common import GuardedGroup, setup_logging
 
 console = Console(stderr=True)
 
 app = typer.Typer(
     name="vitonprep",
+    cls=GuardedGroup,
     help=(
         "Make, check and convert VITON-HD-style try-on datasets as WebDataset shards.\n\n"
         "Typical session:\n\n"
@@ -30,7 +31,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages; errors show their traceback.")) -> None:
     setup_logging(console, verbose, logging.WARNING)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 import os
-import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitonprep.cli._common import console, fail, progress_bar
@@ -28,17 +29,6 @@ def _local_dir(location: str) -> Path | None:
     return None if "://" in location else Path(location)
 
 
-def _remove(location: str) -> None:
-    from vitonprep.shards import ShardStore
-
-    store = ShardStore(location)  # ConfigError for an unknown protocol or a missing fsspec driver
-    if store.local is not None:
-        if store.local.exists():
-            shutil.rmtree(store.local)
-    elif store.fs.exists(store.root):
-        store.fs.rm(store.root, recursive=True)
-
-
 def build(
     raw: Annotated[str, typer.Argument(help="Raw photos: person/ and cloth/ folders (pairs from pairs.txt or "
                                              "shared file stems), or a flat folder of person photos; or a folder "
@@ -51,12 +41,13 @@ def build(
                                                 "(local: default 1; ray: default as many as the cluster's CPUs "
                                                 "hold).")] = None,
     distributor: Annotated[Distributor, typer.Option(
-        help="Where shards are made: local processes, or a Ray cluster (pip install 'vitonprep[ray]')."
+        # help text is rich markup: without the backslash "[ray]" is taken for a style tag and vanishes
+        help="Where shards are made: local processes, or a Ray cluster (pip install 'vitonprep\\[ray]')."
     )] = Distributor.local,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto | HOST:PORT (default: a running "
                                                          "instance, else a new local one).")] = None,
-    max_shard_retry: Annotated[int, typer.Option(min=0, help="ray: extra attempts for a shard whose task failed "
-                                                             "or whose worker died.")] = 2,
+    max_shard_retry: Annotated[int, typer.Option(min=0, help="Extra attempts for a shard whose task failed or "
+                                                             "whose worker process died.")] = 2,
     pairs: Annotated[Path | None, typer.Option(help="Pairs file: lines 'person_file cloth_file'.")] = None,
     category: Annotated[str | None, typer.Option(help="upper_body | lower_body | dresses "
                                                       "(overrides the pipeline).")] = None,
@@ -81,10 +72,7 @@ def build(
     URL of vitonprep shards: their stages are re-run on the stored photos (shard-to-shard).
     Exit 0 if usable samples were made and they validate (with --strict: and nothing failed).
     """
-    from vitonprep.build import BuildOptions, build_dataset
     from vitonprep.config import load_pipeline_config
-    from vitonprep.inspect import contact_sheet
-    from vitonprep.validate import validate_shards
 
     overrides = {k: v for k, v in (("category", category), ("split", split),
                                    ("samples_per_shard", samples_per_shard),
@@ -93,13 +81,40 @@ def build(
         cfg = load_pipeline_config(pipeline, overrides)
     except ConfigError as exc:
         raise fail(str(exc))
-    if overwrite:
+    with ExitStack() as stack:
         try:
-            _remove(out)
+            _claim_outputs(stack, raw, out, export_vitonhd, overwrite,
+                           {"--pairs": pairs, "--weights-dir": weights_dir,
+                            "--pipeline": pipeline if Path(pipeline).is_file() else None})
         except ConfigError as exc:
             raise fail(str(exc))
+        _build_and_check(cfg, raw, out, workers, distributor, ray_address, max_shard_retry, pairs, strict,
+                         export_vitonhd, sheet)
+
+
+def _claim_outputs(stack: ExitStack, raw: str, out: str, export_vitonhd: Path | None, overwrite: bool,
+                   inputs: dict[str, Path | str | None]) -> None:
+    """Refuse outputs that would write into or (with --overwrite) delete an input or each other, take OUT's lock
+    for the rest of the command, then clear what --overwrite clears."""
+    from vitonprep.outdir import clear_output, output_lock, refuse_overlap
+
+    refuse_overlap("OUT", out, {"RAW": raw, "--export-vitonhd": export_vitonhd, **inputs}, overwrite)
+    if export_vitonhd is not None:
+        refuse_overlap("--export-vitonhd", export_vitonhd, {"RAW": raw, **inputs}, overwrite)
+    stack.enter_context(output_lock(out))
+    if overwrite:
+        clear_output(out)
         if export_vitonhd is not None:
-            _remove(str(export_vitonhd))  # an export of earlier shards would disagree with the new ones
+            clear_output(export_vitonhd, "export")  # an export of earlier shards would disagree with the new ones
+
+
+def _build_and_check(cfg, raw: str, out: str, workers: int | None, distributor: "Distributor",
+                     ray_address: str | None, max_shard_retry: int, pairs: Path | None, strict: bool,
+                     export_vitonhd: Path | None, sheet: int) -> None:
+    from vitonprep.build import BuildOptions, build_dataset
+    from vitonprep.inspect import contact_sheet
+    from vitonprep.validate import validate_shards
+
     with progress_bar() as progress:
         task = progress.add_task(f"build ({cfg.name})", total=None, info="")
         state = {"samples": 0, "failures": 0}
@@ -120,7 +135,7 @@ def build(
             report = build_dataset(cfg, raw, out, options, progress=on_shard)
         except ConfigError as exc:
             raise fail(str(exc))
-    table = Table(title=f"build {raw} -> {out}")
+    table = Table(title=escape(f"build {raw} -> {out}"))
     for col in ("planned", "samples", "failed", "shards", "resumed", "seconds", "samples/s"):
         table.add_column(col, justify="right")
     table.add_row(str(report.nplanned), str(report.nsamples), str(len(report.failures)), str(report.nshards),
@@ -132,12 +147,12 @@ def build(
         for col in ("file", "stage", "reason"):
             ft.add_column(col)
         for f in report.failures[:30]:
-            ft.add_row(f.source, f.stage, f.reason)
+            ft.add_row(escape(f.source), escape(f.stage), escape(f.reason))
         console.print(ft)
     if report.unused_garments:
         console.print(f"{len(report.unused_garments)} garment photos are not paired with a person")
     for index, error in sorted(report.failed_shards.items()):
-        console.print(f"[red]shard {index} was not made[/] (retries exhausted): {error}")
+        console.print(f"[red]shard {index} was not made[/] (retries exhausted): {escape(str(error))}")
     if report.failed_shards:
         console.print("rerun the same command to retry the missing shards; finished shards are kept")
     if report.nsamples == 0:
@@ -145,8 +160,8 @@ def build(
         raise typer.Exit(1)
     local_out = _local_dir(out)
     if local_out is None:
-        console.print(f"validate, contact sheet and export skipped: {out} is remote (copy it locally and run "
-                      "vitonprep validate)")
+        console.print(escape(f"validate, contact sheet and export skipped: {out} is remote (copy it locally and "
+                             "run vitonprep validate)"))
         if report.failed_shards or (strict and report.failures):
             raise typer.Exit(1)
         return
@@ -156,10 +171,10 @@ def build(
     console.print(f"validate: {rep.nsamples} samples, {len(rep.errors)} errors, {len(rep.warnings)} warnings -> "
                   + ("[green]sound[/]" if rep.ok else "[red]NOT SOUND[/]"))
     for issue in rep.errors[:10]:
-        console.print(f"  [red]{issue.key}[/]: {issue.message}")
+        console.print(f"  [red]{escape(issue.key)}[/]: {escape(issue.message)}")
     if sheet:
         contact_sheet(out, out / "contact_sheet.png", n=sheet)
-        console.print(f"contact sheet: {out / 'contact_sheet.png'}")
+        console.print(escape(f"contact sheet: {out / 'contact_sheet.png'}"))
     if export_vitonhd:
         from vitonprep.export import export_vitonhd as do_export
 
@@ -167,6 +182,6 @@ def build(
             exp = do_export(out, export_vitonhd)
         except (ValueError, DecodeError) as exc:
             raise fail(f"VITON-HD export: {exc} (export into an empty folder, or pass --overwrite)", 1)
-        console.print(f"exported {exp.nsamples} samples to {export_vitonhd}")
+        console.print(escape(f"exported {exp.nsamples} samples to {export_vitonhd}"))
     if not rep.ok or report.failed_shards or (strict and report.failures):
         raise typer.Exit(1)

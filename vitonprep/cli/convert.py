@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitonprep.cli._common import console, fail, progress_bar
@@ -29,8 +30,20 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Delete OUT first i
 
 
 def _run(cfg: ConvertConfig, overwrite: bool) -> None:
-    if overwrite and cfg.out.exists():
-        shutil.rmtree(cfg.out)
+    from vitonprep.outdir import clear_output, output_lock, refuse_overlap
+
+    with ExitStack() as stack:
+        try:  # the dataset being converted is never written into nor deleted
+            refuse_overlap("OUT", cfg.out, {"ROOT": cfg.source}, overwrite)
+            stack.enter_context(output_lock(cfg.out))
+            if overwrite:
+                clear_output(cfg.out)
+        except ConfigError as exc:
+            raise fail(str(exc))
+        _convert(cfg)
+
+
+def _convert(cfg: ConvertConfig) -> None:
     with progress_bar() as progress:
         task = progress.add_task(f"convert {cfg.dataset}", total=None, info="")
 
@@ -44,12 +57,12 @@ def _run(cfg: ConvertConfig, overwrite: bool) -> None:
         except ConfigError as exc:
             raise fail(str(exc))
     _print_report(report, cfg)
-    if report.nsamples == 0:
+    if report.nsamples == 0 or report.failed_shards:
         raise typer.Exit(1)
 
 
 def _print_report(report: ConvertReport, cfg: ConvertConfig) -> None:
-    table = Table(title=f"convert {cfg.dataset}: {cfg.source} -> {cfg.out}")
+    table = Table(title=escape(f"convert {cfg.dataset}: {cfg.source} -> {cfg.out}"))
     table.add_column("samples", justify="right")
     table.add_column("shards", justify="right")
     table.add_column("resumed shards", justify="right")
@@ -59,11 +72,15 @@ def _print_report(report: ConvertReport, cfg: ConvertConfig) -> None:
                   f"{report.seconds:.1f}")
     console.print(table)
     for name, lines in sorted(report.pairs.items()):
-        console.print(f"  {name}: {len(lines)} pairs")
+        console.print(escape(f"  {name}: {len(lines)} pairs"))
     for f in report.failures[:20]:
-        console.print(f"  [yellow]failed[/] {f.source} [{f.stage}]: {f.reason}")
+        console.print(f"  [yellow]failed[/] {escape(f'{f.source} [{f.stage}]: {f.reason}')}")
     if len(report.failures) > 20:
         console.print(f"  ... {len(report.failures) - 20} more in the *_stats.json files")
+    for index, error in sorted(report.failed_shards.items()):
+        console.print(f"[red]shard {index} was not made[/] (retries exhausted): {escape(error)}")
+    if report.failed_shards:
+        console.print("rerun the same command to retry the missing shards; finished shards are kept")
 
 
 @app.command("vitonhd")

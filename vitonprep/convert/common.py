@@ -66,6 +66,7 @@ class ConvertReport:
     seconds: float
     skipped_shards: int
     pairs: dict[str, list[str]] = field(default_factory=dict)
+    failed_shards: dict[int, str] = field(default_factory=dict)  # shard -> error, after the retries ran out
 
 
 def put_garment(b, item: "PlannedSample", given, mask_producer) -> None:
@@ -118,13 +119,15 @@ def sample_meta(item: "PlannedSample", image_shape: tuple[int, ...], dataset: st
 
 def decode_or_fail(fn, data: bytes, path: str, stage: str):
     """Run decoder ``fn(data, path)``; any decoding problem becomes SampleError(stage) naming the file."""
+    from PIL import Image
+
     from vitonprep import codecs
 
     try:
         return fn(data, path)
     except codecs.DecodeError as exc:
         raise SampleError(stage, str(exc), path) from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise SampleError(stage, f"cannot decode: {exc}", path) from exc
 
 
@@ -156,14 +159,17 @@ def run_conversion(
     info: dict[str, Any],
     progress: ProgressCallback | None = None,
 ) -> ConvertReport:
+    from vitonprep.outdir import output_lock
+
     t0 = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
-    _check_same_plan(cfg, planned)
-    tasks = [ShardTask(i, cfg.out, items) for i, items in enumerate(chunk(list(planned), cfg.samples_per_shard))]
-    results = run_shard_tasks(tasks, partial(_work, make), workers=cfg.workers, progress=progress)
-    pairs = _pair_lists(planned, results, cfg.out)
-    manifest_info = {**info, "pairs": pairs, "config": _jsonable(asdict(cfg))}
-    write_manifest(cfg.out, cfg.name or cfg.source.name, manifest_info)
+    with output_lock(cfg.out):  # one writer at a time (the CLI already holds it; nesting is free)
+        _check_same_plan(cfg, planned)
+        tasks = [ShardTask(i, cfg.out, items) for i, items in enumerate(chunk(list(planned), cfg.samples_per_shard))]
+        results = run_shard_tasks(tasks, partial(_work, make), workers=cfg.workers, progress=progress)
+        pairs = _pair_lists(planned, results, cfg.out)
+        manifest_info = {**info, "pairs": pairs, "config": _jsonable(asdict(cfg))}
+        write_manifest(cfg.out, cfg.name or cfg.source.name, manifest_info)
     failures = [f for r in results for f in r.failures]
     return ConvertReport(
         nsamples=sum(r.nsamples for r in results),
@@ -172,6 +178,7 @@ def run_conversion(
         seconds=time.perf_counter() - t0,
         skipped_shards=sum(r.skipped for r in results),
         pairs=pairs,
+        failed_shards={r.index: r.error for r in results if r.error},
     )
 
 
@@ -200,7 +207,8 @@ def _pair_lists(planned, results, out: Path) -> dict[str, list[str]]:
 
     written = set()
     for r in results:
-        written.update(s["key"] for s in read_stats(out, r.index)["samples"])
+        if not r.error:  # a shard whose retries ran out was not written
+            written.update(s["key"] for s in read_stats(out, r.index)["samples"])
     lists: dict[str, list[str]] = {}
     for p in planned:
         if isinstance(p, PlannedSample) and p.key in written:
