@@ -326,3 +326,21 @@ def test_a_pairs_file_that_is_not_utf8_is_one_clear_error(raw, tmp_path):
     result = runner.invoke(app, ["build", str(raw), str(tmp_path / "o")])
     assert result.exit_code == 2 and "not UTF-8" in result.output and "line 2" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- shard-to-shard input is untrusted too
+
+def test_build_from_crafted_input_shards_writes_nothing_outside_out(vitonhd_shards, tmp_path):
+    """Input shards whose stats name a key with a path in it, and whose meta.json lies about its files: the key is
+    refused before any work (exit 2), and a lying meta.json is carried as data, never used as a path."""
+    src = tmp_path / "in"
+    shutil.copytree(vitonhd_shards, src)
+    stats = json.loads((src / "00000_stats.json").read_text())
+    stats["samples"][0]["key"] = "../../evil"
+    (src / "00000_stats.json").write_text(json.dumps(stats))
+    before = _tree(tmp_path)
+    result = runner.invoke(app, ["build", str(src), str(tmp_path / "out"), "--sheet", "0"])
+    assert result.exit_code == 2 and "00000_stats.json" in result.output and "illegal sample key" in result.output
+    after = _tree(tmp_path)
+    assert {k for k in after if not k.startswith("out/")} == set(before)
+    assert not (tmp_path.parent / "evil").exists()

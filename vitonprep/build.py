@@ -29,7 +29,7 @@ from vitonprep.raw import RawItem, plan_raw
 from vitonprep.runner import ProgressCallback, ShardTask, chunk, run_shard_tasks, start_pool_server
 from vitonprep.shards import (
     Failure, Location, Sample, ShardResult, ShardStore, completed_shards, is_url, iter_tar_samples, read_json,
-    read_stats, shard_name, write_json, write_manifest, write_shard,
+    read_stats, shard_name, stats_name, write_json, write_manifest, write_shard,
 )
 
 logger = logging.getLogger(__name__)
@@ -214,10 +214,16 @@ def is_shard_dataset(location: Location) -> bool:
 
 def plan_shards(location: Location) -> list[tuple[int, tuple[ShardItem, ...]]]:
     """Input shard index -> its samples, from the stats files (the tars are read by the workers, not here)."""
+    from vitonprep.schema import check_key
+
     src = str(location)
     plan = []
     for idx in completed_shards(location):
-        keys = [r["key"] for r in read_stats(location, idx)["samples"]]
+        try:  # the input's stats files are untrusted: keys become tar member names of the output
+            keys = [check_key(r["key"]) for r in read_stats(location, idx)["samples"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{src}/{stats_name(idx)} is not a vitonprep stats "
+                              f"file ({type(exc).__name__}: {exc}); run vitonprep validate on the input") from None
         plan.append((idx, tuple(ShardItem(k, src, idx) for k in sorted(keys))))
     return plan
 
