@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 SCHEMA_VERSION = 1
@@ -153,3 +154,37 @@ def split_member(name: str) -> tuple[str, str]:
     base = name.rsplit("/", 1)[-1]
     key, _, suffix = base.partition(".")
     return key, suffix
+
+
+#: longest plain name accepted (file systems allow 255 bytes; suffixes are added to it)
+MAX_NAME_LENGTH = 200
+
+
+class UnsafeName(ValueError):
+    """A name or path from data that is not a plain name, or that would lead outside its root."""
+
+
+def safe_name(value: object, what: str) -> str:
+    """``value`` if it is a plain name (the sample-key alphabet: letters, digits, ``_``, ``-``; no dots, no
+    separators), else UnsafeName saying ``what`` it was. Every file name derived from shard data passes here."""
+    if not isinstance(value, str) or not KEY_PATTERN.match(value) or len(value) > MAX_NAME_LENGTH:
+        raise UnsafeName(f"{what} {value!r} is not a plain name (letters, digits, '_' and '-' only)")
+    return value
+
+
+def safe_path(root: Path, template: str, **names: object) -> Path:
+    """``root / template.format(**names)``, where ``template`` is ours (layout folders, suffixes) and every value
+    of ``names`` comes from data and must pass :func:`safe_name` (under its keyword as ``what``).
+
+    The result must resolve inside ``root``: links already present below ``root`` are followed by the check, so
+    one that points elsewhere makes the path refused rather than written through. It lives here, beside
+    KEY_PATTERN, so that vitontrain (which imports nothing else from vitonprep) uses the same rule.
+    """
+    checked = {k: safe_name(v, k) for k, v in names.items()}
+    rel = Path(template.format(**checked))
+    if rel.is_absolute() or ".." in rel.parts:  # templates are ours; this guards a wrong one
+        raise UnsafeName(f"layout {template!r} is not relative")
+    path = Path(root) / rel
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise UnsafeName(f"{path} resolves to {path.resolve()}, outside {root}")
+    return path

@@ -18,10 +18,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from vitonprep import codecs
-from vitonprep.safepaths import UnsafeName, safe_name
 from vitonprep.schema import (
     CATEGORIES, FIELDS, FIELDS_BY_MEMBER, META_KEYS, PAIRINGS, SPLITS, STABLEVITON_MIN_CLOTH_MASK_PIXELS, Kind,
-    SizeRule, check_key, required_fields, sample_key,
+    SizeRule, UnsafeName, check_key, required_fields, safe_name, sample_key,
 )
 from vitonprep.shards import MANIFEST_NAME, Sample, iter_tar_samples, list_shards, read_manifest
 
