@@ -81,8 +81,33 @@ def count_samples(specs: tuple[str, ...] | list[str]) -> int | None:
         manifest = Path(spec) / "manifest.json"
         if not manifest.is_file():
             return None
-        total += int(json.loads(manifest.read_text())["vitonprep"]["nsamples"])
+        try:
+            n = json.loads(manifest.read_text(encoding="utf-8"))["vitonprep"]["nsamples"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{manifest}: not a vitonprep manifest with vitonprep.nsamples ({type(exc).__name__}: "
+                             f"{exc}); set data.epoch_samples or rebuild the shards") from exc
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"{manifest}: vitonprep.nsamples is {n!r}, not a sample count; set data.epoch_samples "
+                             f"or rebuild the shards")
+        total += n
     return total
+
+
+def one_line_worker_error(exc: ValueError) -> ValueError:
+    """The exception a DataLoader worker raised, with its own message back.
+
+    torch re-raises a worker's exception in the main process as ``type(exc)(whole formatted traceback)``; our
+    data errors (damaged shard, contract, decode) are one-line messages meant for the user, the last line of that
+    text. The worker's traceback stays reachable as the cause (``vitontrain --verbose``)."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return exc
+    last = text.rstrip().splitlines()[-1]
+    _, sep, message = last.partition(": ")
+    try:
+        return type(exc)(message if sep else last)
+    except Exception:  # an exception type that takes other arguments: leave it as torch made it
+        return exc
 
 
 class ResumableLoader(DataLoader):
@@ -111,9 +136,15 @@ class ResumableLoader(DataLoader):
         self._stream.set_position(epoch, skip)
         self._stream.set_rank()
         self._epoch, self._consumed, self._next_epoch = epoch, skip, epoch + 1
-        for batch in super().__iter__():
-            self._consumed += 1
-            yield batch
+        try:
+            for batch in super().__iter__():
+                self._consumed += 1
+                yield batch
+        except ValueError as exc:
+            clean = one_line_worker_error(exc)
+            if clean is exc:
+                raise
+            raise clean from exc
 
     def state_dict(self) -> dict[str, Any]:
         cfg = self._stream.config

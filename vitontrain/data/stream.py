@@ -14,7 +14,11 @@ Two shard orders (``sampling``):
   epoch and cycled; every rank reads a disjoint set of samples. Needs at least ``world × workers`` shards.
 
 A damaged sample (decode error) is logged and skipped; a resume after such a skip replays one sample later than the
-uninterrupted run would (the skip counts raw samples), the only case in which resume is not exact.
+uninterrupted run would (the skip counts raw samples), the only case in which resume is not exact. A damaged shard
+(truncated or unreadable tar) is not skipped: it stops training with :class:`ShardReadError` naming it. It means an
+interrupted copy or a failing disk, so the dataset is not the one the manifest describes; skipping it would train on
+a silently different stream whose position no checkpoint can reproduce. ``fit`` checks local shards' tar headers
+before it starts (``check_local_shards``), so this normally happens at once, not hours into a run.
 
 Reading uses webdataset's tar expander and key grouping. Local paths, ``pipe:`` and ``http(s)://`` go through
 webdataset's ``gopen``; any other ``scheme://`` (s3, gs, memory, …) is opened with fsspec.
@@ -34,12 +38,9 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-import webdataset as wds
-from webdataset.tariterators import group_by_keys, tar_file_expander
-
 from vitonprep.codecs import DecodeError, decode_member, pixels
 from vitontrain.data.augment import AugmentConfig, augment_sample
-from vitontrain.data.shards import ContractError, check_sample
+from vitontrain.data.shards import ContractError, ShardReadError, check_sample, open_url, raw_samples
 from vitontrain.data.transforms import collate, resize_sample, to_model_sample
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 TRAINING_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg", "agn_mask.png", "cloth_mask.png",
                     "gt_cloth_warped_mask.png", "meta.json")
 JPEG_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg")
-GOPEN_SCHEMES = ("pipe:", "http://", "https://", "file:")
+__all__ = ["ShardReadError", "ShardStream", "StreamConfig", "decode_training_member", "open_url"]
 
 
 @dataclass(frozen=True)
@@ -70,15 +71,6 @@ class StreamConfig:
             raise ValueError(f"sampling must be 'resampled' or 'partitioned', got {self.sampling!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-def open_url(url: str) -> Any:
-    """A readable binary stream for a shard URL (local path, pipe:, http(s), or any fsspec URL)."""
-    if "://" not in url or url.startswith(GOPEN_SCHEMES):
-        return wds.gopen(url, "rb")
-    import fsspec  # only needed for object stores; pulled in by the `train` extra
-
-    return fsspec.open(url, "rb").open()
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -154,14 +146,7 @@ class ShardStream(IterableDataset):
 
     def _raw_samples(self, urls: Iterator[str]) -> Iterator[dict[str, Any]]:
         for url in urls:
-            stream = open_url(url)
-            try:
-                members = tar_file_expander([{"url": url, "stream": stream}], handler=wds.reraise_exception)
-                for sample in group_by_keys(members):
-                    sample["__url__"] = url
-                    yield sample
-            finally:
-                stream.close()
+            yield from raw_samples(url)  # a truncated or damaged tar raises ShardReadError naming it
 
     def _wanted_pairs(self, samples: Iterator[dict[str, Any]], n_shards: int) -> Iterator[dict[str, Any]]:
         """Keep samples whose ``meta.pair`` is in ``config.pairs``; fail loudly if the shards hold none."""
