@@ -179,6 +179,15 @@ def missing_stats(shards, dst, sentinel):
     return None
 
 
+def stats_omit_member(shards, dst, sentinel):
+    _write(dst, shards)
+    stats = json.loads((dst / "00000_stats.json").read_text())
+    rec = next(r for r in stats["samples"] if r["key"] == shards[0][0].key)
+    del rec["members"]["agn_mask.png"]  # the tar is as recorded, but one member has no recorded checksum
+    (dst / "00000_stats.json").write_text(json.dumps(stats))
+    return shards[0][0].key
+
+
 def truncated_tar(shards, dst, sentinel):
     _write(dst, shards)
     data = (dst / "00000.tar").read_bytes()
@@ -241,6 +250,8 @@ EXPECT = {
                              "export": (1, ["exported 1 samples", "00000.tar", "filesize"])},
     missing_stats: {"validate": (1, ["00000.tar", "00000_stats.json"]), "inspect": (0, []),
                     "export": (1, ["exported 1 samples", "00000.tar", "00000_stats.json"])},
+    stats_omit_member: {"validate": (1, ["{key}.agn_mask.png", "not recorded"]), "inspect": (0, []),
+                        "export": (1, ["exported 2 samples", "{key}.agn_mask.png", "not recorded"])},
     truncated_tar: {"validate": (1, ["00000.tar", "truncated"]), "inspect": (1, ["00000.tar", "truncated"]),
                     "export": (1, ["exported 1 samples", "00000.tar", "sha256"])},
     corrupt_png: {"validate": (1, ["{key}.agn_mask.png"]), "inspect": (1, ["{key}.agn_mask.png"]),
@@ -251,7 +262,7 @@ EXPECT = {
                     "export": (1, ["exported 3 samples", "{key}", "already seen"])},
     pickle_member: {"validate": (0, ["payload.pyd"]), "inspect": (0, []), "export": (0, ["exported 3 samples"])},
 }
-COMMANDS = ["validate", "inspect"] + [f"export:{fmt}" for fmt in EXPORTERS]
+COMMANDS = ["validate", "inspect"] + [f"export:{fmt}" for fmt in EXPORTERS] + ["export:tryondiffusion:--shards"]
 
 
 def _tree(root: Path, skip: Path) -> dict[str, str]:
@@ -279,7 +290,7 @@ def _run(command: str, shards: Path, out: Path):
     elif command == "inspect":
         args = ["inspect", str(shards), "--out", str(out / "sheet.png")]
     else:
-        args = ["export", str(shards), str(out / "export"), "--format", command.split(":")[1]]
+        args = ["export", str(shards), str(out / "export"), "--format", *command.split(":")[1:]]
     out.mkdir(parents=True, exist_ok=True)
     return runner.invoke(app, args)
 
