@@ -95,19 +95,30 @@ class LoadReport:
 
 
 # --------------------------------------------------------------------------------------------------------- reading
-def read_checkpoint(path: str | Path, safe_globals: Iterable[Any] = ()) -> Any:
-    """Load a ``.safetensors`` file or a torch file with ``weights_only=True`` (memory-mapped when possible).
+def read_checkpoint(path: str | Path, safe_globals: Iterable[Any] = (), mmap: bool | None = None) -> Any:
+    """Load a ``.safetensors`` file or a torch file with ``weights_only=True``: the one reader of every checkpoint
+    vitontrain opens (``sample``, ``tryon``, ``init.*`` and, through :class:`vitontrain.train.fit.WeightsOnlyIO`,
+    Lightning's resume).
 
     ``safe_globals``: extra classes you explicitly trust (passed to ``torch.serialization.safe_globals``).
+    ``mmap``: memory-map the tensors (default: when the file is a zip; the legacy format cannot be mapped). Pass
+    False when the tensors outlive a file that may be rewritten in place (a resumed ``last.ckpt``).
+    Raises :class:`UnsafeCheckpointError` for a file that needs more than tensors and plain containers, and
+    :class:`CheckpointError` for one that cannot be read at all (truncated, not a checkpoint); both name the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    mmap = zipfile.is_zipfile(path)  # the legacy (non-zip) torch format cannot be memory-mapped
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if mmap is None:
+        mmap = zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
@@ -123,6 +134,10 @@ def read_checkpoint(path: str | Path, safe_globals: Iterable[Any] = ()) -> Any:
             f"run code. If you trust the file, pass the class(es) it needs via safe_globals=[...], or extract its "
             f"state dict once in a trusted environment and re-save it with vitontrain.checkpoints.save_official "
             f"or save_safetensors.") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
+        # a truncated zip, a text file, a stray tarball: torch's own messages rarely name the file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {first})") from exc
 
 
 def extract_state_dict(obj: Any, source: str = "<object>") -> dict[str, torch.Tensor]:
@@ -177,10 +192,11 @@ def load_state_dict_into(module: nn.Module, state_dict: Mapping[str, torch.Tenso
 
 
 def load_stableviton(model: nn.Module, path_or_state_dict: str | Path | Mapping[str, torch.Tensor],
-                     strict: bool = True, safe_globals: Iterable[Any] = ()) -> LoadReport:
+                     strict: bool = True, safe_globals: Iterable[Any] = (),
+                     source: str | None = None) -> LoadReport:
     """Load ``VITONHD.ckpt``, ``VITONHD_PBE_pose.ckpt`` or one of our checkpoints into a StableVITONModel."""
     if isinstance(path_or_state_dict, Mapping):
-        sd, source = extract_state_dict(path_or_state_dict), "<state dict>"
+        sd, source = extract_state_dict(path_or_state_dict), source or "<state dict>"
     else:
         sd, source = read_state_dict(path_or_state_dict, safe_globals), str(path_or_state_dict)
     drop = [POSITION_IDS_KEY] if POSITION_IDS_KEY in sd and POSITION_IDS_KEY not in model.state_dict() else []
@@ -188,7 +204,8 @@ def load_stableviton(model: nn.Module, path_or_state_dict: str | Path | Mapping[
 
 
 def load_vae_finetune(model: nn.Module, path_or_state_dict: str | Path | Mapping[str, torch.Tensor],
-                      strict: bool = True, safe_globals: Iterable[Any] = ()) -> LoadReport:
+                      strict: bool = True, safe_globals: Iterable[Any] = (),
+                      source: str | None = None) -> LoadReport:
     """Load ``VITONHD_VAE_finetuning.ckpt`` into ``model.first_stage_model`` (or into an AutoencoderKL).
 
     Every key containing ``"loss."`` (the LPIPS/discriminator weights of the VAE trainer) is dropped, as in the
@@ -196,7 +213,7 @@ def load_vae_finetune(model: nn.Module, path_or_state_dict: str | Path | Mapping
     """
     vae = getattr(model, "first_stage_model", model)
     if isinstance(path_or_state_dict, Mapping):
-        sd, source = extract_state_dict(path_or_state_dict), "<state dict>"
+        sd, source = extract_state_dict(path_or_state_dict), source or "<state dict>"
     else:
         sd, source = read_state_dict(path_or_state_dict, safe_globals), str(path_or_state_dict)
     drop = [k for k in sd if "loss." in k]
@@ -233,7 +250,8 @@ def stableviton_state_from_pbe(pbe_state_dict: Mapping[str, torch.Tensor],
 
 
 def init_from_paint_by_example(model: nn.Module, path_or_state_dict: str | Path | Mapping[str, torch.Tensor],
-                               strict: bool = True, safe_globals: Iterable[Any] = ()) -> LoadReport:
+                               strict: bool = True, safe_globals: Iterable[Any] = (),
+                               source: str | None = None) -> LoadReport:
     """Build the StableVITON starting checkpoint from a public Paint-by-Example checkpoint, in place.
 
     Call it on a freshly built model (its new parts keep their initialisation). strict: every PBE-provided key
@@ -241,7 +259,7 @@ def init_from_paint_by_example(model: nn.Module, path_or_state_dict: str | Path 
     must be in the file.
     """
     if isinstance(path_or_state_dict, Mapping):
-        pbe, source = extract_state_dict(path_or_state_dict), "<Paint-by-Example state dict>"
+        pbe, source = extract_state_dict(path_or_state_dict), source or "<Paint-by-Example state dict>"
     else:
         pbe, source = read_state_dict(path_or_state_dict, safe_globals), str(path_or_state_dict)
     sd, fresh, dropped = stableviton_state_from_pbe(pbe, model)

@@ -67,8 +67,10 @@ def _read_weights(path: Path | str, what: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{what} weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # an unreadable or unsafe pickle: say which file and why
-        raise WeightsError(f"{what} weights {path}: cannot load as a plain state dict ({exc})") from exc
+    except Exception as exc:  # an unreadable or unsafe pickle: say which file and why (first line: torch's are long)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsError(f"{what} weights {path}: refusing to load — not a plain state dict of tensors "
+                           f"(torch.load weights_only=True: {first})") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -100,8 +102,8 @@ def build_lpips(backbone_weights: Path | str, linear_weights: Path | str | None 
     if net not in LPIPS_NETS:
         raise ValueError(f"LPIPS net {net!r}: choose one of {LPIPS_NETS}")
     backbone = _read_weights(backbone_weights, f"LPIPS {net} backbone")
-    if linear_weights is not None and not Path(linear_weights).is_file():
-        raise WeightsError(f"LPIPS linear-layer weights file not found: {linear_weights}")
+    if linear_weights is not None:  # torchmetrics reads it with torch.load's default unpickler: check it first
+        _read_weights(linear_weights, "LPIPS linear-layer")
     # pnet_rand=True: the torchvision backbone is built without weights (no download); ours are loaded below.
     model = _NoTrainLpips(pretrained=True, net=net, pnet_rand=True,
                           model_path=str(linear_weights) if linear_weights is not None else None)
@@ -166,6 +168,14 @@ class EvalProtocol:
                 raise WeightsError(f"LPIPS backbone weights file not found: {self.lpips_backbone_weights}")
             if self.lpips_linear_weights is not None and not Path(self.lpips_linear_weights).is_file():
                 raise WeightsError(f"LPIPS linear-layer weights file not found: {self.lpips_linear_weights}")
+        # Every file read as weights only, before any image: an unsafe pickle is refused here, by name. (The
+        # extractors read them again; torch-fidelity with a full unpickler, which this check makes harmless.)
+        if need_inception:
+            _read_weights(self.inception_weights, "InceptionV3 (FID/KID)")
+        if need_lpips:
+            _read_weights(self.lpips_backbone_weights, f"LPIPS {self.lpips_net} backbone")
+            if self.lpips_linear_weights is not None:
+                _read_weights(self.lpips_linear_weights, "LPIPS linear-layer")
 
     def describe(self) -> dict[str, Any]:
         """The protocol as written into every report, with the weights files' sha256."""

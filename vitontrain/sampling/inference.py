@@ -164,7 +164,7 @@ def load_inference_model(config: str | Path, checkpoint: str | Path | None, devi
 
     ``random_init`` keeps random weights instead (tests and benchmarks only); without it a checkpoint is required.
     """
-    from vitontrain.checkpoints import load_stableviton
+    from vitontrain.checkpoints import load_stableviton, read_state_dict
     from vitontrain.models.instantiate import build_model
 
     config = resolve_model_config(config)
@@ -172,9 +172,11 @@ def load_inference_model(config: str | Path, checkpoint: str | Path | None, devi
         raise MissingFileError("no checkpoint given: pass --checkpoint (or --random-init for a smoke run)")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise MissingFileError(f"checkpoint not found: {checkpoint}")
+    # read first (weights only, memory-mapped): an unsafe or unreadable file is refused before the model is built
+    state = read_state_dict(checkpoint) if checkpoint is not None else None
     model = build_model(config)
-    if checkpoint is not None:
-        load_stableviton(model, checkpoint, strict=True)
+    if state is not None:
+        load_stableviton(model, state, strict=True, source=str(checkpoint))
     else:
         logger.warning("random initialisation: outputs are noise-like (smoke run, not a try-on)")
     if sample_posterior is not None:

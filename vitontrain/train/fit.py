@@ -2,6 +2,11 @@
 
 Resume: ``resume="auto"`` continues from ``{out_dir}/checkpoints/last.ckpt`` when it exists, so re-running the same
 command after a crash or a pre-emption picks up where it stopped (weights, optimiser, step, EMA, data position).
+
+Checkpoints are untrusted input (a ``last.ckpt`` can be planted in a run folder): every one is read by
+:func:`vitontrain.checkpoints.read_checkpoint` (``torch.load(weights_only=True)``), Lightning's resume included
+(:class:`WeightsOnlyIO`). Our checkpoints hold only tensors, plain containers and primitives, so nothing else is
+needed.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from vitontrain.checkpoints import init_from_paint_by_example, load_stableviton, load_vae_finetune
+from vitontrain.checkpoints import (init_from_paint_by_example, load_stableviton, load_vae_finetune,
+                                    read_checkpoint, read_state_dict)
 from vitontrain.data.module import ShardDataModule, expand_shard_specs
+from vitontrain.data.shards import check_local_shards
 from vitontrain.models.instantiate import instantiate_from_config
 from vitontrain.models.stableviton import StableVITONModel, count_parameters
 from vitontrain.train.callbacks import SampleGrids, StepTiming, TrainedParamsEMA
@@ -42,11 +50,26 @@ class FitRun:
     resume_from: Path | None
 
 
+class WeightsOnlyIO(TorchCheckpointIO):
+    """Lightning's checkpoint reader replaced by ours (weights only, file named in every refusal); saving is
+    Lightning's. Not memory-mapped: restored optimiser and EMA tensors would otherwise stay backed by a
+    ``last.ckpt`` that the next save rewrites in place."""
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path, mmap=False)
+
+
 def build_net(cfg: FitConfig) -> StableVITONModel:
+    init = cfg.init
+    for path in (init.stableviton, init.paint_by_example, init.vae):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"init weights {path} not found")
+    # read (memory-mapped) before the model is built: an unsafe or unreadable file is refused at once
+    weights = {name: read_state_dict(path) for name, path in (("stableviton", init.stableviton),
+               ("paint_by_example", init.paint_by_example), ("vae", init.vae)) if path}
     net = instantiate_from_config(cfg.model_config())
     if not isinstance(net, StableVITONModel):
         raise TypeError(f"{cfg.source}: model.target must build a StableVITONModel, got {type(net).__name__}")
-    init = cfg.init
     if init.stand_in_pretrained:
         if init.stableviton or init.paint_by_example:
             raise ValueError("init.stand_in_pretrained is for runs without real weights; unset it when init.stableviton "
@@ -54,15 +77,12 @@ def build_net(cfg: FitConfig) -> StableVITONModel:
         n = stand_in_pretrained(net, cfg.train.seed)
         logger.warning("init.stand_in_pretrained: %d zero-initialised frozen tensors filled with random values in "
                        "place of pretrained weights — a smoke run, not a real training start", n)
-    for path in (init.stableviton, init.paint_by_example, init.vae):
-        if path and not Path(path).is_file():
-            raise FileNotFoundError(f"init weights {path} not found")
-    if init.paint_by_example:
-        init_from_paint_by_example(net, init.paint_by_example)
-    if init.stableviton:
-        load_stableviton(net, init.stableviton)
-    if init.vae:
-        load_vae_finetune(net, init.vae)
+    if "paint_by_example" in weights:
+        init_from_paint_by_example(net, weights["paint_by_example"], source=str(init.paint_by_example))
+    if "stableviton" in weights:
+        load_stableviton(net, weights["stableviton"], source=str(init.stableviton))
+    if "vae" in weights:
+        load_vae_finetune(net, weights["vae"], source=str(init.vae))
     logger.info("model: %.1f M parameters, %.1f M in the optimiser", count_parameters(net) / 1e6,
                 sum(p.numel() for p in net.optimizer_parameters()) / 1e6)
     return net
@@ -94,15 +114,21 @@ def checkpoint_dir(cfg: FitConfig) -> Path:
 
 
 def resolve_resume(cfg: FitConfig, resume: str | None) -> Path | None:
-    """``auto``: last.ckpt when present; ``none``/None: start fresh; otherwise a checkpoint path (must exist)."""
+    """``auto``: last.ckpt when present; ``none``/None: start fresh; otherwise a checkpoint path (must exist).
+
+    The file is read once here (memory-mapped, cheap) so that an unsafe or unreadable one is refused before the
+    model is built; Lightning reads it again, through the same reader, when training starts."""
     if resume in (None, "none", ""):
         return None
     if resume == "auto":
-        last = checkpoint_dir(cfg) / "last.ckpt"
-        return last if last.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume checkpoint {path} not found")
+        path = checkpoint_dir(cfg) / "last.ckpt"
+        if not path.is_file():
+            return None
+    else:
+        path = Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"resume checkpoint {path} not found")
+    read_checkpoint(path)
     return path
 
 
@@ -111,7 +137,9 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
               net: StableVITONModel | None = None) -> FitRun:
     """Everything `fit` needs; ``net`` replaces the model the config would build (e.g. one built on ``meta``)."""
     t = cfg.train
-    expand_shard_specs(cfg.data.shards)  # a missing shard folder fails here, before minutes of model building
+    # a missing shard folder or a truncated local shard fails here, before minutes of model building
+    check_local_shards(expand_shard_specs(cfg.data.shards))
+    resume_from = resolve_resume(cfg, resume)  # and so does an unsafe or unreadable checkpoint
     pl.seed_everything(t.seed, workers=True)  # model initialisation; step draws are seeded per batch (system.py)
     net = build_net(cfg) if net is None else net
     system = StableVITONSystem(net, t)
@@ -144,8 +172,9 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,   # the shard stream splits by rank itself
         deterministic=t.deterministic, default_root_dir=out,
+        plugins=[WeightsOnlyIO()],
     )
-    return FitRun(trainer, system, datamodule, timing, resolve_resume(cfg, resume))
+    return FitRun(trainer, system, datamodule, timing, resume_from)
 
 
 def resolve_strategy(t: TrainConfig) -> str:
@@ -171,4 +200,4 @@ def run_fit(run: FitRun) -> None:
         logger.info("resuming from %s", run.resume_from)
     torch.set_float32_matmul_precision("high")
     run.trainer.fit(run.system, datamodule=run.datamodule,
-                    ckpt_path=str(run.resume_from) if run.resume_from else None, weights_only=False)
+                    ckpt_path=str(run.resume_from) if run.resume_from else None, weights_only=True)
