@@ -12,6 +12,7 @@ import contextvars
 import hashlib
 import logging
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,35 @@ class MissingWeightsError(FileNotFoundError):
             f"and give its path in the pipeline config params, put it in the --weights-dir folder or in the "
             f"${ENV_VAR} folder. "
             f"Looked in: {where}")
+
+
+class WeightsFormatError(ValueError):
+    """A weight file cannot be read as what its back-end needs: not a plain state dict, or one that would need
+    arbitrary pickled objects (refused: weight files are untrusted and must not run code). Names the file."""
+
+
+class UnsafeWeightsError(WeightsFormatError, pickle.UnpicklingError):
+    """The file needs pickled objects beyond tensors and plain containers: refused (still an UnpicklingError, as
+    torch's own refusal is)."""
+
+
+def read_torch_weights(path: str | Path) -> Any:
+    """The one reader of the reference back-ends' torch weight files: ``torch.load(weights_only=True)`` on CPU, so
+    a file holds tensors and plain containers or is refused. Every failure is a :class:`WeightsFormatError` naming
+    the file (torch's own messages rarely do)."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0] if lines else "")
+        raise UnsafeWeightsError(f"{path}: refusing to load — the file needs pickled objects beyond tensors and "
+                                 f"plain containers ({reason}); weight files are read with "
+                                 f"torch.load(weights_only=True) only, so they cannot run code") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsFormatError(f"{path}: not a readable torch weight file ({type(exc).__name__}: {first})") from exc
 
 
 WEIGHTS: dict[str, WeightSpec] = {}

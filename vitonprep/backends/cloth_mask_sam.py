@@ -52,9 +52,9 @@ class SAMClothMaskConfig:
 
 def load_sam(path: str | Path, build: Callable[[], Any]):
     """``build()`` (a segment-anything builder called without a checkpoint) loaded with the weights of ``path``."""
-    import torch
+    from vitonprep.weights import read_torch_weights
 
-    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    sd = read_torch_weights(path)
     if not isinstance(sd, dict):
         raise ValueError(f"{path}: not a SAM state dict (got {type(sd).__name__})")
     model = build()

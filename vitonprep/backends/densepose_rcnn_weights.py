@@ -16,6 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+# raised for a file that is not a detectron2 numpy pickle for this model (bad global, missing or misshapen key): the
+# error class of every reference back-end's weight file
+from vitonprep.weights import WeightsFormatError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["WeightsFormatError", "read_detectron2_pkl", "write_detectron2_pkl", "expected_shapes",
@@ -33,10 +37,6 @@ _ALLOWED_GLOBALS = frozenset({
     ("numpy", "dtype"),
     ("collections", "OrderedDict"),
 })
-
-
-class WeightsFormatError(ValueError):
-    """The weight file is not a detectron2 numpy pickle for this model (bad global, missing or misshapen key)."""
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):

@@ -251,9 +251,9 @@ def read_schp_state_dict(path: str | Path) -> dict[str, Any]:
 
     Loaded with ``weights_only=True``: the file is a pickle, and nothing but tensors and plain containers is accepted.
     """
-    import torch
+    from vitonprep.weights import read_torch_weights
 
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    obj = read_torch_weights(path)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
         raise ValueError(f"{path}: not an SCHP checkpoint (expected a dict with 'state_dict', "

@@ -123,7 +123,9 @@ def load_body_net(path: str | Path, dtype: Any = None):
     """
     import torch
 
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    from vitonprep.weights import read_torch_weights
+
+    obj = read_torch_weights(path)
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: not an OpenPose body state dict (got {type(obj).__name__})")
     with torch.device("meta"):  # every tensor is overwritten by the file (checked below)
