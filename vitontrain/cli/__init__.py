@@ -7,11 +7,11 @@ import logging
 import typer
 
 from vitontrain.cli import check_data, evaluate, fit, sample, tryon
-from vitonprep.cli._common import setup_logging
-from vitontrain.cli._common import console
+from vitontrain.cli._common import CommandGroup, console, set_verbose, setup_logging
 
 app = typer.Typer(
     name="vitontrain",
+    cls=CommandGroup,
     help=(
         "Train and run StableVITON on vitonprep shards.\n\n"
         "  vitontrain check-data out/shards   (read samples as the trainer will)\n\n"
@@ -24,9 +24,11 @@ app = typer.Typer(
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages; errors show their "
+                                                                     "traceback.")) -> None:
     """Train and run StableVITON on vitonprep shards."""
-    setup_logging(console, verbose, logging.INFO)
+    set_verbose(verbose)
+    setup_logging(verbose, logging.INFO)
 
 
 app.command("check-data")(check_data.check_data)

@@ -6,41 +6,38 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from vitontrain.cli._common import console
+from vitontrain.cli._common import console, fail, say
 
 
 def check_data(
     shards: Annotated[Path, typer.Argument(help="Folder of vitonprep .tar shards.")],
-    n: Annotated[int, typer.Option("-n", min=1, help="How many samples to read.")] = 8,
+    n: Annotated[int, typer.Option("-n", min=1, help="How many samples to decode and check.")] = 8,
 ) -> None:
-    """Read the first N samples exactly as the trainer will (webdataset + the contract's decoders) and check them."""
-    from vitontrain.data.shards import ContractError, check_sample, decoded_samples, shard_urls
+    """Check every shard's tar and keys (whole files, plain and unique keys), then decode the first N samples
+    exactly as the trainer will (the contract's decoders) and check them. Each problem is printed with its shard
+    and sample key; exit 1 when there is any."""
+    from vitontrain.data.shards import check_shards, shard_urls
 
     try:
         urls = shard_urls(shards)
     except FileNotFoundError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2)
-    table = Table(title=f"first samples of {shards}")
-    table.add_column("key")
-    table.add_column("fields")
-    table.add_column("image")
-    count = 0
-    try:
-        for sample in decoded_samples(urls):
-            check_sample(sample)
-            table.add_row(sample["__key__"], str(len(sample) - 1), "x".join(map(str, sample["image"].shape)))
-            count += 1
-            if count >= n:
-                break
-    except (ContractError, ValueError) as exc:
+        raise fail(str(exc))
+    report = check_shards(urls, n)
+    table = Table(title=escape(f"first samples of {shards}"))
+    for col in ("key", "shard", "fields", "image"):
+        table.add_column(col)
+    for row in report.checked:
+        table.add_row(*(escape(str(row[c])) for c in ("key", "shard", "fields", "image")))
+    if report.checked:
         console.print(table)
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1)
-    console.print(table)
-    if count == 0:
-        console.print("[red]error:[/] no samples read")
-        raise typer.Exit(1)
-    console.print(f"[green]{count} samples match the shard contract[/]")
+    for problem in report.problems:
+        say(f"error: {problem}", "red")
+    if report.problems:
+        raise fail(f"{len(report.problems)} problem(s) in {report.shards} shard(s) of {shards}", 1)
+    if not report.checked:
+        raise fail("no samples read", 1)
+    say(f"{len(report.checked)} samples match the shard contract; {report.shards} shards whole, "
+        f"{report.keys} unique keys", "green")

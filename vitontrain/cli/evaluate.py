@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from vitontrain.cli._common import console, fail
+from vitontrain.cli._common import console, fail, say
 
 
 def evaluate(
@@ -73,7 +74,7 @@ def evaluate(
             raise fail(str(exc))
         except (FileNotFoundError, ValueError) as exc:
             raise fail(str(exc), 1)
-    table = Table(title=f"{generated} vs {real} ({height}x{width})")
+    table = Table(title=escape(f"{generated} vs {real} ({height}x{width})"))
     for col in ("mode", "n", "SSIM↑", "LPIPS↓", "FID↓", "KID×100↓"):
         table.add_column(col)
     for mode, r in result["results"].items():
@@ -81,16 +82,15 @@ def evaluate(
                       f"{r['lpips']:.4f}" if "lpips" in r else "–", f"{r['fid']:.3f}",
                       f"{100 * r['kid_mean']:.3f} ± {100 * r['kid_std']:.3f}")
     console.print(table)
-    console.print(f"report: {report_path}")
+    say(f"report: {report_path}")
     proto = result["protocol"]
     checked = (("InceptionV3", proto["fid_kid"]["weights"]), ("LPIPS backbone", proto["lpips"]["backbone_weights"]))
     for what, info in checked:
         if info and not info.get("is_reference_file", True):
-            console.print(f"[yellow]warning:[/] {what} weights {info['path']} are not the reference file "
-                          f"(sha256 {info['sha256'][:12]}…): numbers are not comparable with published ones")
+            say(f"warning: {what} weights {info['path']} are not the reference file (sha256 {info['sha256'][:12]}…): "
+                f"numbers are not comparable with published ones", "yellow")
     if feature_dim != 2048:
-        console.print(f"[yellow]warning:[/] FID/KID on {feature_dim}-d Inception features: not comparable with "
-                      f"published (2048-d) numbers")
+        say(f"warning: FID/KID on {feature_dim}-d Inception features: not comparable with published (2048-d) "
+            f"numbers", "yellow")
     if result["resized"]["generated"]["enlarged"] or result["resized"]["real"]["enlarged"]:
-        console.print(f"[yellow]warning:[/] some images were enlarged to {height}x{width}: "
-                      f"{json.dumps(result['resized'])}")
+        say(f"warning: some images were enlarged to {height}x{width}: {json.dumps(result['resized'])}", "yellow")

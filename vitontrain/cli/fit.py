@@ -6,15 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from vitontrain.cli._common import console, fail
+from vitontrain.cli._common import fail, say
 
 
 def fit(
     config: Annotated[str, typer.Option("--config", "-c", help="Training YAML: a path, or a name in "
                                          "pipelines/train/ (tiny, stableviton).")] = "tiny",
     overrides: Annotated[Optional[list[str]], typer.Option(
+        # `\[`: help texts are rich markup, and the brackets are part of the example
         "--set", "-s", help="Dotted override KEY=VALUE (value read as YAML), repeatable: "
-                            "--set data.shards=[out/shards] --set train.max_steps=50")] = None,
+                            "--set data.shards=\\[out/shards] --set train.max_steps=50")] = None,
     resume: Annotated[str, typer.Option(help="auto: continue from OUT_DIR/checkpoints/last.ckpt when it exists; "
                                              "none: start fresh; or a checkpoint path.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
@@ -30,22 +31,30 @@ def fit(
       vitontrain fit --config tiny --set train.max_steps=50
     """
     from vitonprep.errors import ConfigError
+    from vitontrain.checkpoints import CheckpointError
+    from vitontrain.data.shards import ShardReadError
     from vitontrain.train.config import load_fit_config
     from vitontrain.train.fit import build_fit, run_fit
 
     try:
         cfg = load_fit_config(config, list(overrides or []))
         run = build_fit(cfg, resume=resume, progress=progress)
+    except CheckpointError as exc:  # an init.* or resume file that is unsafe, unreadable or does not fit
+        raise fail(str(exc))
+    except ShardReadError as exc:  # a truncated or damaged shard: the data, not the command, is wrong
+        raise fail(str(exc), code=1)
     except FileNotFoundError as exc:
         raise fail(f"{exc} (make shards first: `vitonprep build RAW OUT` or `make demo`)")
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc))
     try:
         run_fit(run)
+    except CheckpointError as exc:
+        raise fail(str(exc))
     except (FileNotFoundError, ValueError) as exc:  # data problems surface at the first batch
         raise fail(str(exc), code=1)
     wait, compute = run.timing.data_wait, run.timing.compute
     if compute:
-        console.print(f"[green]trained to step {run.trainer.global_step}[/]; per batch: data wait "
-                      f"{sum(wait) / max(1, len(wait)):.3f} s, compute {sum(compute) / len(compute):.3f} s")
-    console.print(f"checkpoints: {cfg.train.out_dir}/checkpoints   samples: {cfg.train.out_dir}/samples")
+        say(f"trained to step {run.trainer.global_step}; per batch: data wait "
+            f"{sum(wait) / max(1, len(wait)):.3f} s, compute {sum(compute) / len(compute):.3f} s", "green")
+    say(f"checkpoints: {cfg.train.out_dir}/checkpoints   samples: {cfg.train.out_dir}/samples")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vitontrain.cli._common import console, fail
+from vitontrain.cli._common import console, fail, say
 
 
 class Sampler(str, Enum):
@@ -78,6 +78,7 @@ def sample(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from vitontrain.checkpoints import CheckpointError
     from vitontrain.sampling.inference import MissingFileError, SamplingConfig, load_inference_model
     from vitontrain.sampling.run import sample_dataset
     from vitontrain.sampling.schedule import make_timesteps
@@ -93,11 +94,14 @@ def sample(
         make_timesteps(steps)  # an impossible grid fails here, before the model is built
         kind = source_kind(source)
         model = load_inference_model(config, checkpoint, device, random_init=random_init)
-    except (MissingFileError, FileNotFoundError, ValueError) as exc:
+    except (MissingFileError, FileNotFoundError, ValueError, CheckpointError) as exc:
         raise fail(str(exc))
-    total = sum(1 for _ in iter_samples(source, modes, split, limit)) if kind == "shards" else None
-    console.print(f"{kind} {source} → {out}: {cfg.sampler} {steps} steps, CFG {guidance_scale}, start "
-                  f"{cfg.start}{', repaint' if repaint else ''}, {height}x{width}")
+    try:
+        total = sum(1 for _ in iter_samples(source, modes, split, limit)) if kind == "shards" else None
+    except (FileNotFoundError, ValueError) as exc:  # a damaged shard: named with the sample in the message
+        raise fail(str(exc), 1)
+    say(f"{kind} {source} → {out}: {cfg.sampler} {steps} steps, CFG {guidance_scale}, start "
+        f"{cfg.start}{', repaint' if repaint else ''}, {height}x{width}")
     columns = [TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, disable=not progress) as bar:
         task = bar.add_task("images", total=total)
@@ -110,5 +114,6 @@ def sample(
             raise fail(str(exc), 1)
     if report.count == 0:
         raise fail(f"no {' or '.join(modes)} samples in {source}", 1)
-    console.print(f"[green]{report.count} images[/] in {report.seconds:.1f} s "
-                  f"({report.seconds_per_image:.2f} s/image) → {out}")
+    skipped = f", {len(report.skipped)} skipped (see the warnings above)" if report.skipped else ""
+    say(f"{report.count} images in {report.seconds:.1f} s ({report.seconds_per_image:.2f} s/image){skipped} → {out}",
+        "green")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vitontrain.cli._common import console, fail
+from vitontrain.cli._common import console, fail, say
 from vitontrain.cli.sample import MODEL_CONFIG_HELP, Precision, Sampler, Start
 
 
@@ -44,6 +44,7 @@ def tryon(
     from PIL import Image
 
     from vitonprep.errors import VitonprepError
+    from vitontrain.checkpoints import CheckpointError
     from vitontrain.sampling.inference import MissingFileError, SamplingConfig, load_inference_model
     from vitontrain.sampling.schedule import make_timesteps
     from vitontrain.tryon import tryon as run_tryon
@@ -61,7 +62,7 @@ def tryon(
         if out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
             raise ValueError(f"--out {out}: use a .jpg or .png file name")
         model = load_inference_model(config, checkpoint, device, random_init=random_init)
-    except (MissingFileError, FileNotFoundError, ValueError) as exc:
+    except (MissingFileError, FileNotFoundError, ValueError, CheckpointError) as exc:
         raise fail(str(exc))
     with console.status("preparing the pair with vitonprep, then sampling"):
         try:
@@ -71,5 +72,5 @@ def tryon(
             raise fail(f"vitonprep {'stage ' + repr(stage) + ' ' if stage else ''}rejected the pair: {exc}", 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(result.image).save(out, quality=95)
-    console.print(f"[green]{out}[/] ({result.image.shape[0]}x{result.image.shape[1]}): prepared in "
-                  f"{result.seconds_prepare:.1f} s, sampled in {result.seconds_sample:.1f} s")
+    say(f"{out} ({result.image.shape[0]}x{result.image.shape[1]}): prepared in {result.seconds_prepare:.1f} s, "
+        f"sampled in {result.seconds_sample:.1f} s", "green")
