@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vitonprep.schema import UnsafeName, safe_path
 from vitontrain.sampling.inference import SamplingConfig, generate, model_device, to_uint8
 from vitontrain.sampling.sources import MODES, iter_samples
 
@@ -36,6 +37,7 @@ JPEG_QUALITY = 95
 class SampleReport:
     out: Path
     items: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"key", "reason"}: samples not written
     seconds: float = 0.0
     grids: list[str] = field(default_factory=list)
 
@@ -59,10 +61,13 @@ def _batched(samples: Iterable[dict[str, Any]], n: int) -> Iterator[list[dict[st
         yield batch
 
 
-def output_name(meta: dict[str, Any], key: str) -> str:
+def output_path(out: Path, mode: str, meta: dict[str, Any], key: str) -> Path:
+    """``OUT/{pair|unpair}/{person}_{cloth}.jpg`` (official naming) from the sample's meta. The names come from the
+    shard, which is untrusted: they must be plain names (``vitonprep.schema.safe_path``, the rule every file name
+    derived from shard data follows), so no crafted meta.json can place a file outside OUT; else UnsafeName."""
     person = meta.get("person_id") or key
     cloth = meta.get("cloth_id") or person
-    return f"{person}_{cloth}.jpg"
+    return safe_path(out, f"{MODES[mode]}/{{person_id}}_{{cloth_id}}.jpg", person_id=person, cloth_id=cloth)
 
 
 def write_grid(rows: list[list[np.ndarray]], path: Path) -> None:
@@ -101,8 +106,14 @@ def sample_dataset(model: Any, source: Path, out: Path, cfg: SamplingConfig, hei
         for i, sample in enumerate(chunk):
             meta = sample.get("meta") or {}
             mode = meta["pair"]
-            rel = f"{MODES[mode]}/{output_name(meta, sample['__key__'])}"
-            Image.fromarray(images[i]).save(out / rel, quality=JPEG_QUALITY)
+            try:
+                path = output_path(out, mode, meta, sample["__key__"])
+            except UnsafeName as exc:  # one crafted sample is reported and skipped; the run goes on
+                logger.warning("skipped sample %s: %s", sample["__key__"], exc)
+                report.skipped.append({"key": sample["__key__"], "reason": str(exc)})
+                continue
+            rel = path.relative_to(out).as_posix()
+            Image.fromarray(images[i]).save(path, quality=JPEG_QUALITY)
             report.items.append({"file": rel, "mode": mode, "key": sample["__key__"],
                                  "person": meta.get("person_id", sample["__key__"]),
                                  "cloth": meta.get("cloth_id", ""), "seconds": round(dt / len(chunk), 4)})
@@ -135,6 +146,7 @@ def sample_dataset(model: Any, source: Path, out: Path, cfg: SamplingConfig, hei
         "seconds_per_image": round(report.seconds_per_image, 4),
         **(extra_manifest or {}),
         "items": report.items,
+        "skipped": report.skipped,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return report
