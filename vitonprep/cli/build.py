@@ -180,8 +180,12 @@ def _build_and_check(cfg, raw: str, out: str, workers: int | None, distributor: 
 
         try:
             exp = do_export(out, export_vitonhd)
-        except (ValueError, DecodeError) as exc:
-            raise fail(f"VITON-HD export: {exc} (export into an empty folder, or pass --overwrite)", 1)
-        console.print(escape(f"exported {exp.nsamples} samples to {export_vitonhd}"))
+        except (ValueError, OSError, DecodeError) as exc:
+            raise fail(f"VITON-HD export: {exc}", 1)
+        console.print(escape(f"exported {exp.nsamples} samples ({exp.nfiles} files) to {export_vitonhd}"))
+        if exp.refused:
+            first = exp.refused[0]
+            raise fail(f"VITON-HD export: {len(exp.refused)} samples refused, first {first.key or first.shard}: "
+                       f"{first.reason} (export into an empty folder, or pass --overwrite)", 1)
     if not rep.ok or report.failed_shards or (strict and report.failures):
         raise typer.Exit(1)
