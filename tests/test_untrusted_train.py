@@ -378,6 +378,7 @@ def test_markup_characters_in_values_are_printed_literally():
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     line = error_lines(result.output)
     assert len(line) == 1 and "[/x" in line[0], result.output
+    assert result.output.strip() == line[0], result.output  # YAML's caret drawing is not printed either
 
 
 def test_hints_keep_their_brackets(train_shards, tmp_path):
@@ -387,6 +388,14 @@ def test_hints_keep_their_brackets(train_shards, tmp_path):
     result = runner.invoke(app, args)
     line = assert_one_line_refusal(result, 1, "data.pairs=[paired,unpaired]")
     assert "['paired']" in line
+
+
+def test_broken_yaml_config_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [\n  x: 1\n")
+    result = runner.invoke(app, ["fit", "--config", str(bad)])
+    line = assert_one_line_refusal(result, 2, str(bad), "invalid YAML", "line 3")
+    assert result.output.strip() == line, result.output
 
 
 def test_help_keeps_its_brackets():

@@ -73,7 +73,10 @@ def resolve_train_config(name_or_path: str | Path) -> Path:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
-        config = yaml.safe_load(fh)
+        try:
+            config = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:  # one line: YAML's own message spans several, with a caret drawing
+            raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
     return config

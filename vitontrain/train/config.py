@@ -104,6 +104,13 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
         raise ConfigError(f"training {exc}") from None
 
 
+def yaml_reason(exc: yaml.YAMLError, where: str = "") -> str:
+    """A YAML error in one line (its own message spans several, with a caret drawing)."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}{' ' + where if where else ''}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or ' '.join(str(exc).split())}{at}"
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``data.batch_size=4`` → ("data.batch_size", 4); the value is read as YAML (numbers, lists, null, …)."""
     if "=" not in text:
@@ -112,7 +119,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({yaml_reason(exc, 'of the value')})") from exc
     if isinstance(parsed, str) and _YAML11_MISSED_FLOAT.fullmatch(parsed):
         parsed = float(parsed)  # YAML 1.1 reads "1e-3" as a string; nobody means that on a command line
     return key.strip(), parsed
@@ -123,7 +130,7 @@ def load_fit_config(name_or_path: str | Path, overrides: list[str] | dict[str, A
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: invalid YAML: {yaml_reason(exc)}") from exc
     if isinstance(overrides, list):
         overrides = dict(parse_override(o) for o in overrides)
     apply_dotted_overrides(data, overrides or {})
