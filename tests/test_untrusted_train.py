@@ -416,3 +416,18 @@ def test_unexpected_errors_are_one_line_and_verbose_shows_the_traceback(monkeypa
     assert_one_line_refusal(result, 1, "something [bold]odd[/bold]", "RuntimeError")
     verbose = runner.invoke(app, ["--verbose", "check-data", str(tmp_path)])
     assert verbose.exit_code == 1 and "Traceback" in verbose.output
+
+
+def test_evaluate_reads_real_shards_through_the_contract_reader(shards):
+    """`evaluate`'s real persons from shards: a truncated shard is a ShardReadError naming it (was a raw
+    tarfile.ReadError), and images go through the contract decoder (pixel limit) rather than a bare PIL open."""
+    from vitontrain.data.shards import ShardReadError
+    from vitontrain.metrics import real_person_images
+
+    images = real_person_images(shards, split=None)
+    assert len(images) == 3 and all(v.ndim == 3 for v in images.values())
+    shard = first_shard(shards)
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2 + 100])
+    with pytest.raises(ShardReadError, match=shard.name):
+        real_person_images(shards, split=None)

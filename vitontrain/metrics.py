@@ -347,19 +347,23 @@ def real_person_images(source: Path, split: str | None = "test") -> dict[str, An
     if not source.is_dir():
         raise FileNotFoundError(f"real-image source not found: {source}")
     if any(source.glob("*.tar")):
-        import io
-
-        import webdataset as wds
+        from vitontrain.data.shards import decode_sample, raw_samples, shard_urls
 
         out: dict[str, Any] = {}
-        urls = sorted(str(p) for p in source.glob("*.tar"))
-        for raw in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-            meta = json.loads(raw["meta.json"]) if "meta.json" in raw else {}
-            pid = meta.get("person_id") or raw["__key__"].split("__")[0]
-            if split is not None and meta.get("split") not in (None, split):
-                continue
-            if pid not in out:
-                out[pid] = np.asarray(Image.open(io.BytesIO(raw["image.jpg"])).convert("RGB"))
+        for url in shard_urls(source):
+            # the trainer's reader and the contract's decoders (pixel limit, strict JPEG); a damaged shard or
+            # member is a ValueError naming shard and sample
+            for raw in raw_samples(url):
+                meta = decode_sample({k: v for k, v in raw.items() if k in ("__key__", "__url__", "meta.json")})
+                meta = meta.get("meta") or {}
+                pid = meta.get("person_id") or raw["__key__"].split("__")[0]
+                if split is not None and meta.get("split") not in (None, split):
+                    continue
+                if pid not in out:
+                    if "image.jpg" not in raw:
+                        raise ValueError(f"shard {url}: sample {raw['__key__']} has no image.jpg")
+                    out[pid] = decode_sample({"__key__": raw["__key__"], "__url__": url,
+                                              "image.jpg": raw["image.jpg"]})["image"]
         return out
     for folder in ([source / split / "image"] if split else []) + [source / "image", source]:
         if folder.is_dir():
