@@ -431,3 +431,11 @@ def test_evaluate_reads_real_shards_through_the_contract_reader(shards):
     shard.write_bytes(data[: len(data) // 2 + 100])
     with pytest.raises(ShardReadError, match=shard.name):
         real_person_images(shards, split=None)
+
+
+def test_strategies_that_bypass_the_weights_only_reader_are_refused():
+    """FSDP/DeepSpeed/XLA restore checkpoints with their own unpicklers (Lightning's _lazy_load, torch.distributed
+    checkpoint metadata), not through the trainer's CheckpointIO: the config refuses them."""
+    for strategy in ("fsdp", "deepspeed_stage_2", "xla"):
+        result = runner.invoke(app, ["fit", "--config", "tiny", "--set", f"train.strategy={strategy}"])
+        assert_one_line_refusal(result, 2, "train.strategy", strategy)

@@ -77,6 +77,16 @@ class TrainConfig:
             raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.max_steps < 1 or self.accumulate_grad_batches < 1:
             raise ConfigError("train.max_steps and train.accumulate_grad_batches must be >= 1")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"train.strategy must be one of {STRATEGIES}, got {self.strategy!r}: others (fsdp, "
+                              f"deepspeed, …) restore checkpoints with their own full unpicklers, bypassing the "
+                              f"weights-only reader every checkpoint goes through")
+
+
+#: Lightning strategies whose resume reads the checkpoint file through the trainer's CheckpointIO (ours: weights
+#: only). FSDP, DeepSpeed and XLA load sharded or lazy checkpoints with pickle directly.
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false", "ddp_spawn",
+              "ddp_fork")
 
 
 @dataclass(frozen=True)
