@@ -7,6 +7,7 @@ on the test machine): same architectures and key layouts as the real InceptionV3
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,18 @@ def test_real_person_sources(vitonhd_shards, tmp_path):
     assert real_person_images(vitonhd_shards, split="train") == {}  # the bundled sample is the test split
     with pytest.raises(FileNotFoundError):
         real_person_images(tmp_path)
+
+
+def test_lpips_linear_heads_given_as_a_file_load_like_the_bundled_ones(weights, nets, tmp_path):
+    """An explicit --lpips-linear file reaches torchmetrics as tensors we read weights-only (re-serialised in
+    memory), and gives the same network as the bundled default."""
+    from vitontrain.metrics import default_lpips_linear_path
+
+    linear = tmp_path / "alex_linear.pth"
+    shutil.copy(default_lpips_linear_path("alex"), linear)
+    explicit = build_lpips(weights["alex"], linear)
+    x, y = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
+    assert torch.equal(explicit(x, y), nets[1](x, y))
+    zeroed = tmp_path / "zero_linear.pth"
+    torch.save({k: torch.zeros_like(v) for k, v in torch.load(linear, weights_only=True).items()}, zeroed)
+    assert float(build_lpips(weights["alex"], zeroed)(x, y).abs().max()) == 0.0

@@ -23,6 +23,7 @@ missing file is an error before any image is read.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import warnings
@@ -85,10 +86,13 @@ def build_inception(weights: Path | str, feature_dim: int = FEATURE_DIM) -> nn.M
 
     if feature_dim not in FEATURE_DIMS:
         raise ValueError(f"Inception feature dimension {feature_dim}: choose one of {FEATURE_DIMS}")
-    # Checked with weights_only=True first: torch-fidelity itself loads the file with a full unpickler.
-    _read_weights(weights, "InceptionV3 (FID/KID)")
+    # torch-fidelity loads its weights with a full unpickler (weights_only=False): it gets the tensors we read
+    # weights-only, re-serialised in memory, never the user's file.
+    state = io.BytesIO()
+    torch.save(_read_weights(weights, "InceptionV3 (FID/KID)"), state)
+    state.seek(0)
     try:
-        net = NoTrainInceptionV3("inception-v3-compat", [str(feature_dim)], str(weights), antialias=False)
+        net = NoTrainInceptionV3("inception-v3-compat", [str(feature_dim)], state, antialias=False)
     except RuntimeError as exc:
         raise WeightsError(f"InceptionV3 weights {weights}: do not fit torch-fidelity's InceptionV3 ({exc})") from exc
     return net.eval()
@@ -102,11 +106,15 @@ def build_lpips(backbone_weights: Path | str, linear_weights: Path | str | None 
     if net not in LPIPS_NETS:
         raise ValueError(f"LPIPS net {net!r}: choose one of {LPIPS_NETS}")
     backbone = _read_weights(backbone_weights, f"LPIPS {net} backbone")
-    if linear_weights is not None:  # torchmetrics reads it with torch.load's default unpickler: check it first
-        _read_weights(linear_weights, "LPIPS linear-layer")
+    linear = None
+    if linear_weights is not None:
+        # torchmetrics reads it with torch.load's default unpickler (a full one under TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD):
+        # it gets the tensors we read weights-only, re-serialised in memory
+        linear = io.BytesIO()
+        torch.save(_read_weights(linear_weights, "LPIPS linear-layer"), linear)
+        linear.seek(0)
     # pnet_rand=True: the torchvision backbone is built without weights (no download); ours are loaded below.
-    model = _NoTrainLpips(pretrained=True, net=net, pnet_rand=True,
-                          model_path=str(linear_weights) if linear_weights is not None else None)
+    model = _NoTrainLpips(pretrained=True, net=net, pnet_rand=True, model_path=linear)
     # The LPIPS slices hold torchvision's ``features`` layers under their original indices.
     mapped, missing = {}, []
     for name, _ in model.net.named_parameters():
@@ -168,8 +176,7 @@ class EvalProtocol:
                 raise WeightsError(f"LPIPS backbone weights file not found: {self.lpips_backbone_weights}")
             if self.lpips_linear_weights is not None and not Path(self.lpips_linear_weights).is_file():
                 raise WeightsError(f"LPIPS linear-layer weights file not found: {self.lpips_linear_weights}")
-        # Every file read as weights only, before any image: an unsafe pickle is refused here, by name. (The
-        # extractors read them again; torch-fidelity with a full unpickler, which this check makes harmless.)
+        # Every file read as weights only, before any image: an unsafe pickle is refused here, by name.
         if need_inception:
             _read_weights(self.inception_weights, "InceptionV3 (FID/KID)")
         if need_lpips:
