@@ -238,3 +238,20 @@ def test_without_ray_the_error_says_how_to_install(raw, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"pip install 'vitonprep\[ray\]'"):
         build_dataset(_cfg(), raw, tmp_path / "out", BuildOptions(distributor="ray"))
     assert not (tmp_path / "out").exists()
+
+
+class _BrokenSetup:
+    """Work factory whose set-up fails in every worker process (as missing weights would)."""
+
+    def __call__(self):
+        raise FileNotFoundError("weights.pth is missing")
+
+
+def test_work_that_cannot_be_set_up_stops_the_run_with_its_reason(ray_local, tmp_path):
+    from vitonprep.distribute import RayOptions, run_shard_tasks_ray
+    from vitonprep.runner import ShardTask
+
+    tasks = [ShardTask(i, tmp_path / "out", (i,)) for i in range(3)]
+    with pytest.raises(ConfigError, match="shard workers could not start: FileNotFoundError: weights.pth"):
+        run_shard_tasks_ray(tasks, _BrokenSetup(), RayOptions(workers=2))
+    assert completed_shards(tmp_path / "out") == []

@@ -110,7 +110,8 @@ def run_build_on_ray(cfg: PipelineConfig, tasks: Sequence[ShardTask], options: B
                 logger.info("stage %s: %d actors x (%g CPU, %g GPU), batch %d", name, res.actors, res.num_cpus,
                             res.num_gpus, res.batch_size)
             wait_ready(ray, stage_actors, "stage actors")
-            return run_shard_tasks_ray(tasks, _MakerFactory(cfg, offload), ray_options, progress, reserved)
+            return run_shard_tasks_ray(tasks, _MakerFactory(cfg, offload), ray_options, progress, reserved,
+                                       need_gpus)
         finally:
             if stage_actors and head_reachable(ray):  # with the head gone, ray.kill would block
                 for a in stage_actors:

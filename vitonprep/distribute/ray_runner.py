@@ -131,10 +131,12 @@ def wait_ready(ray: Any, actors: Sequence[Any], what: str) -> None:
 
 
 class _Watch:
-    """Decides when waiting is hopeless: the head unreachable, or no live CPU for a shard, for a grace period."""
+    """Decides when waiting is hopeless: the head unreachable, or the live nodes too small for the stage actors
+    and one shard, for a grace period."""
 
-    def __init__(self, ray: Any, options: RayOptions, reserved_cpus: float):
-        self.ray, self.options, self.reserved = ray, options, reserved_cpus
+    def __init__(self, ray: Any, options: RayOptions, reserved_cpus: float, reserved_gpus: float):
+        self.ray, self.options = ray, options
+        self.reserved_cpus, self.reserved_gpus = reserved_cpus, reserved_gpus
         self.head_lost_at: float | None = None
         self.no_cpu_at: float | None = None
         self.head_lost = False
@@ -149,14 +151,18 @@ class _Watch:
                 return f"the Ray head node was lost (no answer for {now - self.head_lost_at:.0f} s)"
             return None
         self.head_lost_at = None
-        # total (not free) CPUs of the live nodes: busy workers free theirs, dead nodes never will
-        cpus = self.ray.cluster_resources().get("CPU", 0.0) - self.reserved
-        if cpus >= self.options.cpus_per_worker:
+        # totals (not free amounts) of the live nodes: busy workers free theirs, dead nodes never will; a stage
+        # actor lost with its node is restarted by Ray only where its resources are
+        have = self.ray.cluster_resources()
+        cpus = have.get("CPU", 0.0) - self.reserved_cpus
+        if cpus >= self.options.cpus_per_worker and have.get("GPU", 0.0) >= self.reserved_gpus:
             self.no_cpu_at = None
             return None
         self.no_cpu_at = self.no_cpu_at or now
         if now - self.no_cpu_at >= self.options.capacity_timeout_s:
-            return (f"no live Ray node can run it ({max(cpus, 0):g} CPUs left for shard workers after "
+            gpus = (f", {have.get('GPU', 0.0):g} of {self.reserved_gpus:g} GPUs for stage actors"
+                    if self.reserved_gpus else "")
+            return (f"the live Ray nodes cannot run it ({max(cpus, 0):g} CPUs for shard workers{gpus}, for "
                     f"{now - self.no_cpu_at:.0f} s)")
         return None
 
@@ -167,10 +173,12 @@ def run_shard_tasks_ray(
     options: RayOptions = RayOptions(),
     progress: ProgressCallback | None = None,
     reserved_cpus: float = 0.0,
+    reserved_gpus: float = 0.0,
 ) -> list[ShardResult]:
     """Run every task not yet complete as Ray tasks; results in task order (errors as values).
 
-    Expects Ray to be connected (see `connect`); ``reserved_cpus`` are the CPUs other actors of the job hold.
+    Expects Ray to be connected (see `connect`); ``reserved_cpus``/``reserved_gpus`` are what other actors of
+    the job (stage actors) hold.
     After a lost head no Ray call may be made any more (each would block): check `head_reachable` first.
     """
     ray = import_ray()
@@ -204,7 +212,7 @@ def run_shard_tasks_ray(
     nworkers = min(worker_count(ray, options, reserved_cpus), len(todo))
     token = uuid.uuid4().hex
     logger.info("%d shards to make on %d Ray shard workers", len(todo), nworkers)
-    watch = _Watch(ray, options, reserved_cpus)
+    watch = _Watch(ray, options, reserved_cpus, reserved_gpus)
     attempts: dict[int, int] = {}
     pending: dict[Any, ShardTask] = {}
     while todo or pending:
@@ -217,12 +225,13 @@ def run_shard_tasks_ray(
             if reason is None:
                 continue
             # every shard not made fails with the reason; a rerun of the same command makes them
-            logger.error("giving up on %d shards: %s", len(pending) + len(todo), reason)
+            logger.error("giving up on %d shards (rerun the same command to make them): %s",
+                         len(pending) + len(todo), reason)
             if not watch.head_lost:
                 for ref in pending:
                     ray.cancel(ref, force=True)
             for task in [*pending.values(), *todo]:
-                finish(ShardResult(index=task.index, nsamples=0, error=f"{reason}; rerun to make it"))
+                finish(ShardResult(index=task.index, nsamples=0, error=reason))
             pending.clear()
             todo.clear()
             break
@@ -235,27 +244,34 @@ def run_shard_tasks_ray(
                     for other in pending:
                         ray.cancel(other, force=True)
                     raise ConfigError(f"Ray shard workers could not start: {exc.cause}") from exc
-                result = _retry_or_fail(task, exc, attempts, options, todo)
+                result = _retry_or_fail(task, _first_line(exc), attempts, options, todo)
             except ray.exceptions.RayError as exc:  # the process or its node died (killed, OOM, node lost)
                 logger.warning("shard %d: its worker or node was lost (%s)", task.index, type(exc).__name__)
-                result = _retry_or_fail(task, exc, attempts, options, todo)
+                result = _retry_or_fail(task, _first_sentence(exc), attempts, options, todo)
             if result is not None:
                 finish(result)
     return [results[t.index] for t in tasks]
 
 
-def _retry_or_fail(task: ShardTask, exc: Exception, attempts: dict[int, int], options: RayOptions,
+def _retry_or_fail(task: ShardTask, reason: str, attempts: dict[int, int], options: RayOptions,
                    todo: deque[ShardTask]) -> ShardResult | None:
     n = attempts[task.index] = attempts.get(task.index, 0) + 1
     if n <= options.max_shard_retry:
         logger.warning("shard %d failed (attempt %d of %d), retrying: %s", task.index, n,
-                       options.max_shard_retry + 1, _first_line(exc))
+                       options.max_shard_retry + 1, reason)
         todo.append(task)
         return None
-    logger.error("shard %d failed %d times, giving up (rerun to retry): %s", task.index, n, _first_line(exc))
-    return ShardResult(index=task.index, nsamples=0, error=_first_line(exc))
+    logger.error("shard %d failed %d times, giving up (rerun to retry): %s", task.index, n, reason)
+    return ShardResult(index=task.index, nsamples=0, error=reason)
 
 
 def _first_line(exc: BaseException) -> str:
+    """An exception raised in the work: its last line is the original exception's."""
     lines = [ln for ln in str(exc).splitlines() if ln.strip()]
     return f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """Ray's own failures (node died, worker crashed) say what happened first, then a page of advice."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text.split('. ')[0].rstrip('.')}"
