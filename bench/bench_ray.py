@@ -73,7 +73,7 @@ def main(n: int = 12) -> None:
         made = rep_l1.nsamples
         print(f"persons: {n} at 768x1024 ({made} made), pipeline {PIPELINE}, {per_shard} per shard, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; Ray start-up {ray_start:.1f} s (not "
-              "in the figures; Ray figures include starting the actors and loading their models)")
+              "in the figures; Ray figures include starting the worker processes and loading their models)")
         rate = {k: made / v for k, v in rows.items()}
         for k, r in rate.items():
             print(f"  {k:22s} {r:5.2f} persons/s   ({rows[k]:5.1f} s)")
