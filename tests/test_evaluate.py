@@ -189,5 +189,5 @@ def test_lpips_linear_heads_given_as_a_file_load_like_the_bundled_ones(weights, 
     x, y = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
     assert torch.equal(explicit(x, y), nets[1](x, y))
     zeroed = tmp_path / "zero_linear.pth"
-    torch.save({k: torch.zeros_like(v) for k, v in torch.load(linear, weights_only=True).items()}, zeroed)
+    torch.save({k: torch.zeros_like(v) for k, v in torch.load(linear, map_location="cpu", weights_only=True).items()}, zeroed)
     assert float(build_lpips(weights["alex"], zeroed)(x, y).abs().max()) == 0.0
