@@ -242,9 +242,7 @@ def check_shards(urls: list[str], n: int = 8) -> ShardCheck:
     report.keys = len(seen)
     for key, where in seen.items():
         if len(where) > 1:
-            names = ", ".join(where)
-            report.problems.append(Problem(where[0], key, f"duplicate key: {len(where)} samples named {key} in "
-                                                          f"{names}"))
+            report.problems.append(Problem(where[0], key, f"duplicate key: also in {', '.join(where[1:])}"))
     for url in urls:
         if report.read >= n:
             break
