@@ -318,9 +318,10 @@ def test_stream_names_a_shard_truncated_after_the_start_check(shards):
 
 
 # ----------------------------------------------------------------------------------------------- crafted shards
-def test_pickled_members_in_a_shard_are_never_unpickled(shards, sandbox):
-    """webdataset's default decoders unpickle .pyd/.pickle/.pkl members and torch.load .pth ones (weights_only=False);
-    vitontrain decodes the contract's members only, so a planted member runs no code in check-data, sample or fit."""
+@pytest.fixture
+def pickle_carrying_shards(shards, sandbox):
+    """Every shard also holds members webdataset's default decoders would unpickle (.pyd/.pickle/.pkl) or
+    torch.load with a full unpickler (.pth); each would create the marker."""
     marker = sandbox / "marker"
     for shard in sorted(shards.glob("*.tar")):
         key = key_of(shard)
@@ -331,18 +332,29 @@ def test_pickled_members_in_a_shard_are_never_unpickled(shards, sandbox):
                                      (f"{key}.evil.pkl", payload), (f"{key}.evil.pth", buf.getvalue())]
         write_tar(shard, members)
     assert not marker.exists()
+    return shards, marker
+
+
+def test_pickled_members_are_never_unpickled_by_check_data_or_sample(pickle_carrying_shards, sandbox):
+    """vitontrain decodes the contract's members only, so a planted member runs no code."""
+    shards, marker = pickle_carrying_shards
     result = check_data(shards)
     assert not marker.exists(), "check-data ran pickled code"
     assert result.exit_code == 0, result.output
-    out = sandbox / "out"
-    res = runner.invoke(app, ["sample", str(shards), str(out), "--config", str(TINY), "--random-init", "--steps",
-                              "1", "--height", "64", "--width", "64", "--no-progress", "--limit", "1"])
+    res = runner.invoke(app, ["sample", str(shards), str(sandbox / "out"), "--config", str(TINY), "--random-init",
+                              "--steps", "1", "--height", "64", "--width", "64", "--no-progress", "--limit", "1"])
     assert not marker.exists(), "sample ran pickled code"
     assert res.exit_code == 0, res.output
+
+
+def test_pickled_members_are_never_unpickled_by_fit(pickle_carrying_shards, sandbox):
+    """fit reads shards in the stream and, for its sample grids, in shard order (preview batches)."""
+    shards, marker = pickle_carrying_shards
     fit = runner.invoke(app, fit_args(shards, sandbox / "run", "train.sample_every_n_steps=1",
                                       "train.sample_steps=1", "train.sample_count=1"))
     assert not marker.exists(), "fit ran pickled code"
     assert fit.exit_code == 0, fit.output
+    assert sorted(p.name for p in (sandbox / "run/samples").glob("*.jpg"))  # the preview path did run
 
 
 def test_sample_writes_nothing_outside_out_for_crafted_names(shards, sandbox):
