@@ -451,3 +451,14 @@ def test_strategies_that_bypass_the_weights_only_reader_are_refused():
     for strategy in ("fsdp", "deepspeed_stage_2", "xla"):
         result = runner.invoke(app, ["fit", "--config", "tiny", "--set", f"train.strategy={strategy}"])
         assert_one_line_refusal(result, 2, "train.strategy", strategy)
+
+
+def test_fit_resume_auto_with_a_cut_last_ckpt_is_one_line(train_shards, sandbox):
+    """A last.ckpt cut short (a kill during its save, a full disk) is a one-line refusal with what to do next."""
+    last = sandbox / "run/checkpoints/last.ckpt"
+    last.parent.mkdir(parents=True)
+    buf = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, buf)
+    last.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    result = runner.invoke(app, fit_args(train_shards, sandbox / "run"))
+    assert_one_line_refusal(result, 2, str(last), "not a readable torch checkpoint", "--resume none")

@@ -23,8 +23,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from vitontrain.checkpoints import (init_from_paint_by_example, load_stableviton, load_vae_finetune,
-                                    read_checkpoint, read_state_dict)
+from vitontrain.checkpoints import (CheckpointError, UnsafeCheckpointError, init_from_paint_by_example,
+                                    load_stableviton, load_vae_finetune, read_checkpoint, read_state_dict)
 from vitontrain.data.module import ShardDataModule, expand_shard_specs
 from vitontrain.data.shards import check_local_shards
 from vitontrain.models.instantiate import instantiate_from_config
@@ -128,7 +128,13 @@ def resolve_resume(cfg: FitConfig, resume: str | None) -> Path | None:
         path = Path(resume)
         if not path.is_file():
             raise FileNotFoundError(f"resume checkpoint {path} not found")
-    read_checkpoint(path)
+    try:
+        read_checkpoint(path)
+    except UnsafeCheckpointError:
+        raise
+    except CheckpointError as exc:  # e.g. a last.ckpt cut short by a kill during its save
+        raise CheckpointError(f"{exc}; pass --resume with an earlier {checkpoint_dir(cfg)}/step*.ckpt, or "
+                              f"--resume none to start over") from exc
     return path
 
 
