@@ -466,3 +466,27 @@ def test_unreadable_manifest_is_one_line_and_verbose_shows_the_traceback(vitonhd
     assert not (tmp_path / "out").exists()
     rep = runner.invoke(app, ["validate", str(shards), "--report", "-"])
     assert rep.exit_code == 1 and "manifest.json is unreadable" in rep.stdout
+
+
+# ------------------------------------------------------------------ build: crafted shards as a shard-to-shard input
+
+BUILD_CASES = [person_id_traversal, member_traversal, absolute_member, symlink_member, device_member, truncated_tar,
+               duplicate_key, pickle_member]
+
+
+@pytest.mark.parametrize("case", BUILD_CASES, ids=[c.__name__ for c in BUILD_CASES])
+def test_build_from_crafted_shards_writes_nothing_outside_out(corpus, tmp_path, case):
+    """`vitonprep build SHARDS OUT` re-runs the pipeline on stored photos: a crafted input shard ends as a failed
+    shard or an unsound sample (exit 1) or is carried as data, never as a path, a link or code."""
+    src, key, sentinel = corpus[case]
+    box = tmp_path / "a" / "b" / "c" / "box"
+    shards, out = box / "shards", box / "out"
+    shutil.copytree(src, shards)
+    before = _tree(tmp_path, out)
+    result = runner.invoke(app, ["build", str(shards), str(out), "--sheet", "0", "--max-shard-retry", "0"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    assert result.exit_code in (0, 1), result.output
+    assert _tree(tmp_path, out) == before
+    assert not sentinel.exists()
+    assert not [p for p in out.rglob("*") if p.is_symlink()]
