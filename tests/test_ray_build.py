@@ -1,5 +1,6 @@
 """`vitonprep build --distributor ray` on a local 2-CPU Ray instance: same shards as the local runner, a worker
-killed mid-task is retried with every sample exactly once, reruns skip finished shards, shard-to-shard input."""
+killed mid-task is retried with every sample exactly once, reruns skip finished shards, shard-to-shard input, and the
+driver's side of a lost cluster (the multi-node cases are in test_ray_lost_node.py)."""
 
 from __future__ import annotations
 
@@ -255,3 +256,72 @@ def test_work_that_cannot_be_set_up_stops_the_run_with_its_reason(ray_local, tmp
     with pytest.raises(ConfigError, match="shard workers could not start: FileNotFoundError: weights.pth"):
         run_shard_tasks_ray(tasks, _BrokenSetup(), RayOptions(workers=2))
     assert completed_shards(tmp_path / "out") == []
+
+
+class _Blocking:
+    """Work factory for the generic runner: every shard waits until it is cancelled (a stand-in for shards on
+    nodes that are gone)."""
+
+    def __call__(self):
+        import time
+
+        def work(task):
+            while True:
+                time.sleep(0.1)
+
+        return work
+
+
+def test_shards_no_live_node_can_run_are_returned_as_not_made(ray_local, tmp_path, monkeypatch):
+    """The driver's side of a lost cluster, on one machine: once the cluster reports no CPU (as after its worker
+    nodes died) for longer than the grace period, the run ends with every shard not made, instead of waiting."""
+    from vitonprep.distribute import RayOptions, ray_runner, run_shard_tasks_ray
+    from vitonprep.runner import ShardTask
+
+    real, calls = ray.cluster_resources, []
+
+    def shrinking():  # the sizing at the start sees the real cluster; every later look finds no CPU
+        calls.append(1)
+        return real() if len(calls) == 1 else {**real(), "CPU": 0.0}
+
+    monkeypatch.setattr(ray, "cluster_resources", shrinking)
+    monkeypatch.setattr(ray_runner, "POLL_SECONDS", 0.1)
+    tasks = [ShardTask(i, tmp_path / "out", (i,)) for i in range(3)]
+    seen = []
+    results = run_shard_tasks_ray(tasks, _Blocking(), RayOptions(workers=2, capacity_timeout_s=0.0),
+                                  progress=lambda r, done, total: seen.append(r.index))
+    assert [r.index for r in results] == [0, 1, 2] and sorted(seen) == [0, 1, 2]
+    assert all(r.error.startswith("the live Ray nodes cannot run it (0 CPUs") for r in results), results
+    assert completed_shards(tmp_path / "out") == []
+
+
+def test_the_cluster_watch_waits_its_grace_period_before_giving_up():
+    import socket
+
+    from vitonprep.distribute.ray_runner import RayOptions, _Watch
+
+    gcs = socket.create_server(("127.0.0.1", 0))  # stands in for the head's GCS port
+    address = f"127.0.0.1:{gcs.getsockname()[1]}"
+
+    class Cluster:
+        cpus = 1.0
+
+        def get_runtime_context(self):
+            return type("Ctx", (), {"gcs_address": address})()
+
+        def cluster_resources(self):
+            return {"CPU": self.cpus}
+
+    fake = Cluster()
+    patient, hasty = RayOptions(head_timeout_s=3600, capacity_timeout_s=3600), RayOptions(head_timeout_s=0,
+                                                                                         capacity_timeout_s=0)
+    assert _Watch(fake, hasty, 0.0, 0.0).verdict() is None  # a live head and a CPU: keep waiting
+    assert "cannot run it" in _Watch(fake, hasty, 1.0, 0.0).verdict()  # the one CPU is a stage actor's
+    assert "0 of 1 GPUs for stage actors" in _Watch(fake, hasty, 0.0, 1.0).verdict()
+    fake.cpus = 0.0
+    assert _Watch(fake, patient, 0.0, 0.0).verdict() is None  # a node may still come back
+    assert "cannot run it (0 CPUs" in _Watch(fake, hasty, 0.0, 0.0).verdict()
+    gcs.close()
+    assert _Watch(fake, patient, 0.0, 0.0).verdict() is None
+    watch = _Watch(fake, hasty, 0.0, 0.0)
+    assert watch.verdict().startswith("the Ray head node was lost") and watch.head_lost
