@@ -50,7 +50,7 @@ def import_ray() -> Any:
 @dataclass(frozen=True)
 class RayOptions:
     address: str | None = None  # None: use the running ray.init() or start a local instance; "auto"; "HOST:PORT"
-    workers: int | None = None  # shard workers; None: as many as the cluster's CPUs hold after the stage actors
+    workers: int | None = None  # shards in flight; None: as many as the cluster's CPUs hold after stage actors
     cpus_per_worker: float = 1.0
     max_shard_retry: int = 2  # extra attempts per shard after the first
     # Ray ends a driver that cannot reach the head for 60 s (gcs_rpc_server_reconnect_timeout_s) without a word;
