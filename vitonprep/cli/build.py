@@ -152,7 +152,7 @@ def _build_and_check(cfg, raw: str, out: str, workers: int | None, distributor: 
     if report.unused_garments:
         console.print(f"{len(report.unused_garments)} garment photos are not paired with a person")
     for index, error in sorted(report.failed_shards.items()):
-        console.print(f"[red]shard {index} was not made[/] (retries exhausted): {escape(str(error))}")
+        console.print(f"[red]shard {index} was not made[/]: {escape(str(error))}")
     if report.failed_shards:
         console.print("rerun the same command to retry the missing shards; finished shards are kept")
     if report.nsamples == 0:

@@ -78,7 +78,7 @@ def _print_report(report: ConvertReport, cfg: ConvertConfig) -> None:
     if len(report.failures) > 20:
         console.print(f"  ... {len(report.failures) - 20} more in the *_stats.json files")
     for index, error in sorted(report.failed_shards.items()):
-        console.print(f"[red]shard {index} was not made[/] (retries exhausted): {escape(error)}")
+        console.print(f"[red]shard {index} was not made[/]: {escape(error)}")
     if report.failed_shards:
         console.print("rerun the same command to retry the missing shards; finished shards are kept")
 
