@@ -366,7 +366,8 @@ def test_sample_writes_nothing_outside_out_for_crafted_names(shards, sandbox):
 
     def evil_meta(data: bytes) -> bytes:
         meta = json.loads(data)
-        meta["person_id"], meta["cloth_id"] = "../../escaped", "x/../../../y"
+        # unchecked, `OUT/unpair/../../escaped_x.jpg` lands beside OUT
+        meta["person_id"], meta["cloth_id"] = "../../escaped", "x"
         return json.dumps(meta).encode()
 
     bad_key = edit_member(shard, "meta.json", evil_meta)
