@@ -24,6 +24,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from vitonprep.backends.devices import check_device, device_note, resolve_device
 from vitonprep.errors import ConfigError
 from vitonprep.weights import WeightSpec, find_weights, register_weights
 
@@ -48,6 +49,10 @@ class SAMClothMaskConfig:
     box_margin: float = 0.02  # fraction of the box size added on every side of the prompt box
     fill_holes: bool = True  # largest component with interior holes filled (VITON-HD's filled silhouettes)
     threads: int = 0  # torch intra-op threads while predicting (0: leave torch's setting)
+    device: str = "auto"  # auto (CUDA when visible, resolved in setup()) | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
 
 
 def load_sam(path: str | Path, build: Callable[[], Any]):
@@ -121,6 +126,11 @@ class SAMClothMask:
                                                                              config.weights or None, weights_dir)
         self._build = build  # tests pass a tiny builder; None = segment-anything's registry entry
         self._predictor: Any = None
+        self.device: Any = None  # resolved in setup(), in the process that computes
+
+    @property
+    def device_note(self) -> str:
+        return device_note(self.device)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -132,8 +142,10 @@ class SAMClothMask:
             from segment_anything import SamPredictor, sam_model_registry
 
             build = self._build or (lambda: sam_model_registry[self.config.model_type](checkpoint=None))
-            self._predictor = SamPredictor(load_sam(self.weights, build))
-            logger.info("SAM %s loaded from %s", self.config.model_type, self.weights)
+            self.device = resolve_device(self.config.device)
+            # SamPredictor puts its inputs on the model's device
+            self._predictor = SamPredictor(load_sam(self.weights, build).to(self.device))
+            logger.info("SAM %s loaded from %s (on %s)", self.config.model_type, self.weights, self.device)
         return self
 
     def close(self) -> None:
@@ -153,7 +165,7 @@ class SAMClothMask:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         try:
-            with torch.no_grad():
+            with torch.inference_mode():
                 self._predictor.set_image(rgb, image_format="RGB")
                 masks, _, _ = self._predictor.predict(point_coords=point[None], point_labels=np.array([1]),
                                                       box=box, multimask_output=False)
@@ -161,14 +173,89 @@ class SAMClothMask:
             torch.set_num_threads(old)
         return masks[0].astype(bool)
 
+    def embed(self, rgbs: list[np.ndarray]) -> Any:
+        """SAM's image embeddings (N, 256, 64, 64) of RGB images, one image-encoder pass for all (each image is
+        resized and padded to the encoder's square input, so any sizes batch), on the model's device."""
+        import torch
+
+        self.setup()
+        p = self._predictor
+        with torch.inference_mode():
+            x = torch.cat([p.model.preprocess(self._transformed(rgb)) for rgb in rgbs])
+            return p.model.image_encoder(x)
+
+    def _transformed(self, rgb: np.ndarray) -> Any:
+        """segment-anything's ``set_image`` input: long side resized, 1x3xhxw uint8 on the model's device."""
+        import torch
+
+        t = torch.as_tensor(self._predictor.transform.apply_image(rgb), device=self._predictor.device)
+        return t.permute(2, 0, 1).contiguous()[None, :, :, :]
+
+    def predict_batch(self, rgbs: list[np.ndarray], boxes: list[np.ndarray],
+                      points: list[np.ndarray]) -> list[np.ndarray]:
+        """`predict` on several images: one encoder pass for the batch, then the (light) prompt decoder per image."""
+        import torch
+
+        self.setup()
+        p = self._predictor
+        old = torch.get_num_threads()
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        try:
+            features = self.embed(rgbs)
+            out = []
+            with torch.inference_mode():
+                for i, (rgb, box, point) in enumerate(zip(rgbs, boxes, points)):
+                    # the state set_image leaves behind, with this image's embedding
+                    p.reset_image()
+                    p.original_size = rgb.shape[:2]
+                    p.input_size = tuple(self._transformed(rgb).shape[-2:])
+                    p.features = features[i:i + 1]
+                    p.is_image_set = True
+                    masks, _, _ = p.predict(point_coords=point[None], point_labels=np.array([1]), box=box,
+                                            multimask_output=False)
+                    out.append(masks[0].astype(bool))
+            p.reset_image()
+        finally:
+            torch.set_num_threads(old)
+        return out
+
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        a = np.asarray(rgb)
-        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
+        a = _check_rgb(rgb)
         box, point = self.prompt(a)
-        mask = self.predict(a, box, point)
+        return self._finish(self.predict(a, box, point))
+
+    def call_batch(self, rgbs: list[np.ndarray]) -> list[Any]:
+        """``[self(rgb) for rgb in rgbs]`` with one encoder pass; a sample's ValueError (no garment prior, empty
+        mask, not an image) is returned in its place."""
+        out: list[Any] = [None] * len(rgbs)
+        todo: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for i, rgb in enumerate(rgbs):
+            try:
+                a = _check_rgb(rgb)
+                todo[i] = (a, *self.prompt(a))
+            except ValueError as exc:
+                out[i] = exc
+        if todo:
+            idx = list(todo)
+            masks = self.predict_batch(*[[todo[i][k] for i in idx] for k in range(3)])
+            for i, mask in zip(idx, masks):
+                try:
+                    out[i] = self._finish(mask)
+                except ValueError as exc:
+                    out[i] = exc
+        return out
+
+    def _finish(self, mask: np.ndarray) -> np.ndarray:
         if self.config.fill_holes:
             mask = fill_silhouette(mask)
         if not mask.any():
             raise ValueError("SAM returned an empty mask for the garment prompt")
         return mask
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
+    return a

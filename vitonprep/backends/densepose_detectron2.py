@@ -102,10 +102,17 @@ class Detectron2DensePose:
         self.weights_path = Path(weights_path)
         self.model: Any = None
         self.resize: Any = None
+        self.device: Any = None  # resolved in setup(), in the process that computes
 
     @property
     def note(self) -> str:
         return f"DensePose R50-FPN s1x ({self.weights_path.name}) on detectron2, score >= {self.settings.score_thresh}"
+
+    @property
+    def device_note(self) -> str:
+        from vitonprep.backends.devices import device_note
+
+        return device_note(self.device)
 
     def setup(self) -> None:
         if self.model is not None:
@@ -115,9 +122,12 @@ class Detectron2DensePose:
         from detectron2.modeling import build_model
 
         from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
+        from vitonprep.backends.devices import resolve_device
 
         s = self.settings
-        cfg = build_config(s.score_thresh, s.min_size, s.max_size)
+        self.device = resolve_device(getattr(s, "device", "cpu"))
+        # detectron2 builds the model (and moves its inputs) on MODEL.DEVICE
+        cfg = build_config(s.score_thresh, s.min_size, s.max_size, device=str(self.device))
         model = build_model(cfg).eval()
         model.load_state_dict(state_dict_from_pkl(self.weights_path, expected_shapes(model)), strict=True)
         self.model = model
@@ -134,11 +144,42 @@ class Detectron2DensePose:
 
         rgb = _check_rgb(image)
         self.setup()
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the model's INPUT.FORMAT is BGR
-        resized = self.resize.get_transform(bgr).apply_image(bgr)
+        resized = self._resize(rgb)
         x = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
-        with torch.no_grad():
+        with torch.inference_mode():
             # no "height"/"width": boxes stay in the resized frame so that _result scales them like the port
             inst = self.model([{"image": x}])[0]["instances"]
         out = inst.pred_densepose if len(inst) else None
         return _result(inst.pred_boxes.tensor, inst.scores, out, resized.shape[:2], rgb.shape[:2])
+
+    def _resize(self, rgb: np.ndarray) -> np.ndarray:
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the model's INPUT.FORMAT is BGR
+        return self.resize.get_transform(bgr).apply_image(bgr)
+
+    def call_batch(self, images: list[np.ndarray]) -> list[Any]:
+        return [r if isinstance(r, ValueError) else r.parts for r in self.predict_batch(images)]
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[Any]:
+        """`predict` on several photos, one model call per group of equal resized size (detectron2 pads a batch
+        to its largest image, which would change the results of smaller ones); ValueErrors returned in place."""
+        from vitonprep.backends.densepose_rcnn import _check_rgb, _result
+
+        self.setup()
+        out: list[Any] = [None] * len(images)
+        groups: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        for i, image in enumerate(images):
+            rgb = _check_rgb(image)
+            resized = self._resize(rgb)
+            groups.setdefault(resized.shape[:2], []).append((i, rgb, resized))
+        for members in groups.values():
+            inputs = [{"image": torch.as_tensor(r.astype("float32").transpose(2, 0, 1))} for _, _, r in members]
+            with torch.inference_mode():
+                results = self.model(inputs)
+            for (i, rgb, resized), res in zip(members, results):
+                inst = res["instances"]
+                try:
+                    out[i] = _result(inst.pred_boxes.tensor, inst.scores, inst.pred_densepose if len(inst) else None,
+                                     resized.shape[:2], rgb.shape[:2])
+                except ValueError as exc:
+                    out[i] = exc
+        return out

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vitonprep.backends.devices import check_device, device_note, resolve_device
 from vitonprep.backends.results import NoPersonError
 from vitonprep.errors import ConfigError
 from vitonprep.weights import WeightSpec, find_weights, register_weights
@@ -68,8 +69,10 @@ class DensePoseRCNNSettings:
     max_size: int = 1333  # INPUT.MAX_SIZE_TEST
     score_thresh: float = 0.8  # apply_net --min_score
     dtype: str = "float32"  # torchvision port only; float64 is what the parity tests use
+    device: str = "auto"  # auto (CUDA when torch sees one, resolved in setup()) | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         if self.implementation not in _IMPLEMENTATIONS:
             raise TypeError(f"implementation must be one of {_IMPLEMENTATIONS}, got {self.implementation!r}")
         if self.dtype not in _DTYPES:
@@ -186,11 +189,16 @@ class DensePoseRCNNBackend:
         self.settings = settings
         self.weights_path = Path(weights_path)
         self.model: Any = None
+        self.device: Any = None  # resolved in setup(), in the process that computes
 
     @property
     def note(self) -> str:
         return f"DensePose R50-FPN s1x ({self.weights_path.name}) on the torchvision port, score >= " \
                f"{self.settings.score_thresh}"
+
+    @property
+    def device_note(self) -> str:
+        return device_note(self.device)
 
     def setup(self) -> None:
         if self.model is not None:
@@ -205,8 +213,10 @@ class DensePoseRCNNBackend:
         state = state_dict_from_pkl(self.weights_path, shapes, dtype=dtype)
         model = DensePoseRCNN(cfg).to(dtype)
         model.load_state_dict(state, strict=True)
-        self.model = model.eval()
-        logger.info("loaded %s (%d arrays, %s)", self.weights_path, len(state), self.settings.dtype)
+        self.device = resolve_device(self.settings.device)
+        self.model = model.eval().to(self.device)
+        logger.info("loaded %s (%d arrays, %s, on %s)", self.weights_path, len(state), self.settings.dtype,
+                    self.device)
 
     def close(self) -> None:
         self.model = None
@@ -220,10 +230,34 @@ class DensePoseRCNNBackend:
         self.setup()
         s = self.settings
         resized = resize_bgr(rgb[:, :, ::-1], s.min_size, s.max_size)
-        x = torch.as_tensor(resized.astype(np.float32).transpose(2, 0, 1))
-        with torch.no_grad():
-            det, out = self.model(x)
+        x = torch.as_tensor(resized.astype(np.float32).transpose(2, 0, 1)).to(self.device)
+        det, out = self.model(x)
         return _result(det.boxes, det.scores, out, resized.shape[:2], rgb.shape[:2])
+
+    def call_batch(self, images: list[np.ndarray]) -> list[Any]:
+        """``[self(image) for image in images]`` in batched forwards; a sample's ValueError (no person) is returned
+        in its place instead of raised."""
+        return [r if isinstance(r, ValueError) else r.parts for r in self.predict_batch(images)]
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[Any]:
+        """`predict` on several photos: photos whose resized size is equal share one backbone pass (the pipeline's
+        photos all have the canvas size). Each entry is a DensePoseResult or the ValueError of that photo."""
+        self.setup()
+        s = self.settings
+        out: list[Any] = [None] * len(images)
+        groups: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        for i, image in enumerate(images):
+            rgb = _check_rgb(image)  # a wrong input (TypeError) is the caller's bug: raised, as in predict
+            resized = resize_bgr(rgb[:, :, ::-1], s.min_size, s.max_size)
+            groups.setdefault(resized.shape[:2], []).append((i, rgb, resized))
+        for members in groups.values():
+            x = torch.as_tensor(np.stack([r.astype(np.float32).transpose(2, 0, 1) for _, _, r in members]))
+            for (i, rgb, resized), (det, dp) in zip(members, self.model.forward_batch(x.to(self.device))):
+                try:
+                    out[i] = _result(det.boxes, det.scores, dp, resized.shape[:2], rgb.shape[:2])
+                except ValueError as exc:
+                    out[i] = exc
+        return out
 
 
 def _check_rgb(image: np.ndarray) -> np.ndarray:
@@ -236,14 +270,16 @@ def _check_rgb(image: np.ndarray) -> np.ndarray:
 
 def _result(boxes: torch.Tensor, scores: torch.Tensor, out: Any, input_hw: tuple[int, int],
             photo_hw: tuple[int, int]) -> DensePoseResult:
-    """Shared by both implementations: detector_postprocess, then paste. ``out`` has coarse_segm/fine_segm/u/v."""
+    """Shared by both implementations: detector_postprocess, then paste. ``out`` has coarse_segm/fine_segm/u/v.
+    Pasting runs on the CPU whatever the model's device (a no-op move there)."""
+    boxes, scores = boxes.cpu(), scores.cpu()
     if out is None or len(boxes) == 0:
         raise NoPersonError("DensePose found no person with a score above the threshold")
     boxes, keep = scale_boxes_to_photo(boxes, input_hw, photo_hw)
     if len(boxes) == 0:
         raise NoPersonError("DensePose found no person with a non-empty box")
-    parts, u, v = paste_instances(boxes, out.coarse_segm[keep], out.fine_segm[keep], out.u[keep], out.v[keep],
-                                  photo_hw)
+    parts, u, v = paste_instances(boxes, out.coarse_segm.cpu()[keep], out.fine_segm.cpu()[keep], out.u.cpu()[keep],
+                                  out.v.cpu()[keep], photo_hw)
     return DensePoseResult(parts, u, v, boxes.numpy().astype(np.float32), scores[keep].numpy())
 
 

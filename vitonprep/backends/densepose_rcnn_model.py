@@ -234,8 +234,8 @@ class RPN(nn.Module):
         out = []
         for i, (feat, stride) in enumerate(zip(features, self.STRIDES)):
             h, w = feat.shape[-2:]
-            shifts_x = torch.arange(0, w * stride, step=stride, dtype=torch.float32)
-            shifts_y = torch.arange(0, h * stride, step=stride, dtype=torch.float32)
+            shifts_x = torch.arange(0, w * stride, step=stride, dtype=torch.float32, device=feat.device)
+            shifts_y = torch.arange(0, h * stride, step=stride, dtype=torch.float32, device=feat.device)
             shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
             shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
             shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)
@@ -267,11 +267,11 @@ class RPN(nn.Module):
             top_scores, top_idx = lg.topk(k)
             boxes_all.append(proposals[top_idx])
             scores_all.append(top_scores)
-            levels.append(torch.full((k,), level, dtype=torch.int64))
+            levels.append(torch.full((k,), level, dtype=torch.int64, device=lg.device))
         boxes, scores, lvl = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(levels)
+        # masked unconditionally: `if not valid.all()` would wait for the GPU (and cannot run on meta tensors)
         valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
-        if not valid.all():
-            boxes, scores, lvl = boxes[valid], scores[valid], lvl[valid]
+        boxes, scores, lvl = boxes[valid], scores[valid], lvl[valid]
         boxes = clip_boxes(boxes, *image_size)
         keep = nonempty(boxes)
         boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
@@ -281,7 +281,8 @@ class RPN(nn.Module):
 
 def _pooler_rois(boxes: Tensor, dtype: torch.dtype) -> Tensor:
     """(M, 5) ROIs for one image: batch index 0 + XYXY, cast to the feature dtype as detectron2's ROIAlign does."""
-    return torch.cat([torch.zeros((boxes.shape[0], 1), dtype=boxes.dtype), boxes], dim=1).to(dtype)
+    return torch.cat([torch.zeros((boxes.shape[0], 1), dtype=boxes.dtype, device=boxes.device), boxes],
+                     dim=1).to(dtype)
 
 
 def multilevel_roi_align(features: list[Tensor], boxes: Tensor, output: int, sampling_ratio: int) -> Tensor:
@@ -289,7 +290,8 @@ def multilevel_roi_align(features: list[Tensor], boxes: Tensor, output: int, sam
     sizes = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
     levels = torch.floor(4 + torch.log2(sizes / 224 + 1e-8)).clamp(min=2, max=5).to(torch.int64) - 2
     rois = _pooler_rois(boxes, features[0].dtype)
-    out = torch.zeros((boxes.shape[0], features[0].shape[1], output, output), dtype=features[0].dtype)
+    out = torch.zeros((boxes.shape[0], features[0].shape[1], output, output), dtype=features[0].dtype,
+                      device=features[0].device)
     for level, feat in enumerate(features):
         inds = torch.nonzero(levels == level, as_tuple=True)[0]
         out.index_put_((inds,), roi_align(feat, rois[inds], output, 1.0 / 2 ** (level + 2), sampling_ratio, False))
@@ -436,8 +438,9 @@ class DensePoseRCNN(nn.Module):
     def preprocess(self, image_bgr: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """(3, H, W) BGR 0..255 -> normalised (1, 3, H', W') padded with zeros to a multiple of 32, and (H, W)."""
         # detectron2 keeps the mean/std as float32 buffers (103.53 -> 103.529998...), also in a float64 model
-        mean = torch.tensor(self.cfg.pixel_mean_bgr, dtype=torch.float32).to(self.dtype).view(3, 1, 1)
-        std = torch.tensor(self.cfg.pixel_std_bgr, dtype=torch.float32).to(self.dtype).view(3, 1, 1)
+        dev = image_bgr.device
+        mean = torch.tensor(self.cfg.pixel_mean_bgr, dtype=torch.float32, device=dev).to(self.dtype).view(3, 1, 1)
+        std = torch.tensor(self.cfg.pixel_std_bgr, dtype=torch.float32, device=dev).to(self.dtype).view(3, 1, 1)
         x = (image_bgr - mean) / std
         h, w = x.shape[-2:]
         d = self.cfg.size_divisibility
@@ -463,31 +466,45 @@ class DensePoseRCNN(nn.Module):
         boxes = decode_boxes(deltas, proposals, cfg.box_reg_weights)
         scores = F.softmax(logits, dim=-1)
         valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
-        if not valid.all():
-            boxes, scores = boxes[valid], scores[valid]
+        boxes, scores = boxes[valid], scores[valid]  # unconditionally, as in the RPN
         scores = scores[:, 0]
         boxes = clip_boxes(boxes, *image_size)
         keep = scores > cfg.score_thresh
         boxes, scores = boxes[keep], scores[keep]
-        keep = _nms(boxes, scores, torch.zeros(len(scores), dtype=torch.int64), cfg.nms_thresh)
+        keep = _nms(boxes, scores, torch.zeros(len(scores), dtype=torch.int64, device=scores.device), cfg.nms_thresh)
         keep = keep[: cfg.detections_per_image]
         return Detections(boxes[keep], scores[keep])
 
     def densepose(self, features: dict[str, Tensor], boxes: Tensor) -> DensePoseOutputs:
+        merged = self.roi_heads.decoder([features[f"p{i}"] for i in range(2, 6)])
+        return self._densepose_on(merged, boxes)
+
+    def _densepose_on(self, merged: Tensor, boxes: Tensor) -> DensePoseOutputs:
+        """The DensePose head on the decoder's map (1, 256, H/4, W/4) of one image."""
         cfg = self.cfg
         heads = self.roi_heads
-        merged = heads.decoder([features[f"p{i}"] for i in range(2, 6)])
         pooled = roi_align(merged, _pooler_rois(boxes, merged.dtype), cfg.dp_pooler_resolution, 0.25,
                            cfg.dp_pooler_sampling_ratio, False)
         return heads.densepose_predictor(heads.densepose_head(pooled))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, image_bgr: Tensor) -> tuple[Detections, DensePoseOutputs | None]:
-        x, size = self.preprocess(image_bgr.to(self.dtype))
-        feats = self.features(x)
-        proposals, _ = self.proposals(feats, size)
-        logits, deltas = self.box_outputs(feats, proposals)
-        det = self.detect(logits, deltas, proposals, size)
-        if len(det.boxes) == 0:
-            return det, None
-        return det, self.densepose(feats, det.boxes)
+        return self.forward_batch(image_bgr[None])[0]
+
+    @torch.inference_mode()
+    def forward_batch(self, images_bgr: Tensor) -> list[tuple[Detections, DensePoseOutputs | None]]:
+        """(N, 3, H, W) BGR 0..255 images of one size: one backbone and decoder pass for the batch, then the
+        per-image heads (proposals, boxes and DensePose ROIs differ per image). Every tensor stays on the input's
+        device."""
+        xs = [self.preprocess(img.to(self.dtype)) for img in images_bgr]
+        size = xs[0][1]
+        batch = self.features(torch.cat([x for x, _ in xs]))
+        merged = self.roi_heads.decoder([batch[f"p{i}"] for i in range(2, 6)])
+        out = []
+        for i in range(len(xs)):
+            feats = {k: v[i:i + 1] for k, v in batch.items()}
+            proposals, _ = self.proposals(feats, size)
+            logits, deltas = self.box_outputs(feats, proposals)
+            det = self.detect(logits, deltas, proposals, size)
+            out.append((det, None if len(det.boxes) == 0 else self._densepose_on(merged[i:i + 1], det.boxes)))
+        return out

@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vitonprep.backends.devices import check_device, device_note
 from vitonprep.weights import WeightSpec, find_weights, register_weights
 
 logger = logging.getLogger(__name__)
@@ -357,7 +358,8 @@ class SCHPParser:
     """
 
     def __init__(self, dataset: str, weights: str | Path, input_size: tuple[int, int] | None = None,
-                 layers: tuple[int, int, int, int] = RESNET101_LAYERS, threads: int = 0, dtype: str = "float32"):
+                 layers: tuple[int, int, int, int] = RESNET101_LAYERS, threads: int = 0, dtype: str = "float32",
+                 device: str = "auto"):
         if dataset not in DATASETS:
             raise ValueError(f"unknown SCHP dataset {dataset!r}; expected one of {sorted(DATASETS)}")
         self.dataset = DATASETS[dataset]
@@ -368,6 +370,8 @@ class SCHPParser:
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.dtype = dtype
+        self.device_setting = check_device(device)
+        self.device: Any = None  # resolved in setup(), in the process that computes
         self.runtime = "onnx" if self.weights.suffix.lower() == ".onnx" else "torch"
         self._model: Any = None
 
@@ -382,31 +386,44 @@ class SCHPParser:
         if self.runtime == "onnx":
             import onnxruntime as ort
 
+            from vitonprep.backends.devices import onnx_providers
+
             opts = ort.SessionOptions()
             if self.threads:
                 opts.intra_op_num_threads = self.threads
-            self._model = ort.InferenceSession(str(self.weights), opts, providers=["CPUExecutionProvider"])
+            providers = onnx_providers(self.device_setting)
+            self._model = ort.InferenceSession(str(self.weights), opts, providers=providers)
+            self.device = "cuda" if self._model.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         else:
             import torch
 
-            self._model = load_schp(self.weights, self.dataset.num_classes, self.layers, getattr(torch, self.dtype))
-        logger.info("SCHP %s loaded from %s (%s)", self.dataset.name, self.weights, self.runtime)
+            from vitonprep.backends.devices import resolve_device
+
+            self.device = resolve_device(self.device_setting)
+            model = load_schp(self.weights, self.dataset.num_classes, self.layers, getattr(torch, self.dtype))
+            self._model = model.to(self.device)
+        logger.info("SCHP %s loaded from %s (%s, on %s)", self.dataset.name, self.weights, self.runtime, self.device)
         return self
 
     def close(self) -> None:
         self._model = None
 
     def fusion_logits(self, x: np.ndarray) -> Any:
-        """The network's fusion output (1, C, h/4, w/4) for a preprocessed input."""
+        """The network's fusion output (N, C, h/4, w/4) for preprocessed inputs (N, 3, h, w), on the model's
+        device (torch) or a numpy array (onnx)."""
         self.setup()
         if self.runtime == "onnx":
             sess = self._model
+            inp = sess.get_inputs()[0]
             # IDM-VTON's exports return [parsing, fusion, edge]; the fusion logits are output 1
-            return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[1]
+            if inp.shape and inp.shape[0] == 1 and len(x) > 1:  # an export with a fixed batch of one
+                return np.concatenate([sess.run(None, {inp.name: x[i:i + 1].astype(np.float32)})[1]
+                                       for i in range(len(x))])
+            return sess.run(None, {inp.name: x.astype(np.float32)})[1]
         import torch
 
-        with torch.no_grad():
-            return self._model(torch.from_numpy(x).to(getattr(torch, self.dtype)))[1]
+        with torch.inference_mode():
+            return self._model(torch.from_numpy(x).to(device=self.device, dtype=getattr(torch, self.dtype)))[1]
 
     def logits(self, rgb: np.ndarray) -> np.ndarray:
         a = _check_rgb(rgb)
@@ -414,8 +431,20 @@ class SCHPParser:
         h, w = a.shape[:2]
         return logits_to_image(self.fusion_logits(preprocess(bgr, self.input_size)), w, h, self.input_size)
 
+    def logits_batch(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """`logits` of several images (any sizes: every input is fitted to the model's size) in one forward."""
+        arrays = [_check_rgb(rgb) for rgb in rgbs]
+        x = np.concatenate([preprocess(np.ascontiguousarray(a[:, :, ::-1]), self.input_size) for a in arrays])
+        fusion = self.fusion_logits(x)
+        return [logits_to_image(fusion[i:i + 1], a.shape[1], a.shape[0], self.input_size)
+                for i, a in enumerate(arrays)]
+
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         return np.argmax(self.logits(rgb), axis=2).astype(np.uint8)
+
+    def call_batch(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """``[self(rgb) for rgb in rgbs]`` with one forward for the batch."""
+        return [np.argmax(lg, axis=2).astype(np.uint8) for lg in self.logits_batch(rgbs)]
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -440,6 +469,10 @@ class SCHPParsingConfig:
     atr_weights: str = ""
     runtime: str = "torch"  # "torch" (official .pth) | "onnx" (IDM-VTON's parsing_*.onnx)
     threads: int = 0  # onnxruntime intra-op threads (0: its default)
+    device: str = "auto"  # auto (CUDA when visible, resolved in setup()) | cpu | cuda | cuda:N; onnx: CUDA provider
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
 
 
 class SCHPCIHPParser:
@@ -453,9 +486,13 @@ class SCHPCIHPParser:
             raise ValueError(f"runtime must be 'torch' or 'onnx', got {config.runtime!r}")
         specs = ONNX_WEIGHTS if config.runtime == "onnx" else TORCH_WEIGHTS
         self.lip = SCHPParser("lip", find_weights(specs["lip"], config.lip_weights or None, weights_dir),
-                              threads=config.threads)
+                              threads=config.threads, device=config.device)
         self.atr = SCHPParser("atr", find_weights(specs["atr"], config.atr_weights or None, weights_dir),
-                              threads=config.threads)
+                              threads=config.threads, device=config.device)
+
+    @property
+    def device_note(self) -> str:
+        return device_note(self.lip.device)
 
     def setup(self) -> None:
         self.lip.setup()
@@ -467,3 +504,20 @@ class SCHPCIHPParser:
 
     def __call__(self, rgb: np.ndarray, pose: Any = None, category: str = "upper_body") -> np.ndarray:
         return lip_atr_to_cihp(self.lip(rgb), self.atr(rgb))
+
+    def call_batch(self, rgbs: list[np.ndarray], poses: Any = None, category: str = "upper_body") -> list[Any]:
+        """``[self(rgb) for rgb in rgbs]``, one LIP and one ATR forward for the batch; a sample that is not an
+        RGB image gets its ValueError in its place."""
+        out: list[Any] = [None] * len(rgbs)
+        good = []
+        for i, rgb in enumerate(rgbs):
+            try:
+                _check_rgb(rgb)
+                good.append(i)
+            except ValueError as exc:
+                out[i] = exc
+        if good:
+            batch = [rgbs[i] for i in good]
+            for i, lip, atr in zip(good, self.lip.call_batch(batch), self.atr.call_batch(batch)):
+                out[i] = lip_atr_to_cihp(lip, atr)
+        return out

@@ -30,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vitonprep.backends.devices import check_device, device_note, resolve_device
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.openpose import OpenPoseKeypoints, coco18_to_body25
 from vitonprep.weights import WeightSpec, find_weights, register_weights
@@ -289,6 +290,10 @@ class OpenPoseConfig:
     thre1: float = 0.1
     thre2: float = 0.05
     dtype: str = "float32"  # float64 only for parity tests
+    device: str = "auto"  # auto (CUDA when visible, resolved in setup()) | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
 
 
 class OpenPoseBody:
@@ -303,6 +308,11 @@ class OpenPoseBody:
         self.weights = Path(weights_path) if weights_path else find_weights(WEIGHTS_BODY, config.weights or None,
                                                                              weights_dir)
         self._model: Any = None
+        self.device: Any = None  # resolved in setup(), in the process that computes
+
+    @property
+    def device_note(self) -> str:
+        return device_note(self.device)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -313,8 +323,9 @@ class OpenPoseBody:
         if self._model is None:
             import torch
 
-            self._model = load_body_net(self.weights, getattr(torch, self.config.dtype))
-            logger.info("OpenPose body loaded from %s", self.weights)
+            self.device = resolve_device(self.config.device)
+            self._model = load_body_net(self.weights, getattr(torch, self.config.dtype)).to(self.device)
+            logger.info("OpenPose body loaded from %s (on %s)", self.weights, self.device)
         return self
 
     def close(self) -> None:
@@ -322,47 +333,99 @@ class OpenPoseBody:
 
     def maps(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(heat maps H x W x 19, PAFs H x W x 38) at image size, accumulated over ``scale_search``."""
+        return self.maps_batch([bgr])[0]
+
+    def forward(self, im: np.ndarray) -> tuple[Any, Any]:
+        """The network on (N, 3, h, w) float32 inputs: (PAFs, heat maps) on the model's device."""
         import torch
 
         self.setup()
+        with torch.inference_mode():
+            return self._model(torch.from_numpy(im).to(device=self.device, dtype=getattr(torch, self.config.dtype)))
+
+    def maps_batch(self, bgrs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`maps` of several images; images of one size share each scale's forward (the pipeline's photos all
+        have the canvas size)."""
+        out: list[Any] = [None] * len(bgrs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, bgr in enumerate(bgrs):
+            groups.setdefault(bgr.shape, []).append(i)
+        for members in groups.values():
+            for i, m in zip(members, self._maps_same_size([bgrs[i] for i in members])):
+                out[i] = m
+        return out
+
+    def _maps_same_size(self, bgrs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         cfg = self.config
-        h, w = bgr.shape[:2]
-        heatmap_avg = np.zeros((h, w, 19))
-        paf_avg = np.zeros((h, w, 38))
+        h, w = bgrs[0].shape[:2]
+        heatmap_avg = [np.zeros((h, w, 19)) for _ in bgrs]
+        paf_avg = [np.zeros((h, w, 38)) for _ in bgrs]
         n = len(cfg.scale_search)
         for s in cfg.scale_search:
             scale = s * cfg.boxsize / h
-            img = cv2.resize(bgr, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-            padded, (pad_down, pad_right) = _pad_right_down(img, cfg.stride, cfg.pad_value)
-            im = np.ascontiguousarray(np.transpose(np.float32(padded[:, :, :, None]), (3, 2, 0, 1)) / 256 - 0.5)
-            with torch.no_grad():
-                paf_t, heat_t = self._model(torch.from_numpy(im).to(getattr(torch, cfg.dtype)))
+            ims = []
+            for bgr in bgrs:
+                img = cv2.resize(bgr, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+                padded, (pad_down, pad_right) = _pad_right_down(img, cfg.stride, cfg.pad_value)
+                ims.append(np.ascontiguousarray(np.transpose(np.float32(padded[:, :, :, None]), (3, 2, 0, 1))
+                                                / 256 - 0.5))
+            paf_t, heat_t = self.forward(np.concatenate(ims))
+            paf_np, heat_np = paf_t.cpu().numpy(), heat_t.cpu().numpy()
 
-            def to_image(t):
-                m = np.transpose(np.squeeze(t.cpu().numpy()), (1, 2, 0))
+            def to_image(m):
+                m = np.transpose(m, (1, 2, 0))
                 m = cv2.resize(m, (0, 0), fx=cfg.stride, fy=cfg.stride, interpolation=cv2.INTER_CUBIC)
                 m = m[:padded.shape[0] - pad_down, :padded.shape[1] - pad_right, :]
                 return cv2.resize(m, (w, h), interpolation=cv2.INTER_CUBIC)
 
-            heatmap_avg += heatmap_avg + to_image(heat_t) / n  # sic: the original's accumulation
-            paf_avg += to_image(paf_t) / n
-        return heatmap_avg, paf_avg
+            for j in range(len(bgrs)):
+                heatmap_avg[j] += heatmap_avg[j] + to_image(heat_np[j]) / n  # sic: the original's accumulation
+                paf_avg[j] += to_image(paf_np[j]) / n
+        return list(zip(heatmap_avg, paf_avg))
 
     def detect(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pytorch-openpose's ``Body.__call__``: (candidate, subset) for an HxWx3 uint8 BGR image."""
-        heatmap_avg, paf_avg = self.maps(bgr)
+        return self._detect_from_maps(bgr, *self.maps(bgr))
+
+    def _detect_from_maps(self, bgr: np.ndarray, heatmap_avg: np.ndarray,
+                          paf_avg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         all_peaks = find_peaks(heatmap_avg, self.config.thre1)
         connection_all, special_k = connect_limbs(all_peaks, paf_avg, bgr.shape[0], self.config.thre2)
         return assemble_persons(all_peaks, connection_all, special_k)
 
     def __call__(self, rgb: np.ndarray) -> PoseResult:
-        a = np.asarray(rgb)
-        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
-        candidate, subset = self.detect(np.ascontiguousarray(a[:, :, ::-1]))
+        return self._result(*self.detect(_bgr(rgb)))
+
+    def call_batch(self, rgbs: list[np.ndarray]) -> list[Any]:
+        """``[self(rgb) for rgb in rgbs]`` with batched forwards; a sample's ValueError (no person, not an image)
+        is returned in its place."""
+        out: list[Any] = [None] * len(rgbs)
+        bgrs: dict[int, np.ndarray] = {}
+        for i, rgb in enumerate(rgbs):
+            try:
+                bgrs[i] = _bgr(rgb)
+            except ValueError as exc:
+                out[i] = exc
+        idx = list(bgrs)
+        for i, maps in zip(idx, self.maps_batch([bgrs[i] for i in idx])):
+            try:
+                out[i] = self._result(*self._detect_from_maps(bgrs[i], *maps))
+            except ValueError as exc:
+                out[i] = exc
+        return out
+
+    @staticmethod
+    def _result(candidate: np.ndarray, subset: np.ndarray) -> PoseResult:
         if len(subset) == 0:
             raise NoPersonError("OpenPose found no person (no skeleton with 4 or more parts)")
         return PoseResult(keypoints=OpenPoseKeypoints(coco18_to_body25(main_person_coco18(candidate, subset))))
+
+
+def _bgr(rgb: np.ndarray) -> np.ndarray:
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
+    return np.ascontiguousarray(a[:, :, ::-1])
 
 
 def main_person_coco18(candidate: np.ndarray, subset: np.ndarray) -> np.ndarray:
