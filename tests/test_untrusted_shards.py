@@ -490,3 +490,31 @@ def test_build_from_crafted_shards_writes_nothing_outside_out(corpus, tmp_path, 
     assert _tree(tmp_path, out) == before
     assert not sentinel.exists()
     assert not [p for p in out.rglob("*") if p.is_symlink()]
+
+
+def test_the_documented_webdataset_recipe_runs_no_code_from_a_shard(corpus, tmp_path):
+    """README's recipe, ``.decode(decode_member, pre=[], post=[])``: members the contract does not know stay bytes.
+    With webdataset's default handlers behind decode_member (the recipe as it was), a ``.pyd`` member is unpickled
+    and its code runs: the sentinel shows which is which."""
+    import webdataset as wds
+
+    from vitonprep.codecs import decode_member
+
+    src, key, sentinel = corpus[pickle_member]
+    urls = [str(p) for p in sorted(src.glob("*.tar"))]
+    safe = list(wds.WebDataset(urls, shardshuffle=False).decode(decode_member, pre=[], post=[]))
+    crafted = next(s for s in safe if s["__key__"] == key)
+    assert isinstance(crafted["payload.pyd"], bytes)
+    assert crafted["parse.png"].dtype.name == "uint8"  # the contract's members are still decoded
+    assert not sentinel.exists()
+    # the old recipe, on a copy whose payload touches a file of this test
+    probe = tmp_path / "ran"
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)
+    shards = _samples(copy)
+    for s in shards[0]:
+        if s.key == key:
+            s.members["payload.pyd"] = pickle.dumps(_Touch(probe))
+    _write(copy, shards)
+    list(wds.WebDataset(sorted(str(p) for p in copy.glob("*.tar")), shardshuffle=False).decode(decode_member))
+    assert probe.exists()

@@ -294,7 +294,9 @@ def decode_field(field: Field, data: bytes, key: str = "?") -> Any:
 def decode_member(member_suffix: str, data: bytes) -> Any:
     """webdataset-style decoder: ``decode_member('agn_mask.png', b'...')``; None for unknown members.
 
-    Use as ``wds.WebDataset(urls).decode(decode_member)`` so masks and label maps never meet an RGB decoder.
+    Use as ``wds.WebDataset(urls).decode(decode_member, pre=[], post=[])``: masks and label maps never meet an RGB
+    decoder, and members it does not know stay bytes (webdataset's default handlers, behind it otherwise, unpickle
+    ``.pyd``/``.pickle`` and ``torch.load`` ``.pth`` members: code planted in a shard would run).
     """
     field = FIELDS_BY_MEMBER.get(member_suffix.lstrip("."))  # webdataset passes ".agn_mask.png"
     if field is None:
