@@ -160,8 +160,35 @@ def test_cli_evaluate(vitonhd_shards, weights, tmp_path):
     res = runner.invoke(app, base + ["--inception-weights", str(weights["inception"]),
                                      "--lpips-weights", str(weights["alex"]), "--report", str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "r.json").read_text())["results"]["paired"]["ssim"] == pytest.approx(1.0)
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written["results"]["paired"]["ssim"] == pytest.approx(1.0)
+    assert written["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto, resolved
     assert "not the reference file" in res.output  # random-init weights: the CLI says the numbers are not comparable
+    if not torch.cuda.is_available():  # a GPU asked for where there is none: one line, exit 2, before any image
+        res = runner.invoke(app, base + ["--inception-weights", str(weights["inception"]), "--lpips-weights",
+                                         str(weights["alex"]), "--device", "cuda", "--report", str(tmp_path / "c.json")])
+        assert res.exit_code == 2 and "no CUDA device" in res.output and not (tmp_path / "c.json").exists()
+    res = runner.invoke(app, base + ["--inception-weights", str(weights["inception"]), "--lpips-weights",
+                                     str(weights["alex"]), "--device", "gpu0"])
+    assert res.exit_code == 2 and "gpu0" in res.output
+
+
+def test_extractors_compute_on_the_given_device(weights):
+    """Images go to the extractors' device and features come back to the CPU for FID/KID (the meta device stands
+    in for a GPU: a tensor left on the CPU would meet meta weights and fail)."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            seen.append((x.device.type, self.w.device.type))
+            return torch.zeros(x.shape[0], 4)
+
+    feats = InceptionFeatures(Probe(), 2, device="meta")(_photos(3))
+    assert seen == [("meta", "meta"), ("meta", "meta")] and feats.device.type == "cpu" and feats.shape == (3, 4)
 
 
 def test_real_person_sources(vitonhd_shards, tmp_path):

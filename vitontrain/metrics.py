@@ -265,10 +265,12 @@ class _Identity(nn.Module):
 
 
 class InceptionFeatures:
-    """2048-d Inception features of uint8 image batches, batched."""
+    """2048-d Inception features of uint8 image batches, batched, computed on ``device`` (features come back on the
+    CPU in float64, where FID/KID are computed)."""
 
-    def __init__(self, net: nn.Module, batch_size: int = 16):
-        self.net = net
+    def __init__(self, net: nn.Module, batch_size: int = 16, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.net = net.to(self.device)
         self.batch_size = batch_size
 
     @torch.no_grad()
@@ -276,7 +278,8 @@ class InceptionFeatures:
         feats = []
         for i in range(0, len(images), self.batch_size):
             chunk = images[i:i + self.batch_size]
-            feats.append(self.net(_to_tensor(chunk)).double().reshape(len(chunk), -1))
+            out = self.net(_to_tensor(chunk).to(self.device, non_blocking=True))
+            feats.append(out.double().cpu().reshape(len(chunk), -1))
             if progress is not None:
                 progress(len(chunk))
         if not feats:
@@ -319,8 +322,10 @@ def fid_kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, subsets: int = 1
 
 @torch.no_grad()
 def ssim_lpips(fake: Sequence[np.ndarray], real: Sequence[np.ndarray], lpips_net: nn.Module | None,
-               batch_size: int = 16, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Mean SSIM (and LPIPS when a network is given) over aligned pairs of uint8 HWC images."""
+               batch_size: int = 16, progress: Callable[[int], None] | None = None,
+               device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Mean SSIM (and LPIPS when a network is given) over aligned pairs of uint8 HWC images. LPIPS runs on
+    ``device``; SSIM stays on the CPU in float64 (cheap, and exact to ~1e-12 whatever the device)."""
     from torchmetrics.image import StructuralSimilarityIndexMeasure
 
     if len(fake) != len(real):
@@ -334,7 +339,8 @@ def ssim_lpips(fake: Sequence[np.ndarray], real: Sequence[np.ndarray], lpips_net
         r = _to_tensor(real[i:i + batch_size]).double() / 255.0
         ssim_scores.append(ssim(f, r).reshape(-1).double())
         if lpips_net is not None:
-            lpips_scores.append(lpips_net(f.float() * 2 - 1, r.float() * 2 - 1).reshape(-1).double())
+            lp = lpips_net.to(device)(f.float().to(device) * 2 - 1, r.float().to(device) * 2 - 1)
+            lpips_scores.append(lp.reshape(-1).double().cpu())
         if progress is not None:
             progress(len(f))
     out: dict[str, Any] = {"ssim": float(torch.cat(ssim_scores).mean())}
@@ -409,14 +415,18 @@ def read_generated(generated: Path) -> dict[str, EvalInput]:
 
 
 def evaluate_run(generated: Path, real_source: Path, protocol: EvalProtocol, split: str | None = "test",
-                 report_path: Path | None = None, progress: Callable[[str, int, int], None] | None = None
-                 ) -> dict[str, Any]:
+                 report_path: Path | None = None, progress: Callable[[str, int, int], None] | None = None,
+                 device: str = "auto") -> dict[str, Any]:
     """Evaluate a ``vitontrain sample`` output against the real test persons; write and return the JSON report.
 
     Paired: SSIM, LPIPS (generated vs the person's own photo), FID, KID. Unpaired: FID, KID. FID/KID compare with
     the set of all real test person photos of ``real_source``. ``progress(stage, done, total)`` is called as images
-    are processed.
+    are processed. ``device``: where Inception and LPIPS run (auto = CUDA when torch sees one); it is written into
+    the report and does not change the protocol.
     """
+    from vitonprep.backends.devices import resolve_device
+
+    compute = resolve_device(device)  # ConfigError when CUDA is asked for and there is none
     protocol.check_files()
     lists = read_generated(generated)
     if not lists:
@@ -440,7 +450,7 @@ def evaluate_run(generated: Path, real_source: Path, protocol: EvalProtocol, spl
     real_ids = sorted(real)
     real_imgs = {pid: resized["real"].load(real[pid], h, w, resample) for pid in real_ids}
     inception = InceptionFeatures(build_inception(protocol.inception_weights, protocol.feature_dim),
-                                  protocol.batch_size)
+                                  protocol.batch_size, compute)
     lpips_net = build_lpips(protocol.lpips_backbone_weights, protocol.lpips_linear_weights, protocol.lpips_net)
     real_feats = inception([real_imgs[p] for p in real_ids], tick("real features", len(real_ids)))
 
@@ -456,7 +466,7 @@ def evaluate_run(generated: Path, real_source: Path, protocol: EvalProtocol, spl
             if missing:
                 raise ValueError(f"paired images of persons {missing[:5]} have no real photo in {real_source}")
             res.update(ssim_lpips(fake, [real_imgs[p] for p in ei.persons], lpips_net, protocol.batch_size,
-                                  tick("paired SSIM/LPIPS", len(fake))))
+                                  tick("paired SSIM/LPIPS", len(fake)), compute))
         fake_feats = inception(fake, tick(f"{mode} features", len(fake)))
         res.update(fid_kid(real_feats, fake_feats, protocol.kid_subsets, protocol.kid_subset_size))
         res["fid_reference"] = {"n_real": len(real_ids)}
@@ -468,6 +478,7 @@ def evaluate_run(generated: Path, real_source: Path, protocol: EvalProtocol, spl
         "real_source": str(real_source),
         "split": split,
         "protocol": protocol.describe(),
+        "device": str(compute),
         "resized": {k: asdict(v) for k, v in resized.items()},
         "results": results,
         "test_lists": {mode: [[str(f.relative_to(generated)), p, c] for f, p, c in

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from vitonprep.errors import ConfigError
 from vitontrain.cli._common import console, fail, say
 
 
@@ -38,6 +39,8 @@ def evaluate(
                                                   "for quick checks (not comparable).")] = 2048,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    device: Annotated[str, typer.Option(help="Where Inception and LPIPS run: auto (CUDA when visible), cpu, cuda, "
+                                             "cuda:N. Written into the report.")] = "auto",
 ) -> None:
     """Paired SSIM/LPIPS (generated vs the person's own photo) and FID/KID (paired and unpaired generated images
     vs all real test persons). The protocol — image size, resize filter, extractor, weights sha256, test lists —
@@ -50,6 +53,12 @@ def evaluate(
 
     from vitontrain.metrics import EvalProtocol, WeightsError, evaluate_run
 
+    from vitonprep.backends.devices import resolve_device
+
+    try:
+        resolve_device(device)  # a wrong or absent device fails here, before any weights or image are read
+    except (TypeError, ConfigError) as exc:
+        raise fail(f"--device: {exc}")
     try:
         protocol = EvalProtocol(height=height, width=width, resize_filter=resize_filter,
                                 inception_weights=inception_weights, lpips_backbone_weights=lpips_weights,
@@ -69,7 +78,7 @@ def evaluate(
             bar.update(tasks[stage], completed=done)
 
         try:
-            result = evaluate_run(generated, real, protocol, split or None, report_path, on_progress)
+            result = evaluate_run(generated, real, protocol, split or None, report_path, on_progress, device)
         except WeightsError as exc:
             raise fail(str(exc))
         except (FileNotFoundError, ValueError) as exc:
