@@ -350,3 +350,57 @@ def test_densepose_stage_gives_photo_backends_the_photo(monkeypatch):
     assert backend.seen == [(8, 6, 3)] and ctx["image_densepose"].shape == (8, 6, 3)
     assert ctx["producers"]["image_densepose"].note == PhotoBackend.note
     assert stages.DensePoseStage(BackendChoice("densepose-approx-parse")).reads == ("parse", "pose")
+
+
+# ------------------------------------------------------------------------------------------------ device, batches
+
+
+def _photos(wh: tuple[int, int]) -> list[np.ndarray]:
+    from PIL import Image
+
+    names = ("00034_00.jpg", "00035_00.jpg", "00121_00.jpg")
+    return [np.asarray(Image.open(ROOT / "data/samples/person" / n).convert("RGB").resize(wh, Image.BILINEAR))
+            for n in names]
+
+
+def test_cpu_device_gives_the_parity_output(weights_file, fixture):
+    """``device: cpu`` is the path the parity fixture was checked on: same boxes, scores and parts as the default."""
+    from vitonprep.backends.densepose_rcnn import DensePoseRCNNBackend, DensePoseRCNNSettings
+
+    s = FIXTURE_SETTINGS
+    backend = DensePoseRCNNBackend(DensePoseRCNNSettings(min_size=s["min_size"], max_size=s["max_size"],
+                                                         score_thresh=s["score_thresh"], dtype="float64",
+                                                         device="cpu"), weights_file)
+    result = backend.predict(fixture["image_rgb"])
+    assert str(backend.device) == "cpu" and backend.device_note == ""
+    np.testing.assert_allclose(result.boxes, fixture["final_boxes"], rtol=0, atol=1e-4)
+    assert np.mean(result.parts != fixture["parts"]) <= 0.001
+
+
+@pytest.mark.slow  # ~12 s on an idle 2-core machine, 35 s when shared
+def test_batched_predictions_equal_single_ones(weights_file):
+    """Three photos of one size share one backbone pass; each result equals its own single-photo call: part maps
+    exactly, boxes, scores and U/V to float32 rounding (a batched convolution may sum in another order; in float64
+    they were bit-identical, which takes 3x longer here). Score >= 0.9 keeps the test short (the DensePose head
+    costs ~30 GFLOP per person): 0, 1 and 2 persons, so a per-photo failure is covered too."""
+    from vitonprep.backends.densepose_rcnn import DensePoseRCNNBackend, DensePoseRCNNSettings
+
+    s = FIXTURE_SETTINGS
+    backend = DensePoseRCNNBackend(DensePoseRCNNSettings(min_size=s["min_size"], max_size=s["max_size"],
+                                                         score_thresh=0.9, device="cpu"),
+                                   weights_file)
+    photos = _photos(tuple(s["photo_wh"]))
+    batched = backend.predict_batch(photos)
+    found = []
+    for photo, got in zip(photos, batched):
+        try:
+            want = backend.predict(photo)
+        except ValueError as exc:
+            assert type(got) is type(exc) and str(got) == str(exc)
+            found.append(0)
+            continue
+        found.append(len(want.boxes))
+        np.testing.assert_array_equal(got.parts, want.parts)
+        for name, atol in (("u", 1e-4), ("v", 1e-4), ("boxes", 1e-3), ("scores", 1e-5)):
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=0, atol=atol, err_msg=name)
+    assert found == [0, 1, 2]

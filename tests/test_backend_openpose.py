@@ -143,3 +143,30 @@ def test_missing_weights_are_named(tmp_path, monkeypatch):
     monkeypatch.delenv("VITONPREP_WEIGHTS_DIR", raising=False)
     with pytest.raises(MissingWeightsError, match=r"body_pose_model\.pth.*pytorch-openpose"):
         op.OpenPoseBody(op.OpenPoseConfig(), weights_dir=tmp_path)
+
+
+def test_cpu_device_and_batches_give_the_parity_detections(case):
+    """``device: cpu`` finds the original's peaks and skeletons; a batch of photos of one size gives each photo
+    exactly its single-photo result (float64: batch members are computed independently)."""
+    from PIL import Image
+
+    fx, body64, _ = case
+    cpu = op.OpenPoseBody(op.OpenPoseConfig(boxsize=int(fx["boxsize"]), dtype="float64", device="cpu"),
+                          weights_path=body64.weights)
+    candidate, subset = cpu.detect(fx["image_bgr"])
+    np.testing.assert_array_equal(candidate[:, [0, 1, 3]], fx["candidate"][:, [0, 1, 3]])
+    np.testing.assert_array_equal(subset[:, :18], fx["subset"][:, :18])
+    h, w = fx["image_bgr"].shape[:2]
+    root = Path(__file__).resolve().parents[1] / "data" / "samples" / "person"
+    others = [np.asarray(Image.open(root / n).convert("RGB").resize((w, h), Image.BILINEAR))
+              for n in ("00035_00.jpg", "00121_00.jpg")]
+    images = [np.ascontiguousarray(fx["image_bgr"][:, :, ::-1]), *others]
+    maps = cpu.maps_batch([np.ascontiguousarray(i[:, :, ::-1]) for i in images])  # one forward for the three
+    for (heat_b, paf_b), img in zip(maps, images):
+        heat, paf = cpu.maps(np.ascontiguousarray(img[:, :, ::-1]))
+        np.testing.assert_array_equal(heat_b, heat)
+        np.testing.assert_array_equal(paf_b, paf)
+    # the skeletons assembled from the batched maps: the fixture photo's main person, as a single call gives it
+    got = cpu.call_batch(images[:1] + [np.zeros((4, 4), np.uint8)])
+    np.testing.assert_array_equal(got[0].keypoints.pose, cpu(images[0]).keypoints.pose)
+    assert isinstance(got[1], ValueError)  # a bad input fails alone

@@ -132,3 +132,15 @@ def test_missing_weights_are_named(tmp_path, monkeypatch):
     monkeypatch.delenv("VITONPREP_WEIGHTS_DIR", raising=False)
     with pytest.raises(MissingWeightsError, match=r"sam_vit_h_4b8939\.pth.*segment-anything"):
         sam_mod.SAMClothMask(sam_mod.SAMClothMaskConfig(), weights_dir=tmp_path)
+
+
+def test_batched_masks_equal_single_ones(weights):
+    """Three garment photos share one image-encoder pass; each mask equals its single-photo call exactly."""
+    imgs = [np.asarray(Image.open(p).convert("RGB").resize((96, 128), Image.BILINEAR))
+            for p in sorted(SAMPLES.glob("*.jpg"))[:3]]
+    backend = sam_mod.SAMClothMask(sam_mod.SAMClothMaskConfig(device="cpu"), weights_path=weights, build=tiny_sam)
+    batched = backend.call_batch(imgs + [np.zeros((4, 4), np.uint8)])
+    for img, got in zip(imgs, batched):
+        np.testing.assert_array_equal(got, backend(img))
+    assert isinstance(batched[3], ValueError)  # a bad input fails alone
+    assert str(backend.device) == "cpu"

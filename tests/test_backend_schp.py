@@ -233,3 +233,30 @@ def test_onnx_runtime_matches_torch(tmp_path):
     a, b = torch_parser.logits(rgb), onnx_parser.logits(rgb)
     assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
     assert (np.argmax(a, 2) != np.argmax(b, 2)).mean() <= 0.001
+
+
+def _photos(hw) -> list[np.ndarray]:
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1] / "data" / "samples" / "person"
+    return [np.asarray(Image.open(root / n).convert("RGB").resize((hw[1], hw[0]), Image.BILINEAR))
+            for n in ("00035_00.jpg", "00121_00.jpg")]
+
+
+def test_cpu_device_and_batches_give_the_parity_labels(case):
+    """``device: cpu`` reproduces the original's labels; a batch (the fixture image plus two other photos of other
+    sizes) gives each image its single-image labels exactly and its logits to 1e-9 relative (the CPU convolution
+    kernels block a batch differently, so float64 sums round differently in the last bits)."""
+    ds, fx, path, _ = case
+    parser = schp.SCHPParser(ds, path, input_size=tuple(int(v) for v in fx["input_size"]),
+                             layers=tuple(int(v) for v in fx["layers"]), dtype="float64", device="cpu").setup()
+    rgb = np.ascontiguousarray(fx["image_bgr"][:, :, ::-1])
+    np.testing.assert_array_equal(parser(rgb), fx["labels"])
+    images = [rgb, *_photos((96, 72))]
+    batched = parser.call_batch(images)
+    for img, got in zip(images, batched):
+        np.testing.assert_array_equal(got, parser(img))
+    logits = parser.logits_batch(images)
+    for img, got in zip(images, logits):
+        want = parser.logits(img)
+        assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()
