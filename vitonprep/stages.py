@@ -149,6 +149,48 @@ class Stage:
     def __call__(self, ctx: Context) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def run_batch(self, ctxs: list[Context]) -> list[Context | SampleError]:
+        """The stage on several samples: each context filled in, or the SampleError its sample raised, in order.
+        Model stages whose back-end has ``call_batch`` run it once for the batch (a Ray stage actor's call)."""
+        out: list[Context | SampleError] = []
+        for ctx in ctxs:
+            try:
+                self(ctx)
+                out.append(ctx)
+            except SampleError as exc:
+                out.append(exc)
+        return out
+
+    def _producer(self, producer: Producer, note: str = "") -> Producer:
+        """``producer`` with the back-end's device added to its note; unchanged on the CPU, so CPU-built samples
+        stay byte for byte what they were."""
+        extra = str(getattr(getattr(self, "backend", None), "device_note", "") or "")
+        if not extra:
+            return Producer(producer.backend, producer.approximate, note) if note else producer
+        return Producer(producer.backend, producer.approximate, f"{note}; {extra}" if note else extra)
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    """A back-end call's result, or the ValueError it raised (the per-sample form of `call_batch`'s entries)."""
+    try:
+        return call()
+    except ValueError as exc:
+        return exc
+
+
+def _finish_each(ctxs: list[Context], outcomes: list[Any],
+                 finish: Callable[[Context, Any], None]) -> list[Context | SampleError]:
+    """The per-sample tail of a batched back-end call: ``finish(ctx, outcome)`` is what `__call__` runs too, so
+    both paths store and fail alike."""
+    out: list[Context | SampleError] = []
+    for ctx, outcome in zip(ctxs, outcomes):
+        try:
+            finish(ctx, outcome)
+            out.append(ctx)
+        except SampleError as exc:
+            out.append(exc)
+    return out
+
 
 class LoadStage(Stage):
     def __init__(self, cfg: PipelineConfig):
@@ -189,13 +231,23 @@ class PoseStage(Stage):
         self.backend.close()
 
     def __call__(self, ctx: Context) -> None:
+        self._finish(ctx, _outcome(lambda: self.backend(ctx["image"])))
+
+    def run_batch(self, ctxs: list[Context]) -> list[Context | SampleError]:
+        call_batch = getattr(self.backend, "call_batch", None)
+        if call_batch is None or not ctxs:
+            return super().run_batch(ctxs)
+        return _finish_each(ctxs, call_batch([c["image"] for c in ctxs]), self._finish)
+
+    def _finish(self, ctx: Context, outcome: Any) -> None:
         from vitonprep.backends.results import NoPersonError
 
-        try:
-            ctx["pose"] = self.backend(ctx["image"])
-        except NoPersonError as exc:
-            raise SampleError("pose", f"no person found: {exc}", ctx["item"].person) from exc
-        ctx["producers"]["pose"] = self.producer
+        if isinstance(outcome, NoPersonError):
+            raise SampleError("pose", f"no person found: {outcome}", ctx["item"].person) from outcome
+        if isinstance(outcome, Exception):
+            raise outcome
+        ctx["pose"] = outcome
+        ctx["producers"]["pose"] = self._producer(self.producer)
 
 
 class PersonCheckStage(Stage):
@@ -239,11 +291,20 @@ class ParsingStage(Stage):
         self.category = cfg.category
 
     def __call__(self, ctx: Context) -> None:
-        try:
-            ctx["parse"] = self.backend(ctx["image"], ctx["pose"], self.category)
-        except ValueError as exc:
-            raise SampleError("parsing", str(exc), ctx["item"].person) from exc
-        ctx["producers"]["parse"] = self.producer
+        self._finish(ctx, _outcome(lambda: self.backend(ctx["image"], ctx["pose"], self.category)))
+
+    def run_batch(self, ctxs: list[Context]) -> list[Context | SampleError]:
+        call_batch = getattr(self.backend, "call_batch", None)
+        if call_batch is None or not ctxs:
+            return super().run_batch(ctxs)
+        outcomes = call_batch([c["image"] for c in ctxs], [c["pose"] for c in ctxs], self.category)
+        return _finish_each(ctxs, outcomes, self._finish)
+
+    def _finish(self, ctx: Context, outcome: Any) -> None:
+        if isinstance(outcome, ValueError):
+            raise SampleError("parsing", str(outcome), ctx["item"].person) from outcome
+        ctx["parse"] = outcome
+        ctx["producers"]["parse"] = self._producer(self.producer)
 
 
 class DensePoseStage(Stage):
@@ -260,15 +321,22 @@ class DensePoseStage(Stage):
             else "DensePose part indices approximated from parse + pose"))
 
     def __call__(self, ctx: Context) -> None:
+        self._finish(ctx, _outcome(lambda: self.backend(ctx["image"]) if self.from_image
+                                   else self.backend(ctx["parse"], ctx["pose"].keypoints.pose)))
+
+    def run_batch(self, ctxs: list[Context]) -> list[Context | SampleError]:
+        call_batch = getattr(self.backend, "call_batch", None)
+        if call_batch is None or not self.from_image or not ctxs:
+            return super().run_batch(ctxs)
+        return _finish_each(ctxs, call_batch([c["image"] for c in ctxs]), self._finish)
+
+    def _finish(self, ctx: Context, outcome: Any) -> None:
         from vitonprep.derive.densepose import render_densepose
 
-        try:
-            parts = (self.backend(ctx["image"]) if self.from_image
-                     else self.backend(ctx["parse"], ctx["pose"].keypoints.pose))
-        except ValueError as exc:  # NoPersonError included
-            raise SampleError("densepose", str(exc), ctx["item"].person) from exc
-        ctx["image_densepose"] = render_densepose(parts)
-        ctx["producers"]["image_densepose"] = Producer(self.producer.backend, self.producer.approximate, self.note)
+        if isinstance(outcome, ValueError):  # NoPersonError included
+            raise SampleError("densepose", str(outcome), ctx["item"].person) from outcome
+        ctx["image_densepose"] = render_densepose(outcome)
+        ctx["producers"]["image_densepose"] = self._producer(self.producer, self.note)
 
 
 class ClothMaskStage(Stage):
@@ -280,11 +348,30 @@ class ClothMaskStage(Stage):
         if ctx["cloth"] is None:
             ctx["cloth_mask"] = None
             return
-        try:
-            ctx["cloth_mask"] = self.backend(ctx["cloth"])
-        except ValueError as exc:
-            raise SampleError("cloth_mask", str(exc), ctx["item"].cloth) from exc
-        ctx["producers"]["cloth_mask"] = self.producer
+        self._finish(ctx, _outcome(lambda: self.backend(ctx["cloth"])))
+
+    def run_batch(self, ctxs: list[Context]) -> list[Context | SampleError]:
+        with_cloth = [c for c in ctxs if c["cloth"] is not None]
+        if len(with_cloth) < len(ctxs):  # person-only samples take the per-sample path (no model call)
+            done = {id(c): r for c, r in zip(with_cloth, self.run_batch(with_cloth))} if with_cloth else {}
+            out: list[Context | SampleError] = []
+            for ctx in ctxs:
+                if id(ctx) in done:
+                    out.append(done[id(ctx)])
+                else:
+                    self(ctx)
+                    out.append(ctx)
+            return out
+        call_batch = getattr(self.backend, "call_batch", None)
+        if call_batch is None or not ctxs:
+            return super().run_batch(ctxs)
+        return _finish_each(ctxs, call_batch([c["cloth"] for c in ctxs]), self._finish)
+
+    def _finish(self, ctx: Context, outcome: Any) -> None:
+        if isinstance(outcome, ValueError):
+            raise SampleError("cloth_mask", str(outcome), ctx["item"].cloth) from outcome
+        ctx["cloth_mask"] = outcome
+        ctx["producers"]["cloth_mask"] = self._producer(self.producer)
 
 
 class CaptionStage(Stage):

@@ -4,7 +4,8 @@ Every shard is a Ray task; each worker process builds one `vitonprep.build.Shard
 loaded once) on its first shard and keeps it for the next (`vitonprep.distribute.ray_runner`). A
 stage whose YAML block says ``resources: {actors: N, num_cpus, num_gpus, batch_size}`` instead gets N
 `StageActor`s reserving exactly those resources; shard workers send it ``batch_size`` samples per call and spread
-their calls over its actors. Photo I/O, the deterministic maps, encoding and shard writes stay in the shard
+their calls over its actors, and the actor runs the back-end once per call (`Stage.run_batch`). A back-end's
+``device: auto`` is resolved inside the actor, so a ``num_gpus: 1`` actor computes on the GPU Ray gave it. Photo I/O, the deterministic maps, encoding and shard writes stay in the shard
 workers, so a GPU only runs models.
 """
 
@@ -33,23 +34,27 @@ class StageActor:
         from vitonprep.stages import Pipeline
 
         _worker_init()
+        # the actor owns its num_cpus (a shard worker owns one): torch's intra-op threads follow them
+        threads = max(1, int(getattr(cfg.stages, stage_name).resources.num_cpus))
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:  # pragma: no cover - the default pipeline's stages need no torch
+            pass
         self.stage = next(s for s in Pipeline.from_config(cfg).stages if s.name == stage_name)
-        self.stage.setup()  # the model is loaded once per actor
+        self.stage.setup()  # the model is loaded once per actor, on the device it resolves to here
 
     def ready(self) -> bool:
         return True
 
     def run(self, ctxs: list[dict[str, Any]]) -> tuple[list[Any], dict[str, float]]:
-        """The stage on each context. A failed sample comes back as ``("SampleError", stage, reason, source)``:
-        SampleError itself does not survive pickling (its constructor takes three arguments)."""
+        """The stage on a batch of contexts, in one back-end call where the back-end batches (`Stage.run_batch`).
+        A failed sample comes back as ``("SampleError", stage, reason, source)``: SampleError itself does not
+        survive pickling (its constructor takes three arguments)."""
         t0 = time.perf_counter()
-        out: list[Any] = []
-        for ctx in ctxs:
-            try:
-                self.stage(ctx)
-                out.append(ctx)
-            except SampleError as exc:
-                out.append(("SampleError", exc.stage, exc.reason, exc.source))
+        out = [("SampleError", r.stage, r.reason, r.source) if isinstance(r, SampleError) else r
+               for r in self.stage.run_batch(ctxs)]
         return out, {self.stage.name: time.perf_counter() - t0}
 
 
