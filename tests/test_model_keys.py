@@ -50,9 +50,12 @@ def test_full_state_dict_equals_official_fixture(full_meta):
 def test_full_parameter_counts_match_spec(full_meta):
     named = dict(full_meta.named_parameters())
     assert sum(p.numel() for p in named.values()) == 1_838_680_959
-    assert sum(p.numel() for p in full_meta.optimizer_parameters()) == 529_355_008  # official optimizer set
+    official = full_meta.trainable_parameter_names("official")
+    assert sum(named[n].numel() for n in official) == 529_355_008  # official optimizer set
     effective = full_meta.trainable_parameter_names("effective")
     assert sum(named[n].numel() for n in effective) == 355_255_168  # the parameters that ever get a gradient
+    # the shipped config trains the effective set (static DDP graph, issue 20)
+    assert sum(p.numel() for p in full_meta.optimizer_parameters()) == 355_255_168
     parts = {
         "model.diffusion_model.warp_flow_blks.": 171_783_680,
         "model.diffusion_model.warp_zero_convs.": 7_994_880,
@@ -65,7 +68,7 @@ def test_full_parameter_counts_match_spec(full_meta):
 
 
 def test_full_frozen_and_trainable_sets(full_meta):
-    trainable = {n for n, p in full_meta.named_parameters() if p.requires_grad}
+    trainable = set(full_meta.trainable_parameter_names("official"))
     prefixes = ("control_model.", "model.diffusion_model.input_blocks.0.", "model.diffusion_model.warp_flow_blks.",
                 "model.diffusion_model.warp_zero_convs.", "proj_out.")
     for name, _ in full_meta.named_parameters():

@@ -21,9 +21,11 @@ from vitontrain.train.fit import build_fit, run_fit
 class RecordKeys(pl.Callback):
     def __init__(self) -> None:
         self.keys: list[str] = []
+        self.ddp: dict | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.keys.extend(batch["__key__"])
+        self.ddp = ddp_settings(trainer)  # while training: Lightning unwraps the model at teardown
 
 
 def digest(system) -> str:
@@ -33,13 +35,22 @@ def digest(system) -> str:
     return h.hexdigest()
 
 
-def main(shards: str, out: str) -> None:
+def ddp_settings(trainer) -> dict | None:
+    ddp = getattr(trainer.strategy, "model", None)
+    if not isinstance(ddp, torch.nn.parallel.DistributedDataParallel):
+        return None
+    return {"find_unused_parameters": ddp.find_unused_parameters, "static_graph": ddp.static_graph,
+            "gradient_as_bucket_view": ddp.gradient_as_bucket_view}
+
+
+def main(shards: str, out: str, *overrides: str) -> None:
+    """``overrides`` (KEY=VALUE) are applied after the defaults below."""
     cfg = load_fit_config("tiny", [
         f"data.shards=[{shards}]", f"train.out_dir={out}/run", "data.height=64", "data.width=64",
         "data.batch_size=1", "data.num_workers=0", "data.sampling=partitioned", "data.shuffle_buffer=0",
         "data.epoch_samples=4", "data.pairs=[paired,unpaired]", "train.max_steps=2", "train.sample_every_n_steps=0",
         "train.checkpoint_every_n_steps=100", "train.ema.enabled=false", "train.accelerator=cpu", "train.devices=2",
-        "train.strategy=ddp_find_unused_parameters_true"])
+        "train.strategy=ddp_find_unused_parameters_true", *overrides])
     recorder = RecordKeys()
     run = build_fit(cfg, resume="none", progress=False, extra_callbacks=[recorder], logger_backends=False)
     initial = digest(run.system)
@@ -48,8 +59,9 @@ def main(shards: str, out: str) -> None:
     Path(out, f"rank{rank}.json").write_text(json.dumps({
         "rank": rank, "world": run.trainer.world_size, "keys": recorder.keys, "initial": initial,
         "final": digest(run.system), "step": run.trainer.global_step,
-        "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None}))
+        "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
+        "ddp": recorder.ddp, "checkpoint_io": type(run.trainer.strategy.checkpoint_io).__name__}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

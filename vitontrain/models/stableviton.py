@@ -49,6 +49,7 @@ class ModelInputs:
     first_stage_cond: torch.Tensor     # [VAE(agn) (4), agn_mask (1), VAE(densepose) (4)] → [B,9,h,w]
     cloth: torch.Tensor                # cloth image [-1,1] (hint source and CLIP input)
     atv_region: torch.Tensor | None    # warped-cloth mask nearest-resized to h×w [B,1,h,w], 1 = cloth
+    cloth_posterior: DiagonalGaussianDistribution | None = None  # VAE(cloth), when encoded with the others
 
 
 @dataclass
@@ -142,6 +143,7 @@ class StableVITONModel(nn.Module):
         self.sample_posterior = sample_posterior
         self.skip_unused_control = skip_unused_control
         self.latent_factor = self.first_stage_model.downsample_factor
+        self.memory_format = torch.contiguous_format
         if gradient_checkpointing is not None:
             self.set_gradient_checkpointing(gradient_checkpointing)
         self.configure_trainable(trainable)
@@ -194,6 +196,12 @@ class StableVITONModel(nn.Module):
         """The parameters to hand to the optimiser (those with ``requires_grad``)."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def use_channels_last(self) -> None:
+        """Convolution weights (and the VAE's input) in NHWC: the layout tensor cores read without transposes;
+        convolutions then produce NHWC activations by themselves."""
+        self.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Checkpoint the ResBlocks and transformer blocks of the UNet and the spatial encoder (official
         ``use_checkpoint``); the zero cross-attention blocks are never checkpointed, as officially."""
@@ -206,11 +214,23 @@ class StableVITONModel(nn.Module):
         return self.first_stage_model.encode(x)
 
     @torch.no_grad()
-    def get_first_stage_encoding(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Image [-1,1] → ``scale_factor`` · posterior sample (or mean when ``sample_posterior`` is False)."""
-        posterior = self.encode_first_stage(x)
+    def encode_first_stage_batched(self, images: list[torch.Tensor]) -> list[DiagonalGaussianDistribution]:
+        """One VAE encoder pass over several image batches of one size (the step's four inputs): one large batch
+        keeps the device busier than four small ones. Returns one posterior per input, in order."""
+        sizes = [x.shape[0] for x in images]
+        x = torch.cat(images).contiguous(memory_format=self.memory_format)
+        moments = self.first_stage_model.quant_conv(self.first_stage_model.encoder(x))
+        return [DiagonalGaussianDistribution(m) for m in moments.split(sizes)]
+
+    def latent_from_posterior(self, posterior: DiagonalGaussianDistribution,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
         z = posterior.sample(generator) if self.sample_posterior else posterior.mode()
         return self.scale_factor * z
+
+    @torch.no_grad()
+    def get_first_stage_encoding(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Image [-1,1] → ``scale_factor`` · posterior sample (or mean when ``sample_posterior`` is False)."""
+        return self.latent_from_posterior(self.encode_first_stage(x), generator)
 
     @torch.no_grad()
     def decode_first_stage(self, z: torch.Tensor) -> torch.Tensor:
@@ -251,20 +271,24 @@ class StableVITONModel(nn.Module):
 
     @torch.no_grad()
     def get_input(self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | None = None,
-                  need_atv: bool | None = None) -> ModelInputs:
+                  need_atv: bool | None = None, encode_cloth: bool = False) -> ModelInputs:
+        """``encode_cloth``: encode the cloth in the same VAE pass and return its posterior (not yet sampled, so
+        that its noise is drawn where the official step draws it, after t, ε and the CFG decision)."""
         need_atv = self.use_atv_loss if need_atv is None else need_atv
         _, h, w = self.check_batch(batch, need_atv)
         lh, lw = h // self.latent_factor, w // self.latent_factor
-        z0 = self.get_first_stage_encoding(batch["image"].float(), generator)
-        agn = self.get_first_stage_encoding(batch["agn"].float(), generator)
+        keys = ("image", "agn", "image_densepose") + (("cloth",) if encode_cloth else ())
+        posteriors = self.encode_first_stage_batched([batch[k].float() for k in keys])
+        # posterior noise drawn in the official order: image, agn, densepose
+        z0, agn, densepose = (self.latent_from_posterior(p, generator) for p in posteriors[:3])
         mask = F.interpolate(batch["agn_mask"].float(), size=(lh, lw), mode="bilinear", align_corners=False,
                              antialias=False)
-        densepose = self.get_first_stage_encoding(batch["image_densepose"].float(), generator)
         region = None
         if need_atv:
             region = F.interpolate(batch[ATV_MASK_KEY].float(), size=(lh, lw), mode="nearest")
         return ModelInputs(z0=z0, first_stage_cond=torch.cat([agn, mask.to(agn.dtype), densepose], dim=1),
-                           cloth=batch["cloth"].float(), atv_region=region)
+                           cloth=batch["cloth"].float(), atv_region=region,
+                           cloth_posterior=posteriors[3] if encode_cloth else None)
 
     # --------------------------------------------------------------------------------------------------- denoiser
     def apply_model(self, x_noisy: torch.Tensor, t: torch.Tensor, first_stage_cond: torch.Tensor,
@@ -292,20 +316,24 @@ class StableVITONModel(nn.Module):
         ``t``, ``noise`` and ``uncond`` (CFG dropout decision) are drawn when not given; ``generator`` makes every
         draw (including the VAE posterior samples) reproducible.
         """
-        inp = self.get_input(batch, generator)
-        z0 = inp.z0
+        inp = self.get_input(batch, generator, encode_cloth=True)
+        z0 = inp.z0.float()  # ε target and q_sample in fp32, also under bf16 autocast
         b = z0.shape[0]
         device = z0.device
         gdev = device if generator is None else generator.device
         if t is None:
             t = torch.randint(0, self.num_timesteps, (b,), generator=generator, device=gdev).to(device)
         if noise is None:
-            noise = torch.randn(z0.shape, generator=generator, device=gdev).to(device, z0.dtype)
+            noise = torch.randn(z0.shape, generator=generator, device=gdev, dtype=torch.float32).to(device)
         if uncond is None:
-            uncond = bool(torch.rand((), generator=generator, device=gdev) < self.u_cond_percent)
-        context = self.unconditional_context(b) if uncond else self.conditional_context(inp.cloth)
+            uncond = bool(torch.rand((), generator=_host_generator(generator)) < self.u_cond_percent)
+        # Both branches are always in the graph, so every trained parameter gets a gradient (zero for the branch
+        # not taken) and DDP can run with a static graph; torch.where picks the values exactly.
+        pick_uncond = torch.full((), uncond, dtype=torch.bool, device=device)
+        context = torch.where(pick_uncond, self.unconditional_context(b), self.conditional_context(inp.cloth))
         x_noisy = self.q_sample(z0, t, noise)
-        eps, tv = self.apply_model(x_noisy, t, inp.first_stage_cond, inp.cloth, context,
+        hint = self.latent_from_posterior(inp.cloth_posterior, generator)
+        eps, tv = self.apply_model(x_noisy, t, inp.first_stage_cond, hint, context,
                                    atv_region=inp.atv_region if self.use_atv_loss else None, generator=generator)
         per_sample = F.mse_loss(eps.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
         logvar_t = self.logvar[t]
@@ -320,6 +348,14 @@ class StableVITONModel(nn.Module):
 
     def forward(self, batch: Mapping[str, torch.Tensor], **kwargs: Any) -> LossOutput:
         return self.training_loss(batch, **kwargs)
+
+
+def _host_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """The generator for host-side decisions (the CFG draw): a CUDA draw read with ``bool()`` would stall the host
+    until the device caught up at every step. A CPU generator stays itself (the CPU stream is unchanged)."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    return torch.Generator().manual_seed(generator.initial_seed())
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -172,13 +172,14 @@ class DiagonalGaussianDistribution:
     """Posterior ``N(mean, exp(logvar))`` from the ``[mean | logvar]`` moments; logvar clamped to [-30, 20]."""
 
     def __init__(self, moments: torch.Tensor):
-        self.mean, logvar = torch.chunk(moments, 2, dim=1)
+        # fp32 also when the encoder ran under bf16 autocast: bf16 noise and exp() would blur the latents
+        self.mean, logvar = torch.chunk(moments.float(), 2, dim=1)
         self.logvar = logvar.clamp(-30.0, 20.0)
         self.std = torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         device = self.mean.device if generator is None else generator.device
-        noise = torch.randn(self.mean.shape, generator=generator, device=device, dtype=self.mean.dtype)
+        noise = torch.randn(self.mean.shape, generator=generator, device=device, dtype=torch.float32)
         return self.mean + self.std * noise.to(self.mean.device)
 
     def mode(self) -> torch.Tensor:

@@ -12,17 +12,20 @@ needed.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.strategies import DDPStrategy
 
+from vitonprep.errors import ConfigError
 from vitontrain.checkpoints import (CheckpointError, UnsafeCheckpointError, init_from_paint_by_example,
                                     load_stableviton, load_vae_finetune, read_checkpoint, read_state_dict)
 from vitontrain.data.module import ShardDataModule, expand_shard_specs
@@ -170,8 +173,10 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
     if logger_backends:
         loggers = [CSVLogger(out, name="logs"), _tensorboard(out)]
         loggers = [lg for lg in loggers if lg is not None]
+    launch = resolve_launch(t)
     trainer = pl.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=resolve_strategy(t),
+        accelerator=t.accelerator, devices=launch.devices, num_nodes=t.num_nodes,
+        strategy=resolve_strategy(t, launch.world_size, net.trainable_mode),
         precision=t.precision, max_steps=t.max_steps, max_epochs=-1,
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
         callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
@@ -183,14 +188,65 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
     return FitRun(trainer, system, datamodule, timing, resume_from)
 
 
-def resolve_strategy(t: TrainConfig) -> str:
-    """``auto`` with several processes becomes DDP that tolerates unused parameters: the CFG dropout leaves
-    ``proj_out`` or ``learnable_vector`` without a gradient in some steps (spec §7.5), which plain DDP rejects."""
-    several = t.num_nodes > 1 or (isinstance(t.devices, int) and t.devices > 1) or (
-        isinstance(t.devices, (list, tuple)) and len(t.devices) > 1) or t.devices == -1
-    if t.strategy == "auto" and several:
-        return "ddp_find_unused_parameters_true"
-    return t.strategy
+@dataclass(frozen=True)
+class Launch:
+    devices: Any        # what the Trainer is given
+    world_size: int     # processes in the run, all nodes
+
+
+def resolve_launch(t: TrainConfig, environ: Mapping[str, str] | None = None) -> Launch:
+    """The world size this run will really have, from the launcher's environment when there is one (torchrun,
+    SLURM srun), else from ``devices`` × ``num_nodes`` as Lightning will read them (``auto``, -1, "0,1", "2", lists).
+
+    Under a launcher, ``devices: auto`` becomes the launcher's processes per node: Lightning alone would count
+    one CPU device and train every process on its own, unsynchronised."""
+    env = os.environ if environ is None else environ
+    launched = int(env.get("WORLD_SIZE") or env.get("SLURM_NTASKS") or 0)
+    per_node = int(env.get("LOCAL_WORLD_SIZE") or env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0] or 0)
+    if launched:
+        devices = t.devices
+        if _is_auto(t.devices) and per_node:
+            devices = per_node
+            if launched != per_node * t.num_nodes:
+                raise ConfigError(f"the launcher started {launched} processes, {per_node} per node, but "
+                                  f"train.num_nodes is {t.num_nodes}: set train.num_nodes={launched // per_node}")
+        return Launch(devices, launched)
+    return Launch(t.devices, device_count(t.accelerator, t.devices) * t.num_nodes)
+
+
+def _is_auto(devices: Any) -> bool:
+    return devices in ("auto", -1, "-1")
+
+
+def device_count(accelerator: str, devices: Any) -> int:
+    """Devices per node as Lightning parses ``devices``: an int or "2" is a count, "0,1" / "1," / a list name
+    indices, ``auto`` / -1 all visible accelerators (one for CPU)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if _is_auto(devices):
+        if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+            return torch.cuda.device_count()
+        return 1
+    if isinstance(devices, str):
+        if "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        return int(devices)
+    return int(devices)
+
+
+def resolve_strategy(t: TrainConfig, world_size: int, trainable_mode: str) -> Any:
+    """``auto`` with more than one process: DDP with a static graph when only parameters that get a gradient at
+    every step are trained (``trainable: effective``; both CFG branches are always in the graph), which skips the
+    per-step search for unused parameters and lets gradients live in the all-reduce buckets. The official
+    optimizer set (``trainable: official``) lists ~174 M parameters that never get a gradient: DDP must then look
+    for unused parameters at every step."""
+    if t.strategy != "auto" or world_size <= 1:
+        return t.strategy
+    if trainable_mode == "effective":
+        return DDPStrategy(find_unused_parameters=False, static_graph=True, gradient_as_bucket_view=True)
+    logger.warning("model.params.trainable is %r: parameters without gradients are in DDP, which then searches for "
+                   "unused parameters at every step (set trainable: effective to avoid it)", trainable_mode)
+    return DDPStrategy(find_unused_parameters=True, gradient_as_bucket_view=True)
 
 
 def _tensorboard(out: Path) -> TensorBoardLogger | None:

@@ -1,0 +1,39 @@
+"""Issue 20 item 1: DDP with the devices given as the shipped config gives them (``auto``, or a string such as
+"2"), 2 CPU processes (gloo) launched as torchrun would. Before the fix, "2" got Lightning's plain ``ddp`` and
+failed at step 2 ("Expected to have finished reduction in the prior iteration"), and ``auto`` trained each process
+on its own (Lightning counts one CPU device); now both train with a static graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "helpers" / "ddp_fit_worker.py"
+
+
+def run_two_ranks(shards: Path, out: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
+           str(shards), str(out), *overrides]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    ranks = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
+    return result, ranks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", ["auto", "'2'"])
+def test_shipped_devices_setting_trains_with_a_static_ddp_graph(train_shards, tmp_path, devices):
+    result, ranks = run_two_ranks(train_shards, tmp_path, f"train.devices={devices}", "train.strategy=auto",
+                                  "train.max_steps=3", "data.epoch_samples=6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["world"] for r in ranks] == [2, 2] and [r["step"] for r in ranks] == [3, 3]
+    static = {"find_unused_parameters": False, "static_graph": True, "gradient_as_bucket_view": True}
+    assert [r["ddp"] for r in ranks] == [static, static]
+    assert [r["checkpoint_io"] for r in ranks] == ["WeightsOnlyIO", "WeightsOnlyIO"]  # resume stays weights-only
+    assert ranks[0]["final"] == ranks[1]["final"] != ranks[0]["initial"]
