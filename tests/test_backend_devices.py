@@ -109,7 +109,11 @@ def test_densepose_port_runs_on_the_meta_device(monkeypatch):
 
     monkeypatch.setattr(m, "batched_nms", _nms_shapes_only)
     # boolean masks on meta tensors: assume every element is kept (shape checks only)
-    monkeypatch.setattr(fx_config, "meta_nonzero_assume_all_nonzero", True)
+    with fx_config.patch(meta_nonzero_assume_all_nonzero=True):
+        _densepose_on_meta(m)
+
+
+def _densepose_on_meta(m) -> None:
     with torch.device("meta"):
         model = m.DensePoseRCNN().eval()
     assert next(model.parameters()).device == META
@@ -146,11 +150,10 @@ def test_openpose_runs_on_the_meta_device():
     assert paf.device == META and paf.shape == (2, 38, 23, 17) and heat.shape == (2, 19, 23, 17)
 
 
-def test_sam_runs_on_the_meta_device(monkeypatch):
+def test_sam_runs_on_the_meta_device():
     pytest.importorskip("segment_anything")
     import torch.fx.experimental._config as fx_config
 
-    monkeypatch.setattr(fx_config, "meta_nonzero_assume_all_nonzero", True)  # the prompt encoder's label masks
     from segment_anything import SamPredictor
     from segment_anything.build_sam import _build_sam
 
@@ -169,7 +172,8 @@ def test_sam_runs_on_the_meta_device(monkeypatch):
     p = backend._predictor
     p.reset_image()
     p.original_size, p.input_size, p.features, p.is_image_set = (128, 96), (1024, 768), features[:1], True
-    with torch.inference_mode():
+    # the prompt encoder masks by label: on meta tensors, assume every element is kept (shape checks only)
+    with torch.inference_mode(), fx_config.patch(meta_nonzero_assume_all_nonzero=True):
         masks, scores, _ = p.predict_torch(torch.zeros((1, 1, 2), device=META), torch.ones((1, 1), device=META),
                                            torch.zeros((1, 4), device=META), multimask_output=False)
     assert masks.device == META and masks.shape == (1, 1, 128, 96)
