@@ -22,7 +22,15 @@ SAM is not timed by default: it runs in the ``segment-anything`` package itself 
 original to compare with), and a vit_b at random initialisation takes about 40 s per 1024x1024 image here.
 ``--sam`` times it anyway (``cloth_mask_sam.SAMClothMask``, vit_b, on a cloth photo of ``data/samples/cloth``).
 
-Usage: ``python bench/bench_reference_backends.py [--threads 2] [--runs 2] [--photo PATH] [--sam]``
+``--batch N`` (issue 20) instead compares, in the same process, each back-end's batched call
+(``call_batch`` on N different 768x1024 photos of ``data/samples/person``: one forward for the batch, as a Ray
+stage actor makes it) with the per-photo loop over the same photos, on the CPU. Looped and batched runs alternate
+(looped first) so that machine drift hits both; the ratio batched/looped of the medians is printed per back-end.
+The back-ends are built as above (DensePose's random weights detect nobody at 800, so its batched call times the
+detector, which is where the batch is shared; the DensePose head runs per person anyway).
+
+Usage: ``python bench/bench_reference_backends.py [--threads 2] [--runs 2] [--photo PATH] [--sam] [--batch N]
+[--only densepose,schp,openpose,sam]``
 """
 
 from __future__ import annotations
@@ -203,6 +211,95 @@ PORTS = [  # (label, key in original_timings.json, bench function)
 # ------------------------------------------------------------------------------------------------ main
 
 
+def _build(name: str, tmp: Path) -> Any:
+    """The back-end as the timing functions above build it (full size, seeded random weights, float32, CPU)."""
+    if name == "densepose":
+        import test_backend_densepose_rcnn as recipe
+
+        from vitonprep.backends.densepose_rcnn import DensePoseRCNNBackend, DensePoseRCNNSettings
+        from vitonprep.backends.densepose_rcnn_weights import write_detectron2_pkl
+
+        path = tmp / "model_final_162be9.pkl"
+        write_detectron2_pkl(recipe.random_densepose_weights(recipe.SEED, recipe._official_keys()), path)
+        backend = DensePoseRCNNBackend(DensePoseRCNNSettings(device="cpu"), path)
+        backend.setup()
+        return backend
+    if name == "schp":
+        import test_backend_schp as recipe
+
+        from vitonprep.backends import parsing_schp as schp
+
+        seed = int(np.load(recipe.FIX / "schp_lip.npz")["seed"])
+        sd = recipe.random_state_dict(recipe.official_keys("resnet101", 20), seed)
+        path = recipe.write_pth(tmp / schp.WEIGHTS_LIP.filename, {k: v.float() for k, v in sd.items()})
+        return schp.SCHPParser("lip", path, device="cpu").setup()
+    if name == "openpose":
+        import test_backend_openpose as recipe
+
+        from vitonprep.backends import pose_openpose as op
+
+        fx = np.load(recipe.FIX / "openpose_body.npz")
+        path = tmp / op.WEIGHTS_BODY.filename
+        torch.save(recipe.random_state_dict(recipe.official_keys(), int(fx["seed"]),
+                                            json.loads(str(fx["bias_shift"]))), path)
+        return op.OpenPoseBody(op.OpenPoseConfig(device="cpu"), weights_path=path).setup()
+    from segment_anything import sam_model_registry
+
+    from vitonprep.backends import cloth_mask_sam as sam_mod
+
+    torch.manual_seed(0)
+    path = tmp / sam_mod.WEIGHTS["vit_b"].filename
+    torch.save(sam_model_registry["vit_b"](checkpoint=None).state_dict(), path)
+    return sam_mod.SAMClothMask(sam_mod.SAMClothMaskConfig(model_type="vit_b", device="cpu"),
+                                weights_path=path).setup()
+
+
+def _one(backend: Any, image: np.ndarray) -> Any:
+    try:
+        return backend(image)
+    except ValueError as exc:  # what call_batch returns in place
+        return exc
+
+
+def bench_batches(names: list[str], n: int, runs: int) -> None:
+    persons = sorted((ROOT / "data" / "samples" / "person").glob("*.jpg"))
+    cloths = sorted((ROOT / "data" / "samples" / "cloth").glob("*.jpg"))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_ref_") as tmp:
+        for name in names:
+            files = (cloths if name == "sam" else persons)[:n]
+            if len(files) < n:
+                raise SystemExit(f"--batch {n}: only {len(files)} photos in data/samples")
+            images = [np.asarray(Image.open(f).convert("RGB").resize((768, 1024))) for f in files]
+            t0 = time.perf_counter()
+            backend = _build(name, Path(tmp))
+            backend.call_batch(images[:1])  # warm-up
+            looped, batched = [], []
+            for _ in range(runs):
+                t1 = time.perf_counter()
+                singles = [_one(backend, im) for im in images]
+                looped.append(time.perf_counter() - t1)
+                t1 = time.perf_counter()
+                outs = backend.call_batch(images)
+                batched.append(time.perf_counter() - t1)
+            errors = sum(isinstance(o, ValueError) for o in outs)
+            assert errors == sum(isinstance(o, ValueError) for o in singles)
+            lo, ba = statistics.median(looped), statistics.median(batched)
+            print(f"\n{name}: {n} photos, looped {lo:.2f} s (runs {', '.join(f'{v:.2f}' for v in looped)}), "
+                  f"batched {ba:.2f} s (runs {', '.join(f'{v:.2f}' for v in batched)}); batched/looped "
+                  f"{ba / lo:.2f}; {errors} of {n} photos 'no person' with the random weights; "
+                  f"{time.perf_counter() - t0:.0f} s in all")
+            rows.append((name, lo / n, ba / n, ba / lo))
+            for f in Path(tmp).iterdir():
+                f.unlink()
+    head = f"{'back-end':<12}{'looped s/img':>14}{'batched s/img':>15}{'batched/looped':>16}"
+    print(f"\nbatch of {n}, CPU, {torch.get_num_threads()} threads\n{head}\n{'-' * len(head)}")
+    for name, lo, ba, ratio in rows:
+        print(f"{name:<12}{lo:>14.2f}{ba:>15.2f}{ratio:>16.2f}")
+    print("\nbelow 1 = the batch is faster; on a CPU the gain is small by nature (the work is the same FLOPs); "
+          "on a GPU the batch fills the device.")
+
+
 def _range(v: list[float]) -> str:
     lo, hi = v
     return f"{lo:.1f}" if lo == hi else f"{lo:.1f}-{hi:.1f}"
@@ -214,10 +311,18 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2, help="timed runs after one warm-up (default 2)")
     ap.add_argument("--photo", type=Path, default=PHOTO, help="a 768x1024 photo (default %(default)s)")
     ap.add_argument("--sam", action="store_true", help="also time SAM vit_b (no original to compare with)")
+    ap.add_argument("--batch", type=int, default=0, help="compare call_batch on N photos with the per-photo loop")
+    ap.add_argument("--only", default="densepose,schp,openpose", help="back-ends for --batch (also: sam)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    if args.batch:
+        print(f"torch {torch.__version__}: {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average "
+              "at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+        bench_batches(args.only.split(","), args.batch, args.runs)
+        print("load average at end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+        return
     rgb = load_photo(args.photo)
     ref = json.loads(TIMINGS.read_text())
     print(f"torch {torch.__version__}: intra-op threads {torch.get_num_threads()} (set), OpenCV threads "
