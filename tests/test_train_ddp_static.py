@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "ddp_fit_worker.py"
 
 
-def run_two_ranks(shards: Path, out: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def run_two_ranks(shards: Path, out: Path, *overrides: str,
+                  timeout: float = 900) -> tuple[subprocess.CompletedProcess, list[dict]]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
            str(shards), str(out), *overrides]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a hung collective: stop the workers too, not only torchrun
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     ranks = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
     return result, ranks
 
@@ -37,3 +49,23 @@ def test_shipped_devices_setting_trains_with_a_static_ddp_graph(train_shards, tm
     assert [r["ddp"] for r in ranks] == [static, static]
     assert [r["checkpoint_io"] for r in ranks] == ["WeightsOnlyIO", "WeightsOnlyIO"]  # resume stays weights-only
     assert ranks[0]["final"] == ranks[1]["final"] != ranks[0]["initial"]
+
+
+@pytest.mark.slow
+def test_resume_seen_by_rank_0_only_is_refused_on_every_rank(train_shards, tmp_path):
+    """Issue 20 item 3: node-local out_dirs, where only rank 0 finds last.ckpt. Before the fix rank 0 resumed at
+    step 2 and rank 1 started at 0, and the run hung in its next collective."""
+    first, ranks = run_two_ranks(train_shards, tmp_path / "first", f"train.out_dir={tmp_path}/shared",
+                                 "train.strategy=auto", "train.checkpoint_every_n_steps=2")
+    assert first.returncode == 0 and [r["step"] for r in ranks] == [2, 2], first.stderr[-3000:]
+    (tmp_path / "r0/checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "shared/checkpoints/last.ckpt", tmp_path / "r0/checkpoints/last.ckpt")
+    os.environ["DDP_RESUME"] = "auto"
+    try:
+        result, ranks = run_two_ranks(train_shards, tmp_path / "second", f"train.out_dir={tmp_path}/r{{rank}}",
+                                      "train.strategy=auto", "train.max_steps=4", timeout=240)
+    finally:
+        del os.environ["DDP_RESUME"]
+    assert result.returncode != 0 and not ranks
+    assert "ranks disagree on where to resume: rank 0 resumes" in result.stderr
+    assert "at step 2, rank 1 starts from scratch" in result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def ddp_settings(trainer) -> dict | None:
 
 
 def main(shards: str, out: str, *overrides: str) -> None:
-    """``overrides`` (KEY=VALUE) are applied after the defaults below."""
+    """``overrides`` (KEY=VALUE) are applied after the defaults below; ``{rank}`` in them is this process's rank
+    (e.g. a folder per rank, as nodes without a shared file system would have). DDP_RESUME: fit's --resume."""
+    overrides = tuple(o.replace("{rank}", os.environ.get("RANK", "0")) for o in overrides)
     cfg = load_fit_config("tiny", [
         f"data.shards=[{shards}]", f"train.out_dir={out}/run", "data.height=64", "data.width=64",
         "data.batch_size=1", "data.num_workers=0", "data.sampling=partitioned", "data.shuffle_buffer=0",
@@ -52,7 +55,7 @@ def main(shards: str, out: str, *overrides: str) -> None:
         "train.checkpoint_every_n_steps=100", "train.ema.enabled=false", "train.accelerator=cpu", "train.devices=2",
         "train.strategy=ddp_find_unused_parameters_true", *overrides])
     recorder = RecordKeys()
-    run = build_fit(cfg, resume="none", progress=False, extra_callbacks=[recorder], logger_backends=False)
+    run = build_fit(cfg, resume=os.environ.get("DDP_RESUME", "none"), progress=False, extra_callbacks=[recorder], logger_backends=False)
     initial = digest(run.system)
     run_fit(run)
     rank = run.trainer.global_rank

@@ -17,7 +17,7 @@ from vitontrain.data.module import DataConfig
 from vitontrain.models.instantiate import resolve_train_config
 
 _YAML11_MISSED_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,23 @@ class TrainConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"                  # with >1 device: ddp_find_unused_parameters_true (CFG dropout, §7.5)
-    deterministic: bool = False
+    deterministic: bool = False             # True: reproducible kernels; False: cuDNN benchmarks its conv kernels
+    channels_last: bool = True              # NHWC convolutions (tensor cores read them without transposes)
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):
             raise ConfigError(f"train.stage must be 1 or 2, got {self.stage}")
+        if self.precision == "bf16-true":
+            raise ConfigError("train.precision 'bf16-true' keeps the trained weights in bf16, where AdamW updates of "
+                              "~1e-4 of a weight round away (8 bits of mantissa); use bf16-mixed (fp32 weights, bf16 "
+                              "compute)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.max_steps < 1 or self.accumulate_grad_batches < 1:
             raise ConfigError("train.max_steps and train.accumulate_grad_batches must be >= 1")
+        if self.num_nodes > 1 and not Path(self.out_dir).is_absolute():
+            raise ConfigError(f"train.out_dir {self.out_dir!r}: with num_nodes > 1 it must be an absolute path on a "
+                              f"file system every node shares (resume reads last.ckpt there on every rank)")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"train.strategy must be one of {STRATEGIES}, got {self.strategy!r}: others (fsdp, "
                               f"deepspeed, …) restore checkpoints with their own full unpicklers, bypassing the "

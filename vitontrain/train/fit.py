@@ -55,11 +55,12 @@ class FitRun:
 
 class WeightsOnlyIO(TorchCheckpointIO):
     """Lightning's checkpoint reader replaced by ours (weights only, file named in every refusal); saving is
-    Lightning's. Not memory-mapped: restored optimiser and EMA tensors would otherwise stay backed by a
-    ``last.ckpt`` that the next save rewrites in place."""
+    Lightning's. Memory-mapped: the ranks of a node share one page-cached copy instead of each holding the whole
+    file. Safe because no checkpoint file is rewritten in place: step files have unique names, ``last.ckpt`` is a
+    link to the newest, and Lightning writes a file to a temporary name then renames it."""
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return read_checkpoint(path, mmap=False)
+        return read_checkpoint(path, mmap=True)
 
 
 def build_net(cfg: FitConfig) -> StableVITONModel:
@@ -141,6 +142,41 @@ def resolve_resume(cfg: FitConfig, resume: str | None) -> Path | None:
     return path
 
 
+def checkpoint_step(path: Path | None) -> int | None:
+    """The global step a checkpoint resumes at (memory-mapped read, cheap), None for a fresh start."""
+    if path is None:
+        return None
+    return int(read_checkpoint(path).get("global_step", 0))
+
+
+class ResumeAgreement(pl.Callback):
+    """Every rank must resume from the same step. Each rank looks for ``last.ckpt`` on its own disk; with an
+    ``out_dir`` that is not shared by every node, node 0 would resume at step N while the others start at 0 and the
+    next collective would hang. Runs once the process group is up (``setup``), before Lightning reads the file."""
+
+    def __init__(self, path: Path | None, step: int | None):
+        self.view = (str(path) if path else None, step)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.world_size <= 1 or not torch.distributed.is_initialized():
+            return
+        views: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(views, self.view)
+        steps = [step for _, step in views]
+        if len(set(steps)) > 1:  # every rank raises the same refusal: nothing waits on a collective
+            first = steps[0]
+            other = next(r for r, s in enumerate(steps) if s != first)
+            raise CheckpointError(
+                f"ranks disagree on where to resume: rank 0 {_view_text(views[0])}, rank {other} "
+                f"{_view_text(views[other])}; train.out_dir must be one folder every node sees (an absolute path "
+                f"on a shared file system), or pass --resume none / the same --resume path on every node")
+
+
+def _view_text(view: tuple[str | None, int | None]) -> str:
+    path, step = view
+    return "starts from scratch" if path is None else f"resumes {path} at step {step}"
+
+
 def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True,
               extra_callbacks: list[pl.Callback] | None = None, logger_backends: bool = True,
               net: StableVITONModel | None = None) -> FitRun:
@@ -151,11 +187,13 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
     resume_from = resolve_resume(cfg, resume)  # and so does an unsafe or unreadable checkpoint
     pl.seed_everything(t.seed, workers=True)  # model initialisation; step draws are seeded per batch (system.py)
     net = build_net(cfg) if net is None else net
+    if t.channels_last:
+        net.use_channels_last()
     system = StableVITONSystem(net, t)
     datamodule = ShardDataModule(cfg.data)
     out = Path(t.out_dir)
     timing = StepTiming()
-    callbacks: list[pl.Callback] = [timing]
+    callbacks: list[pl.Callback] = [ResumeAgreement(resume_from, checkpoint_step(resume_from)), timing]
     if t.ema.enabled:
         callbacks.append(TrainedParamsEMA(t.ema.decay, t.ema.every_n_steps))
     if t.sample_every_n_steps:
@@ -163,7 +201,8 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
                                      t.sample_guidance, t.seed))
     callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg), filename="step{step:07d}",
                                      auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every_n_steps,
-                                     save_top_k=t.keep_checkpoints, monitor="step", mode="max", save_last=True))
+                                     save_top_k=t.keep_checkpoints, monitor="step", mode="max",
+                                     save_last="link"))  # last.ckpt links the newest step file: no second copy
     if progress:
         from pytorch_lightning.callbacks import RichProgressBar
 
@@ -182,7 +221,7 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
         callbacks=callbacks, logger=loggers, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,   # the shard stream splits by rank itself
-        deterministic=t.deterministic, default_root_dir=out,
+        deterministic=t.deterministic, benchmark=not t.deterministic, default_root_dir=out,
         plugins=[WeightsOnlyIO()],
     )
     return FitRun(trainer, system, datamodule, timing, resume_from)
