@@ -96,7 +96,9 @@ def test_checkpoint_has_the_official_layout_and_loads_strictly(train_shards, tmp
                       "train.checkpoint_every_n_steps=1")
     run = build_fit(cfg, resume="none", progress=False, logger_backends=False)
     run_fit(run)
-    ckpt = read_checkpoint(tmp_path / "run/checkpoints/last.ckpt")
+    last = tmp_path / "run/checkpoints/last.ckpt"
+    assert last.is_symlink() and last.resolve() == tmp_path / "run/checkpoints/step0000001.ckpt"  # no second copy
+    ckpt = read_checkpoint(last)
     assert ckpt["vitontrain"]["layout"] == "official" and "optimizer_states" in ckpt
     assert not any(k.startswith("net.") for k in ckpt["state_dict"])
     fresh = build_net(cfg)

@@ -32,12 +32,14 @@ class TrainedParamsEMA(pl.Callback):
         self.shadow: dict[str, torch.Tensor] = {}
         self.updates = 0
         self._last_step = 0  # global_step before the first optimiser step
+        self._host_copy = True  # only rank 0 writes checkpoints: the others skip the device->host copy
 
     def _trained(self, pl_module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
         wanted = {id(p) for p in pl_module.net.optimizer_parameters()}
         return {n: p for n, p in pl_module.net.named_parameters() if id(p) in wanted}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._host_copy = trainer.is_global_zero
         params = self._trained(pl_module)
         if self.shadow:  # restored from a checkpoint
             missing = sorted(set(params) - set(self.shadow))
@@ -61,7 +63,7 @@ class TrainedParamsEMA(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "last_step": self._last_step,
-                "shadow": {n: t.detach().cpu() for n, t in self.shadow.items()}}
+                "shadow": {n: t.detach().cpu() if self._host_copy else t.detach() for n, t in self.shadow.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decay, self.updates, self._last_step = state["decay"], state["updates"], state["last_step"]
@@ -170,5 +172,7 @@ class StepTiming(pl.Callback):
             self.data_wait.append(self._batch_start - self._batch_end)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for the step to really end
+            torch.cuda.synchronize(pl_module.device)
         self._batch_end = time.perf_counter()
         self.compute.append(self._batch_end - self._batch_start)
