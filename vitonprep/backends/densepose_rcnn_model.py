@@ -499,12 +499,14 @@ class DensePoseRCNN(nn.Module):
         xs = [self.preprocess(img.to(self.dtype)) for img in images_bgr]
         size = xs[0][1]
         batch = self.features(torch.cat([x for x, _ in xs]))
-        merged = self.roi_heads.decoder([batch[f"p{i}"] for i in range(2, 6)])
-        out = []
+        dets = []
         for i in range(len(xs)):
             feats = {k: v[i:i + 1] for k, v in batch.items()}
             proposals, _ = self.proposals(feats, size)
             logits, deltas = self.box_outputs(feats, proposals)
-            det = self.detect(logits, deltas, proposals, size)
-            out.append((det, None if len(det.boxes) == 0 else self._densepose_on(merged[i:i + 1], det.boxes)))
-        return out
+            dets.append(self.detect(logits, deltas, proposals, size))
+        if all(len(det.boxes) == 0 for det in dets):  # nobody: the decoder is not needed
+            return [(det, None) for det in dets]
+        merged = self.roi_heads.decoder([batch[f"p{i}"] for i in range(2, 6)])
+        return [(det, None if len(det.boxes) == 0 else self._densepose_on(merged[i:i + 1], det.boxes))
+                for i, det in enumerate(dets)]
