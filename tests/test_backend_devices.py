@@ -174,7 +174,7 @@ def test_sam_runs_on_the_meta_device():
     p.original_size, p.input_size, p.features, p.is_image_set = (128, 96), (1024, 768), features[:1], True
     # the prompt encoder masks by label: on meta tensors, assume every element is kept (shape checks only)
     with torch.inference_mode(), fx_config.patch(meta_nonzero_assume_all_nonzero=True):
-        masks, scores, _ = p.predict_torch(torch.zeros((1, 1, 2), device=META), torch.ones((1, 1), device=META),
+        masks, _, _ = p.predict_torch(torch.zeros((1, 1, 2), device=META), torch.ones((1, 1), device=META),
                                            torch.zeros((1, 4), device=META), multimask_output=False)
     assert masks.device == META and masks.shape == (1, 1, 128, 96)
 
@@ -266,7 +266,7 @@ def test_run_batch_without_call_batch_is_the_per_sample_loop():
     stage.backend = approx
 
     class _Pose:
-        class keypoints:  # noqa: N801 - the attribute path the stage reads
+        class keypoints:  # the attribute path the stage reads
             pose = np.zeros((25, 3), np.float32)
 
     from vitonprep.raw import RawItem

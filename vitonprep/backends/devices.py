@@ -15,7 +15,7 @@ from vitonprep.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_device", "resolve_device", "device_note", "onnx_providers"]
+__all__ = ["check_device", "device_note", "onnx_providers", "resolve_device"]
 
 _DEVICE = re.compile(r"(auto|cpu|meta|cuda(:\d+)?)")
 

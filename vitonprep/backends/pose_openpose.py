@@ -371,11 +371,13 @@ class OpenPoseBody:
                                                 / 256 - 0.5))
             paf_t, heat_t = self.forward(np.concatenate(ims))
             paf_np, heat_np = paf_t.cpu().numpy(), heat_t.cpu().numpy()
+            # one input size per group, so one crop for all
+            crop = (padded.shape[0] - pad_down, padded.shape[1] - pad_right)
 
-            def to_image(m):
+            def to_image(m, crop=crop):
                 m = np.transpose(m, (1, 2, 0))
                 m = cv2.resize(m, (0, 0), fx=cfg.stride, fy=cfg.stride, interpolation=cv2.INTER_CUBIC)
-                m = m[:padded.shape[0] - pad_down, :padded.shape[1] - pad_right, :]
+                m = m[:crop[0], :crop[1], :]
                 return cv2.resize(m, (w, h), interpolation=cv2.INTER_CUBIC)
 
             for j in range(len(bgrs)):
