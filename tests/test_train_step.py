@@ -40,6 +40,7 @@ def test_one_batched_vae_encode_equals_four_separate_encodes():
 @pytest.mark.parametrize("seed", range(6))  # seeds 1, 3, 4 draw the CFG dropout (uncond), the others do not
 def test_tuned_step_loss_equals_the_legacy_step_at_fixed_seed(seed):
     model, batch = tiny_model(), make_batch()
+    model.batch_first_stage = True  # the GPU path (one VAE pass), here on CPU
     tuned = model.training_loss(batch, generator=torch.Generator().manual_seed(seed))
     legacy, uncond = legacy_training_loss(model, batch, torch.Generator().manual_seed(seed))
     assert tuned.uncond == uncond
@@ -49,6 +50,7 @@ def test_tuned_step_loss_equals_the_legacy_step_at_fixed_seed(seed):
 def test_channels_last_step_loss_equals_the_legacy_step():
     model, batch = tiny_model(), make_batch()
     legacy, _ = legacy_training_loss(model, batch, torch.Generator().manual_seed(0))
+    model.batch_first_stage = True
     model.use_channels_last()
     assert model.unet.input_blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     tuned = model.training_loss(batch, generator=torch.Generator().manual_seed(0))
@@ -68,8 +70,10 @@ def test_both_cfg_branches_get_a_gradient_on_every_step(uncond):
     assert taken.grad.abs().sum() > 0 and not other.grad.any()
 
 
-def test_noise_and_posterior_are_fp32_under_bf16_autocast():
+@pytest.mark.parametrize("batched", [True, False])
+def test_noise_and_posterior_are_fp32_under_bf16_autocast(batched):
     model, batch = tiny_model(), make_batch(b=1)
+    model.batch_first_stage = batched
     with torch.autocast("cpu", dtype=torch.bfloat16):
         posterior = model.encode_first_stage_batched([batch["image"]])[0]
         z = model.latent_from_posterior(posterior, torch.Generator().manual_seed(0))

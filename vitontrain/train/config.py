@@ -67,7 +67,7 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
-    strategy: str = "auto"                  # with >1 device: ddp_find_unused_parameters_true (CFG dropout, §7.5)
+    strategy: str = "auto"                  # >1 process: DDP, static graph (fit.resolve_strategy)
     deterministic: bool = False             # True: reproducible kernels; False: cuDNN benchmarks its conv kernels
     channels_last: bool = True              # NHWC convolutions (tensor cores read them without transposes)
 
