@@ -172,6 +172,41 @@ def skipped_result(task: ShardTask) -> ShardResult:
     return ShardResult(index=task.index, nsamples=st["nsamples"], failures=fails, skipped=True)
 
 
+class ShardLedger:
+    """The bookkeeping every runner shares: which planned shards a previous run already finished (read back from
+    their stats files), each result as it comes, progress calls, and the results in task order at the end."""
+
+    def __init__(self, tasks: Sequence[ShardTask], progress: ProgressCallback | None = None,
+                 finished: Callable[[ShardTask], bool] | None = None):
+        self.tasks = list(tasks)
+        self.progress = progress
+        self.results: dict[int, ShardResult] = {}
+        self.todo: list[ShardTask] = []
+        is_done = finished or (lambda t: is_shard_complete(t.out_dir, t.index))
+        for task in self.tasks:
+            if is_done(task):
+                self.results[task.index] = skipped_result(task)
+            else:
+                self.todo.append(task)
+        self.done = len(self.results)
+        if self.results:
+            logger.info("resuming: %d of %d shards already complete", self.done, len(self.tasks))
+        for r in list(self.results.values()):
+            self._report(r)
+
+    def _report(self, result: ShardResult) -> None:
+        if self.progress:
+            self.progress(result, self.done, len(self.tasks))
+
+    def finish(self, result: ShardResult) -> None:
+        self.results[result.index] = result
+        self.done += 1
+        self._report(result)
+
+    def ordered(self) -> list[ShardResult]:
+        return [self.results[t.index] for t in self.tasks]
+
+
 def run_shard_tasks(
     tasks: Sequence[ShardTask],
     work: Callable[[ShardTask], ShardResult],
@@ -185,36 +220,15 @@ def run_shard_tasks(
     or whose worker dies (killed, out of memory), comes back with ``ShardResult.error`` set once it has been tried
     ``1 + max_shard_retry`` times; the other shards go on, and a rerun retries it.
     """
-    results: dict[int, ShardResult] = {}
-    todo = []
-    for task in tasks:
-        if is_shard_complete(task.out_dir, task.index):
-            results[task.index] = skipped_result(task)
-        else:
-            todo.append(task)
-    done = len(results)
-    total = len(tasks)
-    if results:
-        logger.info("resuming: %d of %d shards already complete", done, total)
-    for r in list(results.values()):
-        if progress:
-            progress(r, done, total)
-
-    def finish(r: ShardResult) -> None:
-        nonlocal done
-        results[r.index] = r
-        done += 1
-        if progress:
-            progress(r, done, total)
-
-    if workers <= 1 or len(todo) <= 1:
+    ledger = ShardLedger(tasks, progress)
+    if workers <= 1 or len(ledger.todo) <= 1:
         with single_threaded_compute():  # the same per-worker thread policy as the process pool's workers
-            for task in todo:
-                finish(_in_process(work, task, max_shard_retry))
+            for task in ledger.todo:
+                ledger.finish(_in_process(work, task, max_shard_retry))
     else:
-        for r in _in_pool(work, todo, workers, max_shard_retry):
-            finish(r)
-    return [results[t.index] for t in tasks]
+        for r in _in_pool(work, ledger.todo, workers, max_shard_retry):
+            ledger.finish(r)
+    return ledger.ordered()
 
 
 def _gave_up(task: ShardTask, attempts: int, error: str) -> ShardResult:

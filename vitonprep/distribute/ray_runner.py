@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from vitonprep.errors import ConfigError
-from vitonprep.runner import ProgressCallback, ShardTask, _worker_init, skipped_result
+from vitonprep.runner import ProgressCallback, ShardLedger, ShardTask, _worker_init
 from vitonprep.shards import ShardResult, completed_shards
 
 logger = logging.getLogger(__name__)
@@ -182,30 +182,13 @@ def run_shard_tasks_ray(
     After a lost head no Ray call may be made any more (each would block): check `head_reachable` first.
     """
     ray = import_ray()
-    results: dict[int, ShardResult] = {}
-    todo: deque[ShardTask] = deque()
     # one listing per destination instead of two existence checks per shard: cheaper on object stores
     finished = {str(d): set(completed_shards(d)) for d in {t.out_dir for t in tasks}}
-    for task in tasks:
-        if task.index in finished[str(task.out_dir)]:
-            results[task.index] = skipped_result(task)
-        else:
-            todo.append(task)
-    done, total = len(results), len(tasks)
-    if results:
-        logger.info("resuming: %d of %d shards already complete", done, total)
-    for r in list(results.values()):
-        if progress:
-            progress(r, done, total)
+    ledger = ShardLedger(tasks, progress, lambda t: t.index in finished[str(t.out_dir)])
+    todo: deque[ShardTask] = deque(ledger.todo)
     if not todo:
-        return [results[t.index] for t in tasks]
-
-    def finish(result: ShardResult) -> None:
-        nonlocal done
-        results[result.index] = result
-        done += 1
-        if progress:
-            progress(result, done, total)
+        return ledger.ordered()
+    finish = ledger.finish
 
     # Ray's own retries are off: a retry here is counted, bounded and logged like any other
     remote = ray.remote(_shard_task).options(num_cpus=options.cpus_per_worker, max_retries=0)
@@ -250,7 +233,7 @@ def run_shard_tasks_ray(
                 result = _retry_or_fail(task, _first_sentence(exc), attempts, options, todo)
             if result is not None:
                 finish(result)
-    return [results[t.index] for t in tasks]
+    return ledger.ordered()
 
 
 def _retry_or_fail(task: ShardTask, reason: str, attempts: dict[int, int], options: RayOptions,
