@@ -53,6 +53,19 @@ def v3_root(tmp_path_factory) -> Path:
     return root
 
 
+def raw_from_bundled_pairs(root: Path, persons: tuple[str, ...]) -> Path:
+    """A raw folder (person/ + cloth/ + pairs.txt) holding the bundled pairs of ``persons``."""
+    (root / "person").mkdir(parents=True)
+    (root / "cloth").mkdir()
+    lines = [ln for ln in (DATA / "samples/pairs.txt").read_text().splitlines() if ln.split()[0] in persons]
+    for ln in lines:
+        p, c = ln.split()
+        shutil.copy(DATA / "samples/person" / p, root / "person" / p)
+        shutil.copy(DATA / "samples/cloth" / c, root / "cloth" / c)
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
 def copy_shards(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import raw_from_bundled_pairs
 from typer.testing import CliRunner
 
 from vitonprep.build import FAULT_EXIT_ONCE_ENV, BuildOptions, build_dataset
@@ -52,16 +53,7 @@ def ray_local(fault_file):
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory, data_dir) -> Path:
-    root = tmp_path_factory.mktemp("raw") / "raw"
-    (root / "person").mkdir(parents=True)
-    (root / "cloth").mkdir()
-    lines = [ln for ln in (data_dir / "samples/pairs.txt").read_text().splitlines() if ln.split()[0] in PERSONS]
-    for ln in lines:
-        p, c = ln.split()
-        shutil.copy(data_dir / "samples/person" / p, root / "person" / p)
-        shutil.copy(data_dir / "samples/cloth" / c, root / "cloth" / c)
-    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return raw_from_bundled_pairs(tmp_path_factory.mktemp("raw") / "raw", PERSONS)
 
 
 def _cfg(**overrides):

@@ -11,13 +11,13 @@ wait (after leaving a marker) until the node is killed, so the kill always lands
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import raw_from_bundled_pairs
 
 from vitonprep.build import build_dataset
 from vitonprep.config import load_pipeline_config
@@ -70,16 +70,7 @@ def _samples(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory, data_dir) -> Path:
-    root = tmp_path_factory.mktemp("raw") / "raw"
-    (root / "person").mkdir(parents=True)
-    (root / "cloth").mkdir()
-    lines = [ln for ln in (data_dir / "samples/pairs.txt").read_text().splitlines() if ln.split()[0] in PERSONS]
-    for ln in lines:
-        p, c = ln.split()
-        shutil.copy(data_dir / "samples/person" / p, root / "person" / p)
-        shutil.copy(data_dir / "samples/cloth" / c, root / "cloth" / c)
-    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return raw_from_bundled_pairs(tmp_path_factory.mktemp("raw") / "raw", PERSONS)
 
 
 @pytest.fixture(scope="module")
