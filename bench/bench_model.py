@@ -59,8 +59,8 @@ def main() -> None:
     total = sum(p.numel() for p in named.values())
     official = sum(named[n].numel() for n in model.trainable_parameter_names("official"))
     effective = sum(named[n].numel() for n in model.trainable_parameter_names("effective"))
-    print(f"parameters: {total:,} total; optimizer (official set) {official:,} (spec 529,355,008); "
-          f"updated {effective:,} (spec 355,255,168)", flush=True)
+    print(f"parameters: {total:,} total; optimizer (official set) {official:,} (official 529,355,008); "
+          f"updated {effective:,} (expected 355,255,168)", flush=True)
 
     # ---- denoiser forward latency (inference) --------------------------------------------------------------
     model.eval()

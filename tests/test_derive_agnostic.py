@@ -1,4 +1,4 @@
-"""vitonprep.derive.agnostic: HR-VITON agnostic / mask / parse-agnostic (spec §1.6-1.8, 1.10)."""
+"""vitonprep.derive.agnostic: HR-VITON agnostic / mask / parse-agnostic."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def test_agnostic_matches_official_v3():
     gray = _official_gray_region(official, image)
     ours = ag.agnostic_mask(image.shape[:2], parse, pose)
     iou = (gray & ours).sum() / (gray | ours).sum()
-    # measured 0.9845 (spec §1.6 reports 0.954 with its recovered keypoints)
+    # measured 0.9845
     assert iou >= 0.95, f"agnostic gray-region IoU {iou:.4f}"
     agn = ag.agnostic_image(image, parse, pose)
     err = np.abs(agn.astype(int) - official.astype(int)).mean()

@@ -1,4 +1,4 @@
-"""vitonprep.derive.densepose: PARULA table, rendering, inverse (spec §1.5)."""
+"""vitonprep.derive.densepose: PARULA table, rendering, inverse."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from vitonprep.derive import densepose as dp
 DATA = Path(__file__).parents[1] / "data"
 DENSEPOSE_JPG = DATA / "vitonhd-v3-reference" / "image-densepose" / "00006_00.jpg"
 
-# spec §1.5 table, I = 0..24 (entry 0 = PARULA(0), never used by the renders)
+# the parula table, I = 0..24 (entry 0 = PARULA(0), never used by the renders)
 SPEC_TABLE = [
     (53, 42, 135), (37, 60, 163), (20, 80, 194), (4, 97, 223), (8, 110, 221), (14, 122, 216),
     (20, 132, 212), (15, 144, 208), (11, 156, 203), (6, 166, 198), (22, 173, 185),

@@ -1,4 +1,4 @@
-"""vitonprep.derive.labels: label sets, VITON-HD palette, remaps (spec §1.3, §2.1)."""
+"""vitonprep.derive.labels: label sets, VITON-HD palette, remaps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""vitonprep.derive.masks_idm: IDM-VTON get_mask_location and the DressCode mask (spec §2.3, §2.4)."""
+"""vitonprep.derive.masks_idm: IDM-VTON get_mask_location and the DressCode mask."""
 
 from __future__ import annotations
 

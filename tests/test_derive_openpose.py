@@ -1,4 +1,4 @@
-"""vitonprep.derive.openpose: schema, COCO-18/BODY_25, render, render inversion (spec §1.4, §2.2)."""
+"""vitonprep.derive.openpose: schema, COCO-18/BODY_25, render, render inversion."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def test_full_frozen_and_trainable_sets(full_meta):
 
 def test_zero_cross_attention_placement(full_meta):
     unet = full_meta.unet
-    # (query channels, key channels, heads·d_head) of warp_flow_blks.0..8 (spec §1.3)
+    # (query channels, key channels, heads·d_head) of warp_flow_blks.0..8
     expected = [(1280, 1280), (1280, 1280), (1280, 640), (1280, 640), (640, 640), (640, 320), (640, 320),
                 (320, 320), (320, 320)]
     got = [(blk.proj_in.in_channels, blk.transformer_blocks[0].attn2.to_k.in_features) for blk in unet.warp_flow_blks]

@@ -19,7 +19,7 @@ from zlib_ng import zlib_ng
 
 from vitonprep.schema import FIELDS_BY_MEMBER, Field, Kind
 
-#: JPEG qualities of the VITON-HD files (preprocess_spec section 1.1): photos and DensePose q95, agnostic and
+#: JPEG qualities of the VITON-HD files (docs/architecture.md, "Data contract"): photos and DensePose q95, agnostic and
 #: cloth-mask q75. Inside shards masks are PNG; JPEG is used only for RGB fields.
 JPEG_QUALITY = {"image": 95, "cloth": 95, "image_densepose": 95, "agn": 75}
 

@@ -1,8 +1,8 @@
 """Clothing-agnostic person image, its binary mask, parse-agnostic and the worn-cloth mask.
 
-Sources: HR-VITON ``cp_dataset.get_agnostic`` (spec §1.6), ``get_parse_agnostic.py``
-(spec §1.7), agnostic-mask reconstruction (spec §1.8), StableVITON
-``gt_cloth_warped_mask`` reconstruction (spec §1.10).
+Sources: HR-VITON ``cp_dataset.get_agnostic``, ``get_parse_agnostic.py``,
+the agnostic mask as the gray area of the agnostic image, StableVITON
+``gt_cloth_warped_mask`` (docs/architecture.md, "Agnostic mask").
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _agnostic_region_box(hw: tuple[int, int], parse: np.ndarray, pose25: np.ndar
                          ) -> tuple[tuple[int, int, int, int] | None, np.ndarray | None]:
     """The single drawing routine behind agnostic_image and agnostic_mask.
 
-    HR-VITON get_agnostic (spec §1.6) with the gray shapes drawn as 255 on an 'L'
+    HR-VITON get_agnostic with the gray shapes drawn as 255 on an 'L'
     canvas in the same call order, then the paste-back rules applied as clears.
     Returns the bounding box (x0, y0, x1, y1) of everything drawn and the bool region
     that ends up gray inside that box (None, None when nothing is drawn). The drawing
@@ -209,7 +209,7 @@ def _paint_gray(out: np.ndarray, mask: np.ndarray, y0: int, y1: int) -> None:
 def agnostic_image(image: np.ndarray, parse: np.ndarray, pose25: np.ndarray) -> np.ndarray:
     """agnostic-v3.2: the person with a gray (128,128,128) clothing-agnostic region.
 
-    HR-VITON ``cp_dataset.get_agnostic`` (spec §1.6), at the image's own size. Raises
+    HR-VITON ``cp_dataset.get_agnostic``, at the image's own size. Raises
     ValueError when the neck, a shoulder or a hip is missing, or the hip width is 0.
     Use :func:`agnostic_image_and_mask` when the mask is needed as well.
     """
@@ -219,12 +219,12 @@ def agnostic_image(image: np.ndarray, parse: np.ndarray, pose25: np.ndarray) -> 
 def agnostic_mask(image_shape_hw: tuple[int, ...], parse: np.ndarray,
                   pose25: np.ndarray) -> np.ndarray:
     """agnostic-mask (True = region to inpaint) = exactly the gray region of
-    :func:`agnostic_image` (spec §1.8). Same errors as agnostic_image."""
+    :func:`agnostic_image`. Same errors as agnostic_image."""
     return _agnostic_region((int(image_shape_hw[0]), int(image_shape_hw[1])), parse, pose25)
 
 
 def parse_agnostic(parse: np.ndarray, pose25: np.ndarray) -> np.ndarray:
-    """image-parse-agnostic-v3.2 from a CIHP parse (HR-VITON get_parse_agnostic, spec §1.7).
+    """image-parse-agnostic-v3.2 from a CIHP parse (HR-VITON get_parse_agnostic).
 
     r = 10: per arm chain, white lines of width 100 and discs of radius 150 (40 at the
     wrist) mark the arm; arm-label pixels inside become 0. A missing joint is bridged,
@@ -265,5 +265,5 @@ def parse_agnostic(parse: np.ndarray, pose25: np.ndarray) -> np.ndarray:
 
 
 def gt_cloth_warped_mask(parse: np.ndarray, labels: Iterable[int] = (5, 6, 7)) -> np.ndarray:
-    """Worn-garment silhouette (StableVITON gt_cloth_warped_mask, spec §1.10): parse ∈ labels."""
+    """Worn-garment silhouette (StableVITON gt_cloth_warped_mask): parse ∈ labels."""
     return np.isin(np.asarray(parse), tuple(labels))

@@ -38,7 +38,7 @@ _CV_LUT[: N_PARTS + 1, 0] = _RENDER_LUT
 
 
 def render_densepose(part_index: np.ndarray) -> np.ndarray:
-    """I map (HxW, 0..24) -> HxWx3 RGB uint8, background black (spec §1.5).
+    """I map (HxW, 0..24) -> HxWx3 RGB uint8, background black (docs/architecture.md, "DensePose rendering").
 
     Raises ValueError if any value is outside 0..24.
     """

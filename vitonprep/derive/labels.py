@@ -1,6 +1,6 @@
 """Human-parsing label sets (CIHP, ATR, LIP), the VITON-HD palette and label remaps.
 
-Sources: spec §1.3 (CIHP ids, HR-VITON 13-class grouping, VITON-HD palette) and
+Sources (docs/architecture.md, "Labels"): CIHP ids, HR-VITON 13-class grouping, VITON-HD palette, and
 §2.1 (ATR / LIP / CIHP id table, IDM-VTON neck rule).
 """
 
@@ -48,7 +48,7 @@ LIP_LABELS: tuple[str, ...] = (
     "Right-arm", "Left-leg", "Right-leg", "Left-shoe", "Right-shoe",
 )
 
-# VITON-HD variant of the CIHP_PGN colours (255->254, 170->169, 221->220), spec §1.3.
+# VITON-HD variant of the CIHP_PGN colours (255->254, 170->169, 221->220).
 _CIHP_COLOURS: tuple[tuple[int, int, int], ...] = (
     (0, 0, 0), (128, 0, 0), (254, 0, 0), (0, 85, 0), (169, 0, 51),
     (254, 85, 0), (0, 0, 85), (0, 119, 220), (85, 85, 0), (0, 85, 85),
@@ -61,7 +61,7 @@ CIHP_PALETTE: list[int] = [c for rgb in _CIHP_COLOURS for c in rgb] + [
     v for i in range(len(_CIHP_COLOURS), 256) for v in (i, i, i)
 ]
 
-#: CIHP id -> HR-VITON / VITON-HD 13-class group (cp_dataset.py ``labels``), spec §1.3.
+#: CIHP id -> HR-VITON / VITON-HD 13-class group (cp_dataset.py ``labels``).
 HRVITON_GROUPS: dict[int, int] = {
     0: 0, 10: 0,            # background, neck
     1: 1, 2: 1,             # hair (hat, hair)
@@ -99,7 +99,7 @@ _HRVITON_LUT = _lut(HRVITON_GROUPS, default=0)
 
 
 def to_hrviton_groups(labels: np.ndarray) -> np.ndarray:
-    """Map a CIHP label map to HR-VITON's 13 groups (cp_dataset.py ``labels``; spec §1.3).
+    """Map a CIHP label map to HR-VITON's 13 groups (cp_dataset.py ``labels``).
 
     Ids outside 0..19 map to group 0.
     """
@@ -131,7 +131,7 @@ _ATR_TO_CIHP_LUT = _lut(
 #   7 Coat   -> 4 Upper-clothes (ATR has no coat; DressCode's upper_body includes coats).
 #   10 Torso-skin (neck) -> 11 Face by default: SCHP-ATR labels the neck as part of its
 #              face/head class (that is what IDM's "ATR face and not LIP face" neck rule
-#              relies on, spec §2.1).  Pass neck_label=0 for background, 18 for IDM's neck.
+#              relies on).  Pass neck_label=0 for background, 18 for IDM's neck.
 _CIHP_TO_ATR_LUT = _lut(
     {0: 0, 1: 1, 2: 2, 3: 0, 4: 3, 5: 4, 6: 7, 7: 4, 8: 0, 9: 6, 10: 11, 11: 17,
      12: 5, 13: 11, 14: 14, 15: 15, 16: 12, 17: 13, 18: 9, 19: 10},
@@ -145,7 +145,7 @@ def lip_to_cihp(lip: np.ndarray) -> np.ndarray:
 
 
 def atr_to_cihp(atr: np.ndarray) -> np.ndarray:
-    """ATR (SCHP, 18 classes) label map -> CIHP ids (table in spec §2.1; lossy choices above)."""
+    """ATR (SCHP, 18 classes) label map -> CIHP ids (table above; lossy choices noted beside it)."""
     return _apply(_ATR_TO_CIHP_LUT, atr)
 
 
@@ -171,7 +171,7 @@ def _assign_nearest(out: np.ndarray, where: np.ndarray, src: np.ndarray,
 
 
 def cihp_to_atr(cihp: np.ndarray, neck_label: int = 11) -> np.ndarray:
-    """CIHP label map -> ATR ids (DressCode ``label_maps``), spec §2.1.
+    """CIHP label map -> ATR ids (DressCode ``label_maps``).
 
     Gloves/socks get the side (left/right arm or leg) of the nearest CIHP arm/leg pixel;
     the neck (CIHP 10) becomes ``neck_label`` (11 = ATR face, as SCHP-ATR labels it).
@@ -186,7 +186,7 @@ def cihp_to_atr(cihp: np.ndarray, neck_label: int = 11) -> np.ndarray:
 
 def synthesise_neck(cihp: np.ndarray, atr_face_mask: np.ndarray,
                     lip_face_mask: np.ndarray) -> np.ndarray:
-    """Set CIHP 10 (neck) where ATR says face but LIP does not (IDM-VTON rule, spec §2.1).
+    """Set CIHP 10 (neck) where ATR says face but LIP does not (IDM-VTON rule).
 
     Hair/hat/sunglasses pixels are never overwritten.
     """
@@ -199,7 +199,7 @@ def synthesise_neck(cihp: np.ndarray, atr_face_mask: np.ndarray,
 
 def labels_to_palette_image(labels: np.ndarray,
                             palette: Sequence[int] = CIHP_PALETTE) -> Image.Image:
-    """HxW label map -> PIL mode "P" image with ``palette`` (VITON-HD format, spec §1.3)."""
+    """HxW label map -> PIL mode "P" image with ``palette`` (VITON-HD format)."""
     arr = np.asarray(labels)
     if arr.ndim != 2:
         raise ValueError(f"label map must be HxW, got shape {arr.shape}")

@@ -1,6 +1,6 @@
 """IDM-VTON / OOTDiffusion automatic inpainting masks and the DressCode-style mask.
 
-Sources: spec §2.3 (IDM-VTON gradio_demo/utils_mask.py = OOTDiffusion run/utils_ootd.py
+Sources (docs/architecture.md, "Agnostic mask"): (IDM-VTON gradio_demo/utils_mask.py = OOTDiffusion run/utils_ootd.py
 ``get_mask_location``) and §2.4 (IDM-VTON inference_dc.py / aimagelab dress-code
 data/dataset.py). Labels are SCHP-ATR ids 0..17 plus IDM's 18 = neck.
 """
@@ -96,7 +96,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 def get_mask_location(model_type: str, category: str, atr_parse: np.ndarray,
                       pose18_384x512: np.ndarray, width: int = 384,
                       height: int = 512) -> np.ndarray:
-    """IDM-VTON / OOTDiffusion ``get_mask_location`` (spec §2.3); True = inpaint.
+    """IDM-VTON / OOTDiffusion ``get_mask_location``; True = inpaint.
 
     ``atr_parse``: IDM labels (ATR 0..17 + 18 neck), any size (nearest-resized).
     ``pose18_384x512``: COCO-18 keypoints in 384x512 pixels (missing = x, y <= 1).
@@ -157,7 +157,7 @@ def get_mask_location(model_type: str, category: str, atr_parse: np.ndarray,
 
 def dresscode_mask(category: str, atr_parse: np.ndarray, pose18_384x512: np.ndarray,
                    height: int, width: int, variant: str = "idm") -> np.ndarray:
-    """DressCode-style inpainting mask (spec §2.4); True = inpaint.
+    """DressCode-style inpainting mask; True = inpaint.
 
     ``variant='idm'`` (IDM-VTON inference_dc.py) also dilates arms 5x5 x5 and the cloth
     10x10 x5 for 256 < H <= 512; ``'dresscode'`` (aimagelab/dress-code) does not.

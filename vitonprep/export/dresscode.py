@@ -1,4 +1,4 @@
-"""`vitonprep export --format dresscode`: the DressCode layout (preprocess_spec section 3).
+"""`vitonprep export --format dresscode`: the DressCode layout (docs/exports.md).
 
 Checked against aimagelab/dress-code@2e9e7ed ``data/dataset.py`` (``Dataset``) and yisol/IDM-VTON@0d5f3ec
 ``inference_dc.py`` (``DresscodeTestDataset``)::
