@@ -19,9 +19,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vitonprep import codecs
+from vitonprep.derive.labels import CIHP_PALETTE
 from vitonprep.safepaths import write_atomic
 from vitonprep.schema import FIELDS, Kind
 from vitonprep.shards import Sample, iter_tar_samples, list_shards
+from vitonprep.validate import validate_sample
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +45,6 @@ class InspectSummary:
 
 
 def _to_rgb(name: str, value: Any) -> np.ndarray:
-    from vitonprep.derive.labels import CIHP_PALETTE
-
     f = next(f for f in FIELDS if f.name == name)
     if f.kind is Kind.RGB:
         return value
@@ -98,8 +98,6 @@ def _summarise(summary: InspectSummary, meta: dict[str, Any]) -> None:
 
 def contact_sheet(shard_dir: Path, out_png: Path, n: int = 8, tile_width: int = 144) -> InspectSummary:
     """Draw the first ``n`` samples, one row each, with the fields of SHEET_FIELDS as columns."""
-    from vitonprep.validate import validate_sample
-
     tile_w, tile_h = tile_width, tile_width * 4 // 3
     label_h, margin = 16, 2
     summary = InspectSummary()

@@ -23,6 +23,7 @@ from vitonprep import codecs
 from vitonprep.safepaths import safe_path, write_atomic
 from vitonprep.schema import FIELDS_BY_MEMBER
 from vitonprep.shards import Sample, list_shards
+from vitonprep.validate import checked_samples, read_listing
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,6 @@ class Export:
     def samples(self) -> Iterator[tuple[Sample, dict[str, Any], str]]:
         """(sample, its meta.json, shard name) for every sample validate finds no error in; a shard whose stats
         or manifest entry do not match its tar is refused before any of it is read."""
-        from vitonprep.validate import checked_samples, read_listing
-
         manifest, listed, problem = read_listing(self.shard_dir)
         if problem and manifest is not None:
             raise ValueError(problem)
