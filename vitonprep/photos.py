@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vitonprep.codecs import pixels
 from vitonprep.config import MAX_PHOTO_PIXELS
+from vitonprep.errors import PhotoError
 from vitonprep.schema import KEY_PATTERN
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -27,10 +28,6 @@ PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 PHOTO_FORMATS = ("JPEG", "PNG", "WEBP")
 #: smaller photos cannot carry a usable person or garment
 MIN_SIDE = 64
-
-
-class PhotoError(ValueError):
-    """A photo cannot be used; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vitonprep.errors import MissingWeightsError, VitonprepError
+
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "VITONPREP_WEIGHTS_DIR"
@@ -31,23 +33,18 @@ class WeightSpec:
     sha256: str | None = None
 
 
-class MissingWeightsError(FileNotFoundError):
-    """A weight file is not where the config, `--weights-dir` or the environment says; the message says how to
-    get it and lists every place looked."""
-
-    def __init__(self, spec: WeightSpec, looked: list[str]):
-        self.spec = spec
-        self.looked = list(looked)
-        where = ("; ".join(self.looked) if self.looked
-                 else f"nowhere (no explicit path, no --weights-dir, {ENV_VAR} unset)")
-        super().__init__(
-            f"weights for {spec.name!r} not found: get {spec.filename!r} from {spec.source} (licence: {spec.licence}) "
-            f"and give its path in the pipeline config params, put it in the --weights-dir folder or in the "
-            f"${ENV_VAR} folder. "
-            f"Looked in: {where}")
+def missing_weights(spec: WeightSpec, looked: list[str]) -> MissingWeightsError:
+    """The error for ``spec``'s file not found: says how to get it and lists every place looked."""
+    where = "; ".join(looked) if looked else f"nowhere (no explicit path, no --weights-dir, {ENV_VAR} unset)"
+    return MissingWeightsError(
+        spec, looked,
+        f"weights for {spec.name!r} not found: get {spec.filename!r} from {spec.source} (licence: {spec.licence}) "
+        f"and give its path in the pipeline config params, put it in the --weights-dir folder or in the "
+        f"${ENV_VAR} folder. "
+        f"Looked in: {where}")
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(VitonprepError, ValueError):
     """A weight file cannot be read as what its back-end needs: not a plain state dict, or one that would need
     arbitrary pickled objects (refused: weight files are untrusted and must not run code). Names the file."""
 
@@ -126,8 +123,8 @@ def _find(spec: WeightSpec, explicit: str | Path | None, weights_dir: str | Path
         looked.append(f"{path} ({label})")
         if label == "explicit path in the pipeline config params":
             # an explicit path that does not exist is a mistake in the config: do not fall through silently
-            raise MissingWeightsError(spec, looked)
-    raise MissingWeightsError(spec, looked)
+            raise missing_weights(spec, looked)
+    raise missing_weights(spec, looked)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

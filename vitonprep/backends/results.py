@@ -11,15 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitonprep.derive.openpose import OpenPoseKeypoints
+from vitonprep.errors import NoPersonError  # raised by the pose/person back-ends; importers find it here too
 
 __all__ = ["NoPersonError", "PoseResult", "PersonCheck", "CUT_OFF_SIDES"]
 
 #: Possible entries of :attr:`PersonCheck.cut_off`, in the order they are reported.
 CUT_OFF_SIDES: tuple[str, ...] = ("head", "feet", "left", "right")
-
-
-class NoPersonError(ValueError):
-    """The model found no person in the image (blank, noise, too small, ...)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,205 @@
+"""What a model back-end is: one small protocol per kind, and `Backend`, the base class that gives the defaults.
+
+A back-end is a class. What the pipeline needs to know about it is written on the class, never restated in a
+table: ``NAME`` (the registry name used in pipeline YAML), ``KIND``, ``APPROXIMATE`` (its output is an
+approximation of what the official model would give: recorded in ``meta.json`` and propagated to every map
+derived from it), ``LICENCE`` (of its model or code; weight files carry their own licence in their
+`WeightSpec`), ``WEIGHT_FILES`` (file names it may read, for documentation and ``vitonprep doctor``) and
+``Config`` (the frozen dataclass of its pipeline ``params``).
+
+Every back-end is built the same way, ``cls(config, weights_dir)``: the constructor validates and looks its
+weight files up (a missing file raises `MissingWeightsError` there, before any image is touched) but loads
+nothing; ``setup()`` loads models in the process that computes, ``close()`` frees them. The per-sample call is
+``__call__``; ``call_batch`` takes one list per argument and returns, per sample, the result or the `InputError`
+that sample raised (a GPU back-end runs its model once for the batch; the default loops). A back-end raises
+`InputError` (`NoPersonError`, ...) for an input that gives no result; any other exception is a bug.
+
+Adding a back-end (e.g. a human parser):
+
+1. Write one module ``vitonprep/backends/<kind>_<name>.py`` with a class deriving from `Backend` that sets
+   ``NAME``, ``KIND``, ``APPROXIMATE``, ``LICENCE``, ``WEIGHT_FILES`` and ``Config``, and implements the call of
+   its kind's protocol below (and ``call_batch`` when the model batches).
+2. Weight files: declare a `WeightSpec` with `register_weights` and look it up with `find_weights` in
+   ``__init__``; load it in ``setup()`` with `read_torch_weights` (never ``torch.load`` on its own; weights are
+   untrusted). Heavy libraries (torch, onnxruntime) are imported inside ``setup()``.
+3. Add one line ``"<name>": "vitonprep.backends.<module>:<Class>"`` to `vitonprep.backends.registry.BACKENDS`.
+4. Tests: the back-end on the bundled photos (or, without weights, its architecture at random init plus a parity
+   fixture), its ``call_batch`` equal to its single calls, and a pipeline YAML that names it loading
+   (``tests/test_configs.py``). ``docs/architecture.md`` describes where each kind sits in the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from vitonprep.errors import InputError
+
+if TYPE_CHECKING:  # types only: the result classes live with the back-ends that make them
+    from vitonprep.backends.results import PersonCheck, PoseResult
+    from vitonprep.captions import GarmentTags
+
+__all__ = ["KINDS", "Backend", "NoParams", "PoseBackend", "PersonBackend", "ParsingBackend", "DensePoseBackend",
+           "ClothMaskBackend", "CaptionBackend", "QualityBackend", "Outcome"]
+
+#: the back-end kinds, in pipeline order (``stages.<kind>`` in a pipeline YAML)
+KINDS = ("pose", "person", "parsing", "densepose", "cloth_mask", "caption", "quality")
+
+#: one entry of a ``call_batch`` answer: the sample's result, or the InputError it raised
+Outcome = Any
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """``Config`` of a back-end that takes no parameters (any key in ``params`` is an error)."""
+
+
+class Backend:
+    """Defaults shared by every back-end: metadata, the uniform constructor, no-op setup/close, the batch loop."""
+
+    NAME: ClassVar[str]
+    KIND: ClassVar[str]
+    APPROXIMATE: ClassVar[bool] = False
+    LICENCE: ClassVar[str] = ""
+    WEIGHT_FILES: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type] = NoParams
+
+    def __init__(self, config: Any = None, weights_dir: str | Path | None = None):
+        self.config = self.Config() if config is None else config
+        self.weights_dir = weights_dir
+
+    @property
+    def note(self) -> str:
+        """Short text for the producer record in meta.json ("" = none)."""
+        return ""
+
+    @property
+    def device_note(self) -> str:
+        """What the producer note adds about the device ("" on the CPU, so CPU outputs stay as they were)."""
+        return ""
+
+    def setup(self) -> None:
+        """Load models (once per worker process, never at import)."""
+
+    def close(self) -> None:
+        """Free what ``setup`` loaded."""
+
+    def call_batch(self, *columns: list[Any]) -> list[Outcome]:
+        """``self(*args)`` for each sample (``columns`` holds one list per argument of ``__call__``); an InputError
+        is returned in its sample's place, anything else propagates. Back-ends whose model batches override it."""
+        out: list[Outcome] = []
+        for args in zip(*columns):
+            try:
+                out.append(self(*args))
+            except InputError as exc:
+                out.append(exc)
+        return out
+
+    def __call__(self, *args: Any) -> Any:  # pragma: no cover - each kind defines its call
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- one protocol per kind (what the stages call)
+
+
+class _Common(Protocol):
+    NAME: ClassVar[str]
+    KIND: ClassVar[str]
+    APPROXIMATE: ClassVar[bool]
+    LICENCE: ClassVar[str]
+    WEIGHT_FILES: ClassVar[tuple[str, ...]]
+    Config: ClassVar[type]
+
+    @property
+    def note(self) -> str: ...
+
+    @property
+    def device_note(self) -> str: ...
+
+    def setup(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class PoseBackend(_Common, Protocol):
+    """``pose``: the canvas RGB (HxWx3 uint8) -> `PoseResult` (OpenPose BODY_25 / face / hands in pixels; a person
+    mask when the back-end segments). No person: `NoPersonError`."""
+
+    def __call__(self, rgb: np.ndarray) -> PoseResult: ...
+
+    def call_batch(self, rgbs: list[np.ndarray]) -> list[Outcome]: ...
+
+
+@runtime_checkable
+class PersonBackend(_Common, Protocol):
+    """``person``: framing checks of a photo that should show one person (count, size, cut-off sides)."""
+
+    def __call__(self, rgb: np.ndarray, pose: PoseResult | None) -> PersonCheck: ...
+
+    def call_batch(self, rgbs: list[np.ndarray], poses: list[PoseResult | None]) -> list[Outcome]: ...
+
+
+@runtime_checkable
+class ParsingBackend(_Common, Protocol):
+    """``parsing``: RGB + its pose + the garment category -> HxW uint8 CIHP labels 0..19."""
+
+    def __call__(self, rgb: np.ndarray, pose: PoseResult, category: str) -> np.ndarray: ...
+
+    def call_batch(self, rgbs: list[np.ndarray], poses: list[PoseResult], categories: list[str]
+                   ) -> list[Outcome]: ...
+
+
+@runtime_checkable
+class DensePoseBackend(_Common, Protocol):
+    """``densepose``: HxW uint8 DensePose part index map (0 background, 1..24).
+
+    ``READS`` names the sample fields the call takes, in order: ``("image",)`` for a model on the photo (the
+    canvas RGB), ``("parse", "pose")`` for the approximation from the CIHP parse and the `PoseResult`. The stage
+    declares the same reads, so `Pipeline.check` sees them.
+    """
+
+    READS: ClassVar[tuple[str, ...]]
+
+    def __call__(self, *inputs: Any) -> np.ndarray: ...
+
+    def call_batch(self, *columns: list[Any]) -> list[Outcome]: ...
+
+
+@runtime_checkable
+class ClothMaskBackend(_Common, Protocol):
+    """``cloth_mask``: garment photo RGB -> HxW bool silhouette. No garment: `InputError`."""
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray: ...
+
+    def call_batch(self, rgbs: list[np.ndarray]) -> list[Outcome]: ...
+
+
+@runtime_checkable
+class CaptionBackend(_Common, Protocol):
+    """``caption``: garment tags. ``parse`` is the person's parse only when the person wears the garment (paired
+    samples), else None. Cannot tag: `InputError` (recorded in meta; the caption member is optional)."""
+
+    def __call__(self, cloth_id: str, cloth_mask: np.ndarray | None, parse: np.ndarray | None, category: str,
+                 cloth_rgb: np.ndarray | None) -> GarmentTags: ...
+
+    def call_batch(self, *columns: list[Any]) -> list[Outcome]: ...
+
+
+@runtime_checkable
+class QualityBackend(_Common, Protocol):
+    """``quality`` (the stage comes with issue 17; no back-end is registered yet): the person canvas RGB ->
+    named scores in 0..1 (higher = better, e.g. ``{"sharpness": 0.8}``) that a policy thresholds."""
+
+    def __call__(self, rgb: np.ndarray) -> dict[str, float]: ...
+
+    def call_batch(self, rgbs: list[np.ndarray]) -> list[Outcome]: ...
+
+
+#: kind -> its protocol (the registry checks a class against it)
+PROTOCOLS: dict[str, type] = {"pose": PoseBackend, "person": PersonBackend, "parsing": ParsingBackend,
+                              "densepose": DensePoseBackend, "cloth_mask": ClothMaskBackend,
+                              "caption": CaptionBackend, "quality": QualityBackend}
