@@ -1,17 +1,18 @@
-"""Shard-parallel execution with resume: work spread over local processes (`vitonprep.distribute` runs the same
-tasks on Ray).
+"""Local processes: the `LocalDistributor` of the shard-job engine (`vitonprep.engine`), and the worker pool it
+and validation share (forkserver start, one compute thread per worker, workers that die with the build).
 
-A job is a list of shard tasks planned deterministically up front. Each task makes the samples of one output
-shard and writes it atomically (`vitonprep.shards.write_shard`). Finished shards (stats file present) are skipped,
-so a rerun after a crash resumes where it stopped; a shard is never written twice into the output.
+Each task makes the samples of one output shard and writes it atomically (`vitonprep.shards.write_shard`).
+Finished shards (stats file present) are skipped by the engine's ledger, so a rerun after a crash resumes where it
+stopped; a shard is never written twice into the output. ``ShardTask``, ``chunk`` and ``ProgressCallback`` are
+re-exported from `vitonprep.engine` for the modules and tests that import them from here.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import multiprocessing as mp
 import os
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from collections import deque
@@ -19,21 +20,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from vitonprep.engine import (
+    ProgressCallback, Ready, RetryBudget, ShardLedger, ShardTask, ShardWork, WorkerSetupError, WorkFactory, chunk,
+    error_line, run_task,
+)
+from vitonprep.engine.ledger import WORKER_DIED, is_fatal
 from vitonprep.errors import ConfigError
-from vitonprep.shards import Failure, Location, ShardResult, is_shard_complete, read_stats
+from vitonprep.shards import ShardResult
 
 logger = logging.getLogger(__name__)
 
-#: called after each shard: (result, shards_done, shards_total)
-ProgressCallback = Callable[[ShardResult, int, int], None]
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    index: int
-    out_dir: Location  # a local folder or an fsspec URL
-    items: tuple[Any, ...]
-
+__all__ = ["FORKSERVER_PRELOAD", "LocalDistributor", "ProgressCallback", "ShardTask", "chunk", "die_with_parent",
+           "map_in_processes", "pool_context", "run_shard_tasks", "single_threaded_compute", "start_pool_server"]
 
 #: imported once by the forkserver the local workers are forked from (see :func:`pool_context`); the first makes
 #: the server die with the process that started it
@@ -165,46 +163,24 @@ def single_threaded_compute() -> Iterator[None]:
                 cv2.setNumThreads(cv2_threads)
 
 
-def skipped_result(task: ShardTask) -> ShardResult:
-    """The result of a shard a previous run finished, read back from its stats file."""
-    st = read_stats(task.out_dir, task.index)
-    fails = [Failure(f["source"], f["stage"], f["reason"], f.get("key")) for f in st.get("failures", [])]
-    return ShardResult(index=task.index, nsamples=st["nsamples"], failures=fails, skipped=True)
+@dataclass(frozen=True)
+class LocalDistributor:
+    """The `vitonprep.engine.Distributor` of this machine: ``workers`` processes of a pool (:func:`pool_context`),
+    or this process when one worker (or one task) is enough."""
 
+    workers: int = 1
+    max_shard_retry: int = 2  # extra attempts for a shard whose task failed or whose worker died
 
-class ShardLedger:
-    """The bookkeeping every runner shares: which planned shards a previous run already finished (read back from
-    their stats files), each result as it comes, progress calls, and the results in task order at the end."""
-
-    def __init__(self, tasks: Sequence[ShardTask], progress: ProgressCallback | None = None,
-                 finished: Callable[[ShardTask], bool] | None = None):
-        self.tasks = list(tasks)
-        self.progress = progress
-        self.results: dict[int, ShardResult] = {}
-        self.todo: list[ShardTask] = []
-        is_done = finished or (lambda t: is_shard_complete(t.out_dir, t.index))
-        for task in self.tasks:
-            if is_done(task):
-                self.results[task.index] = skipped_result(task)
-            else:
-                self.todo.append(task)
-        self.done = len(self.results)
-        if self.results:
-            logger.info("resuming: %d of %d shards already complete", self.done, len(self.tasks))
-        for r in list(self.results.values()):
-            self._report(r)
-
-    def _report(self, result: ShardResult) -> None:
-        if self.progress:
-            self.progress(result, self.done, len(self.tasks))
-
-    def finish(self, result: ShardResult) -> None:
-        self.results[result.index] = result
-        self.done += 1
-        self._report(result)
-
-    def ordered(self) -> list[ShardResult]:
-        return [self.results[t.index] for t in self.tasks]
+    def run(self, ledger: ShardLedger, factory: WorkFactory) -> None:
+        budget = RetryBudget(self.max_shard_retry)
+        if self.workers <= 1 or len(ledger.todo) <= 1:
+            with single_threaded_compute():  # the same per-worker thread policy as the process pool's workers
+                work = _set_up(factory)
+                for task in ledger.todo:
+                    ledger.finish(_in_process(work, task, budget))
+        else:
+            for r in _in_pool(factory, ledger.todo, self.workers, budget):
+                ledger.finish(r)
 
 
 def run_shard_tasks(
@@ -214,55 +190,44 @@ def run_shard_tasks(
     progress: ProgressCallback | None = None,
     max_shard_retry: int = 2,
 ) -> list[ShardResult]:
-    """Run ``work`` on every task not yet complete; ``workers > 1`` uses a process pool (:func:`pool_context`).
+    """Run ``work`` on every task not yet complete (a `ShardLedger` and a `LocalDistributor` without a job's plan
+    check and manifest); ``workers > 1`` uses a process pool (:func:`pool_context`).
 
-    ``work`` must be a picklable top-level function. Results come back in task order. A shard whose task raises,
-    or whose worker dies (killed, out of memory), comes back with ``ShardResult.error`` set once it has been tried
-    ``1 + max_shard_retry`` times; the other shards go on, and a rerun retries it.
+    ``work`` must be picklable (a top-level function or a partial of one). Results come back in task order. A
+    shard whose task raises, or whose worker dies (killed, out of memory), comes back with ``ShardResult.error``
+    set once it has been tried ``1 + max_shard_retry`` times; the other shards go on, and a rerun retries it.
     """
     ledger = ShardLedger(tasks, progress)
-    if workers <= 1 or len(ledger.todo) <= 1:
-        with single_threaded_compute():  # the same per-worker thread policy as the process pool's workers
-            for task in ledger.todo:
-                ledger.finish(_in_process(work, task, max_shard_retry))
-    else:
-        for r in _in_pool(work, ledger.todo, workers, max_shard_retry):
-            ledger.finish(r)
+    LocalDistributor(workers, max_shard_retry).run(ledger, Ready(work))
     return ledger.ordered()
 
 
-def _gave_up(task: ShardTask, attempts: int, error: str) -> ShardResult:
-    logger.error("shard %d failed %d times, giving up (rerun to retry): %s", task.index, attempts, error)
-    return ShardResult(index=task.index, nsamples=0, error=error)
+def _set_up(factory: WorkFactory) -> ShardWork:
+    """The work in this process; a set-up failure stops the run (every shard would fail the same way)."""
+    try:
+        return factory()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"shard workers could not start: {error_line(exc)}") from exc
 
 
-def _error_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def _in_process(work: Callable[[ShardTask], ShardResult], task: ShardTask, max_shard_retry: int) -> ShardResult:
-    for attempt in range(1, max_shard_retry + 2):
+def _in_process(work: ShardWork, task: ShardTask, budget: RetryBudget) -> ShardResult:
+    while True:
+        budget.charge(task)
         try:
             return work(task)
-        except ConfigError:
-            raise  # wrong set-up, not a bad shard: every shard would fail the same way
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:  # every other shard would fail the same way: stop the build
-                raise
-            error = _error_line(exc)
         except Exception as exc:  # noqa: BLE001 - a shard's failure is recorded; the build goes on
-            logger.debug("shard %d, attempt %d", task.index, attempt, exc_info=True)
-            error = _error_line(exc)
-        logger.warning("shard %d, attempt %d of %d failed: %s", task.index, attempt, max_shard_retry + 1, error)
-    return _gave_up(task, max_shard_retry + 1, error)
+            if is_fatal(exc):
+                raise
+            logger.debug("shard %d", task.index, exc_info=True)
+            gave_up = budget.failed(task, error_line(exc))
+        if gave_up is not None:
+            return gave_up
 
 
-_WORKER_DIED = "its worker process died (killed, or out of memory)"
-
-
-def _in_pool(work: Callable[[ShardTask], ShardResult], todo: Sequence[ShardTask], workers: int,
-             max_shard_retry: int) -> Iterator[ShardResult]:
+def _in_pool(factory: WorkFactory, todo: Sequence[ShardTask], workers: int,
+             budget: RetryBudget) -> Iterator[ShardResult]:
     """Results of ``todo`` from a process pool, as they finish.
 
     At most ``workers`` tasks are in the pool at a time, so when a worker dies (which breaks the whole
@@ -270,14 +235,13 @@ def _in_pool(work: Callable[[ShardTask], ShardResult], todo: Sequence[ShardTask]
     an attempt when it was submitted, and the survivors of the retry budget go to a new pool.
     """
     queue = deque(todo)
-    attempts: dict[int, int] = {t.index: 0 for t in todo}
+    token = uuid.uuid4().hex  # the pool's processes build the work once each (`run_task`)
 
     def retry_or_give_up(task: ShardTask, error: str) -> ShardResult | None:
-        if attempts[task.index] > max_shard_retry:
-            return _gave_up(task, attempts[task.index], error)
-        logger.warning("shard %d, attempt %d failed (%s); retrying", task.index, attempts[task.index], error)
-        queue.appendleft(task)
-        return None
+        gave_up = budget.failed(task, error)
+        if gave_up is None:
+            queue.appendleft(task)
+        return gave_up
 
     while queue:
         lost: list[ShardTask] = []
@@ -286,8 +250,8 @@ def _in_pool(work: Callable[[ShardTask], ShardResult], todo: Sequence[ShardTask]
             while (queue or pending) and not lost:
                 while queue and len(pending) < workers:
                     task = queue.popleft()
-                    attempts[task.index] += 1
-                    pending[pool.submit(work, task)] = task
+                    budget.charge(task)
+                    pending[pool.submit(run_task, token, factory, task)] = task
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     task = pending.pop(fut)
@@ -296,18 +260,20 @@ def _in_pool(work: Callable[[ShardTask], ShardResult], todo: Sequence[ShardTask]
                     except BrokenProcessPool:
                         lost.append(task)
                         continue
+                    except WorkerSetupError as exc:
+                        raise ConfigError(f"shard workers could not start: {exc}") from exc
                     except Exception as exc:  # noqa: BLE001 - recorded per shard, the build goes on
-                        if isinstance(exc, ConfigError) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+                        if is_fatal(exc):
                             raise  # every other shard would fail the same way: stop the build
                         logger.debug("shard %d", task.index, exc_info=exc)
-                        gave_up = retry_or_give_up(task, _error_line(exc))
+                        gave_up = retry_or_give_up(task, error_line(exc))
                         if gave_up is not None:
                             yield gave_up
                         continue
                     yield result
             lost += pending.values()  # a broken pool takes every task in it down
         for task in reversed(lost):
-            gave_up = retry_or_give_up(task, _WORKER_DIED)
+            gave_up = retry_or_give_up(task, WORKER_DIED)
             if gave_up is not None:
                 yield gave_up
 
@@ -321,8 +287,3 @@ def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], workers: in
     with _worker_pool(min(workers, len(items))) as pool:
         yield from pool.map(fn, items)
 
-
-def chunk(items: Sequence[Any], size: int) -> list[tuple[Any, ...]]:
-    if size < 1:
-        raise ValueError("samples per shard must be >= 1")
-    return [tuple(items[i : i + size]) for i in range(0, len(items), size)]

@@ -1,13 +1,13 @@
 """DressCode folders -> shards.
 
-Layout (aimagelab/dress-code README; preprocess_spec section 3): ``{upper_body,lower_body,dresses}/images/
-XXXXXX_0.jpg`` (person) and ``XXXXXX_1.jpg`` (garment), ``keypoints/XXXXXX_2.json`` (18 OpenPose points, x/y in
+Layout (aimagelab/dress-code README; docs/architecture.md, "Data contract"):
+``{upper_body,lower_body,dresses}/images/XXXXXX_0.jpg`` (person) and ``XXXXXX_1.jpg`` (garment), ``keypoints/XXXXXX_2.json`` (18 OpenPose points, x/y in
 384x512), ``label_maps/XXXXXX_4.png`` (SCHP-ATR ids), ``dense/XXXXXX_5.png`` (DensePose part indices), optional
 ``image-densepose/`` (IDM-VTON), ``masks/XXXXXX_1.png`` (LaDI-VTON garment masks) and pair lists per category.
 
 DressCode's label maps are ATR, remapped here to CIHP (no neck label exists in ATR, so CIHP 10 never appears);
-the agnostic mask is DressCode's own test-time recipe (preprocess_spec 2.4). Every such choice is recorded in
-``meta.producers``.
+the agnostic mask is DressCode's own test-time recipe (`vitonprep.derive.masks_idm.dresscode_mask`). Every such
+choice is recorded in ``meta.producers``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ from PIL import Image
 
 from vitonprep import codecs
 from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_rgb
-from vitonprep.convert.common import (
+from vitonprep.convert.base import (
     ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_meta,
 )
+from vitonprep.derive import agnostic as agn_mod
+from vitonprep.derive.densepose import render_densepose
+from vitonprep.derive.labels import atr_to_cihp
+from vitonprep.derive.masks_idm import dresscode_mask
+from vitonprep.derive.openpose import OpenPoseKeypoints, coco18_to_body25, render_pose
 from vitonprep.errors import ConfigError, SampleError
 from vitonprep.schema import CATEGORIES, PERSON_SIZE, sample_key
 from vitonprep.shards import Failure, Sample
@@ -113,12 +118,6 @@ def read_dresscode_keypoints(data: bytes, path: str) -> np.ndarray:
 
 
 def make_sample(item: PlannedSample) -> Sample:
-    from vitonprep.derive import agnostic as agn_mod
-    from vitonprep.derive.densepose import render_densepose
-    from vitonprep.derive.labels import atr_to_cihp
-    from vitonprep.derive.masks_idm import dresscode_mask
-    from vitonprep.derive.openpose import OpenPoseKeypoints, coco18_to_body25, render_pose
-
     b = SampleBuilder(item.key)
     size = PERSON_SIZE
     given = Producer("dresscode-dataset", note="passed through from the source folder")

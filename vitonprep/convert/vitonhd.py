@@ -7,17 +7,24 @@ for DensePose and cloth masks, with the offline back-ends, recorded per field in
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 
 from vitonprep import codecs
+from vitonprep.backends import densepose_approx
 from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_mask_any, read_rgb
-from vitonprep.convert.common import (
+from vitonprep.convert.base import (
     ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_meta,
 )
+from vitonprep.derive import agnostic as agn_mod
+from vitonprep.derive.densepose import render_densepose
+from vitonprep.derive.labels import palette_image_to_labels
+from vitonprep.derive.openpose import OpenPoseKeypoints, render_pose
 from vitonprep.errors import SampleError
 from vitonprep.schema import PERSON_SIZE, SPLITS, sample_key
 from vitonprep.shards import Failure, Sample
@@ -138,11 +145,6 @@ def plan(cfg: ConvertConfig) -> tuple[list[PlannedSample | Failure], dict[str, A
 
 def make_sample(item: PlannedSample) -> Sample:
     """Make one sample; raise SampleError(stage, reason) naming the file on any problem."""
-    from vitonprep.derive import agnostic as agn_mod
-    from vitonprep.derive.densepose import render_densepose
-    from vitonprep.derive.labels import palette_image_to_labels
-    from vitonprep.derive.openpose import OpenPoseKeypoints, render_pose
-
     b = SampleBuilder(item.key)
     size = PERSON_SIZE
     given = Producer("vitonhd-dataset", note="passed through from the source folder")
@@ -167,9 +169,6 @@ def make_sample(item: PlannedSample) -> Sample:
         b.put_array("image", image, Producer("vitonhd-dataset", note="re-encoded to RGB JPEG q95"))
 
     # parse
-    from PIL import Image
-    import io
-
     parse = decode_or_fail(lambda d, w: palette_image_to_labels(Image.open(io.BytesIO(d))), read("parse"),
                     item.files["parse"], "parse")
     check_same_size(parse, image, item.files["parse"], "parse")
@@ -231,8 +230,6 @@ def make_sample(item: PlannedSample) -> Sample:
         check_same_size(dp, image, item.files["image_densepose"], "image_densepose")
         b.put("image_densepose", dp_bytes if jpeg_passthrough(dp_bytes, size) else codecs.encode_jpeg(dp), given)
     else:
-        from vitonprep.backends import densepose_approx
-
         parts = densepose_approx.approximate_densepose_parts(parse, kp.pose)
         b.put_array("image_densepose", render_densepose(parts),
                     Producer(densepose_approx.NAME, approximate=True,

@@ -5,9 +5,10 @@ retries a shard that failed (an exception, or a worker process or node that died
 times. A shard whose retries run out comes back with ``ShardResult.error`` set; the run goes on and a rerun of the
 same command picks it up.
 
-Shards are plain Ray tasks, not tasks of long-lived actors: an actor is bound to one process, so when a node is
-lost its replacement needs a CPU that the surviving workers already hold, and the shard queued on it waits for
-ever (issue 15, item 10). A task runs wherever a CPU is free. Each worker process still builds its per-process
+`RayDistributor` is the engine's distributor (`vitonprep.engine`): the ledger, the retry budget and the worker-side
+set-up (`vitonprep.engine.run_task`) are the local runner's. Shards are plain Ray tasks, not tasks of long-lived
+actors: an actor is bound to one process, so when a node is lost its replacement needs a CPU that the surviving
+workers already hold, and the shard queued on it waits for ever (issue 15, item 10). A task runs wherever a CPU is free. Each worker process still builds its per-process
 state (a pipeline and its models) once, on its first shard, and keeps it for the next ones (`_shard_task`).
 While shards wait, the driver watches the cluster: when no live node has a CPU for a shard, or the head (GCS)
 stops answering, for longer than a grace period, it stops and returns every shard not made as an error, so the
@@ -22,18 +23,18 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+from vitonprep.engine import (
+    ProgressCallback, RetryBudget, ShardLedger, ShardTask, WorkerSetupError, WorkFactory, run_task,
+)
 from vitonprep.errors import ConfigError
-from vitonprep.runner import ProgressCallback, ShardLedger, ShardTask, _worker_init
-from vitonprep.shards import ShardResult, completed_shards
+from vitonprep.runner import _worker_init
+from vitonprep.shards import ShardResult
 
 logger = logging.getLogger(__name__)
 
 RAY_MISSING = "--distributor ray needs Ray, which is not installed: pip install 'vitonprep[ray]'"
-
-#: called once in each shard worker process; returns the function that makes one shard
-WorkFactory = Callable[[], Callable[[ShardTask], ShardResult]]
 
 #: how often the driver looks at the cluster while no shard finishes (seconds)
 POLL_SECONDS = 2.0
@@ -82,28 +83,10 @@ def head_reachable(ray: Any, timeout: float = 2.0) -> bool:
         return False
 
 
-class WorkerSetupError(Exception):
-    """The shard work could not be built in a worker process (missing weights, import error): not a shard's
-    fault, so the run stops instead of failing every shard the same way."""
-
-
-# per worker process: the work of the current run, built once by its factory (one run at a time: a new run's
-# token drops the previous run's pipeline and models)
-_WORK: dict[str, Callable[[ShardTask], ShardResult]] = {}
-
-
 def _shard_task(token: str, factory: WorkFactory, task: ShardTask) -> ShardResult:
-    """One shard, as a Ray task (decorated with ``ray.remote`` at run time, so importing this needs no Ray)."""
-    work = _WORK.get(token)
-    if work is None:
-        _WORK.clear()
-        _worker_init()  # one shard per CPU already uses the cores: keep OpenCV/BLAS single-threaded
-        try:
-            work = factory()
-        except Exception as exc:
-            raise WorkerSetupError(_first_line(exc)) from exc
-        _WORK[token] = work
-    return work(task)
+    """One shard, as a Ray task (decorated with ``ray.remote`` at run time, so importing this needs no Ray); the
+    worker process keeps OpenCV/BLAS single-threaded (one shard per CPU already uses the cores)."""
+    return run_task(token, factory, task, init=_worker_init)
 
 
 def worker_count(ray: Any, options: RayOptions, reserved_cpus: float = 0.0) -> int:
@@ -167,6 +150,68 @@ class _Watch:
         return None
 
 
+@dataclass(frozen=True)
+class RayDistributor:
+    """The `vitonprep.engine.Distributor` of a Ray cluster: every task not yet complete as a Ray task, at most
+    ``options.workers`` in flight. Expects Ray to be connected (see `connect`); ``reserved_cpus``/``reserved_gpus``
+    are what other actors of the job (stage actors) hold. After a lost head no Ray call may be made any more (each
+    would block): check `head_reachable` first."""
+
+    options: RayOptions = RayOptions()
+    reserved_cpus: float = 0.0
+    reserved_gpus: float = 0.0
+
+    def run(self, ledger: ShardLedger, factory: WorkFactory) -> None:
+        ray, options = import_ray(), self.options
+        todo: deque[ShardTask] = deque(ledger.todo)
+        if not todo:
+            return
+        # Ray's own retries are off: a retry here is counted, bounded and logged like any other
+        remote = ray.remote(_shard_task).options(num_cpus=options.cpus_per_worker, max_retries=0)
+        nworkers = min(worker_count(ray, options, self.reserved_cpus), len(todo))
+        token = uuid.uuid4().hex
+        logger.info("%d shards to make on %d Ray shard workers", len(todo), nworkers)
+        watch = _Watch(ray, options, self.reserved_cpus, self.reserved_gpus)
+        budget = RetryBudget(options.max_shard_retry)
+        pending: dict[Any, ShardTask] = {}
+        while todo or pending:
+            while todo and len(pending) < nworkers:
+                task = todo.popleft()
+                budget.charge(task)
+                pending[remote.remote(token, factory, task)] = task
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            if not ready:
+                reason = watch.verdict()
+                if reason is None:
+                    continue
+                # every shard not made fails with the reason; a rerun of the same command makes them
+                logger.error("giving up on %d shards (rerun the same command to make them): %s",
+                             len(pending) + len(todo), reason)
+                if not watch.head_lost:
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                for task in [*pending.values(), *todo]:
+                    ledger.finish(ShardResult(index=task.index, nsamples=0, error=reason))
+                return
+            for ref in ready:
+                task = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # an exception inside the work
+                    if isinstance(exc.cause, WorkerSetupError):
+                        for other in pending:
+                            ray.cancel(other, force=True)
+                        raise ConfigError(f"Ray shard workers could not start: {exc.cause}") from exc
+                    result = budget.failed(task, _first_line(exc))
+                except ray.exceptions.RayError as exc:  # the process or its node died (killed, OOM, node lost)
+                    logger.warning("shard %d: its worker or node was lost (%s)", task.index, type(exc).__name__)
+                    result = budget.failed(task, _first_sentence(exc))
+                if result is None:
+                    todo.append(task)
+                else:
+                    ledger.finish(result)
+
+
 def run_shard_tasks_ray(
     tasks: Sequence[ShardTask],
     factory: WorkFactory,
@@ -175,77 +220,11 @@ def run_shard_tasks_ray(
     reserved_cpus: float = 0.0,
     reserved_gpus: float = 0.0,
 ) -> list[ShardResult]:
-    """Run every task not yet complete as Ray tasks; results in task order (errors as values).
-
-    Expects Ray to be connected (see `connect`); ``reserved_cpus``/``reserved_gpus`` are what other actors of
-    the job (stage actors) hold.
-    After a lost head no Ray call may be made any more (each would block): check `head_reachable` first.
-    """
-    ray = import_ray()
-    # one listing per destination instead of two existence checks per shard: cheaper on object stores
-    finished = {str(d): set(completed_shards(d)) for d in {t.out_dir for t in tasks}}
-    ledger = ShardLedger(tasks, progress, lambda t: t.index in finished[str(t.out_dir)])
-    todo: deque[ShardTask] = deque(ledger.todo)
-    if not todo:
-        return ledger.ordered()
-    finish = ledger.finish
-
-    # Ray's own retries are off: a retry here is counted, bounded and logged like any other
-    remote = ray.remote(_shard_task).options(num_cpus=options.cpus_per_worker, max_retries=0)
-    nworkers = min(worker_count(ray, options, reserved_cpus), len(todo))
-    token = uuid.uuid4().hex
-    logger.info("%d shards to make on %d Ray shard workers", len(todo), nworkers)
-    watch = _Watch(ray, options, reserved_cpus, reserved_gpus)
-    attempts: dict[int, int] = {}
-    pending: dict[Any, ShardTask] = {}
-    while todo or pending:
-        while todo and len(pending) < nworkers:
-            task = todo.popleft()
-            pending[remote.remote(token, factory, task)] = task
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-        if not ready:
-            reason = watch.verdict()
-            if reason is None:
-                continue
-            # every shard not made fails with the reason; a rerun of the same command makes them
-            logger.error("giving up on %d shards (rerun the same command to make them): %s",
-                         len(pending) + len(todo), reason)
-            if not watch.head_lost:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
-            for task in [*pending.values(), *todo]:
-                finish(ShardResult(index=task.index, nsamples=0, error=reason))
-            pending.clear()
-            todo.clear()
-            break
-        for ref in ready:
-            task = pending.pop(ref)
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:  # an exception inside the work
-                if isinstance(exc.cause, WorkerSetupError):
-                    for other in pending:
-                        ray.cancel(other, force=True)
-                    raise ConfigError(f"Ray shard workers could not start: {exc.cause}") from exc
-                result = _retry_or_fail(task, _first_line(exc), attempts, options, todo)
-            except ray.exceptions.RayError as exc:  # the process or its node died (killed, OOM, node lost)
-                logger.warning("shard %d: its worker or node was lost (%s)", task.index, type(exc).__name__)
-                result = _retry_or_fail(task, _first_sentence(exc), attempts, options, todo)
-            if result is not None:
-                finish(result)
+    """`RayDistributor` on every task not yet complete (without a job's plan check and manifest); results in task
+    order (errors as values). Expects Ray to be connected (see `connect`)."""
+    ledger = ShardLedger(tasks, progress)
+    RayDistributor(options, reserved_cpus, reserved_gpus).run(ledger, factory)
     return ledger.ordered()
-
-
-def _retry_or_fail(task: ShardTask, reason: str, attempts: dict[int, int], options: RayOptions,
-                   todo: deque[ShardTask]) -> ShardResult | None:
-    n = attempts[task.index] = attempts.get(task.index, 0) + 1
-    if n <= options.max_shard_retry:
-        logger.warning("shard %d failed (attempt %d of %d), retrying: %s", task.index, n,
-                       options.max_shard_retry + 1, reason)
-        todo.append(task)
-        return None
-    logger.error("shard %d failed %d times, giving up (rerun to retry): %s", task.index, n, reason)
-    return ShardResult(index=task.index, nsamples=0, error=reason)
 
 
 def _first_line(exc: BaseException) -> str:
