@@ -1,8 +1,10 @@
 """Every YAML in pipelines/ loads, resolves its back-ends and passes the stage read/write check."""
 
+from pathlib import Path
+
 import pytest
 
-from vitonprep.config import PIPELINES_DIR, load_pipeline_config
+from vitonprep.config import PIPELINES_DIR, TRAIN_CONFIGS_DIR, load_pipeline_config, pipeline_path, train_config_path
 from vitonprep.errors import ConfigError
 
 PIPELINES = sorted(PIPELINES_DIR.glob("*.yaml"))
@@ -53,3 +55,18 @@ def test_unknown_keys_and_types_are_errors(tmp_path):
         from vitonprep.stages import Pipeline
 
         Pipeline.from_config(load_pipeline_config("default", {"stages.pose.params": {"wings": 2}}))
+
+
+def test_shipped_configs_are_package_data_with_one_copy_in_git():
+    """vitonprep/pipelines (what a wheel ships) is a link to the top-level pipelines/ folder users edit."""
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "vitonprep/pipelines").is_symlink() and not (root / "pipelines").is_symlink()
+    assert PIPELINES_DIR == (root / "pipelines").resolve() and TRAIN_CONFIGS_DIR == PIPELINES_DIR / "train"
+    assert pipeline_path("default") == PIPELINES_DIR / "default.yaml"
+    assert train_config_path("tiny") == TRAIN_CONFIGS_DIR / "tiny.yaml"
+    own = root / "pipelines/train/tiny.yaml"
+    assert train_config_path(own) == own and pipeline_path(root / "pipelines/default.yaml").is_file()
+    with pytest.raises(FileNotFoundError, match=r"config nope not found .*'stableviton', 'tiny'"):
+        train_config_path("nope")
+    with pytest.raises(ConfigError, match=r"pipeline nope not found .*'default'"):
+        pipeline_path("nope")

@@ -37,20 +37,32 @@ _LAZY: dict[str, str] = {
     "PipelineConfig": "vitonprep.config",
     "apply_dotted_overrides": "vitonprep.config",
     "config_from_mapping": "vitonprep.config",
+    "train_config_path": "vitonprep.config",
     "resolve_device": "vitonprep.backends.devices",
     "PARULA_RGB": "vitonprep.derive.densepose",
 }
 
-__all__ = ["FIELDS", "SCHEMA_VERSION", "ConfigError", "SampleError", "VitonprepError", "__version__", *_LAZY]
+__all__ = [  # the names above (a literal list, for linters and type checkers) plus the eager ones
+    "EXPORT_FORMATS", "FIELDS", "PARULA_RGB", "SCHEMA_VERSION", "BuildReport", "ConfigError", "ConvertReport",
+    "ExportReport", "PipelineConfig", "SampleError", "ValidationReport", "VitonprepError", "__version__", "api",
+    "apply_dotted_overrides", "config_from_mapping", "convert_samples", "load_pipeline", "prepare_pair",
+    "resolve_device", "train_config_path",
+]
 
 if TYPE_CHECKING:  # type checkers and IDEs see the lazy names as ordinary imports
     from vitonprep import api
     from vitonprep.api import (
-        EXPORT_FORMATS, BuildReport, ConvertReport, ExportReport, ValidationReport, convert_samples, load_pipeline,
+        EXPORT_FORMATS,
+        BuildReport,
+        ConvertReport,
+        ExportReport,
+        ValidationReport,
+        convert_samples,
+        load_pipeline,
         prepare_pair,
     )
     from vitonprep.backends.devices import resolve_device
-    from vitonprep.config import PipelineConfig, apply_dotted_overrides, config_from_mapping
+    from vitonprep.config import PipelineConfig, apply_dotted_overrides, config_from_mapping, train_config_path
     from vitonprep.derive.densepose import PARULA_RGB
 
 

@@ -38,8 +38,8 @@ from vitonprep.validate import ValidationReport, validate_shards
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "EXPORT_FORMATS", "BuildReport", "ConvertReport", "ExportReport", "ValidationReport", "build", "convert", "convert_samples",
-    "export", "load_pipeline", "prepare_pair", "validate",
+    "EXPORT_FORMATS", "BuildReport", "ConvertReport", "ExportReport", "ValidationReport", "build", "convert",
+    "convert_samples", "export", "load_pipeline", "prepare_pair", "validate",
 ]
 
 #: the converters' planners and per-sample makers, by ``vitonprep convert`` format name

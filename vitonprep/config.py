@@ -6,6 +6,7 @@ Unknown keys and wrong types are errors that name the YAML file and the key; not
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +18,11 @@ import yaml
 from vitonprep.errors import ConfigError
 from vitonprep.schema import CATEGORIES, PERSON_SIZE, SPLITS
 
-PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"
+#: the shipped pipelines (``default``, ``vitonhd-reference``) and, in ``train/``, vitontrain's configs. They are
+#: package data, so a wheel install has them; in a checkout ``vitonprep/pipelines`` is a link to the top-level
+#: ``pipelines/`` folder users read and edit (one copy in git), and paths are reported through the link's target.
+PIPELINES_DIR = (Path(__file__).resolve().parent / "pipelines").resolve()
+TRAIN_CONFIGS_DIR = PIPELINES_DIR / "train"
 #: default pixel budget of an input photo (width x height, read from its header before decoding): 50 MP holds a
 #: 48 MP phone photo (8064x6048) and keeps a worker's peak memory near 1 GB; a decompression bomb or a huge scan is
 #: one recorded failure, refused in microseconds
@@ -155,16 +160,41 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _shipped(name_or_path: str | os.PathLike, folder: Path) -> Path | None:
+    """``name_or_path`` if it is a file, else ``folder/<name>.yaml`` if that is one, else None."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = folder / f"{name_or_path}.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def _known(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def pipeline_path(name_or_path: str | os.PathLike) -> Path:
+    """A pipeline YAML path, or the file of a shipped pipeline by name; ConfigError naming the known ones."""
+    path = _shipped(name_or_path, PIPELINES_DIR)
+    if path is None:
+        raise ConfigError(f"pipeline {name_or_path!s} not found (not a file, not one of {_known(PIPELINES_DIR)})")
+    return path
+
+
+def train_config_path(name_or_path: str | os.PathLike) -> Path:
+    """A vitontrain config YAML path, or the file of a shipped one by name (``tiny``, ``stableviton``).
+
+    Raises FileNotFoundError ``config NAME not found (not a file, not one of [...])``, for the caller to word
+    (a training config, a model config)."""
+    path = _shipped(name_or_path, TRAIN_CONFIGS_DIR)
+    if path is None:
+        raise FileNotFoundError(f"config {name_or_path} not found (not a file, not one of {_known(TRAIN_CONFIGS_DIR)})")
+    return path
+
+
 def load_pipeline_config(path: Path | str, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Read a pipeline YAML (a path, or a name of a file in ``pipelines/``) and apply dotted overrides."""
-    p = Path(path)
-    if not p.is_file():
-        cand = PIPELINES_DIR / f"{path}.yaml"
-        if cand.is_file():
-            p = cand
-        else:
-            known = sorted(x.stem for x in PIPELINES_DIR.glob("*.yaml"))
-            raise ConfigError(f"pipeline {path!s} not found (not a file, not one of {known})")
+    """Read a pipeline YAML (a path, or a name of a shipped pipeline) and apply dotted overrides."""
+    p = pipeline_path(path)
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
