@@ -10,11 +10,12 @@ import pytest
 
 from vitonprep import codecs
 from vitonprep.captions import (
-    ClipTagger, FileTagger, GeometricTagger, caption_record, caption_text, check_caption, evaluate_geometric,
+    ClipConfig, ClipTagger, FileTagger, GeometricTagger, TagFileConfig, caption_record, caption_text, check_caption,
     mask_shape, sleeve_from_mask,
 )
+from vitonprep.captions_eval import evaluate_geometric
 from vitonprep.config import BackendChoice, load_pipeline_config
-from vitonprep.errors import ConfigError
+from vitonprep.errors import ConfigError, InputError
 
 
 
@@ -62,33 +63,33 @@ def test_geometric_tagger_respects_category_and_records_parse_evidence():
     assert t.extra["worn_item_from_parse"] == "upper_body"
     rec = check_caption(json.loads(json.dumps(caption_record(t))))
     assert rec["caption"] == "model is wearing Long Sleeve top" and rec["source"] == "garment-tags-geometric"
-    with pytest.raises(ValueError, match="no cloth mask"):
+    with pytest.raises(InputError, match="no cloth mask"):
         GeometricTagger()("x", np.zeros((10, 10), bool))
 
 
 def test_file_tagger_csv_json_and_idm_tagged_json(tmp_path):
     csv_path = tmp_path / "tags.csv"
     csv_path.write_text("cloth,sleeve,neckLine,item\n04469_00.jpg,short,V Neck,Blouse\n09133_00,none,,Tank Top\n")
-    t = FileTagger(csv_path)("04469_00")
+    t = FileTagger(TagFileConfig(str(csv_path)))("04469_00")
     assert t.tags == {"sleeveLength": "Short Sleeve", "neckLine": "V Neck", "item": "Blouse"}
     assert t.source == "garment-tags-file:tags.csv" and not t.approximate and t.sleeve == "short"
-    assert caption_text(FileTagger(csv_path)("09133_00").tags) == "model is wearing Sleeveless Tank Top"
-    with pytest.raises(ValueError, match="not in tags.csv"):
-        FileTagger(csv_path)("missing")
+    assert caption_text(FileTagger(TagFileConfig(str(csv_path)))("09133_00").tags) == "model is wearing Sleeveless Tank Top"
+    with pytest.raises(InputError, match="not in tags.csv"):
+        FileTagger(TagFileConfig(str(csv_path)))("missing")
 
     js = tmp_path / "tags.json"
     js.write_text(json.dumps({"01430_00.jpg": {"sleeveLength": "Long Sleeve", "item": "Sweater"}}))
-    assert FileTagger(js)("01430_00").sleeve == "long"
+    assert FileTagger(TagFileConfig(str(js)))("01430_00").sleeve == "long"
 
     idm = tmp_path / "vitonhd_test_tagged.json"
     idm.write_text(json.dumps({"data": [{"file_name": "00067_00.jpg", "category_name": "TOPS", "tag_info": [
         {"tag_name": "item", "tag_category": "T-shirts"}, {"tag_name": "sleeveLength", "tag_category": "Short Sleeve"},
         {"tag_name": "neckLine", "tag_category": "Round Neck"}, {"tag_name": "shape", "tag_category": None}]}]}))
-    t = FileTagger(idm)("00067_00")
+    t = FileTagger(TagFileConfig(str(idm)))("00067_00")
     assert caption_text(t.tags) == "model is wearing Short Sleeve Round Neck T-shirts"
     assert "shape" not in t.tags
-    with pytest.raises(ValueError, match="does not exist"):
-        FileTagger(tmp_path / "nope.csv").setup()
+    with pytest.raises(ConfigError, match="does not exist"):
+        FileTagger(TagFileConfig(str(tmp_path / "nope.csv")))
 
 
 def test_caption_decoder_is_strict():
@@ -133,7 +134,7 @@ def test_clip_tagger_from_a_local_folder_at_random_init(tmp_path):
     pytest.importorskip("transformers")
     folder = tmp_path / "clip"
     _tiny_clip(folder)
-    tagger = ClipTagger(folder)
+    tagger = ClipTagger(ClipConfig(str(folder)))
     rgb = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
     t = tagger("g", None, None, None, rgb)
     assert t.source == "garment-tags-clip:clip" and t.approximate
@@ -146,8 +147,8 @@ def test_clip_tagger_from_a_local_folder_at_random_init(tmp_path):
     # the user's category wins over the zero-shot item guess; trousers get no sleeve tag
     t2 = tagger("g", None, None, "lower_body", rgb)
     assert t2.item_class == "lower_body" and t2.sleeve is None and "sleeveLength" not in t2.tags
-    with pytest.raises(ValueError, match="never downloaded"):
-        ClipTagger(tmp_path / "missing").setup()
+    with pytest.raises(ConfigError, match="never downloaded"):
+        ClipTagger(ClipConfig(str(tmp_path / "missing")))
 
 
 def test_caption_stage_config(tmp_path):
@@ -173,30 +174,32 @@ def test_caption_stage_config(tmp_path):
         Pipeline.from_config(load_pipeline_config("default", {"stages.caption.params": {"x": 1}}))
     bad_file = load_pipeline_config("default", {"stages.caption": {"backend": "garment-tags-file",
                                                                      "params": {"path": str(tmp_path / "no.csv")}}})
-    with pytest.raises(ConfigError, match="does not exist"):
-        Pipeline.from_config(bad_file).stages[-1].setup()
+    with pytest.raises(ConfigError, match="does not exist"):  # before any image: when the pipeline is built
+        Pipeline.from_config(bad_file)
 
 
 def test_garment_pose_stage_on_worn_and_flat_garments(data_dir):
     """A DressCode person photo used as the garment photo shows the wearer; a shop photo shows nobody."""
     from vitonprep.photos import fit_to_canvas, load_photo
-    from vitonprep.stages import GarmentPoseStage
+    from vitonprep.raw import RawItem
+    from vitonprep.stages import GarmentPoseStage, SampleContext
 
     stage = GarmentPoseStage(BackendChoice("pose-mediapipe-blazepose", {"face": False, "hands": False}),
                              BackendChoice("person-mediapipe"))
     stage.setup()
     try:
-        def run(path: Path) -> dict:
+        def run(path: Path) -> SampleContext:
             rgb, _ = fit_to_canvas(load_photo(path.read_bytes(), str(path)), (768, 1024), "pad")
-            ctx = {"cloth": rgb, "producers": {}}
+            ctx = SampleContext(RawItem("k", "", str(path), "unpaired", ""), cloth=rgb)
             stage(ctx)
             return ctx
 
         worn = run(data_dir / "dresscode-photos/person/049205_0.jpg")
-        assert worn["cloth_pose"] is not None and worn["cloth_pose_status"] == "person found"
-        assert worn["producers"]["cloth_pose"].backend == "pose-mediapipe-blazepose"
+        assert worn.cloth_pose is not None and worn.cloth_pose_status == "person found"
+        assert worn.producers["cloth_pose"].backend == "pose-mediapipe-blazepose"
+        assert worn.producers["cloth_pose"].approximate  # BlazePose mapped to BODY_25
         flat = run(data_dir / "samples/cloth/09164_00.jpg")
-        assert flat["cloth_pose"] is None and flat["cloth_pose_status"].startswith("no person")
-        assert "cloth_pose" not in flat["producers"]
+        assert flat.cloth_pose is None and flat.cloth_pose_status.startswith("no person")
+        assert "cloth_pose" not in flat.producers
     finally:
         stage.close()

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from vitonprep import codecs
-from vitonprep.schema import SCHEMA_VERSION, Field, FIELDS_BY_NAME, Kind
+from vitonprep.sample_meta import SampleIdentity, meta_record, with_header
+from vitonprep.schema import Field, FIELDS_BY_NAME, Kind
 from vitonprep.shards import Sample
 
 
@@ -45,8 +46,18 @@ class SampleBuilder:
     def put_array(self, name: str, value: Any, producer: Producer) -> None:
         self.put(name, encode_value(FIELDS_BY_NAME[name], value), producer)
 
+    def finish_meta(self, identity: SampleIdentity, *, made_by: dict[str, Any] | None = None,
+                    source: dict[str, Any], statuses: dict[str, Any] | None = None) -> Sample:
+        """The sample with its meta.json built by `vitonprep.sample_meta.meta_record`."""
+        return self._with_meta(meta_record(self.key, self.producers, identity, made_by=made_by, source=source,
+                                           statuses=statuses))
+
     def finish(self, meta: dict[str, Any]) -> Sample:
-        full = {"schema_version": SCHEMA_VERSION, "key": self.key, "producers": self.producers, **meta}
+        """The sample with its meta.json: ``meta`` is the fields after the header, in the contract's order (build
+        it with `vitonprep.sample_meta.meta_record` fields or its helpers)."""
+        return self._with_meta(with_header(self.key, self.producers, meta))
+
+    def _with_meta(self, full: dict[str, Any]) -> Sample:
         members = dict(self.members)
         members[FIELDS_BY_NAME["meta"].member] = codecs.encode_json(full)
         return Sample(self.key, members)
@@ -75,8 +86,6 @@ def jpeg_passthrough(data: bytes, size: tuple[int, int]) -> bytes | None:
 
 def read_rgb(data: bytes, what: str) -> np.ndarray:
     """Decode any photo to RGB uint8 (EXIF orientation applied); raise DecodeError naming ``what``."""
-    from PIL import ImageOps
-
     try:
         img = Image.open(io.BytesIO(data))
         img = ImageOps.exif_transpose(img)

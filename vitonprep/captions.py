@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from vitonprep.backends.protocols import Backend
+from vitonprep.errors import ConfigError, InputError
+
 logger = logging.getLogger(__name__)
 
 CAPTION_VERSION = 1
@@ -211,16 +214,20 @@ def worn_item_from_parse(parse: np.ndarray | None, category: str | None = None) 
     return best if counts[best] > 0 else None
 
 
-class GeometricTagger:
+class GeometricTagger(Backend):
     """Offline tagger: cloth mask geometry, plus the person parse when the garment is the one worn (paired)."""
 
-    name = "garment-tags-geometric"
-    approximate = True
+    NAME = "garment-tags-geometric"
+    KIND = "caption"
+    APPROXIMATE = True
+    LICENCE = "vitonprep (no model)"
+    name = NAME
+    approximate = APPROXIMATE
 
     def __call__(self, cloth_id: str, cloth_mask: np.ndarray | None, parse: np.ndarray | None = None,
                  category: str | None = None, cloth_rgb: np.ndarray | None = None) -> GarmentTags:
         if cloth_mask is None or not np.asarray(cloth_mask).any():
-            raise ValueError("no cloth mask to tag")
+            raise InputError("no cloth mask to tag")
         shape = mask_shape(cloth_mask)
         item = item_from_mask(shape)
         worn = worn_item_from_parse(parse, category)
@@ -251,7 +258,21 @@ def _normalise_sleeve(v: str | None) -> str | None:
     return None
 
 
-class FileTagger:
+@dataclass(frozen=True)
+class TagFileConfig:
+    """``garment-tags-file`` params: the user's tag file (JSON or CSV)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """``garment-tags-clip`` params: a local folder loadable by ``CLIPModel.from_pretrained``."""
+
+    path: str
+
+
+class FileTagger(Backend):
     """Tags per garment from a user file.
 
     JSON: either ``{cloth_id: {tag_name: value}}`` or IDM-VTON's tagged JSON (``{"data": [{"file_name",
@@ -259,18 +280,24 @@ class FileTagger:
     (``sleeveLength``/``sleeve``, ``neckLine``, ``item``). Garment ids are file stems.
     """
 
-    name = "garment-tags-file"
-    approximate = False
+    NAME = "garment-tags-file"
+    KIND = "caption"
+    APPROXIMATE = False
+    LICENCE = "as the user's tag file"
+    Config = TagFileConfig
+    name = NAME
+    approximate = APPROXIMATE
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, config: TagFileConfig, weights_dir: str | Path | None = None):
+        super().__init__(config, weights_dir)
+        self.path = Path(config.path)
         self.table: dict[str, dict[str, str]] = {}
+        if not self.path.is_file():  # checked when the pipeline is built, before any image is touched
+            raise ConfigError(f"garment tag file {self.path} does not exist")
 
     def setup(self) -> None:
         if self.table:
             return
-        if not self.path.is_file():
-            raise ValueError(f"garment tag file {self.path} does not exist")
         if self.path.suffix.lower() == ".csv":
             with self.path.open(newline="") as f:
                 for row in csv.DictReader(f):
@@ -294,7 +321,7 @@ class FileTagger:
         self.setup()
         row = self.table.get(cloth_id)
         if row is None:
-            raise ValueError(f"garment {cloth_id!r} is not in {self.path.name}")
+            raise InputError(f"garment {cloth_id!r} is not in {self.path.name}")
         tags = dict(row)
         if "sleeve" in tags and "sleeveLength" not in tags:
             cls = _normalise_sleeve(tags.pop("sleeve"))
@@ -314,25 +341,33 @@ CLIP_PROMPTS = {
 }
 
 
-class ClipTagger:
+class ClipTagger(Backend):
     """Zero-shot CLIP tags from user-supplied weights: a local folder loadable by ``CLIPModel.from_pretrained``.
 
     ``local_files_only=True`` makes a missing folder an error instead of a hub download. The tokenizer/processor
     come from the same folder.
     """
 
-    name = "garment-tags-clip"
-    approximate = True
+    NAME = "garment-tags-clip"
+    KIND = "caption"
+    APPROXIMATE = True
+    LICENCE = "as the user's CLIP weights"
+    Config = ClipConfig
+    name = NAME
+    approximate = APPROXIMATE
 
-    def __init__(self, path: str | Path, model: Any = None, processor: Any = None):
-        self.path = Path(path)
+    def __init__(self, config: ClipConfig, weights_dir: str | Path | None = None, *, model: Any = None,
+                 processor: Any = None):
+        super().__init__(config, weights_dir)
+        self.path = Path(config.path)
         self.model, self.processor = model, processor
+        if model is None and not self.path.is_dir():  # checked when the pipeline is built
+            raise ConfigError(f"CLIP weights folder {self.path} does not exist (weights are never downloaded)")
 
     def setup(self) -> None:
         if self.model is not None:
             return
-        if not self.path.is_dir():
-            raise ValueError(f"CLIP weights folder {self.path} does not exist (weights are never downloaded)")
+        # transformers is heavy: imported only by a pipeline that uses this back-end, in the worker
         from transformers import CLIPModel, CLIPProcessor
 
         self.model = CLIPModel.from_pretrained(self.path, local_files_only=True).eval()
@@ -350,7 +385,7 @@ class ClipTagger:
 
     def __call__(self, cloth_id: str, cloth_mask=None, parse=None, category=None, cloth_rgb=None) -> GarmentTags:
         if cloth_rgb is None:
-            raise ValueError("CLIP tagging needs the garment photo")
+            raise InputError("CLIP tagging needs the garment photo")
         item_p = self.scores(cloth_rgb, CLIP_PROMPTS["item"])
         item = category if category in ITEMS else max(item_p, key=item_p.get)
         tags = {"item": ITEM_WORDS[item]}
@@ -362,49 +397,3 @@ class ClipTagger:
             tags["sleeveLength"] = IDM_SLEEVE_WORDS[sleeve]
             ev["sleeve_probs"] = {k: round(v, 4) for k, v in sp.items()}
         return GarmentTags(tags, f"{self.name}:{self.path.name}", True, sleeve, item, ev)
-
-
-def make_tagger(backend: str, params: dict[str, Any]) -> Any:
-    """Registry of caption back-ends (names as in ``stages.caption.backend``)."""
-    params = dict(params)
-    if backend == GeometricTagger.name:
-        if params:
-            raise TypeError(f"{backend} takes no parameters, got {sorted(params)}")
-        return GeometricTagger()
-    if backend == FileTagger.name:
-        return FileTagger(**params)
-    if backend == ClipTagger.name:
-        return ClipTagger(**params)
-    raise KeyError(backend)
-
-
-CAPTION_BACKENDS = (GeometricTagger.name, FileTagger.name, ClipTagger.name)
-
-
-# ---------------------------------------------------------------- accuracy against hand labels
-
-def evaluate_geometric(labels_csv: Path, data_root: Path) -> dict[str, Any]:
-    """Run the geometric tagger on every hand-labelled garment (mask from the default OpenCV back-end, no
-    category given) and count agreements per attribute. Returns counts and the per-garment predictions."""
-    from vitonprep.backends.cloth_mask_opencv import cloth_mask
-    from vitonprep.photos import fit_to_canvas, load_photo
-    from vitonprep.schema import PERSON_SIZE
-
-    tagger = GeometricTagger()
-    rows, item_ok, sleeve_ok, n_sleeve = [], 0, 0, 0
-    with Path(labels_csv).open(newline="") as f:
-        labelled = list(csv.DictReader(f))
-    for row in labelled:
-        rgb, _ = fit_to_canvas(load_photo((data_root / row["file"]).read_bytes(), row["file"]), PERSON_SIZE, "pad")
-        mask = cloth_mask(rgb)
-        tags = tagger(Path(row["file"]).stem, mask)
-        shape = mask_shape(mask)
-        sleeve_pred = sleeve_from_mask(shape)[0]
-        item_ok += tags.item_class == row["item_class"]
-        if row["sleeve"]:
-            n_sleeve += 1
-            sleeve_ok += sleeve_pred == row["sleeve"]
-        rows.append({"file": row["file"], "item": row["item_class"], "item_pred": tags.item_class,
-                     "sleeve": row["sleeve"] or None, "sleeve_pred": sleeve_pred if row["sleeve"] else None})
-    return {"n": len(labelled), "item_correct": item_ok, "n_sleeve": n_sleeve, "sleeve_correct": sleeve_ok,
-            "rows": rows}

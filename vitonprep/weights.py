@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vitonprep.errors import MissingWeightsError, VitonprepError
+from vitonprep.backends.registry import BACKENDS, backend_class, make_backend
+from vitonprep.config import BackendChoice
+from vitonprep.errors import ConfigError, MissingWeightsError, VitonprepError
 
 logger = logging.getLogger(__name__)
 
@@ -141,16 +143,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 PACKAGES = ("vitonprep", "torch", "torchvision", "numpy", "opencv-contrib-python", "opencv-python", "mediapipe",
             "scipy", "segment-anything", "onnxruntime", "detectron2", "densepose")
 
-#: licences of the back-ends that need no weight file (their models ship inside a package, or there is no model)
-BUILTIN_LICENCES = {
-    "pose-mediapipe-blazepose": "mediapipe models (Apache-2.0)",
-    "person-mediapipe": "mediapipe models (Apache-2.0)",
-    "parsing-heuristic-mediapipe": "vitonprep + mediapipe models (Apache-2.0)",
-    "densepose-approx-parse": "vitonprep (no model)",
-    "cloth-mask-opencv": "vitonprep + OpenCV (Apache-2.0)",
-}
-
-
 @dataclass
 class WeightFile:
     spec: WeightSpec
@@ -214,32 +206,30 @@ def diagnose(weights_dir: str | Path | None = None, hash_files: bool = True,
     A back-end is usable when it can be constructed: its weight files are found (params, ``weights_dir``,
     $VITONPREP_WEIGHTS_DIR) and its packages import. Every registered weight file is looked up as well.
     """
-    from vitonprep.config import BackendChoice
-    from vitonprep.errors import ConfigError
-    from vitonprep.stages import BACKENDS, make_backend
-
     cache: dict = {}
     statuses = []
     for kind, backends in BACKENDS.items():
-        for name, (_, approximate) in backends.items():
+        if kind == "caption":  # caption back-ends read user files named in params, not weight files
+            continue
+        for name in backends:
             lookups: list = []
+            approximate, licence = False, ""
             token = _LOOKUPS.set(lookups)
             problem = ""
             try:
                 choice = (selected or {}).get(kind)
                 if choice is None or choice.backend != name:
                     choice = BackendChoice(name, {})
-                backend, _ = make_backend(kind, choice, str(weights_dir or ""))
-                close = getattr(backend, "close", None)
-                if callable(close):
-                    close()
+                cls = backend_class(kind, name)
+                approximate, licence = cls.APPROXIMATE, cls.LICENCE
+                make_backend(kind, choice, weights_dir).close()
             except (ConfigError, ImportError, OSError, ValueError, RuntimeError) as exc:
                 problem = str(exc)
             finally:
                 _LOOKUPS.reset(token)
             files = [_weight_file(spec, path, hash_files, cache) for spec, path in lookups]
             licences = sorted({f.spec.licence for f in files})
-            licence = "; ".join(licences) if licences else BUILTIN_LICENCES.get(name, "")
+            licence = "; ".join(licences) if licences else licence
             statuses.append(BackendStatus(kind, name, not problem, approximate, problem, files, licence))
     all_files = []
     for spec in WEIGHTS.values():

@@ -43,12 +43,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vitonprep.backends.protocols import Backend
+from vitonprep.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 NAME = "cloth-mask-opencv"
 APPROXIMATE = False
 
-__all__ = ["NAME", "APPROXIMATE", "ClothMaskConfig", "cloth_mask"]
+__all__ = ["NAME", "APPROXIMATE", "ClothMaskConfig", "OpenCVClothMask", "cloth_mask"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def cloth_mask(rgb: np.ndarray, config: ClothMaskConfig = ClothMaskConfig()) -> 
     resid = _strips(delta_e, band)
     noise50 = float(np.percentile(resid, 50))
     if noise50 > cfg.max_background_noise:
-        raise ValueError(
+        raise InputError(
             f"no uniform background: half of the image border differs from a smooth backdrop by more than "
             f"Delta E {noise50:.1f} (> {cfg.max_background_noise}); cloth_mask needs an in-shop photo on a plain "
             f"backdrop")
@@ -168,12 +171,25 @@ def cloth_mask(rgb: np.ndarray, config: ClothMaskConfig = ClothMaskConfig()) -> 
 
     frac = cv2.countNonZero(m.view(np.uint8)) / m.size
     if frac < cfg.min_area_fraction:
-        raise ValueError(f"no garment found: the mask covers {frac:.2%} of the image "
+        raise InputError(f"no garment found: the mask covers {frac:.2%} of the image "
                          f"(< {cfg.min_area_fraction:.1%}); is the garment as light as the background?")
     if frac > cfg.max_area_fraction:
-        raise ValueError(f"no garment found: the mask covers {frac:.2%} of the image "
+        raise InputError(f"no garment found: the mask covers {frac:.2%} of the image "
                          f"(> {cfg.max_area_fraction:.0%}), i.e. there is no background")
     return m
+
+
+class OpenCVClothMask(Backend):
+    """``cloth-mask-opencv``: `cloth_mask` behind the back-end protocol (no model; a backdrop colour model)."""
+
+    NAME = NAME
+    KIND = "cloth_mask"
+    APPROXIMATE = APPROXIMATE
+    LICENCE = "vitonprep + OpenCV (Apache-2.0)"
+    Config = ClothMaskConfig
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return cloth_mask(rgb, self.config)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,9 +24,11 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from vitonprep.backends.cloth_mask_opencv import cloth_mask
 from vitonprep.backends.devices import check_device, device_note, resolve_device
-from vitonprep.errors import ConfigError
-from vitonprep.weights import WeightSpec, find_weights, register_weights
+from vitonprep.backends.protocols import Backend
+from vitonprep.errors import ConfigError, InputError
+from vitonprep.weights import WeightSpec, find_weights, read_torch_weights, register_weights
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,6 @@ class SAMClothMaskConfig:
 
 def load_sam(path: str | Path, build: Callable[[], Any]):
     """``build()`` (a segment-anything builder called without a checkpoint) loaded with the weights of ``path``."""
-    from vitonprep.weights import read_torch_weights
 
     sd = read_torch_weights(path)
     if not isinstance(sd, dict):
@@ -80,7 +81,7 @@ def prompt_from_prior(prior: np.ndarray, box_margin: float) -> tuple[np.ndarray,
     """(box [x0, y0, x1, y1], point [x, y]) in pixels from a garment prior mask (HxW bool)."""
     ys, xs = np.nonzero(prior)
     if len(xs) == 0:
-        raise ValueError("empty garment prior: no prompt for SAM")
+        raise InputError("empty garment prior: no prompt for SAM")
     h, w = prior.shape
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     mx, my = box_margin * (x1 - x0 + 1), box_margin * (y1 - y0 + 1)
@@ -109,8 +110,15 @@ def fill_silhouette(mask: np.ndarray) -> np.ndarray:
     return out.astype(bool)
 
 
-class SAMClothMask:
+class SAMClothMask(Backend):
     """``__call__(rgb) -> HxW bool`` garment mask. The model loads lazily (``setup()`` or the first call)."""
+
+    NAME = NAME
+    KIND = "cloth_mask"
+    APPROXIMATE = APPROXIMATE
+    LICENCE = _SAM_LICENCE
+    WEIGHT_FILES = tuple(spec.filename for spec in WEIGHTS.values())
+    Config = SAMClothMaskConfig
 
     def __init__(self, config: SAMClothMaskConfig = SAMClothMaskConfig(), weights_dir: str | Path | None = None,
                  weights_path: str | Path | None = None, build: Callable[[], Any] | None = None):
@@ -152,8 +160,6 @@ class SAMClothMask:
         self._predictor = None
 
     def prompt(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from vitonprep.backends.cloth_mask_opencv import cloth_mask
-
         return prompt_from_prior(cloth_mask(rgb), self.config.box_margin)
 
     def predict(self, rgb: np.ndarray, box: np.ndarray, point: np.ndarray) -> np.ndarray:
@@ -226,15 +232,15 @@ class SAMClothMask:
         return self._finish(self.predict(a, box, point))
 
     def call_batch(self, rgbs: list[np.ndarray]) -> list[Any]:
-        """``[self(rgb) for rgb in rgbs]`` with one encoder pass; a sample's ValueError (no garment prior, empty
-        mask, not an image) is returned in its place."""
+        """``[self(rgb) for rgb in rgbs]`` with one encoder pass; a sample's InputError (no garment prior, empty
+        mask) is returned in its place."""
         out: list[Any] = [None] * len(rgbs)
         todo: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for i, rgb in enumerate(rgbs):
             try:
                 a = _check_rgb(rgb)
                 todo[i] = (a, *self.prompt(a))
-            except ValueError as exc:
+            except InputError as exc:
                 out[i] = exc
         if todo:
             idx = list(todo)
@@ -242,7 +248,7 @@ class SAMClothMask:
             for i, mask in zip(idx, masks):
                 try:
                     out[i] = self._finish(mask)
-                except ValueError as exc:
+                except InputError as exc:
                     out[i] = exc
         return out
 
@@ -250,7 +256,7 @@ class SAMClothMask:
         if self.config.fill_holes:
             mask = fill_silhouette(mask)
         if not mask.any():
-            raise ValueError("SAM returned an empty mask for the garment prompt")
+            raise InputError("SAM returned an empty mask for the garment prompt")
         return mask
 
 

@@ -58,12 +58,16 @@ import logging
 import cv2
 import numpy as np
 
+from vitonprep.backends.protocols import Backend
+from vitonprep.backends.results import PoseResult
+from vitonprep.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 NAME = "densepose-approx-parse"
 APPROXIMATE = True
 
-__all__ = ["NAME", "APPROXIMATE", "approximate_densepose_parts"]
+__all__ = ["NAME", "APPROXIMATE", "ApproxDensePose", "approximate_densepose_parts"]
 
 # BODY_25 indices (preprocess_spec section 1.4).
 _NOSE, _NECK, _RSHO, _RELB, _RWRI, _LSHO, _LELB, _LWRI = 0, 1, 2, 3, 4, 5, 6, 7
@@ -99,6 +103,23 @@ _THIGH = 0.8  # synthetic knee/ankle distance as a fraction of the neck-midhip l
 _FOREARM = 0.9  # synthetic wrist distance as a fraction of the upper-arm length
 
 
+class ApproxDensePose(Backend):
+    """``densepose-approx-parse``: `approximate_densepose_parts` behind the back-end protocol (reads parse + pose)."""
+
+    NAME = NAME
+    KIND = "densepose"
+    APPROXIMATE = APPROXIMATE
+    LICENCE = "vitonprep (no model)"
+    READS = ("parse", "pose")
+
+    @property
+    def note(self) -> str:
+        return "DensePose part indices approximated from parse + pose"
+
+    def __call__(self, parse: np.ndarray, pose: PoseResult) -> np.ndarray:
+        return approximate_densepose_parts(parse, pose.keypoints.pose)
+
+
 def approximate_densepose_parts(parse: np.ndarray, pose25: np.ndarray) -> np.ndarray:
     """Approximate DensePose part-index map (HxW uint8, 0 = background, 1..24 = parts).
 
@@ -124,7 +145,7 @@ def approximate_densepose_parts(parse: np.ndarray, pose25: np.ndarray) -> np.nda
 
     valid = (pose[:, 2] > 0) & ~((pose[:, 0] == 0) & (pose[:, 1] == 0))
     if not valid.any():
-        raise ValueError("pose25 has no valid keypoint (all confidences or coordinates are zero)")
+        raise InputError("pose25 has no valid keypoint (all confidences or coordinates are zero)")
 
     # person bounding box plus a margin: >= the erosion radius and >= 2 background pixels for the chamfer
     # distance transform (its steps move at most 2 px), so the crop changes no value inside the box.
@@ -315,7 +336,7 @@ class _Skeleton:
         if midhip is None and have(_RHIP) and have(_LHIP):
             midhip = (p[_RHIP] + p[_LHIP]) / 2
         if neck is None and midhip is None:
-            raise ValueError("pose25 lacks the joints that place the torso (neck, both shoulders or both hips)")
+            raise InputError("pose25 lacks the joints that place the torso (neck, both shoulders or both hips)")
 
         if neck is not None and midhip is not None and _norm(midhip - neck) > 1:
             down = (midhip - neck) / _norm(midhip - neck)

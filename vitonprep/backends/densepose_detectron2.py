@@ -4,8 +4,8 @@ Neither is on PyPI (docs/environment.md section 2): users build detectron2 from 
 ``projects/DensePose``. This module imports nothing from them at import time; :func:`missing_modules` says which
 of the two cannot be imported, and :class:`Detectron2Unavailable` carries that into an error message. The weight
 file is read with the same numpy-only unpickler as the torchvision port (never detectron2's ``pickle.load``)
-and the output goes through the same post-processing (:func:`densepose_rcnn._result`), so both implementations
-return the same :class:`~vitonprep.backends.densepose_rcnn.DensePoseResult`.
+and the output goes through the same post-processing (:func:`densepose_outputs.result_from_outputs`), so both
+implementations return the same :class:`~vitonprep.backends.densepose_outputs.DensePoseResult`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitonprep.backends.densepose_outputs import check_rgb, result_from_outputs
+from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
+from vitonprep.backends.devices import device_note, resolve_device
+from vitonprep.errors import InputError, VitonprepError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Detectron2Unavailable", "missing_modules", "build_config", "Detectron2DensePose"]
@@ -25,7 +30,7 @@ __all__ = ["Detectron2Unavailable", "missing_modules", "build_config", "Detectro
 _REQUIRED = ("detectron2", "densepose")
 
 
-class Detectron2Unavailable(ImportError):
+class Detectron2Unavailable(VitonprepError, ImportError):
     def __init__(self, missing: list[str]):
         self.missing = list(missing)
         super().__init__(
@@ -92,7 +97,6 @@ class Detectron2DensePose:
     """Same contract as :class:`~vitonprep.backends.densepose_rcnn.DensePoseRCNNBackend`, on detectron2."""
 
     implementation = "detectron2"
-    reads = ("image",)
 
     def __init__(self, settings: Any, weights_path: str | Path):
         missing = missing_modules()
@@ -110,8 +114,6 @@ class Detectron2DensePose:
 
     @property
     def device_note(self) -> str:
-        from vitonprep.backends.devices import device_note
-
         return device_note(self.device)
 
     def setup(self) -> None:
@@ -120,9 +122,6 @@ class Detectron2DensePose:
         import densepose  # noqa: F401  (registers the DensePose heads)
         from detectron2.data import transforms as T
         from detectron2.modeling import build_model
-
-        from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
-        from vitonprep.backends.devices import resolve_device
 
         s = self.settings
         self.device = resolve_device(getattr(s, "device", "cpu"))
@@ -140,9 +139,7 @@ class Detectron2DensePose:
         return self.predict(image).parts
 
     def predict(self, image: np.ndarray) -> Any:
-        from vitonprep.backends.densepose_rcnn import _check_rgb, _result
-
-        rgb = _check_rgb(image)
+        rgb = check_rgb(image)
         self.setup()
         resized = self._resize(rgb)
         x = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
@@ -150,25 +147,23 @@ class Detectron2DensePose:
             # no "height"/"width": boxes stay in the resized frame so that _result scales them like the port
             inst = self.model([{"image": x}])[0]["instances"]
         out = inst.pred_densepose if len(inst) else None
-        return _result(inst.pred_boxes.tensor, inst.scores, out, resized.shape[:2], rgb.shape[:2])
+        return result_from_outputs(inst.pred_boxes.tensor, inst.scores, out, resized.shape[:2], rgb.shape[:2])
 
     def _resize(self, rgb: np.ndarray) -> np.ndarray:
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the model's INPUT.FORMAT is BGR
         return self.resize.get_transform(bgr).apply_image(bgr)
 
     def call_batch(self, images: list[np.ndarray]) -> list[Any]:
-        return [r if isinstance(r, ValueError) else r.parts for r in self.predict_batch(images)]
+        return [r if isinstance(r, InputError) else r.parts for r in self.predict_batch(images)]
 
     def predict_batch(self, images: list[np.ndarray]) -> list[Any]:
         """`predict` on several photos, one model call per group of equal resized size (detectron2 pads a batch
-        to its largest image, which would change the results of smaller ones); ValueErrors returned in place."""
-        from vitonprep.backends.densepose_rcnn import _check_rgb, _result
-
+        to its largest image, which would change the results of smaller ones); InputErrors returned in place."""
         self.setup()
         out: list[Any] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
         for i, image in enumerate(images):
-            rgb = _check_rgb(image)
+            rgb = check_rgb(image)
             resized = self._resize(rgb)
             groups.setdefault(resized.shape[:2], []).append((i, rgb, resized))
         for members in groups.values():
@@ -178,8 +173,9 @@ class Detectron2DensePose:
             for (i, rgb, resized), res in zip(members, results):
                 inst = res["instances"]
                 try:
-                    out[i] = _result(inst.pred_boxes.tensor, inst.scores, inst.pred_densepose if len(inst) else None,
-                                     resized.shape[:2], rgb.shape[:2])
-                except ValueError as exc:
+                    out[i] = result_from_outputs(inst.pred_boxes.tensor, inst.scores,
+                                                 inst.pred_densepose if len(inst) else None,
+                                                 resized.shape[:2], rgb.shape[:2])
+                except InputError as exc:
                     out[i] = exc
         return out

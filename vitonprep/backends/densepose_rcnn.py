@@ -30,11 +30,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from vitonprep.backends import densepose_detectron2
+from vitonprep.backends.densepose_outputs import (DensePoseResult, check_rgb, paste_instances,
+                                                  result_from_outputs, scale_boxes_to_photo)
+from vitonprep.backends.densepose_rcnn_model import DensePoseRCNN as DensePoseRCNNModel
+from vitonprep.backends.densepose_rcnn_model import DensePoseRCNNConfig
+from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
 from vitonprep.backends.devices import check_device, device_note, resolve_device
-from vitonprep.backends.results import NoPersonError
-from vitonprep.errors import ConfigError
+from vitonprep.backends.protocols import Backend
+from vitonprep.errors import ConfigError, InputError
 from vitonprep.weights import WeightSpec, find_weights, register_weights
 
 logger = logging.getLogger(__name__)
@@ -42,8 +47,11 @@ logger = logging.getLogger(__name__)
 NAME = "densepose-rcnn-r50-fpn"
 APPROXIMATE = False
 
+# DensePoseResult, paste_instances and scale_boxes_to_photo live in densepose_outputs (shared with the detectron2
+# implementation); they stay importable from here, where callers found them before.
 __all__ = ["NAME", "APPROXIMATE", "WEIGHTS", "DensePoseRCNNSettings", "DensePoseResult", "DensePoseRCNNBackend",
-           "make_densepose_backend", "resize_shape", "resize_bgr", "paste_instances"]
+           "DensePoseRCNN", "make_densepose_backend", "resize_shape", "resize_bgr", "paste_instances",
+           "scale_boxes_to_photo"]
 
 WEIGHTS = register_weights(WeightSpec(
     name=NAME,
@@ -81,31 +89,6 @@ class DensePoseRCNNSettings:
             raise TypeError(f"score_thresh must lie in 0..1, got {self.score_thresh}")
 
 
-@dataclass(frozen=True, eq=False)
-class DensePoseResult:
-    """Full-resolution DensePose chart result of one photo.
-
-    ``parts``: HxW uint8, fine-segmentation index I (0 = background, 1..24). ``u``, ``v``: HxW float32 chart
-    coordinates where ``parts > 0`` (0 elsewhere). ``boxes``: (N, 4) float32 XYXY in photo pixels and
-    ``scores`` (N,), best first, of the instances drawn.
-    """
-
-    parts: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-
-    def iuv(self) -> np.ndarray:
-        """HxWx3 uint8 (I, 255*U, 255*V), the array detectron2's IUV visualisers draw (values clipped to 0..255)."""
-        return np.stack([self.parts, _to_u8(self.u * 255.0), _to_u8(self.v * 255.0)], axis=-1)
-
-
-def _to_u8(x: np.ndarray) -> np.ndarray:
-    # torch's float -> uint8 cast truncates, as detectron2's `.type(torch.uint8)` does
-    return np.clip(x, 0, 255).astype(np.uint8)
-
-
 # ------------------------------------------------------------------------------------------------ pre/post
 
 
@@ -129,53 +112,6 @@ def resize_bgr(image_bgr: np.ndarray, min_size: int, max_size: int) -> np.ndarra
     return np.asarray(Image.fromarray(np.ascontiguousarray(image_bgr)).resize((neww, newh), Image.BILINEAR))
 
 
-def scale_boxes_to_photo(boxes: torch.Tensor, input_hw: tuple[int, int],
-                         photo_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """detectron2 ``detector_postprocess``: scale, clip, drop empty boxes; returns the boxes and the kept mask."""
-    from vitonprep.backends.densepose_rcnn_model import clip_boxes, nonempty
-
-    (ih, iw), (ph, pw) = input_hw, photo_hw
-    boxes = boxes.clone()
-    boxes[:, 0::2] *= pw / iw
-    boxes[:, 1::2] *= ph / ih
-    boxes = clip_boxes(boxes, ph, pw)
-    keep = nonempty(boxes)
-    return boxes[keep], keep
-
-
-def paste_instances(boxes: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: torch.Tensor, u: torch.Tensor,
-                    v: torch.Tensor, photo_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """I, U, V maps of the photo from per-box outputs (detectron2 ``densepose_chart_predictor_output_to_result``
-    per instance, drawn in order where I > 0 as ``DensePoseResultsVisualizer`` does on one canvas)."""
-    h_img, w_img = photo_hw
-    parts = np.zeros((h_img, w_img), np.uint8)
-    u_map = np.zeros((h_img, w_img), np.float32)
-    v_map = np.zeros((h_img, w_img), np.float32)
-    xywh = boxes.clone()
-    xywh[:, 2] -= xywh[:, 0]
-    xywh[:, 3] -= xywh[:, 1]
-    for i, (x, y, w, h) in enumerate(xywh.long().tolist()):
-        if w <= 0 or h <= 0:  # the visualiser draws nothing for a box narrower than one pixel
-            continue
-        coarse = F.interpolate(coarse_segm[i:i + 1], (h, w), mode="bilinear", align_corners=False).argmax(dim=1)
-        labels = (F.interpolate(fine_segm[i:i + 1], (h, w), mode="bilinear", align_corners=False).argmax(dim=1)
-                  * (coarse > 0).long())[0]
-        u_box = F.interpolate(u[i:i + 1], (h, w), mode="bilinear", align_corners=False)[0]
-        v_box = F.interpolate(v[i:i + 1], (h, w), mode="bilinear", align_corners=False)[0]
-        idx = labels[None]
-        u_sel = torch.gather(u_box, 0, idx)[0].to(torch.float32)
-        v_sel = torch.gather(v_box, 0, idx)[0].to(torch.float32)
-        # clipped boxes give x + w <= W; the crop only guards against float32 rounding at the border
-        hh, ww = min(h, h_img - y), min(w, w_img - x)
-        lab = labels.numpy()[:hh, :ww].astype(np.uint8)
-        fg = lab > 0
-        sl = np.s_[y:y + hh, x:x + ww]
-        parts[sl][fg] = lab[fg]
-        u_map[sl][fg] = u_sel.numpy()[:hh, :ww][fg]
-        v_map[sl][fg] = v_sel.numpy()[:hh, :ww][fg]
-    return parts, u_map, v_map
-
-
 # ------------------------------------------------------------------------------------------------ back-end
 
 
@@ -183,7 +119,6 @@ class DensePoseRCNNBackend:
     """The torchvision port: ``setup()`` loads the weights, ``backend(rgb)`` -> HxW part-index map (uint8)."""
 
     implementation = "torchvision"
-    reads = ("image",)
 
     def __init__(self, settings: DensePoseRCNNSettings, weights_path: str | Path):
         self.settings = settings
@@ -203,15 +138,12 @@ class DensePoseRCNNBackend:
     def setup(self) -> None:
         if self.model is not None:
             return
-        from vitonprep.backends.densepose_rcnn_model import DensePoseRCNN, DensePoseRCNNConfig
-        from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
-
         dtype = _DTYPES[self.settings.dtype]
         cfg = DensePoseRCNNConfig(score_thresh=self.settings.score_thresh)
         with torch.device("meta"):
-            shapes = expected_shapes(DensePoseRCNN(cfg))
+            shapes = expected_shapes(DensePoseRCNNModel(cfg))
         state = state_dict_from_pkl(self.weights_path, shapes, dtype=dtype)
-        model = DensePoseRCNN(cfg).to(dtype)
+        model = DensePoseRCNNModel(cfg).to(dtype)
         model.load_state_dict(state, strict=True)
         self.device = resolve_device(self.settings.device)
         self.model = model.eval().to(self.device)
@@ -226,71 +158,48 @@ class DensePoseRCNNBackend:
 
     def predict(self, image: np.ndarray) -> DensePoseResult:
         """``image``: HxWx3 uint8 RGB photo. Raises NoPersonError when no person scores >= the threshold."""
-        rgb = _check_rgb(image)
+        rgb = check_rgb(image)
         self.setup()
         s = self.settings
         resized = resize_bgr(rgb[:, :, ::-1], s.min_size, s.max_size)
         x = torch.as_tensor(resized.astype(np.float32).transpose(2, 0, 1)).to(self.device)
         det, out = self.model(x)
-        return _result(det.boxes, det.scores, out, resized.shape[:2], rgb.shape[:2])
+        return result_from_outputs(det.boxes, det.scores, out, resized.shape[:2], rgb.shape[:2])
 
     def call_batch(self, images: list[np.ndarray]) -> list[Any]:
-        """``[self(image) for image in images]`` in batched forwards; a sample's ValueError (no person) is returned
+        """``[self(image) for image in images]`` in batched forwards; a sample's InputError (no person) is returned
         in its place instead of raised."""
-        return [r if isinstance(r, ValueError) else r.parts for r in self.predict_batch(images)]
+        return [r if isinstance(r, InputError) else r.parts for r in self.predict_batch(images)]
 
     def predict_batch(self, images: list[np.ndarray]) -> list[Any]:
         """`predict` on several photos: photos whose resized size is equal share one backbone pass (the pipeline's
-        photos all have the canvas size). Each entry is a DensePoseResult or the ValueError of that photo."""
+        photos all have the canvas size). Each entry is a DensePoseResult or the InputError of that photo."""
         self.setup()
         s = self.settings
         out: list[Any] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
         for i, image in enumerate(images):
-            rgb = _check_rgb(image)  # a wrong input (TypeError) is the caller's bug: raised, as in predict
+            rgb = check_rgb(image)  # a wrong input (TypeError) is the caller's bug: raised, as in predict
             resized = resize_bgr(rgb[:, :, ::-1], s.min_size, s.max_size)
             groups.setdefault(resized.shape[:2], []).append((i, rgb, resized))
         for members in groups.values():
             x = torch.as_tensor(np.stack([r.astype(np.float32).transpose(2, 0, 1) for _, _, r in members]))
             for (i, rgb, resized), (det, dp) in zip(members, self.model.forward_batch(x.to(self.device))):
                 try:
-                    out[i] = _result(det.boxes, det.scores, dp, resized.shape[:2], rgb.shape[:2])
-                except ValueError as exc:
+                    out[i] = result_from_outputs(det.boxes, det.scores, dp, resized.shape[:2], rgb.shape[:2])
+                except InputError as exc:
                     out[i] = exc
         return out
 
 
-def _check_rgb(image: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(image)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise TypeError(f"DensePose R-CNN needs the HxWx3 uint8 RGB photo, got {rgb.dtype} {rgb.shape} "
-                        "(a parse or label map is not enough)")
-    return rgb
-
-
-def _result(boxes: torch.Tensor, scores: torch.Tensor, out: Any, input_hw: tuple[int, int],
-            photo_hw: tuple[int, int]) -> DensePoseResult:
-    """Shared by both implementations: detector_postprocess, then paste. ``out`` has coarse_segm/fine_segm/u/v.
-    Pasting runs on the CPU whatever the model's device (a no-op move there)."""
-    boxes, scores = boxes.cpu(), scores.cpu()
-    if out is None or len(boxes) == 0:
-        raise NoPersonError("DensePose found no person with a score above the threshold")
-    boxes, keep = scale_boxes_to_photo(boxes, input_hw, photo_hw)
-    if len(boxes) == 0:
-        raise NoPersonError("DensePose found no person with a non-empty box")
-    parts, u, v = paste_instances(boxes, out.coarse_segm.cpu()[keep], out.fine_segm.cpu()[keep], out.u.cpu()[keep],
-                                  out.v.cpu()[keep], photo_hw)
-    return DensePoseResult(parts, u, v, boxes.numpy().astype(np.float32), scores[keep].numpy())
-
-
-def make_densepose_backend(params: dict, weights_dir: str | Path | None = None) -> Any:
-    """Registry factory: resolves the weight file now (a missing file fails before any image is touched) and picks
-    the implementation; nothing is loaded until ``setup()``."""
-    settings = DensePoseRCNNSettings(**params)
+def make_densepose_backend(settings: DensePoseRCNNSettings | dict,
+                           weights_dir: str | Path | None = None) -> DensePoseRCNNBackend | Any:
+    """The implementation for ``settings``: resolves the weight file now (a missing file fails before any image is
+    touched) and picks detectron2 or the torchvision port; nothing is loaded until ``setup()``."""
+    if isinstance(settings, dict):
+        settings = DensePoseRCNNSettings(**settings)
     path = find_weights(WEIGHTS, settings.weights or None, weights_dir)
     if settings.implementation in ("auto", "detectron2"):
-        from vitonprep.backends import densepose_detectron2
-
         missing = densepose_detectron2.missing_modules()
         if not missing:
             return densepose_detectron2.Detectron2DensePose(settings, path)
@@ -298,3 +207,43 @@ def make_densepose_backend(params: dict, weights_dir: str | Path | None = None) 
             raise ConfigError(f"{NAME}: {densepose_detectron2.Detectron2Unavailable(missing)}")
         logger.info("%s: %s not importable, using the torchvision port of the model", NAME, " and ".join(missing))
     return DensePoseRCNNBackend(settings, path)
+
+
+class DensePoseRCNN(Backend):
+    """``densepose-rcnn-r50-fpn``: the implementation `make_densepose_backend` picks, behind the back-end protocol.
+
+    The weight file is looked up when the back-end is built; nothing is loaded until ``setup()``.
+    """
+
+    NAME = NAME
+    KIND = "densepose"
+    APPROXIMATE = APPROXIMATE
+    LICENCE = WEIGHTS.licence
+    WEIGHT_FILES = (WEIGHTS.filename,)
+    Config = DensePoseRCNNSettings
+    READS = ("image",)
+
+    def __init__(self, config: DensePoseRCNNSettings | None = None, weights_dir: str | Path | None = None):
+        super().__init__(config, weights_dir)
+        self.impl = make_densepose_backend(self.config, weights_dir)
+
+    @property
+    def note(self) -> str:
+        return self.impl.note
+
+    @property
+    def device_note(self) -> str:
+        return self.impl.device_note
+
+    def setup(self) -> None:
+        self.impl.setup()
+
+    def close(self) -> None:
+        self.impl.close()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.impl(image)
+
+    def call_batch(self, images: list[np.ndarray]) -> list[Any]:
+        return self.impl.call_batch(images)
+

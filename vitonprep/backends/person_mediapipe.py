@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe, one_thread_graphs
+from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import CUT_OFF_SIDES, NoPersonError, PersonCheck, PoseResult
 
 logger = logging.getLogger(__name__)
@@ -84,14 +85,19 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
 
 
-class MediapipePerson(MediapipeGraphs):
-    """Person mask / count / framing back-end with lazy :meth:`setup`."""
+class MediapipePerson(MediapipeGraphs, Backend):
+    """Person mask / count / framing back-end with lazy :meth:`setup`; the call is `check_person`."""
 
+    NAME = NAME
+    KIND = "person"
+    APPROXIMATE = False
+    LICENCE = "mediapipe models (Apache-2.0)"
+    Config = MediapipePersonConfig
     name = NAME
 
     _GRAPHS = ("_seg", "_faces")
 
-    def __init__(self, config: MediapipePersonConfig | None = None):
+    def __init__(self, config: MediapipePersonConfig | None = None, weights_dir: object = None):
         self.config = config if config is not None else MediapipePersonConfig()
         if self.config.selfie_model not in (0, 1):
             raise ValueError(f"selfie_model must be 0 or 1, got {self.config.selfie_model}")
@@ -154,6 +160,9 @@ class MediapipePerson(MediapipeGraphs):
         limit = max(self.config.min_blob_image_frac * mask.size, self.config.min_blob_rel * areas.max())
         keep = [i + 1 for i in np.argsort(-areas) if areas[i] >= limit]
         return labels, keep
+
+    def __call__(self, rgb: np.ndarray, pose: PoseResult | None = None) -> PersonCheck:
+        return self.check_person(rgb, pose)
 
     def check_person(self, rgb: np.ndarray, pose: PoseResult | None = None) -> PersonCheck:
         """Count persons, box the main one and report the body ends cut by the frame."""

@@ -82,6 +82,7 @@ from typing import Any
 import numpy as np
 
 from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe, one_thread_graphs
+from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.openpose import OpenPoseKeypoints
 
@@ -218,14 +219,23 @@ def _check_rgb(rgb: Any) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class MediapipePose(MediapipeGraphs):
-    """Callable back-end: ``MediapipePose(config)(rgb) -> PoseResult``; raises :class:`NoPersonError`."""
+class MediapipePose(MediapipeGraphs, Backend):
+    """Callable back-end: ``MediapipePose(config)(rgb) -> PoseResult``; raises :class:`NoPersonError`.
 
+    BlazePose's 33 landmarks mapped onto BODY_25 are an approximation of OpenPose (``APPROXIMATE``), and so is
+    every map derived from them.
+    """
+
+    NAME = NAME
+    KIND = "pose"
+    APPROXIMATE = APPROXIMATE
+    LICENCE = "mediapipe models (Apache-2.0)"
+    Config = MediapipePoseConfig
     name = NAME
 
     _GRAPHS = ("_pose", "_face", "_hands")
 
-    def __init__(self, config: MediapipePoseConfig | None = None):
+    def __init__(self, config: MediapipePoseConfig | None = None, weights_dir: object = None):
         self.config = config if config is not None else MediapipePoseConfig()
         if self.config.hands_model not in _HAND_COMPLEXITY:
             raise ValueError(f"hands_model must be one of {sorted(_HAND_COMPLEXITY)}, got {self.config.hands_model!r}")

@@ -1,0 +1,80 @@
+"""The derive stage: the deterministic VITON-HD maps from photo, parse and pose (no model).
+
+upper_body: HR-VITON agnostic-v3.2, agnostic-mask and parse-agnostic (what VITON-HD ships).
+lower_body / dresses: HR-VITON's agnostic covers only the upper body, so the agnostic mask is IDM-VTON's
+``get_mask_location('hd', category)`` (yisol/IDM-VTON ``preprocess/humanparsing`` + ``utils_mask.py``) at 384x512,
+upsampled (nearest); the agnostic image is the photo grayed under it and parse-agnostic is the parse with that
+region cleared.
+
+Provenance: a map is approximate when an input it is computed from is (see `DeriveStage.INPUTS`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vitonprep.assemble import Producer
+from vitonprep.derive import agnostic as agn
+from vitonprep.derive.masks_idm import cihp_to_idm_parse, get_mask_location
+from vitonprep.derive.openpose import body25_to_coco18, render_pose
+from vitonprep.errors import SampleError
+from vitonprep.stages.base import SampleContext, Stage
+
+__all__ = ["DeriveStage"]
+
+#: BODY_25 joints HR-VITON's agnostic cannot do without (its own check names them the same way)
+_AGNOSTIC_JOINTS = ((1, "neck"), (2, "right shoulder"), (5, "left shoulder"), (9, "right hip"), (12, "left hip"))
+
+
+class DeriveStage(Stage):
+    name, reads = "derive", ("image", "parse", "pose")
+    writes = ("agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask", "pose_render")
+
+    #: CIHP labels of the worn garment per category (gt_cloth_warped_mask)
+    GARMENT_LABELS = {"upper_body": (5, 6, 7), "lower_body": (9, 12), "dresses": (6,)}
+    #: the model-made inputs of each map: it is approximate when one of them is
+    INPUTS = {"agn": ("parse", "pose"), "agn_mask": ("parse", "pose"), "parse_agn": ("parse", "pose"),
+              "gt_cloth_warped_mask": ("parse",), "pose_render": ("pose",)}
+
+    def __init__(self, category: str = "upper_body"):
+        self.category = category
+
+    def __call__(self, ctx: SampleContext) -> None:
+        image, parse, kp = ctx.image, ctx.parse, ctx.pose.keypoints
+        if self.category == "upper_body":
+            self._check_agnostic_pose(ctx)
+            ctx.agn, ctx.agn_mask = agn.agnostic_image_and_mask(image, parse, kp.pose)
+            ctx.parse_agn = agn.parse_agnostic(parse, kp.pose)
+            derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON geometry on the parse and keypoints")
+        else:
+            ctx.agn_mask = self._idm_mask(parse, kp.pose, image.shape[:2])
+            ctx.agn = np.where(ctx.agn_mask[..., None], np.uint8(128), image).astype(np.uint8)
+            ctx.parse_agn = np.where(ctx.agn_mask, 0, parse).astype(np.uint8)
+            derived = Producer("vitonprep-idm-mask", note=f"IDM-VTON get_mask_location('hd', '{self.category}')")
+        ctx.gt_cloth_warped_mask = agn.gt_cloth_warped_mask(parse, self.GARMENT_LABELS[self.category])
+        ctx.pose_render = render_pose(kp, (image.shape[1], image.shape[0]))
+        rendered = Producer("vitonprep-render-pose")
+        for name in self.writes:
+            made_by = rendered if name == "pose_render" else derived
+            approximate = any(ctx.producers[src].approximate for src in self.INPUTS[name])
+            ctx.producers[name] = Producer(made_by.backend, approximate, made_by.note)
+
+    @staticmethod
+    def _check_agnostic_pose(ctx: SampleContext) -> None:
+        """The pose conditions HR-VITON's agnostic needs, as a sample failure (the photo's fault, not the code's)."""
+        pose = ctx.pose.keypoints.pose
+        for i, joint in _AGNOSTIC_JOINTS:
+            if pose[i, 0] == 0 and pose[i, 1] == 0:
+                raise SampleError("derive", f"agnostic needs the {joint} (BODY_25 joint {i}); it is missing",
+                                  ctx.item.person)
+        if pose[9, 0] == pose[12, 0] and pose[9, 1] == pose[12, 1]:
+            raise SampleError("derive", "agnostic: hip width is 0 (joints 9 and 12 coincide)", ctx.item.person)
+
+    def _idm_mask(self, parse: np.ndarray, pose25: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        h, w = hw
+        coco = body25_to_coco18(pose25)
+        pose18 = coco[:, :2] * np.array([384 / w, 512 / h], np.float32)
+        pose18[coco[:, 2] <= 0] = 0
+        small = get_mask_location("hd", self.category, cihp_to_idm_parse(parse), pose18, 384, 512)
+        return cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
