@@ -1,4 +1,5 @@
-"""vitonprep.derive.openpose: schema, COCO-18/BODY_25, render, render inversion."""
+"""vitonprep.derive.body25 (schema, COCO-18/BODY_25), pose_render (render), pose_from_render (render inversion),
+and the compatibility re-export vitonprep.derive.openpose."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitonprep.derive import openpose as op
+from vitonprep.derive import body25 as b25
+from vitonprep.derive import openpose
+from vitonprep.derive import pose_from_render as pfr
+from vitonprep.derive import pose_render as pr
 
 DATA = Path(__file__).parents[1] / "data"
 OFFICIAL = DATA / "vitonhd-official"
@@ -27,7 +31,7 @@ def _render(id_: str) -> np.ndarray:
 @pytest.mark.parametrize("id_", IDS)
 def test_official_json_round_trip(id_):
     d = _json(id_)
-    kp = op.OpenPoseKeypoints.from_json_dict(d)
+    kp = b25.OpenPoseKeypoints.from_json_dict(d)
     out = kp.to_json_dict()
     person = out["people"][0]
     assert out["version"] == 1.3
@@ -44,50 +48,50 @@ def test_official_json_round_trip(id_):
                 "hand_right_keypoints_3d"):
         assert person[key] == []
     # and it survives real JSON text
-    again = op.OpenPoseKeypoints.from_json_dict(json.loads(json.dumps(out)))
+    again = b25.OpenPoseKeypoints.from_json_dict(json.loads(json.dumps(out)))
     assert np.array_equal(again.pose, kp.pose) and np.array_equal(again.face, kp.face)
 
 
 def test_from_json_dict_errors_and_zero_fill():
     with pytest.raises(ValueError, match="no people"):
-        op.OpenPoseKeypoints.from_json_dict({"version": 1.3, "people": []})
+        b25.OpenPoseKeypoints.from_json_dict({"version": 1.3, "people": []})
     with pytest.raises(ValueError, match="expected 75"):
-        op.OpenPoseKeypoints.from_json_dict({"people": [{"pose_keypoints_2d": [0.0] * 60}]})
+        b25.OpenPoseKeypoints.from_json_dict({"people": [{"pose_keypoints_2d": [0.0] * 60}]})
     with pytest.raises(ValueError, match="face_keypoints_2d"):
-        op.OpenPoseKeypoints.from_json_dict(
+        b25.OpenPoseKeypoints.from_json_dict(
             {"people": [{"pose_keypoints_2d": [1.0] * 75, "face_keypoints_2d": [1.0] * 9}]})
-    kp = op.OpenPoseKeypoints.from_json_dict({"people": [{"pose_keypoints_2d": [1.0] * 75}]})
+    kp = b25.OpenPoseKeypoints.from_json_dict({"people": [{"pose_keypoints_2d": [1.0] * 75}]})
     assert kp.face.shape == (70, 3) and not kp.face.any() and not kp.hand_left.any()
     with pytest.raises(ValueError):
-        op.OpenPoseKeypoints(pose=np.zeros((18, 3)))
+        b25.OpenPoseKeypoints(pose=np.zeros((18, 3)))
 
 
 def test_coco18_body25_round_trip():
-    pose25 = op.OpenPoseKeypoints.from_json_dict(_json("00891_00")).pose
-    k18 = op.body25_to_coco18(pose25)
+    pose25 = b25.OpenPoseKeypoints.from_json_dict(_json("00891_00")).pose
+    k18 = b25.body25_to_coco18(pose25)
     assert k18.shape == (18, 3)
-    back = op.coco18_to_body25(k18)
-    idx = list(op.COCO18_TO_BODY25)
+    back = b25.coco18_to_body25(k18)
+    idx = list(b25.COCO18_TO_BODY25)
     assert np.array_equal(back[idx], pose25[idx])
     assert not back[19:].any()
     # MidHip synthesised as the hip midpoint, confidence = min
     np.testing.assert_allclose(back[8, :2], (pose25[9, :2] + pose25[12, :2]) / 2, atol=1e-4)
     assert back[8, 2] == pytest.approx(min(pose25[9, 2], pose25[12, 2]))
     # names line up
-    assert [op.BODY25_NAMES[i] for i in idx] == list(op.COCO18_NAMES)
+    assert [b25.BODY25_NAMES[i] for i in idx] == list(b25.COCO18_NAMES)
 
 
 def test_midhip_needs_both_hips():
     k18 = np.zeros((18, 3), np.float32)
     k18[8] = (100, 500, 0.9)  # RHip only
-    assert not op.coco18_to_body25(k18)[8].any()
+    assert not b25.coco18_to_body25(k18)[8].any()
 
 
 def test_index_trap_hips_land_on_hips():
     """COCO-18 JSON (the hand-written 00006_00 file, 54 values): hips must be BODY_25 9/12."""
     d = json.loads((DATA / "vitonhd-v3-reference" / "openpose_json" / "00006_00_keypoints.json").read_text())
     raw = np.array(d["people"][0]["pose_keypoints_2d"], np.float32).reshape(18, 3)
-    kp = op.OpenPoseKeypoints.from_json_dict(d)
+    kp = b25.OpenPoseKeypoints.from_json_dict(d)
     assert np.array_equal(kp.pose[9], raw[8]) and np.array_equal(kp.pose[12], raw[11])   # hips
     assert np.array_equal(kp.pose[10], raw[9]) and np.array_equal(kp.pose[13], raw[12])  # knees
     # the hips sit on parsed pants / upper clothes, the "knee" indices sit far lower
@@ -99,7 +103,7 @@ def test_index_trap_hips_land_on_hips():
 
 
 def test_coco18_view():
-    kp = op.OpenPoseKeypoints.from_json_dict(_json("00891_00"))
+    kp = b25.OpenPoseKeypoints.from_json_dict(_json("00891_00"))
     v = kp.coco18_view()
     pts = np.array(v["pose_keypoints_2d"])
     assert pts.shape == (18, 2)
@@ -109,8 +113,8 @@ def test_coco18_view():
 
 @pytest.mark.parametrize("id_", IDS)
 def test_render_matches_official(id_):
-    kp = op.OpenPoseKeypoints.from_json_dict(_json(id_))
-    ours = op.render_pose(kp, (768, 1024))
+    kp = b25.OpenPoseKeypoints.from_json_dict(_json(id_))
+    ours = pr.render_pose(kp, (768, 1024))
     off = _render(id_)
     assert ours.shape == off.shape and ours.dtype == np.uint8
     a, b = ours.any(-1), off.any(-1)
@@ -125,8 +129,8 @@ def test_render_matches_official(id_):
 
 @pytest.mark.parametrize("id_", IDS)
 def test_keypoints_from_official_render(id_):
-    truth = op.OpenPoseKeypoints.from_json_dict(_json(id_)).pose
-    rec = op.keypoints_from_render(_render(id_))
+    truth = b25.OpenPoseKeypoints.from_json_dict(_json(id_)).pose
+    rec = pfr.keypoints_from_render(_render(id_))
     visible = truth[:, 2] > 0.05
     found = rec[:, 2] > 0
     assert np.array_equal(found, visible), (np.nonzero(found != visible)[0])
@@ -147,7 +151,7 @@ def test_keypoints_from_render_of_our_render_with_shared_colours():
            22: (290, 990), 23: (268, 984), 24: (328, 968)}     # right foot
     for j, (x, y) in pts.items():
         pose[j] = (x + 0.3, y - 0.2, 0.9)
-    rec = op.keypoints_from_render(op.render_pose(op.OpenPoseKeypoints(pose)))
+    rec = pfr.keypoints_from_render(pr.render_pose(b25.OpenPoseKeypoints(pose)))
     assert np.array_equal(rec[:, 2] > 0, pose[:, 2] > 0)
     err = np.hypot(*(rec[:, :2] - pose[:, :2]).T)
     feet = [11, 14, 19, 20, 21, 22, 23, 24]
@@ -159,12 +163,12 @@ def test_keypoints_from_render_of_our_render_with_shared_colours():
 
 
 def test_keypoints_from_render_empty():
-    assert not op.keypoints_from_render(np.zeros((64, 48, 3), np.uint8)).any()
+    assert not pfr.keypoints_from_render(np.zeros((64, 48, 3), np.uint8)).any()
     with pytest.raises(ValueError):
-        op.keypoints_from_render(np.zeros((64, 48), np.uint8))
+        pfr.keypoints_from_render(np.zeros((64, 48), np.uint8))
 
 
-def _reference_render(kp: op.OpenPoseKeypoints, size=(768, 1024)) -> np.ndarray:
+def _reference_render(kp: b25.OpenPoseKeypoints, size=(768, 1024)) -> np.ndarray:
     """Straightforward full-canvas rasteriser of the same model (the original implementation):
     render_pose's windowed, batched version must give the very same bytes."""
     w, h = size
@@ -172,13 +176,13 @@ def _reference_render(kp: op.OpenPoseKeypoints, size=(768, 1024)) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     base = min(w, h)
     for pts, pairs, colours, thr, hw in (
-            (kp.pose, op.BODY25_PAIRS, op.BODY25_COLOURS, 0.05, base / 120.0),
-            (kp.hand_left, op.HAND_PAIRS, op.HAND_COLOURS, 0.2, base / 80.0),
-            (kp.hand_right, op.HAND_PAIRS, op.HAND_COLOURS, 0.2, base / 80.0)):
+            (kp.pose, b25.BODY25_PAIRS, b25.BODY25_COLOURS, 0.05, base / 120.0),
+            (kp.hand_left, b25.HAND_PAIRS, b25.HAND_COLOURS, 0.2, base / 80.0),
+            (kp.hand_right, b25.HAND_PAIRS, b25.HAND_COLOURS, 0.2, base / 80.0)):
         vis = pts[:, 2] > thr
         if not vis.any():
             continue
-        s = op._skeleton_scale(pts, vis)
+        s = pr._skeleton_scale(pts, vis)
         b2, r2 = (s * hw) ** 2, (s * base / 100.0) ** 2
         masks = []
         for a, b in pairs:
@@ -206,16 +210,23 @@ def _reference_render(kp: op.OpenPoseKeypoints, size=(768, 1024)) -> np.ndarray:
 def test_render_equals_full_canvas_reference(id_):
     """Windowed rasterisation is exact: same bytes as a full-canvas rasteriser, also for a skeleton
     running off the canvas and at another size."""
-    kp = op.OpenPoseKeypoints.from_json_dict(_json(id_))
-    assert np.array_equal(op.render_pose(kp), _reference_render(kp))
+    kp = b25.OpenPoseKeypoints.from_json_dict(_json(id_))
+    assert np.array_equal(pr.render_pose(kp), _reference_render(kp))
     moved = kp.pose.copy()
     moved[:, 0] += 300.25
     moved[:, 1] -= 120.5
-    kp2 = op.OpenPoseKeypoints(moved, kp.face, kp.hand_left, kp.hand_right)
-    assert np.array_equal(op.render_pose(kp2), _reference_render(kp2))
-    assert np.array_equal(op.render_pose(kp, (384, 512)), _reference_render(kp, (384, 512)))
+    kp2 = b25.OpenPoseKeypoints(moved, kp.face, kp.hand_left, kp.hand_right)
+    assert np.array_equal(pr.render_pose(kp2), _reference_render(kp2))
+    assert np.array_equal(pr.render_pose(kp, (384, 512)), _reference_render(kp, (384, 512)))
 
 
 def test_render_empty_pose_is_black():
-    out = op.render_pose(op.OpenPoseKeypoints(np.zeros((25, 3), np.float32)), (48, 64))
+    out = pr.render_pose(b25.OpenPoseKeypoints(np.zeros((25, 3), np.float32)), (48, 64))
     assert out.shape == (64, 48, 3) and not out.any()
+
+
+def test_openpose_module_re_exports_the_same_objects():
+    """Old import path: every name of ``vitonprep.derive.openpose`` is the object of its new module."""
+    for name in openpose.__all__:
+        new = next(m for m in (b25, pr, pfr) if name in m.__all__)
+        assert getattr(openpose, name) is getattr(new, name), name

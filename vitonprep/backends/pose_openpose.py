@@ -32,7 +32,7 @@ import numpy as np
 
 from vitonprep.backends.devices import check_device, device_note, resolve_device
 from vitonprep.backends.results import NoPersonError, PoseResult
-from vitonprep.derive.openpose import OpenPoseKeypoints, coco18_to_body25
+from vitonprep.derive.body25 import OpenPoseKeypoints, coco18_to_body25
 from vitonprep.weights import WeightSpec, find_weights, register_weights
 
 logger = logging.getLogger(__name__)

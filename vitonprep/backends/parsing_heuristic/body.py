@@ -9,7 +9,7 @@ import numpy as np
 
 from vitonprep.backends.pose_mediapipe import BODY25_FROM_BLAZEPOSE
 from vitonprep.backends.results import PoseResult
-from vitonprep.derive.openpose import HAND_PAIRS
+from vitonprep.derive.body25 import HAND_PAIRS
 
 logger = logging.getLogger(__name__)
 
