@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-import vitonprep.build  # noqa: F401  (the worker's entry point and, through it, the stages)
+import vitonprep.build_worker  # noqa: F401  (the worker's entry point and, through it, the stages)
 import vitonprep.stages  # noqa: F401
 import vitonprep.validate  # noqa: F401
 from vitonprep.backends import cloth_mask_opencv, densepose_approx, parsing_heuristic  # noqa: F401

@@ -1,0 +1,118 @@
+"""Rebuild from shards: a build whose input is a folder (or URL) of vitonprep shards.
+
+Output shard i is input shard i with the pipeline's stages re-run on its stored person and garment photos: the
+pipeline's load stage is replaced by `StoredPhotoLoad` (the photos come from the input sample, not from files),
+every other stage runs as in a raw build, and `carry_over` keeps the stored photos byte for byte, the members the
+pipeline does not make and the input sample's provenance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vitonprep import codecs
+from vitonprep.config import PipelineConfig
+from vitonprep.errors import ConfigError, SampleError
+from vitonprep.photos import Fit, PhotoError, fit_to_canvas, load_photo
+from vitonprep.raw import RawItem
+from vitonprep.schema import check_key
+from vitonprep.shards import (
+    Location, Sample, ShardStore, completed_shards, is_url, iter_tar_samples, read_stats, shard_name, stats_name,
+)
+from vitonprep.sample_meta import carry_over_meta
+from vitonprep.stages import LoadStage, SampleContext, Stage
+
+@dataclass(frozen=True)
+class ShardItem:
+    """One sample of an input shard (shard-to-shard builds)."""
+
+    key: str
+    source: str  # input dataset location (local folder or fsspec URL)
+    shard: int
+
+
+def is_shard_dataset(location: Location) -> bool:
+    """A folder (or URL) holding finished vitonprep shards, as opposed to raw photos."""
+    if not is_url(location) and not Path(location).is_dir():
+        return False
+    return bool(completed_shards(location))
+
+
+def plan_shards(location: Location) -> list[tuple[int, tuple[ShardItem, ...]]]:
+    """Input shard index -> its samples, from the stats files (the tars are read by the workers, not here)."""
+    src = str(location)
+    plan = []
+    for idx in completed_shards(location):
+        try:  # the input's stats files are untrusted: keys become tar member names of the output
+            keys = [check_key(r["key"]) for r in read_stats(location, idx)["samples"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{src}/{stats_name(idx)} is not a vitonprep stats "
+                              f"file ({type(exc).__name__}: {exc}); run vitonprep validate on the input") from None
+        plan.append((idx, tuple(ShardItem(k, src, idx) for k in sorted(keys))))
+    return plan
+
+
+def read_input_shard(items: Sequence[ShardItem]) -> dict[str, Sample]:
+    """The samples of the one input shard ``items`` come from, by key."""
+    shards = {(i.source, i.shard) for i in items}
+    if len(shards) != 1:
+        raise ValueError(f"a task must read exactly one input shard, got {sorted(shards)}")
+    source, idx = shards.pop()
+    with ShardStore(source).open_read(shard_name(idx)) as fh:
+        return {s.key: s for s in iter_tar_samples(fh)}
+
+
+class StoredPhotoLoad(Stage):
+    """The load stage of a rebuild: what `LoadStage` makes from files, made from the photos stored in the input
+    sample (``inputs``: the samples of the task's input shard, set by the worker before each task). It also turns
+    the context's `ShardItem` into the `RawItem` the later stages and the encoder read."""
+
+    name, reads, writes = LoadStage.name, LoadStage.reads, LoadStage.writes
+
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+        self.inputs: dict[str, Sample] = {}
+
+    def __call__(self, ctx: SampleContext) -> None:
+        item: ShardItem = ctx.item
+        sample = self.inputs.get(item.key)
+        if sample is None or "image.jpg" not in sample.members:
+            raise SampleError("load_person", "input sample has no image.jpg", f"{item.source}:{item.key}")
+        meta = json.loads(sample.members.get("meta.json", b"{}"))
+        root = f"{item.source}/{shard_name(item.shard)}"
+        ctx.image, ctx.fit = self._load(sample, "image.jpg", "person", root)
+        ctx.cloth, ctx.cloth_fit = self._load(sample, "cloth.jpg", "cloth", root)
+        ctx.image_jpeg = ctx.cloth_jpeg = None  # encoded anew; `carry_over` puts the stored bytes back
+        cloth = f"{root}/{item.key}.cloth.jpg" if ctx.cloth is not None else None
+        pair = meta.get("pair") or ("person_only" if cloth is None else "paired")
+        ctx.item = RawItem(item.key, f"{root}/{item.key}.image.jpg", cloth, pair, root)
+
+    def _load(self, sample: Sample, member: str, what: str, root: str) -> tuple[np.ndarray | None, Fit | None]:
+        """(canvas RGB, fit) of a stored photo; (None, None) when the sample has none."""
+        data = sample.members.get(member)
+        if data is None:
+            return None, None
+        try:
+            rgb = load_photo(data, f"{sample.key}.{member}", self.cfg.max_photo_pixels)
+        except PhotoError as exc:
+            raise SampleError(f"load_{what}", str(exc), f"{root}/{sample.key}.{member}") from exc
+        return fit_to_canvas(rgb, tuple(self.cfg.size), self.cfg.fit)
+
+
+def carry_over(old: Sample, new: Sample, item: ShardItem) -> Sample:
+    """Keep the stored photos byte for byte (re-encoding a JPEG loses quality), the members the pipeline does not
+    make, and the provenance of the input sample; the maps and their producers are the new ones."""
+    members = {**old.members, **new.members}
+    for photo in ("image.jpg", "cloth.jpg"):
+        if photo in old.members:
+            members[photo] = old.members[photo]
+    old_meta = json.loads(old.members.get("meta.json", b"{}"))
+    meta = carry_over_meta(old_meta, json.loads(new.members["meta.json"]),
+                           {"dataset": item.source, "shard": shard_name(item.shard)})
+    members["meta.json"] = codecs.encode_json(meta)
+    return Sample(new.key, members)
