@@ -25,6 +25,9 @@ import numpy as np
 import pytest
 import torch
 
+from vitonprep.backends.protocols import Backend
+from vitonprep.errors import InputError
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "parity" / "densepose"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,7 +177,7 @@ def test_loader_never_runs_pickled_code(tmp_path, capsys):
 def test_registry_fails_before_any_image_when_weights_are_missing(tmp_path, monkeypatch):
     from vitonprep.config import BackendChoice
     from vitonprep.errors import ConfigError
-    from vitonprep.stages import make_backend
+    from vitonprep.backends.registry import make_backend
 
     monkeypatch.delenv("VITONPREP_WEIGHTS_DIR", raising=False)
     with pytest.raises(ConfigError, match="model_final_162be9.pkl"):
@@ -187,8 +190,8 @@ def test_registry_reports_missing_detectron2(weights_file, caplog):
     from vitonprep.backends import densepose_detectron2
     from vitonprep.backends.densepose_rcnn import DensePoseRCNNBackend
     from vitonprep.config import BackendChoice
+    from vitonprep.backends.registry import make_backend, producer_of
     from vitonprep.errors import ConfigError
-    from vitonprep.stages import make_backend
 
     if not densepose_detectron2.missing_modules():
         pytest.skip("detectron2 and densepose are importable here")
@@ -198,8 +201,9 @@ def test_registry_reports_missing_detectron2(weights_file, caplog):
     with pytest.raises(densepose_detectron2.Detectron2Unavailable, match="cannot be imported"):
         densepose_detectron2.Detectron2DensePose(None, weights_file)
     with caplog.at_level(logging.INFO, logger="vitonprep.backends.densepose_rcnn"):
-        backend, producer = make_backend("densepose", BackendChoice("densepose-rcnn-r50-fpn", params))
-    assert isinstance(backend, DensePoseRCNNBackend) and backend.model is None  # nothing loaded yet
+        backend = make_backend("densepose", BackendChoice("densepose-rcnn-r50-fpn", params))
+    producer = producer_of(backend)
+    assert isinstance(backend.impl, DensePoseRCNNBackend) and backend.impl.model is None  # nothing loaded yet
     assert producer.backend == "densepose-rcnn-r50-fpn" and producer.approximate is False
     assert "not importable, using the torchvision port" in caplog.text
 
@@ -318,38 +322,45 @@ def test_float32_difference_is_small_and_reported(weights_file, fixture, capsys)
 
 
 def test_no_person_is_an_error_not_a_blank_map():
-    from vitonprep.backends.densepose_rcnn import _result
-    from vitonprep.backends.results import NoPersonError
+    from vitonprep.backends.densepose_outputs import result_from_outputs
+    from vitonprep.errors import NoPersonError
 
     with pytest.raises(NoPersonError):
-        _result(torch.zeros((0, 4)), torch.zeros(0), None, (213, 160), (128, 96))
+        result_from_outputs(torch.zeros((0, 4)), torch.zeros(0), None, (213, 160), (128, 96))
+
+
+class PhotoBackend(Backend):
+    """A densepose back-end that reads the photo (registered by the test below)."""
+
+    NAME, KIND, READS = "photo-test", "densepose", ("image",)
+    seen: list[tuple[int, ...]] = []
+
+    @property
+    def note(self):
+        return "parts from the photo (test back-end)"
+
+    def __call__(self, rgb):
+        self.seen.append(rgb.shape)
+        return np.full(rgb.shape[:2], 2, np.uint8)
 
 
 def test_densepose_stage_gives_photo_backends_the_photo(monkeypatch):
-    """A back-end that reads the photo (like this one) gets ctx['image']; its note becomes the producer note."""
-    from vitonprep import stages
+    """A back-end that declares ``READS = ("image",)`` (like this one) gets the photo; its note becomes the producer
+    note. Adding it is one class and one registry line."""
+    from vitonprep.backends import registry
     from vitonprep.config import BackendChoice
+    from vitonprep.raw import RawItem
+    from vitonprep.stages import DensePoseStage, SampleContext
 
-    class PhotoBackend:
-        reads = ("image",)
-        note = "parts from the photo (test back-end)"
-
-        def __init__(self) -> None:
-            self.seen: list[tuple[int, ...]] = []
-
-        def __call__(self, rgb):
-            self.seen.append(rgb.shape)
-            return np.full(rgb.shape[:2], 2, np.uint8)
-
-    backend = PhotoBackend()
-    monkeypatch.setitem(stages.BACKENDS["densepose"], "photo-test", (lambda params: backend, False))
-    stage = stages.DensePoseStage(BackendChoice("photo-test"))
+    PhotoBackend.seen.clear()
+    monkeypatch.setitem(registry.BACKENDS["densepose"], "photo-test", f"{__name__}:PhotoBackend")
+    stage = DensePoseStage(BackendChoice("photo-test"))
     assert stage.reads == ("image",)
-    ctx = {"image": np.zeros((8, 6, 3), np.uint8), "producers": {}}
+    ctx = SampleContext(RawItem("k", "k.jpg", None, "person_only", "."), image=np.zeros((8, 6, 3), np.uint8))
     stage(ctx)
-    assert backend.seen == [(8, 6, 3)] and ctx["image_densepose"].shape == (8, 6, 3)
-    assert ctx["producers"]["image_densepose"].note == PhotoBackend.note
-    assert stages.DensePoseStage(BackendChoice("densepose-approx-parse")).reads == ("parse", "pose")
+    assert PhotoBackend.seen == [(8, 6, 3)] and ctx.image_densepose.shape == (8, 6, 3)
+    assert ctx.producers["image_densepose"].note == "parts from the photo (test back-end)"
+    assert DensePoseStage(BackendChoice("densepose-approx-parse")).reads == ("parse", "pose")
 
 
 # ------------------------------------------------------------------------------------------------ device, batches
@@ -395,7 +406,7 @@ def test_batched_predictions_equal_single_ones(weights_file):
     for photo, got in zip(photos, batched):
         try:
             want = backend.predict(photo)
-        except ValueError as exc:
+        except InputError as exc:
             assert type(got) is type(exc) and str(got) == str(exc)
             found.append(0)
             continue

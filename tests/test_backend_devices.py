@@ -14,7 +14,11 @@ import pytest
 import torch
 
 from vitonprep.backends import devices
-from vitonprep.errors import ConfigError
+from vitonprep.backends.densepose_approx import ApproxDensePose
+from vitonprep.backends.protocols import Backend
+from vitonprep.errors import ConfigError, InputError
+from vitonprep.raw import RawItem
+from vitonprep.stages import SampleContext
 
 META = torch.device("meta")
 DATA = Path(__file__).resolve().parents[1] / "data" / "samples"
@@ -24,8 +28,8 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
 def test_device_setting_is_checked_when_the_pipeline_is_read():
+    from vitonprep.backends.registry import make_backend
     from vitonprep.config import BackendChoice
-    from vitonprep.stages import make_backend
 
     for ok in ("auto", "cpu", "cuda", "cuda:1", "meta"):
         assert devices.check_device(ok) == ok
@@ -33,7 +37,7 @@ def test_device_setting_is_checked_when_the_pipeline_is_read():
         with pytest.raises(TypeError):
             devices.check_device(bad)
     # through the registry: a params error naming the YAML path, before any weight file is looked for
-    with pytest.raises(ConfigError, match=r"stages\.densepose\.params: device must be"):
+    with pytest.raises(ConfigError, match=r"stages\.densepose\.params \(densepose-rcnn-r50-fpn\): device must be"):
         make_backend("densepose", BackendChoice("densepose-rcnn-r50-fpn", {"device": "gpu"}))
 
 
@@ -182,8 +186,10 @@ def test_sam_runs_on_the_meta_device():
 # ------------------------------------------------------------------------------------------------ batches
 
 
-class _Counting:
-    """A photo back-end with ``call_batch`` that counts its calls (the mediapipe pose back-end has none)."""
+class _Counting(Backend):
+    """The pose back-end with a ``call_batch`` that counts its calls (the mediapipe pose back-end has none)."""
+
+    NAME, KIND, APPROXIMATE = "pose-mediapipe-blazepose", "pose", True
 
     def __init__(self, inner):
         self.inner, self.calls = inner, []
@@ -204,49 +210,58 @@ class _Counting:
         for rgb in rgbs:
             try:
                 out.append(self.inner(rgb))
-            except ValueError as exc:
+            except InputError as exc:
                 out.append(exc)
         return out
 
 
-def _pose_contexts(n_photos: int) -> list[dict]:
+def _pose_contexts(n_photos: int) -> list[SampleContext]:
     from PIL import Image
 
-    from vitonprep.raw import RawItem
-
     photos = sorted((DATA / "person").glob("*.jpg"))[:n_photos]
-    ctxs = [{"item": RawItem(key=p.stem, person=str(p), cloth=None, root=str(DATA), pair="person_only"),
-             "image": np.asarray(Image.open(p).convert("RGB").resize((384, 512))), "producers": {}} for p in photos]
+    ctxs = [SampleContext(RawItem(key=p.stem, person=str(p), cloth=None, root=str(DATA), pair="person_only"),
+                          image=np.asarray(Image.open(p).convert("RGB").resize((384, 512)))) for p in photos]
     wall = RawItem(key="wall", person="wall.jpg", cloth=None, root=str(DATA), pair="person_only")
-    ctxs.append({"item": wall, "image": np.full((512, 384, 3), 230, np.uint8), "producers": {}})
+    ctxs.append(SampleContext(wall, image=np.full((512, 384, 3), 230, np.uint8)))
     return ctxs
 
 
-def test_stage_actor_calls_the_backend_once_per_batch():
-    """The Ray stage actor hands its whole batch to the stage, which calls the back-end once; the results equal
-    the per-sample path's, and a photo without a person comes back as its SampleError record. Before, the actor
-    looped: one back-end call per sample."""
+def test_stage_calls_the_backend_once_per_batch():
+    """`Stage.run_batch` (what a Ray stage actor runs on its batch) calls the back-end once; the results equal the
+    per-sample path's, and a photo without a person comes back as its SampleError."""
     from vitonprep.config import BackendChoice
-    from vitonprep.distribute.ray_build import StageActor
+    from vitonprep.errors import SampleError
     from vitonprep.stages import PoseStage
 
     stage = PoseStage(BackendChoice("pose-mediapipe-blazepose"))
     stage.backend = _Counting(stage.backend)
     stage.setup()
-    actor = StageActor.__new__(StageActor)  # its __init__ builds the stage from a config inside Ray
-    actor.stage = stage
     try:
-        outs, secs = actor.run(_pose_contexts(3))
-        assert stage.backend.calls == [4] and secs["pose"] > 0
-        assert outs[3][:2] == ("SampleError", "pose") and "no person" in outs[3][2]
+        outs = stage.run_batch(_pose_contexts(3))
+        assert stage.backend.calls == [4]
+        assert isinstance(outs[3], SampleError) and outs[3].stage == "pose" and "no person" in outs[3].reason
         single = _pose_contexts(3)[:3]
         for ctx in single:
             stage(ctx)
         for got, want in zip(outs[:3], single):
-            np.testing.assert_array_equal(got["pose"].keypoints.pose, want["pose"].keypoints.pose)
-            assert got["producers"]["pose"] == want["producers"]["pose"]
+            np.testing.assert_array_equal(got.pose.keypoints.pose, want.pose.keypoints.pose)
+            assert got.producers["pose"] == want.producers["pose"]
     finally:
         stage.close()
+
+
+class _Approx(ApproxDensePose):
+    """Counts its calls; the protocol base class's call_batch loops over them."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __call__(self, parse, pose):
+        self.calls.append(1)
+        if parse is None:
+            raise InputError("no parse")
+        return np.zeros(parse.shape, np.uint8)
 
 
 def test_run_batch_without_call_batch_is_the_per_sample_loop():
@@ -254,44 +269,38 @@ def test_run_batch_without_call_batch_is_the_per_sample_loop():
     from vitonprep.errors import SampleError
     from vitonprep.stages import DensePoseStage
 
-    calls = []
-
-    def approx(parse, pose):
-        calls.append(1)
-        if parse is None:
-            raise ValueError("no parse")
-        return np.zeros(parse.shape, np.uint8)
-
     stage = DensePoseStage(BackendChoice("densepose-approx-parse"))
-    stage.backend = approx
-
-    class _Pose:
-        class keypoints:  # the attribute path the stage reads
-            pose = np.zeros((25, 3), np.float32)
-
-    from vitonprep.raw import RawItem
-
+    stage.backend = _Approx()
+    calls = stage.backend.calls
     item = RawItem(key="a", person="a.jpg", cloth=None, root=".", pair="person_only")
-    ctxs = [{"item": item, "parse": np.zeros((8, 6), np.uint8), "pose": _Pose, "producers": {}},
-            {"item": item, "parse": None, "pose": _Pose, "producers": {}}]
+    ctxs = [SampleContext(item, parse=np.zeros((8, 6), np.uint8)), SampleContext(item, parse=None)]
     out = stage.run_batch(ctxs)
-    assert calls == [1, 1] and out[0] is ctxs[0] and out[0]["image_densepose"].shape == (8, 6, 3)
+    assert calls == [1, 1] and out[0] is ctxs[0] and out[0].image_densepose.shape == (8, 6, 3)
     assert isinstance(out[1], SampleError) and out[1].stage == "densepose"
+
+
+class _On(Backend):
+    NAME, KIND = "pose-openpose-body", "pose"
+    note_text, device_text = "", ""
+
+    @property
+    def note(self):
+        return self.note_text
+
+    @property
+    def device_note(self):
+        return self.device_text
 
 
 def test_device_goes_to_the_producer_note_only_off_the_cpu():
     from vitonprep.assemble import Producer
-    from vitonprep.config import BackendChoice
-    from vitonprep.stages import PoseStage
+    from vitonprep.backends.registry import producer_of
 
-    stage = PoseStage(BackendChoice("pose-mediapipe-blazepose"))
-    base = Producer("pose-openpose-body")
-
-    class _On:
-        device_note = ""
-
-    stage.backend = _On()
-    assert stage._producer(base) is base and stage._producer(base, "n") == Producer("pose-openpose-body", note="n")
-    _On.device_note = "computed on cuda:0"
-    assert stage._producer(base).note == "computed on cuda:0"
-    assert stage._producer(base, "DensePose R50").note == "DensePose R50; computed on cuda:0"
+    on = _On()
+    assert producer_of(on) == Producer("pose-openpose-body")
+    on.note_text = "n"
+    assert producer_of(on) == Producer("pose-openpose-body", note="n")
+    on.note_text, on.device_text = "", "computed on cuda:0"
+    assert producer_of(on).note == "computed on cuda:0"
+    on.note_text = "DensePose R50"
+    assert producer_of(on).note == "DensePose R50; computed on cuda:0"
