@@ -1,21 +1,16 @@
-"""SCHP human parsing (Self-Correction-Human-Parsing, ResNet-101 + PSP + edge + fusion) in plain PyTorch.
+"""SCHP human parsing (Self-Correction-Human-Parsing) back-end: pre / post-processing and the parsers.
 
 Reads the official ``exp-schp-*.pth`` files (LIP 20 classes at 473x473, ATR 18 at 512x512, Pascal-Person-Part 7
-at 512x512; preprocess_spec §2.1, §4, §6) or the ONNX exports IDM-VTON / OOTDiffusion ship (through onnxruntime).
-
-The original network uses InPlaceABN, a CUDA/C++ extension that builds neither for CUDA nor for CPU under torch 2.x.
-`_ABN` here is the same computation as that extension's CPU kernel in inference mode: batch norm with the running
-statistics whose scale is ``|weight| + eps`` (not ``weight``: InPlaceABN keeps the scale positive so that it can
-invert the affine in its backward pass), then leaky ReLU with slope 0.01 where the original asks for it. A plain
-``nn.BatchNorm2d`` swap is not exact. The extension's ``eps`` is a C++ ``float``, so its value is 1e-5 rounded to
-float32, which we use too.
+at 512x512) through the network of `vitonprep.backends.parsing_schp_net`, or the ONNX exports IDM-VTON /
+OOTDiffusion ship (through onnxruntime). ``schp_net`` and ``read_schp_state_dict`` are re-exported from that module
+for the modules and tests that import them from here.
 
 Inference follows ``simple_extractor.py``: BGR input, the whole image affine-fitted (aspect kept, centred, black
 borders) into the model's input size, normalised with the BGR mean/std, the fusion logits upsampled bilinearly
 (align_corners) to the input size, warped back to the image with the inverse affine and arg-maxed.
 
 The CIHP back-end (``parsing-schp``) runs LIP and ATR, takes LIP's labels (LIP 10 Jumpsuits -> CIHP 6 Dress) and
-synthesises CIHP 10 (neck / torso skin) where ATR says face and LIP does not (IDM-VTON's rule, spec §2.1).
+synthesises CIHP 10 (neck / torso skin) where ATR says face and LIP does not (IDM-VTON's rule).
 """
 
 from __future__ import annotations
@@ -27,8 +22,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
+from torch.nn import functional as F
 
-from vitonprep.backends.devices import check_device, device_note
+from vitonprep.backends.devices import check_device, device_note, onnx_providers, resolve_device
+# schp_net and read_schp_state_dict are re-exported: other modules' tests import them from here
+from vitonprep.backends.parsing_schp_net import (RESNET101_LAYERS, load_schp, read_schp_state_dict,  # noqa: F401
+                                                 schp_net)
+from vitonprep.derive.labels import lip_to_cihp, synthesise_neck
 from vitonprep.weights import WeightSpec, find_weights, register_weights
 
 logger = logging.getLogger(__name__)
@@ -75,224 +76,6 @@ ONNX_WEIGHTS = {"lip": WEIGHTS_LIP_ONNX, "atr": WEIGHTS_ATR_ONNX}
 #: BGR mean / std of the ImageNet ResNet-101 SCHP starts from (input_space BGR)
 MEAN_BGR = (0.406, 0.456, 0.485)
 STD_BGR = (0.225, 0.224, 0.229)
-#: ResNet-101 block counts
-RESNET101_LAYERS = (3, 4, 23, 3)
-
-
-# ---------------------------------------------------------------- network
-
-def _build_modules():
-    """The nn.Module classes, defined on first use so that importing this module does not import torch."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    # InPlaceABN's CPU kernel takes eps as a C++ float
-    abn_eps = float(np.float32(1e-5))
-
-    class ABN(nn.Module):
-        """Inference-mode InPlaceABN: (x - mean) * rsqrt(var + eps) * (|w| + eps) + b, then leaky ReLU (0.01) or
-        nothing.
-
-        Parameter and buffer names are InPlaceABN's (no ``num_batches_tracked``), so the official keys load as-is.
-        """
-
-        def __init__(self, num_features: int, activation: str = "leaky_relu", slope: float = 0.01):
-            super().__init__()
-            self.weight = nn.Parameter(torch.ones(num_features))
-            self.bias = nn.Parameter(torch.zeros(num_features))
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.activation = activation
-            self.slope = slope
-
-        def forward(self, x):
-            shape = (1, -1, 1, 1)
-            mul = torch.rsqrt(self.running_var + abn_eps) * (self.weight.abs() + abn_eps)
-            x = (x - self.running_mean.view(shape)) * mul.view(shape) + self.bias.view(shape)
-            if self.activation == "leaky_relu":
-                x = F.leaky_relu(x, negative_slope=self.slope)
-            return x
-
-    def bn(n):  # the backbone's batch norms have no activation (a ReLU follows where needed)
-        return ABN(n, activation="none")
-
-    class Bottleneck(nn.Module):
-        expansion = 4
-
-        def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None):
-            super().__init__()
-            self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-            self.bn1 = bn(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
-            self.bn2 = bn(planes)
-            self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-            self.bn3 = bn(planes * 4)
-            self.downsample = downsample
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = F.relu(self.bn2(self.conv2(out)))
-            out = self.bn3(self.conv3(out))
-            residual = x if self.downsample is None else self.downsample(x)
-            return F.relu(out + residual)
-
-    def up(x, hw):
-        return F.interpolate(x, size=hw, mode="bilinear", align_corners=True)
-
-    class PSPModule(nn.Module):
-        def __init__(self, features=2048, out_features=512, sizes=(1, 2, 3, 6)):
-            super().__init__()
-            self.stages = nn.ModuleList([
-                nn.Sequential(nn.AdaptiveAvgPool2d((s, s)), nn.Conv2d(features, out_features, 1, bias=False),
-                              ABN(out_features)) for s in sizes])
-            self.bottleneck = nn.Sequential(
-                nn.Conv2d(features + len(sizes) * out_features, out_features, 3, padding=1, bias=False),
-                ABN(out_features))
-
-        def forward(self, feats):
-            hw = feats.shape[2:]
-            priors = [up(stage(feats), hw) for stage in self.stages] + [feats]
-            return self.bottleneck(torch.cat(priors, 1))
-
-    class EdgeModule(nn.Module):
-        def __init__(self, in_fea=(256, 512, 1024), mid_fea=256, out_fea=2):
-            super().__init__()
-            self.conv1 = nn.Sequential(nn.Conv2d(in_fea[0], mid_fea, 1, bias=False), ABN(mid_fea))
-            self.conv2 = nn.Sequential(nn.Conv2d(in_fea[1], mid_fea, 1, bias=False), ABN(mid_fea))
-            self.conv3 = nn.Sequential(nn.Conv2d(in_fea[2], mid_fea, 1, bias=False), ABN(mid_fea))
-            self.conv4 = nn.Conv2d(mid_fea, out_fea, 3, padding=1, bias=True)
-            self.conv5 = nn.Conv2d(out_fea * 3, out_fea, 1, bias=True)
-
-        def forward(self, x1, x2, x3):
-            hw = x1.shape[2:]
-            f1, f2, f3 = self.conv1(x1), self.conv2(x2), self.conv3(x3)
-            e1, e2, e3 = self.conv4(f1), up(self.conv4(f2), hw), up(self.conv4(f3), hw)
-            edge = self.conv5(torch.cat([e1, e2, e3], 1))
-            return edge, torch.cat([f1, up(f2, hw), up(f3, hw)], 1)
-
-    class DecoderModule(nn.Module):
-        def __init__(self, num_classes):
-            super().__init__()
-            self.conv1 = nn.Sequential(nn.Conv2d(512, 256, 1, bias=False), ABN(256))
-            self.conv2 = nn.Sequential(nn.Conv2d(256, 48, 1, bias=False), ABN(48))
-            self.conv3 = nn.Sequential(nn.Conv2d(304, 256, 1, bias=False), ABN(256),
-                                       nn.Conv2d(256, 256, 1, bias=False), ABN(256))
-            self.conv4 = nn.Conv2d(256, num_classes, 1, bias=True)
-
-        def forward(self, xt, xl):
-            xt = up(self.conv1(xt), xl.shape[2:])
-            x = self.conv3(torch.cat([xt, self.conv2(xl)], 1))
-            return self.conv4(x), x
-
-    class SCHPNet(nn.Module):
-        """AugmentCE2P ResNet; forward returns (parsing, fusion, edge) logits at 1/4 of the input size."""
-
-        def __init__(self, num_classes: int, layers: tuple[int, int, int, int] = RESNET101_LAYERS):
-            super().__init__()
-            self.inplanes = 128
-            self.conv1 = nn.Conv2d(3, 64, 3, stride=2, padding=1, bias=False)
-            self.bn1 = bn(64)
-            self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)
-            self.bn2 = bn(64)
-            self.conv3 = nn.Conv2d(64, 128, 3, padding=1, bias=False)
-            self.bn3 = bn(128)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-            self.layer1 = self._make_layer(64, layers[0])
-            self.layer2 = self._make_layer(128, layers[1], stride=2)
-            self.layer3 = self._make_layer(256, layers[2], stride=2)
-            self.layer4 = self._make_layer(512, layers[3], dilation=2)
-            self.context_encoding = PSPModule(2048, 512)
-            self.edge = EdgeModule()
-            self.decoder = DecoderModule(num_classes)
-            # index 2 is a Dropout2d in the original (identity at inference); kept so the keys stay fushion.3.*
-            self.fushion = nn.Sequential(nn.Conv2d(1024, 256, 1, bias=False), ABN(256), nn.Identity(),
-                                         nn.Conv2d(256, num_classes, 1, bias=True))
-
-        def _make_layer(self, planes, blocks, stride=1, dilation=1):
-            downsample = None
-            if stride != 1 or self.inplanes != planes * 4:
-                downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
-                                           bn(planes * 4))
-            mods = [Bottleneck(self.inplanes, planes, stride, dilation, downsample)]
-            self.inplanes = planes * 4
-            mods += [Bottleneck(self.inplanes, planes, dilation=dilation) for _ in range(1, blocks)]
-            return nn.Sequential(*mods)
-
-        def forward(self, x):
-            x = F.relu(self.bn1(self.conv1(x)))
-            x = F.relu(self.bn2(self.conv2(x)))
-            x = F.relu(self.bn3(self.conv3(x)))
-            x = self.maxpool(x)
-            x2 = self.layer1(x)
-            x3 = self.layer2(x2)
-            x4 = self.layer3(x3)
-            x5 = self.layer4(x4)
-            parsing, parsing_fea = self.decoder(self.context_encoding(x5), x2)
-            edge, edge_fea = self.edge(x2, x3, x4)
-            fusion = self.fushion(torch.cat([parsing_fea, edge_fea], 1))
-            return parsing, fusion, edge
-
-    return SCHPNet
-
-
-_NET_CLASS = None
-
-
-def schp_net(num_classes: int, layers: tuple[int, int, int, int] = RESNET101_LAYERS):
-    """A randomly initialised SCHP network (``layers`` other than ResNet-101's only for tests)."""
-    global _NET_CLASS
-    if _NET_CLASS is None:
-        _NET_CLASS = _build_modules()
-    return _NET_CLASS(num_classes, tuple(layers))
-
-
-def read_schp_state_dict(path: str | Path) -> dict[str, Any]:
-    """The tensors of an official ``exp-schp-*.pth`` (``{"state_dict": {"module.<key>": tensor}}``), keys unprefixed.
-
-    Loaded with ``weights_only=True``: the file is a pickle, and nothing but tensors and plain containers is accepted.
-    """
-    from vitonprep.weights import read_torch_weights
-
-    obj = read_torch_weights(path)
-    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path}: not an SCHP checkpoint (expected a dict with 'state_dict', "
-                         f"got {type(obj).__name__})")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
-
-
-def load_into(model, state_dict: dict[str, Any], path: str | Path) -> None:
-    """Copy ``state_dict`` into ``model``, refusing any missing, unexpected or misshapen key by name."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    if missing or unexpected:
-        raise ValueError(f"{path}: keys do not match the network: missing {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''}, unexpected {unexpected[:10]}"
-                         f"{' ...' if len(unexpected) > 10 else ''}")
-    for k, v in own.items():
-        if tuple(state_dict[k].shape) != tuple(v.shape):
-            raise ValueError(f"{path}: key {k!r} has shape {tuple(state_dict[k].shape)}, the network needs "
-                             f"{tuple(v.shape)}")
-    model.load_state_dict(state_dict, strict=True)
-
-
-def load_schp(path: str | Path, num_classes: int, layers: tuple[int, int, int, int] = RESNET101_LAYERS,
-              dtype: Any = None):
-    """An SCHP network in eval mode with the weights of ``path`` (official layout), optionally cast to ``dtype``."""
-    import torch
-
-    state_dict = read_schp_state_dict(path)
-    # built without initialising (meta device): every parameter and buffer is then overwritten by the file,
-    # which load_into checks key by key
-    with torch.device("meta"):
-        model = schp_net(num_classes, layers)
-    model = model.to_empty(device="cpu")
-    if dtype is not None:  # cast first, so that float64 weights in the file stay float64
-        model = model.to(dtype)
-    load_into(model, state_dict, path)
-    return model.eval()
 
 
 # ---------------------------------------------------------------- pre / post-processing
@@ -336,9 +119,6 @@ def preprocess(bgr: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
 
 def logits_to_image(fusion: Any, width: int, height: int, input_size: tuple[int, int]) -> np.ndarray:
     """HxWxC logits in image space from the (1, C, h', w') fusion output (torch tensor or numpy)."""
-    import torch
-    from torch.nn import functional as F
-
     t = fusion if isinstance(fusion, torch.Tensor) else torch.from_numpy(np.asarray(fusion))
     t = F.interpolate(t, size=tuple(input_size), mode="bilinear", align_corners=True)[0]
     hwc = t.permute(1, 2, 0).cpu().numpy()
@@ -384,9 +164,7 @@ class SCHPParser:
         if self._model is not None:
             return self
         if self.runtime == "onnx":
-            import onnxruntime as ort
-
-            from vitonprep.backends.devices import onnx_providers
+            import onnxruntime as ort  # heavy, and only for the ONNX runtime
 
             opts = ort.SessionOptions()
             if self.threads:
@@ -395,10 +173,6 @@ class SCHPParser:
             self._model = ort.InferenceSession(str(self.weights), opts, providers=providers)
             self.device = "cuda" if self._model.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         else:
-            import torch
-
-            from vitonprep.backends.devices import resolve_device
-
             self.device = resolve_device(self.device_setting)
             model = load_schp(self.weights, self.dataset.num_classes, self.layers, getattr(torch, self.dtype))
             self._model = model.to(self.device)
@@ -420,8 +194,6 @@ class SCHPParser:
                 return np.concatenate([sess.run(None, {inp.name: x[i:i + 1].astype(np.float32)})[1]
                                        for i in range(len(x))])
             return sess.run(None, {inp.name: x.astype(np.float32)})[1]
-        import torch
-
         with torch.inference_mode():
             return self._model(torch.from_numpy(x).to(device=self.device, dtype=getattr(torch, self.dtype)))[1]
 
@@ -456,8 +228,6 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
 
 def lip_atr_to_cihp(lip: np.ndarray, atr: np.ndarray) -> np.ndarray:
     """CIHP labels from an SCHP-LIP and an SCHP-ATR map: LIP remapped, neck (10) = ATR face and not LIP face."""
-    from vitonprep.derive.labels import lip_to_cihp, synthesise_neck
-
     return synthesise_neck(lip_to_cihp(lip), atr == 11, lip == 13)
 
 
