@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import raw_from_bundled_pairs
+from helpers.faults import EXIT_ONCE_ENV, ExitOnceWork
 from typer.testing import CliRunner
 
-from vitonprep.build import FAULT_EXIT_ONCE_ENV, BuildOptions, build_dataset
+import vitonprep.build
+from vitonprep.build import BuildOptions, build_dataset
 from vitonprep.cli import app
 from vitonprep.config import load_pipeline_config
 from vitonprep.errors import ConfigError
@@ -43,10 +45,10 @@ def fault_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ray_local(fault_file):
     """One local Ray instance for the module; workers see the fault-injection variable (armed per test) and can
-    import this module (for the work factory of the generic-runner test)."""
+    import the tests folder (the work factories here and in helpers.faults pickle by reference)."""
     path = os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {FAULT_EXIT_ONCE_ENV: str(fault_file), "PYTHONPATH": path}})
+             runtime_env={"env_vars": {EXIT_ONCE_ENV: str(fault_file), "PYTHONPATH": path}})
     yield ray
     ray.shutdown()
 
@@ -118,8 +120,10 @@ def test_stage_actors_with_batches_give_the_same_maps(ray_local, raw, local_buil
 
 
 def test_worker_killed_mid_task_is_retried_and_every_sample_is_written_once(ray_local, raw, local_build,
-                                                                             fault_file, tmp_path):
-    fault_file.write_text("exit once")  # the first shard task to delete it calls os._exit before writing
+                                                                             fault_file, tmp_path, monkeypatch):
+    # the first shard task to delete the file calls os._exit after making its samples, before writing them
+    monkeypatch.setattr(vitonprep.build, "BuildWork", ExitOnceWork)
+    fault_file.write_text("exit once")
     try:
         report = build_dataset(_cfg(), raw, tmp_path / "out",
                                BuildOptions(distributor="ray", workers=2, max_shard_retry=1))

@@ -21,7 +21,7 @@ from conftest import raw_from_bundled_pairs
 
 from vitonprep.build import build_dataset
 from vitonprep.config import load_pipeline_config
-from vitonprep.distribute.ray_build import _MakerFactory
+from vitonprep.build_worker import BuildWork
 from vitonprep.shards import completed_shards, iter_tar_samples, list_shards
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'vitonprep[ray]'")
@@ -34,15 +34,15 @@ PERSONS = ("00034_00.jpg", "00035_00.jpg", "00055_00.jpg", "00121_00.jpg")  # 4 
 BUILD_TIMEOUT = 300  # seconds; the builds below take about a minute: past this the build is hung
 TESTS = Path(__file__).resolve().parent
 # the child process swaps in the holding factory, then runs the CLI exactly as a user would
-DRIVER = ("import sys\nimport test_ray_lost_node as t\nfrom vitonprep.distribute import ray_build\n"
-          "ray_build._MakerFactory = t._HoldOnDoomedNode\nfrom vitonprep.cli import app\n"
+DRIVER = ("import sys\nimport test_ray_lost_node as t\nimport vitonprep.build\n"
+          "vitonprep.build.BuildWork = t._HoldOnDoomedNode\nfrom vitonprep.cli import app\n"
           "app(sys.argv[1:], prog_name='vitonprep')\n")
 # notices a dead node in ~3 s instead of Ray's default ~15-30 s: speed only, the outcome is the same
 FAST_HEALTH_CHECK = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
                      "health_check_failure_threshold": 3}
 
 
-class _HoldOnDoomedNode(_MakerFactory):
+class _HoldOnDoomedNode(BuildWork):
     """The build's own shard work, except in a process of a doomed node: there a shard leaves a marker and waits
     for the node to be killed."""
 
