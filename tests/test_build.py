@@ -128,6 +128,12 @@ def test_exif_rotation_and_modes_are_normalised(corpus_build, data_dir):
     two = json.loads(samples["two_persons__shirt"].members["meta.json"])
     assert two["person_check"]["num_persons"] == 2
     assert two["producers"]["parse"]["approximate"] and two["producers"]["image_densepose"]["approximate"]
+    # BlazePose mapped to BODY_25 approximates OpenPose, and maps computed from approximate inputs are approximate
+    good = json.loads(samples["good__shirt"].members["meta.json"])["producers"]
+    for name in ("pose", "parse", "image_densepose", "agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask",
+                 "pose_render"):
+        assert good[name]["approximate"] is True, name
+    assert good["image"]["approximate"] is False and good["cloth_mask"]["approximate"] is False
 
 
 def test_canvas_sized_jpegs_are_stored_byte_for_byte(corpus, corpus_build):
