@@ -374,7 +374,7 @@ class ClipTagger(Backend):
         self.processor = CLIPProcessor.from_pretrained(self.path, local_files_only=True)
 
     def scores(self, rgb: np.ndarray, prompts: dict[str, str]) -> dict[str, float]:
-        import torch
+        import torch  # with transformers, only for this back-end
 
         self.setup()
         inputs = self.processor(text=list(prompts.values()), images=[rgb], return_tensors="pt", padding=True)

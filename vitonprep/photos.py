@@ -108,7 +108,7 @@ def _sniff(data: bytes) -> str:
 def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, Fit]:
     """Scale into ``size`` (w, h): ``pad`` keeps the whole photo (borders filled with the photo's median border
     colour), ``crop`` fills the canvas and cuts the centre. Area interpolation when shrinking."""
-    import cv2
+    import cv2  # slow to import; readers that never fit a photo to the canvas do not pay for it
 
     w, h = size
     ih, iw = rgb.shape[:2]

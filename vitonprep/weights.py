@@ -60,7 +60,7 @@ def read_torch_weights(path: str | Path) -> Any:
     """The one reader of the reference back-ends' torch weight files: ``torch.load(weights_only=True)`` on CPU, so
     a file holds tensors and plain containers or is refused. Every failure is a :class:`WeightsFormatError` naming
     the file (torch's own messages rarely do)."""
-    import torch
+    import torch  # heavy; the doctor and the lookups of this module run without it
 
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)

@@ -1,6 +1,6 @@
 """Garment silhouette (``cloth-mask``) of an in-shop garment photo on a near-uniform light background, OpenCV only.
 
-VITON-HD's own cloth masks were made with a learned background remover (preprocess_spec section 5); any method
+VITON-HD's own cloth masks were made with a learned background remover; any method
 that yields a filled garment silhouette is acceptable. This back-end is a classical one:
 
 1. Background model: the border band of the image (``border_fraction`` of the shorter side) is fitted in CIE Lab

@@ -1,6 +1,6 @@
 """Cloth masks with Segment Anything (the ``segment-anything`` package), prompted with the garment's box and centre.
 
-StableVITON's README suggests SAM for masks of arbitrary garment photos (preprocess_spec §5, §6). SAM needs a
+StableVITON's README suggests SAM for masks of arbitrary garment photos. SAM needs a
 prompt: the garment's box and one foreground point come from the OpenCV cloth mask (``cloth-mask-opencv``, a
 border-colour model that is right to IoU ~0.99 on studio photos), so SAM only refines an outline it is pointed at:
 
@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
+import torch  # this module is imported only when a pipeline names cloth-mask-sam (registry)
 
 from vitonprep.backends.cloth_mask_opencv import cloth_mask
 from vitonprep.backends.devices import check_device, device_note, resolve_device
@@ -164,8 +165,6 @@ class SAMClothMask(Backend):
 
     def predict(self, rgb: np.ndarray, box: np.ndarray, point: np.ndarray) -> np.ndarray:
         """SAM's single mask (HxW bool) for the box + foreground point prompt, before any clean-up."""
-        import torch
-
         self.setup()
         old = torch.get_num_threads()
         if self.config.threads:
@@ -182,8 +181,6 @@ class SAMClothMask(Backend):
     def embed(self, rgbs: list[np.ndarray]) -> Any:
         """SAM's image embeddings (N, 256, 64, 64) of RGB images, one image-encoder pass for all (each image is
         resized and padded to the encoder's square input, so any sizes batch), on the model's device."""
-        import torch
-
         self.setup()
         p = self._predictor
         with torch.inference_mode():
@@ -192,16 +189,12 @@ class SAMClothMask(Backend):
 
     def _transformed(self, rgb: np.ndarray) -> Any:
         """segment-anything's ``set_image`` input: long side resized, 1x3xhxw uint8 on the model's device."""
-        import torch
-
         t = torch.as_tensor(self._predictor.transform.apply_image(rgb), device=self._predictor.device)
         return t.permute(2, 0, 1).contiguous()[None, :, :, :]
 
     def predict_batch(self, rgbs: list[np.ndarray], boxes: list[np.ndarray],
                       points: list[np.ndarray]) -> list[np.ndarray]:
         """`predict` on several images: one encoder pass for the batch, then the (light) prompt decoder per image."""
-        import torch
-
         self.setup()
         p = self._predictor
         old = torch.get_num_threads()

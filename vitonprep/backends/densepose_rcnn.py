@@ -1,7 +1,7 @@
 """DensePose R50-FPN s1x back-end (``densepose-rcnn-r50-fpn``): the model behind VITON-HD's ``image-densepose``.
 
-The official weight file ``model_final_162be9.pkl`` (detectron2 DensePose model zoo, preprocess_spec sections 1.5
-and 6) runs here on plain PyTorch + torchvision (:mod:`densepose_rcnn_model`), read through a numpy-only
+The official weight file ``model_final_162be9.pkl`` (detectron2 DensePose model zoo, ``densepose_rcnn_R_50_FPN_s1x``)
+runs here on plain PyTorch + torchvision (:mod:`densepose_rcnn_model`), read through a numpy-only
 unpickler (:mod:`densepose_rcnn_weights`). When ``detectron2`` and ``densepose`` are importable, the original
 implementation (:mod:`densepose_detectron2`) runs instead (``implementation: auto``); ``implementation:
 torchvision`` or ``detectron2`` forces one. Tests prove the port equals detectron2 on seeded random weights
@@ -18,7 +18,7 @@ What one call does, as detectron2's ``DefaultPredictor`` + ``apply_net show dp_s
    later (lower-scoring) instances drawing over earlier ones, like the visualiser on one canvas.
 
 The result's ``parts`` is the I map (0 = background, 1..24) that :func:`vitonprep.derive.densepose.render_densepose`
-turns into the PARULA image of spec section 1.5.
+turns into the PARULA image VITON-HD ships (detectron2 ``apply_net show dp_segm``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from vitonprep.backends import densepose_detectron2
 from vitonprep.backends.densepose_outputs import (DensePoseResult, check_rgb, paste_instances,
@@ -105,8 +106,6 @@ def resize_shape(h: int, w: int, min_size: int, max_size: int) -> tuple[int, int
 
 def resize_bgr(image_bgr: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
     """PIL bilinear resize of a uint8 image, as detectron2's ``ResizeTransform.apply_image``."""
-    from PIL import Image
-
     h, w = image_bgr.shape[:2]
     newh, neww = resize_shape(h, w, min_size, max_size)
     return np.asarray(Image.fromarray(np.ascontiguousarray(image_bgr)).resize((neww, newh), Image.BILINEAR))

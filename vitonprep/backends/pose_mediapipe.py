@@ -1,6 +1,6 @@
 """OpenPose-layout keypoints (BODY_25 + 70 face + 2 x 21 hand points) from mediapipe 0.10.21.
 
-The official VITON-HD ``openpose_json`` files come from OpenPose BODY_25 with face and hands (spec §1.4).
+The official VITON-HD ``openpose_json`` files come from OpenPose BODY_25 with face and hands (``--face --hand``).
 OpenPose is not installable here, so this back-end runs the legacy ``mp.solutions`` models bundled in the
 mediapipe 0.10.21 wheel (BlazePose full, FaceMesh with iris refinement, Hands lite or full; nothing is
 downloaded; BlazePose ``model_complexity`` 0/2 would try to download and are never used) and maps their outputs
