@@ -129,8 +129,7 @@ def test_port_has_the_official_keys_and_shapes():
 
 
 def test_loader_reads_synthetic_official_file_and_refuses_bad_ones(tmp_path):
-    from vitonprep.backends.densepose_rcnn_weights import (WeightsFormatError, state_dict_from_pkl,
-                                                         write_detectron2_pkl)
+    from vitonprep.backends.densepose_rcnn_weights import WeightsFormatError, state_dict_from_pkl, write_detectron2_pkl
 
     shapes = {k: tuple(s) for k, s in _official_keys()}
     arrays = {k: np.zeros(s, np.float32) for k, s in shapes.items()}
@@ -175,9 +174,9 @@ def test_loader_never_runs_pickled_code(tmp_path, capsys):
 
 
 def test_registry_fails_before_any_image_when_weights_are_missing(tmp_path, monkeypatch):
+    from vitonprep.backends.registry import make_backend
     from vitonprep.config import BackendChoice
     from vitonprep.errors import ConfigError
-    from vitonprep.backends.registry import make_backend
 
     monkeypatch.delenv("VITONPREP_WEIGHTS_DIR", raising=False)
     with pytest.raises(ConfigError, match="model_final_162be9.pkl"):
@@ -189,8 +188,8 @@ def test_registry_fails_before_any_image_when_weights_are_missing(tmp_path, monk
 def test_registry_reports_missing_detectron2(weights_file, caplog):
     from vitonprep.backends import densepose_detectron2
     from vitonprep.backends.densepose_rcnn import DensePoseRCNNBackend
-    from vitonprep.config import BackendChoice
     from vitonprep.backends.registry import make_backend, producer_of
+    from vitonprep.config import BackendChoice
     from vitonprep.errors import ConfigError
 
     if not densepose_detectron2.missing_modules():
@@ -403,7 +402,7 @@ def test_batched_predictions_equal_single_ones(weights_file):
     photos = _photos(tuple(s["photo_wh"]))
     batched = backend.predict_batch(photos)
     found = []
-    for photo, got in zip(photos, batched):
+    for photo, got in zip(photos, batched, strict=True):
         try:
             want = backend.predict(photo)
         except InputError as exc:

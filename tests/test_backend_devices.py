@@ -157,7 +157,6 @@ def test_openpose_runs_on_the_meta_device():
 def test_sam_runs_on_the_meta_device():
     pytest.importorskip("segment_anything")
     import torch.fx.experimental._config as fx_config
-
     from segment_anything import SamPredictor
     from segment_anything.build_sam import _build_sam
 
@@ -243,7 +242,7 @@ def test_stage_calls_the_backend_once_per_batch():
         single = _pose_contexts(3)[:3]
         for ctx in single:
             stage(ctx)
-        for got, want in zip(outs[:3], single):
+        for got, want in zip(outs[:3], single, strict=True):
             np.testing.assert_array_equal(got.pose.keypoints.pose, want.pose.keypoints.pose)
             assert got.producers["pose"] == want.producers["pose"]
     finally:

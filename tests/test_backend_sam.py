@@ -18,8 +18,8 @@ pytest.importorskip("segment_anything")
 
 from PIL import Image  # noqa: E402
 
-from vitonprep.errors import InputError  # noqa: E402
 from vitonprep.backends import cloth_mask_sam as sam_mod  # noqa: E402
+from vitonprep.errors import InputError  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "cloth"
 
@@ -142,7 +142,7 @@ def test_batched_masks_equal_single_ones(weights):
     backend = sam_mod.SAMClothMask(sam_mod.SAMClothMaskConfig(device="cpu"), weights_path=weights, build=tiny_sam)
     blank = np.full((128, 96, 3), 200, np.uint8)  # no garment: the OpenCV prior gives no prompt
     batched = backend.call_batch(imgs + [blank])
-    for img, got in zip(imgs, batched):
+    for img, got in zip(imgs, batched, strict=True):
         np.testing.assert_array_equal(got, backend(img))
     assert isinstance(batched[3], InputError)  # a photo without a garment fails alone
     with pytest.raises(ValueError, match="uint8 RGB"):  # not an image: the caller's bug, raised

@@ -10,13 +10,20 @@ import pytest
 
 from vitonprep import codecs
 from vitonprep.captions import (
-    ClipConfig, ClipTagger, FileTagger, GeometricTagger, TagFileConfig, caption_record, caption_text, check_caption,
-    mask_shape, sleeve_from_mask,
+    ClipConfig,
+    ClipTagger,
+    FileTagger,
+    GeometricTagger,
+    TagFileConfig,
+    caption_record,
+    caption_text,
+    check_caption,
+    mask_shape,
+    sleeve_from_mask,
 )
 from vitonprep.captions_eval import evaluate_geometric
 from vitonprep.config import BackendChoice, load_pipeline_config
 from vitonprep.errors import ConfigError, InputError
-
 
 
 def test_geometric_tagger_accuracy_on_hand_labels(data_dir):
@@ -73,7 +80,8 @@ def test_file_tagger_csv_json_and_idm_tagged_json(tmp_path):
     t = FileTagger(TagFileConfig(str(csv_path)))("04469_00")
     assert t.tags == {"sleeveLength": "Short Sleeve", "neckLine": "V Neck", "item": "Blouse"}
     assert t.source == "garment-tags-file:tags.csv" and not t.approximate and t.sleeve == "short"
-    assert caption_text(FileTagger(TagFileConfig(str(csv_path)))("09133_00").tags) == "model is wearing Sleeveless Tank Top"
+    tank = FileTagger(TagFileConfig(str(csv_path)))("09133_00")
+    assert caption_text(tank.tags) == "model is wearing Sleeveless Tank Top"
     with pytest.raises(InputError, match="not in tags.csv"):
         FileTagger(TagFileConfig(str(csv_path)))("missing")
 
@@ -162,7 +170,8 @@ def test_caption_stage_config(tmp_path):
     assert [s.name for s in Pipeline.from_config(on).stages][-2:] == ["caption", "garment_pose"]
     # a YAML without the new stages still loads, and builds no caption / garment pose stage
     old = tmp_path / "old.yaml"
-    old.write_text("name: old\nstages:\n  pose: {backend: pose-mediapipe-blazepose}\n  person: {backend: person-mediapipe}\n"
+    old.write_text("name: old\nstages:\n  pose: {backend: pose-mediapipe-blazepose}\n"
+                   "  person: {backend: person-mediapipe}\n"
                    "  parsing: {backend: parsing-heuristic-mediapipe}\n  densepose: {backend: densepose-approx-parse}\n"
                    "  cloth_mask: {backend: cloth-mask-opencv}\n")
     old_cfg = load_pipeline_config(old)

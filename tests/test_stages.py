@@ -14,11 +14,18 @@ from vitonprep.backends import registry
 from vitonprep.backends.cloth_mask_opencv import OpenCVClothMask
 from vitonprep.backends.protocols import KINDS, PROTOCOLS, Backend
 from vitonprep.config import BackendChoice, load_pipeline_config
-from vitonprep.errors import (ConfigError, InputError, MissingWeightsError, NoPersonError, PhotoError, SampleError,
-                              VitonprepError)
+from vitonprep.errors import (
+    ConfigError,
+    InputError,
+    MissingWeightsError,
+    NoPersonError,
+    PhotoError,
+    SampleError,
+    VitonprepError,
+)
 from vitonprep.raw import RawItem, plan_raw
 from vitonprep.sample_meta import SampleIdentity, carry_over_meta, meta_record
-from vitonprep.stages import (CONTEXT_FIELDS, ClothMaskStage, DeriveStage, Pipeline, SampleContext, Stage)
+from vitonprep.stages import CONTEXT_FIELDS, ClothMaskStage, DeriveStage, Pipeline, SampleContext, Stage
 from vitonprep.weights import WeightSpec, find_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,19 +212,19 @@ def test_run_batch_equals_run_on_the_bundled_photos(tmp_path):
     samples = ROOT / "data" / "samples"
     persons = sorted((samples / "person").glob("*.jpg"))[:3]
     cloths = sorted((samples / "cloth").glob("*.jpg"))[:3]
-    for p, c in zip(persons, cloths):
+    for p, c in zip(persons, cloths, strict=True):
         (raw / "person" / p.name).write_bytes(p.read_bytes())
         (raw / "cloth" / c.name).write_bytes(c.read_bytes())
     Image.new("RGB", (384, 512), (200, 200, 200)).save(raw / "person" / "wall.jpg")
     Image.new("RGB", (384, 512), (200, 200, 200)).save(raw / "cloth" / "plain.jpg")
-    lines = [f"{p.name} {c.name}" for p, c in zip(persons, cloths)] + ["wall.jpg plain.jpg"]
+    lines = [f"{p.name} {c.name}" for p, c in zip(persons, cloths, strict=True)] + ["wall.jpg plain.jpg"]
     (raw / "pairs.txt").write_text("\n".join(lines) + "\n")
     items = list(plan_raw(raw).items)
     assert len(items) == 4
     pipe = Pipeline.from_config(load_pipeline_config("default"))
     try:
         batched = pipe.run_batch(items)
-        for item, got in zip(items, batched):
+        for item, got in zip(items, batched, strict=True):
             try:
                 want = pipe.run(item)
             except SampleError as exc:

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from vitonprep import codecs
 from vitonprep.sample_meta import SampleIdentity, meta_record, with_header
-from vitonprep.schema import Field, FIELDS_BY_NAME, Kind
+from vitonprep.schema import FIELDS_BY_NAME, Field, Kind
 from vitonprep.shards import Sample
 
 
@@ -65,7 +65,9 @@ class SampleBuilder:
 
 def encode_value(f: Field, value: Any) -> bytes:
     if f.kind is Kind.RGB:
-        return codecs.encode_jpeg(value, codecs.JPEG_QUALITY.get(f.name, 95)) if f.ext == "jpg" else codecs.encode_png_rgb(value)
+        if f.ext == "jpg":
+            return codecs.encode_jpeg(value, codecs.JPEG_QUALITY.get(f.name, 95))
+        return codecs.encode_png_rgb(value)
     if f.kind is Kind.MASK:
         return codecs.encode_mask_png(value)
     if f.kind is Kind.LABELS:

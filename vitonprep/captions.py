@@ -381,7 +381,7 @@ class ClipTagger(Backend):
         with torch.no_grad():
             logits = self.model(**inputs).logits_per_image[0]
         probs = logits.softmax(-1).tolist()
-        return dict(zip(prompts, probs))
+        return dict(zip(prompts, probs, strict=True))
 
     def __call__(self, cloth_id: str, cloth_mask=None, parse=None, category=None, cloth_rgb=None) -> GarmentTags:
         if cloth_rgb is None:

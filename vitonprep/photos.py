@@ -6,11 +6,11 @@ Handles what real folders contain: EXIF orientation, RGBA (composited on white),
 
 from __future__ import annotations
 
-import io
-import warnings
-import unicodedata
 import hashlib
+import io
 import re
+import unicodedata
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 

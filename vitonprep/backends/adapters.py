@@ -33,7 +33,8 @@ class SCHPParsingBackend(Backend):
     KIND = "parsing"
     APPROXIMATE = False
     LICENCE = "MIT (SCHP code); weights: see their WeightSpec"
-    WEIGHT_FILES = tuple(s.filename for s in (*parsing_schp.TORCH_WEIGHTS.values(), *parsing_schp.ONNX_WEIGHTS.values()))
+    WEIGHT_FILES = tuple(s.filename for s in (*parsing_schp.TORCH_WEIGHTS.values(),
+                                              *parsing_schp.ONNX_WEIGHTS.values()))
     Config = parsing_schp.SCHPParsingConfig
 
     def __init__(self, config: Any = None, weights_dir: str | Path | None = None):

@@ -204,7 +204,7 @@ class SAMClothMask(Backend):
             features = self.embed(rgbs)
             out = []
             with torch.inference_mode():
-                for i, (rgb, box, point) in enumerate(zip(rgbs, boxes, points)):
+                for i, (rgb, box, point) in enumerate(zip(rgbs, boxes, points, strict=True)):
                     # the state set_image leaves behind, with this image's embedding
                     p.reset_image()
                     p.original_size = rgb.shape[:2]
@@ -238,7 +238,7 @@ class SAMClothMask(Backend):
         if todo:
             idx = list(todo)
             masks = self.predict_batch(*[[todo[i][k] for i in idx] for k in range(3)])
-            for i, mask in zip(idx, masks):
+            for i, mask in zip(idx, masks, strict=True):
                 try:
                     out[i] = self._finish(mask)
                 except InputError as exc:

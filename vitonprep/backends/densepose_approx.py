@@ -59,12 +59,60 @@ import cv2
 import numpy as np
 
 from vitonprep.backends.densepose_approx_body import (
-    _ARM_MARGIN, _ArmDistances, _COAT, _DRESS, _FACE, _FG_SHRINK, _GLOVE, _HAIR, _HAIR_KEEP_DEPTH, _HAND,
-    _HAND_T, _HAT, _HEAD_L, _HEAD_R, _LARM, _LARM_IN, _LARM_OUT, _LEAR, _LEYE, _LFOOT, _LLEG, _LLEG_PART,
-    _LSHOE, _NECK_HEAD_DIST, _NECK_SKIN, _NOSE, _PANTS, _PELVIS_LATERAL, _PELVIS_MEDIAL, _RARM, _REAR, _REYE,
-    _RFOOT, _RLEG, _RSHOE, _SCARF, _SKIRT, _SOCKS, _SUNGLASSES, _Skeleton, _TORSO, _UARM_IN, _UARM_OUT, _ULEG,
-    _UPPER, _chain_distance, _check_parse, _check_pose, _isin, _norm, _rows_cols, _segment,
-    _torso_edge_distance, _torso_quad_map,
+    _ARM_MARGIN,
+    _COAT,
+    _DRESS,
+    _FACE,
+    _FG_SHRINK,
+    _GLOVE,
+    _HAIR,
+    _HAIR_KEEP_DEPTH,
+    _HAND,
+    _HAND_T,
+    _HAT,
+    _HEAD_L,
+    _HEAD_R,
+    _LARM,
+    _LARM_IN,
+    _LARM_OUT,
+    _LEAR,
+    _LEYE,
+    _LFOOT,
+    _LLEG,
+    _LLEG_PART,
+    _LSHOE,
+    _NECK_HEAD_DIST,
+    _NECK_SKIN,
+    _NOSE,
+    _PANTS,
+    _PELVIS_LATERAL,
+    _PELVIS_MEDIAL,
+    _RARM,
+    _REAR,
+    _REYE,
+    _RFOOT,
+    _RLEG,
+    _RSHOE,
+    _SCARF,
+    _SKIRT,
+    _SOCKS,
+    _SUNGLASSES,
+    _TORSO,
+    _UARM_IN,
+    _UARM_OUT,
+    _ULEG,
+    _UPPER,
+    _ArmDistances,
+    _chain_distance,
+    _check_parse,
+    _check_pose,
+    _isin,
+    _norm,
+    _rows_cols,
+    _segment,
+    _Skeleton,
+    _torso_edge_distance,
+    _torso_quad_map,
 )
 from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import PoseResult
@@ -307,9 +355,9 @@ def _split_head(px: np.ndarray, py: np.ndarray, sk: _Skeleton) -> np.ndarray:
     """23 on the person's right half of the head, 24 on the left half."""
     p = sk.p
     pair = None
-    for r, l in ((_REYE, _LEYE), (_REAR, _LEAR)):
-        if r in p and l in p and _norm(p[l] - p[r]) > 1:
-            pair = (p[r], p[l])
+    for r, left in ((_REYE, _LEYE), (_REAR, _LEAR)):
+        if r in p and left in p and _norm(p[left] - p[r]) > 1:
+            pair = (p[r], p[left])
             break
     if pair is not None:
         centre = (pair[0] + pair[1]) / 2

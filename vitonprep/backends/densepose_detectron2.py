@@ -170,7 +170,7 @@ class Detectron2DensePose:
             inputs = [{"image": torch.as_tensor(r.astype("float32").transpose(2, 0, 1))} for _, _, r in members]
             with torch.inference_mode():
                 results = self.model(inputs)
-            for (i, rgb, resized), res in zip(members, results):
+            for (i, rgb, resized), res in zip(members, results, strict=True):
                 inst = res["instances"]
                 try:
                     out[i] = result_from_outputs(inst.pred_boxes.tensor, inst.scores,

@@ -33,8 +33,13 @@ import torch
 from PIL import Image
 
 from vitonprep.backends import densepose_detectron2
-from vitonprep.backends.densepose_outputs import (DensePoseResult, check_rgb, paste_instances,
-                                                  result_from_outputs, scale_boxes_to_photo)
+from vitonprep.backends.densepose_outputs import (
+    DensePoseResult,
+    check_rgb,
+    paste_instances,
+    result_from_outputs,
+    scale_boxes_to_photo,
+)
 from vitonprep.backends.densepose_rcnn_model import DensePoseRCNN as DensePoseRCNNModel
 from vitonprep.backends.densepose_rcnn_model import DensePoseRCNNConfig
 from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
@@ -183,7 +188,7 @@ class DensePoseRCNNBackend:
             groups.setdefault(resized.shape[:2], []).append((i, rgb, resized))
         for members in groups.values():
             x = torch.as_tensor(np.stack([r.astype(np.float32).transpose(2, 0, 1) for _, _, r in members]))
-            for (i, rgb, resized), (det, dp) in zip(members, self.model.forward_batch(x.to(self.device))):
+            for (i, rgb, resized), (det, dp) in zip(members, self.model.forward_batch(x.to(self.device)), strict=True):
                 try:
                     out[i] = result_from_outputs(det.boxes, det.scores, dp, resized.shape[:2], rgb.shape[:2])
                 except InputError as exc:

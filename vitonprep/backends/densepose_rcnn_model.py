@@ -144,7 +144,7 @@ class FPN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.bottom_up = ResNet50()
-        for level, cin in zip((2, 3, 4, 5), (256, 512, 1024, 2048)):
+        for level, cin in zip((2, 3, 4, 5), (256, 512, 1024, 2048), strict=False):
             self.add_module(f"fpn_lateral{level}", nn.Conv2d(cin, 256, 1))
             self.add_module(f"fpn_output{level}", nn.Conv2d(256, 256, 3, padding=1))
 
@@ -232,7 +232,7 @@ class RPN(nn.Module):
 
     def anchors(self, features: list[Tensor]) -> list[Tensor]:
         out = []
-        for i, (feat, stride) in enumerate(zip(features, self.STRIDES)):
+        for i, (feat, stride) in enumerate(zip(features, self.STRIDES, strict=False)):
             h, w = feat.shape[-2:]
             shifts_x = torch.arange(0, w * stride, step=stride, dtype=torch.float32, device=feat.device)
             shifts_y = torch.arange(0, h * stride, step=stride, dtype=torch.float32, device=feat.device)
@@ -261,7 +261,7 @@ class RPN(nn.Module):
         logits, deltas = self.head(features)
         anchors = self.anchors(features)
         boxes_all, scores_all, levels = [], [], []
-        for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
+        for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors, strict=False)):
             proposals = decode_boxes(dl, an, (1.0, 1.0, 1.0, 1.0))
             k = min(lg.shape[0], cfg.rpn_pre_nms_topk)
             top_scores, top_idx = lg.topk(k)
@@ -348,7 +348,7 @@ class Decoder(nn.Module):
 
     def forward(self, features: list[Tensor]) -> Tensor:
         x = self.p2(features[0])
-        for level, feat in zip((3, 4, 5), features[1:]):
+        for level, feat in zip((3, 4, 5), features[1:], strict=False):
             x = x + getattr(self, f"p{level}")(feat)
         return self.predictor(x)
 

@@ -340,7 +340,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         wrists = {"L": lm[_L_WRI, :2], "R": lm[_R_WRI, :2]}
         scale = max(float(np.linalg.norm(lm[_L_SHO, :2] - lm[_R_SHO, :2])), 1.0)
         hands = []
-        for hl, hd in zip(res.multi_hand_landmarks, res.multi_handedness):
+        for hl, hd in zip(res.multi_hand_landmarks, res.multi_handedness, strict=True):
             cls = hd.classification[0]
             pts = np.array([[p.x * w, p.y * h] for p in hl.landmark])
             # mediapipe's label assumes a mirrored (selfie) image: flip it for a normal photo

@@ -91,7 +91,7 @@ class Backend:
         """``self(*args)`` for each sample (``columns`` holds one list per argument of ``__call__``); an InputError
         is returned in its sample's place, anything else propagates. Back-ends whose model batches override it."""
         out: list[Outcome] = []
-        for args in zip(*columns):
+        for args in zip(*columns, strict=True):
             try:
                 out.append(self(*args))
             except InputError as exc:

@@ -143,8 +143,9 @@ class BackendStage(Stage):
         for ctx in ctxs:
             if not self.applies(ctx):
                 self.skip(ctx)
-        outcomes = self.backend.call_batch(*map(list, zip(*[self.inputs(c) for c in todo]))) if todo else []
-        done = {id(c): o for c, o in zip(todo, outcomes)}
+        columns = [list(col) for col in zip(*[self.inputs(c) for c in todo], strict=True)]
+        outcomes = self.backend.call_batch(*columns) if todo else []
+        done = {id(c): o for c, o in zip(todo, outcomes, strict=True)}
         out: list[SampleContext | SampleError] = []
         for ctx in ctxs:
             try:

@@ -20,7 +20,7 @@ from vitonprep.config import PipelineConfig
 from vitonprep.errors import ConfigError, SampleError
 from vitonprep.photos import key_from_name
 from vitonprep.raw import RawItem
-from vitonprep.sample_meta import SampleIdentity, meta_record
+from vitonprep.sample_meta import SampleIdentity
 from vitonprep.shards import Sample
 from vitonprep.stages.base import CONTEXT_FIELDS, INPUT_KEYS, SampleContext, Stage
 from vitonprep.stages.derive import DeriveStage
@@ -104,7 +104,7 @@ class Pipeline:
             if not live:
                 break
             t0 = time.perf_counter()
-            for i, out in zip(live, stage.run_batch([ctxs[i] for i in live])):
+            for i, out in zip(live, stage.run_batch([ctxs[i] for i in live]), strict=True):
                 ctxs[i] = out
             _add(timings, stage.name, t0)
         t0 = time.perf_counter()
