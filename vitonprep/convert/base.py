@@ -14,6 +14,7 @@ from vitonprep import codecs
 from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_mask_any, read_rgb
 from vitonprep.backends import cloth_mask_opencv
 from vitonprep.errors import ConfigError, SampleError
+from vitonprep.sample_meta import SampleIdentity
 from vitonprep.schema import PERSON_SIZE
 
 DATASETS = ("vitonhd", "dresscode")
@@ -81,20 +82,14 @@ def put_garment(b: SampleBuilder, item: PlannedSample, given: Producer, mask_pro
         b.put_array("cloth_mask", mask, Producer(cloth_mask_opencv.NAME, note="the source has no mask for it"))
 
 
-def sample_meta(item: PlannedSample, image_shape: tuple[int, ...], dataset: str, licence: str) -> dict[str, Any]:
+def sample_identity(item: PlannedSample, image_shape: tuple[int, ...]) -> SampleIdentity:
+    """The meta.json identity of a converted sample (`vitonprep.sample_meta` builds the record)."""
     root = Path(item.root)
-    return {
-        "person_file": str(Path(item.files["image"]).relative_to(root)),
-        "cloth_file": str(Path(item.files["cloth"]).relative_to(root)),
-        "person_id": item.person_id,
-        "cloth_id": item.cloth_id,
-        "pair": item.pair,
-        "split": item.split,
-        "category": item.category,
-        "size": list(PERSON_SIZE),
-        "original_size": [image_shape[1], image_shape[0]],
-        "source": {"dataset": dataset, "licence": licence},
-    }
+    return SampleIdentity(
+        person_file=str(Path(item.files["image"]).relative_to(root)),
+        cloth_file=str(Path(item.files["cloth"]).relative_to(root)),
+        person_id=item.person_id, cloth_id=item.cloth_id, pair=item.pair, split=item.split,
+        category=item.category, size=PERSON_SIZE, original_size=(image_shape[1], image_shape[0]))
 
 
 def decode_or_fail(fn: Callable[[bytes, str], Any], data: bytes, path: str, stage: str) -> Any:

@@ -24,7 +24,7 @@ from PIL import Image
 from vitonprep import codecs
 from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_rgb
 from vitonprep.convert.base import (
-    ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_meta,
+    ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_identity,
 )
 from vitonprep.derive import agnostic as agn_mod
 from vitonprep.derive.densepose import render_densepose
@@ -191,4 +191,4 @@ def make_sample(item: PlannedSample) -> Sample:
                     Producer("dresscode-dense", note="dense/ part indices rendered with PARULA on black, spec 1.5"))
 
     put_garment(b, item, given, Producer("ladi-vton-masks", note="masks/ thresholded at 128"))
-    return b.finish(sample_meta(item, image.shape, "dresscode", LICENCE))
+    return b.finish_meta(sample_identity(item, image.shape), source={"dataset": "dresscode", "licence": LICENCE})

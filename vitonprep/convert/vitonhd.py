@@ -19,7 +19,7 @@ from vitonprep import codecs
 from vitonprep.backends import densepose_approx
 from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_mask_any, read_rgb
 from vitonprep.convert.base import (
-    ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_meta,
+    ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_identity,
 )
 from vitonprep.derive import agnostic as agn_mod
 from vitonprep.derive.densepose import render_densepose
@@ -236,4 +236,4 @@ def make_sample(item: PlannedSample) -> Sample:
                              note="no image-densepose in the source: DensePose parts approximated from parse + pose"))
 
     put_garment(b, item, given, Producer("vitonhd-dataset", note="JPEG mask thresholded at 128"))
-    return b.finish(sample_meta(item, image.shape, "vitonhd", LICENCE))
+    return b.finish_meta(sample_identity(item, image.shape), source={"dataset": "vitonhd", "licence": LICENCE})
