@@ -5,8 +5,8 @@ code of GoGoDuck912/Self-Correction-Human-Parsing at commit eb84c43 (``networks/
 Bottleneck blocks ``[1, 2, 2, 2]`` -- the official nets are ``[3, 4, 23, 3]``, reduced so the test runs in seconds;
 the blocks, PSP, edge, decoder and fusion heads are the same code --, ``SimpleFolderDataset``'s centre/scale,
 ``get_affine_transform``, torchvision ToTensor + Normalize, ``transform_logits`` and the argmax of
-``simple_extractor.py``) in float64 on CPU with one thread, with InPlaceABNSync replaced by a pure-Python stand-in
-of its CPU kernel (written in /tmp, the extension does not build under torch 2.x), on a 40x56 (LIP) / 60x48 (ATR)
+``simple_extractor.py``) in float64 on CPU with one thread, with the repository's own InPlaceABN CPU kernel
+(``modules/src/inplace_abn_cpu.cpp``) compiled for CPU in a scratch folder, on a 40x56 (LIP) / 60x48 (ATR)
 synthetic BGR image at network input 64x64. Weights: ``random_state_dict`` below with seed 6 (LIP, 20 classes)
 / 4321 (ATR, 18 classes), in the original's state_dict key order. ``schp_keys.json`` is the original model's
 key/shape list (``module.`` prefix, as in ``exp-schp-*.pth``) for ResNet-101 and for the reduced depth.
@@ -23,6 +23,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from vitonprep.backends import parsing_schp as schp  # noqa: E402
+from vitonprep.backends import parsing_schp_net as schp_net  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures" / "parity"
 CLASS_KEYS = ("decoder.conv4.weight", "decoder.conv4.bias", "fushion.3.weight", "fushion.3.bias")
@@ -98,20 +99,43 @@ def test_float64_parity_with_original(case):
     x = schp.preprocess(bgr, size)
     np.testing.assert_array_equal(x, fx["net_input"])
     parser.setup()
-    with torch.no_grad():
-        parsing, fusion, edge = (t.numpy() for t in parser._model(torch.from_numpy(x).double()))
-    for name, ours in (("parsing", parsing), ("fusion", fusion), ("edge", edge)):
-        ref = fx[name]
-        rel = np.abs(ours - ref).max() / np.abs(ref).max()
-        assert rel < 1e-9, f"{ds} {name}: max relative difference {rel:.3g}"
+    for name, rel in _head_differences(parser._model, fx).items():
+        # measured 0 (bit for bit); the old Python 0.01 slope gives ~7e-10 (test_float_slope_is_what_matches)
+        assert rel < 1e-12, f"{ds} {name}: max relative difference {rel:.3g}"
     # whole pipeline: image-space logits and labels
     logits = parser.logits(np.ascontiguousarray(bgr[:, :, ::-1]))
     assert logits.shape == fx["logits"].shape
     rel = np.abs(logits - fx["logits"]).max() / np.abs(fx["logits"]).max()
-    assert rel < 1e-9, f"{ds} logits: max relative difference {rel:.3g}"
+    assert rel < 1e-12, f"{ds} logits: max relative difference {rel:.3g}"
     labels = parser(np.ascontiguousarray(bgr[:, :, ::-1]))
     np.testing.assert_array_equal(labels, fx["labels"])
     assert len(np.unique(fx["labels"])) >= 3  # the fixture exercises several classes, not a constant map
+
+
+def _head_differences(model, fx) -> dict[str, float]:
+    """Max relative difference of the float64 model's (parsing, fusion, edge) on the fixture input."""
+    with torch.no_grad():
+        outs = [t.numpy() for t in model(torch.from_numpy(fx["net_input"]).double())]
+    return {name: float(np.abs(ours - fx[name]).max() / np.abs(fx[name]).max())
+            for name, ours in zip(("parsing", "fusion", "edge"), outs)}
+
+
+def test_float_slope_is_what_matches(case):
+    """InPlaceABN's kernel takes its leaky-ReLU slope as a C++ float: the fixture, made with the compiled original
+    kernel, tells the float32-rounded slope (exact) from Python's 0.01 (off by ~1e-7 absolute, ~7e-10 relative)."""
+    ds, fx, path, _ = case
+    assert schp_net.ABN_SLOPE == float(np.float32(0.01)) != 0.01
+    model = _parser(case, "float64")._model
+    abns = [m for m in model.modules() if isinstance(m, schp_net.ABN) and m.activation == "leaky_relu"]
+    assert abns and all(m.slope == schp_net.ABN_SLOPE for m in abns)
+    try:
+        for m in abns:
+            m.slope = 0.01
+        worst = max(_head_differences(model, fx).values())
+    finally:
+        for m in abns:
+            m.slope = schp_net.ABN_SLOPE
+    assert worst > 1e-10, f"{ds}: the 0.01 slope should miss the compiled kernel's outputs, got {worst:.3g}"
 
 
 def test_float32_labels_match(case):
@@ -130,7 +154,7 @@ def test_float32_labels_match(case):
 def test_port_has_the_official_keys_and_shapes():
     for ncls in (20, 18, 7):
         with torch.device("meta"):
-            net = schp.schp_net(ncls)
+            net = schp_net.schp_net(ncls)
         ours = [("module." + k, list(v.shape)) for k, v in net.state_dict().items()]
         assert ours == [(k, list(s)) for k, s in official_keys("resnet101", ncls)]
 
@@ -161,11 +185,11 @@ def test_refuses_missing_or_misshapen_key(tmp_path):
     key = "module.layer3.5.bn2.running_var"
     path = _expanded_official_file(tmp_path / "missing.pth", 20, drop=key)
     with pytest.raises(ValueError, match="layer3.5.bn2.running_var"):
-        schp.load_schp(path, 20)
+        schp_net.load_schp(path, 20)
     key = "module.decoder.conv4.weight"
     path = _expanded_official_file(tmp_path / "shape.pth", 20, reshape=key)
     with pytest.raises(ValueError, match=r"decoder\.conv4\.weight.*\(21, 256, 1, 1\)"):
-        schp.load_schp(path, 20)
+        schp_net.load_schp(path, 20)
 
 
 class _NotATensor:
@@ -179,7 +203,7 @@ def test_refuses_pickled_objects(tmp_path):
     # an object weights_only must refuse (a class that is not a tensor or a plain container)
     torch.save({"state_dict": {}, "x": _NotATensor()}, path)
     with pytest.raises(pickle.UnpicklingError):
-        schp.read_schp_state_dict(path)
+        schp_net.read_schp_state_dict(path)
 
 
 def test_lip_atr_to_cihp():

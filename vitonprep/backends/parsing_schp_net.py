@@ -27,17 +27,18 @@ from vitonprep.weights import read_torch_weights
 __all__ = ["ABN_EPS", "ABN_SLOPE", "RESNET101_LAYERS", "ABN", "SCHPNet", "schp_net", "read_schp_state_dict",
            "load_into", "load_schp"]
 
-# InPlaceABN's CPU kernel takes eps as a C++ float: 1e-5 rounded to float32
+# InPlaceABN's kernel takes eps and the leaky-ReLU slope as C++ floats: 1e-5 and 0.01 rounded to float32
+# (0.009999999776...). In float64, Python's 0.01 as slope differs from the compiled original by ~1e-7 absolute
+# (tests/fixtures/parity/README.md); in float32 both round to the same value.
 ABN_EPS = float(np.float32(1e-5))
-#: leaky-ReLU slope of InPlaceABN's default activation
-ABN_SLOPE = 0.01
+ABN_SLOPE = float(np.float32(0.01))
 #: ResNet-101 block counts
 RESNET101_LAYERS = (3, 4, 23, 3)
 
 
 class ABN(nn.Module):
-    """Inference-mode InPlaceABN: (x - mean) * rsqrt(var + eps) * (|w| + eps) + b, then leaky ReLU (0.01) or
-    nothing.
+    """Inference-mode InPlaceABN: (x - mean) * rsqrt(var + eps) * (|w| + eps) + b, then leaky ReLU (slope
+    ``ABN_SLOPE``) or nothing.
 
     Parameter and buffer names are InPlaceABN's (no ``num_batches_tracked``), so the official keys load as-is.
     """
