@@ -30,8 +30,9 @@ quantised to 0.5, and the halo step works on the mask's bounding box (erosion by
 a distance transform, which is equivalent). Against the float-Lab computation this moves at most a few dozen pixels
 per garment (rounding at the thresholds); the IoUs above are unchanged to 1e-5.
 
-Raises ``ValueError`` when no garment is found: empty or tiny mask, or a mask covering more than
-``max_area_fraction`` of the image (no background).
+Raises `InputError` when no garment is found: empty or tiny mask, or a mask covering more than
+``max_area_fraction`` of the image (no background), or no plain backdrop. The module is one algorithm with its
+steps (a little over 400 lines); `OpenCVClothMask` is its back-end class.
 """
 
 from __future__ import annotations
