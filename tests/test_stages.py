@@ -185,6 +185,22 @@ def test_check_refuses_reads_nobody_writes_and_names_outside_the_context():
         SampleContext(RawItem("k", "p", None, "person_only", "."), imgae=None)
 
 
+def test_stages_and_contexts_pickle_for_worker_processes():
+    """Workers and Ray stage actors receive stages and contexts by pickle: built, not set up, every stage (the
+    optional ones too) comes back with its back-end and declared reads."""
+    cfg = load_pipeline_config("default", {"stages.garment_pose.backend": "pose-mediapipe-blazepose"})
+    pipe = Pipeline.from_config(cfg)
+    back = pickle.loads(pickle.dumps(pipe))
+    assert [(s.name, s.reads, s.writes) for s in back.stages] == [(s.name, s.reads, s.writes) for s in pipe.stages]
+    assert [type(getattr(s, "backend", None)) for s in back.stages] == [
+        type(getattr(s, "backend", None)) for s in pipe.stages]
+    back.check()
+    ctx = _derive_ctx(True, False)
+    ctx2 = pickle.loads(pickle.dumps(ctx))
+    np.testing.assert_array_equal(ctx2.pose.keypoints.pose, ctx.pose.keypoints.pose)
+    assert ctx2.producers == ctx.producers and ctx2.item == ctx.item
+
+
 def test_meta_record_keeps_the_contract_order():
     ident = SampleIdentity("p.jpg", "c.jpg", "p", "c", "unpaired", "test", "upper_body", (768, 1024), (10, 20))
     meta = meta_record("p__c", {"pose": Producer("x").to_dict()}, ident, made_by={"pipeline": "default"},
