@@ -5,6 +5,9 @@ Resume contract (what is exact): the loader reports ``(epoch, batches consumed)`
 and the consumed batches are skipped before decoding. With the same shards, seed, batch size, world size and number
 of workers, a resumed run sees exactly the batches an uninterrupted run would have seen. Changing any of those
 between runs keeps training going but the stream is then a different one (logged as a warning).
+
+DataLoader workers are persistent (started at the first pass, kept until the loader is shut down): the position of
+each pass is written into the stream's shared-memory position before the pass starts, which the workers read.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from typing import Any, Iterator
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
-
 from webdataset.shardlists import expand_urls
 
 from vitontrain.data.augment import AugmentConfig
@@ -114,8 +116,11 @@ class ResumableLoader(DataLoader):
     """A DataLoader over a :class:`ShardStream` that knows its position (Lightning's stateful-loader protocol)."""
 
     def __init__(self, stream: ShardStream, num_workers: int, pin_memory: bool = False):
+        # Workers live for the whole run; each pass's position reaches them through the stream's shared position,
+        # and a worker that has finished an epoch reads the next one's shuffle buffer ahead (stream module doc).
+        stream.read_ahead = num_workers > 0
         super().__init__(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-                         persistent_workers=False)  # fresh workers per pass: each gets the pass's position
+                         persistent_workers=num_workers > 0)
         self._stream = stream
         self._next_epoch = 0
         self._epoch = 0

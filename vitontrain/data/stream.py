@@ -5,6 +5,15 @@ of ``(seed, epoch, rank, world size, worker, number of workers)``, which is what
 rebuilds the same epoch stream and skips the batches already consumed (skipping happens before decoding, so it
 costs reading the tar members, not decoding them).
 
+Workers are persistent (started once, kept across epochs). They learn where each pass starts — ``(epoch, batches
+consumed)`` — from a small shared-memory tensor the main process writes before it starts the pass
+(:meth:`ShardStream.set_position`); a worker reads it when the DataLoader hands it the new pass. The shuffle
+buffer's *contents* are not carried from one epoch into the next: that would make epoch ``e`` depend on every
+earlier epoch, and a resume would have to re-read all of them. Instead a persistent worker that has finished its
+share of epoch ``e`` fills epoch ``e + 1``'s buffer in a background thread (``read_ahead``; raw tar bytes, no
+decoding) while the other workers finish and the trainer validates or saves; the buffer is the one epoch ``e + 1``
+would have filled itself, so the stream is the same with or without it.
+
 Two shard orders (``sampling``):
 
 * ``resampled`` (default for training): each (rank, worker) draws shards with replacement from the full list, an
@@ -27,9 +36,11 @@ webdataset's ``gopen``; any other ``scheme://`` (s3, gs, memory, …) is opened 
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
@@ -100,37 +111,83 @@ def decode_training_member(member: str, data: bytes, size: tuple[int, int], draf
     return decode_member(member, data)
 
 
+class _ReadAhead:
+    """The first ``size`` raw samples of a worker's next epoch, read by a background thread of that worker.
+
+    The thread only calls ``next`` on the epoch's raw-sample generator; :meth:`take` joins it before the worker's
+    own thread uses the generator again, so it is never used by two threads at once."""
+
+    def __init__(self, key: tuple[int, int, int], source: Iterator[dict[str, Any]], size: int):
+        self.key = key
+        self._source = source
+        self._size = size
+        self._buffer: list[dict[str, Any]] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="shard-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._buffer = list(itertools.islice(self._source, self._size))
+        except BaseException as exc:  # a damaged shard: raised where the epoch would have met it
+            self._error = exc
+
+    def take(self) -> tuple[Iterator[dict[str, Any]], list[dict[str, Any]]]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._source, self._buffer
+
+
 class ShardStream(IterableDataset):
     """Batches for one epoch of one (rank, worker); see the module doc for the ordering contract.
 
     ``batches_per_rank`` is the epoch length in batches for each rank; each worker yields its share, interleaved by
     the DataLoader in worker order (batch ``j`` comes from worker ``j % workers``), which is how :meth:`set_position`
-    maps "batches already consumed" onto per-worker skips.
+    maps "batches already consumed" onto per-worker skips. ``read_ahead``: a DataLoader worker that has finished its
+    share fills the next epoch's shuffle buffer in the background (for persistent workers; see the module doc).
     """
 
-    def __init__(self, urls: list[str], config: StreamConfig, batches_per_rank: int):
+    def __init__(self, urls: list[str], config: StreamConfig, batches_per_rank: int, read_ahead: bool = False):
         super().__init__()
         if not urls:
             raise ValueError("no shard URLs given")
         self.urls = list(urls)
         self.config = config
         self.batches_per_rank = batches_per_rank
-        self.epoch = 0
-        self.skip_batches = 0
-        self.rank: int | None = None
-        self.world: int | None = None
+        self.read_ahead = read_ahead
+        # [epoch, batches consumed, rank, world size]; shared memory, so persistent workers (which keep the copy of
+        # this object they started with) see what the main process writes before each pass. rank -1 = not set.
+        self._position = torch.tensor([0, 0, -1, 1], dtype=torch.int64).share_memory_()
+        self._ahead: _ReadAhead | None = None  # worker-local
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_ahead"] = None  # a thread is not copied into another process
+        return state
+
+    @property
+    def epoch(self) -> int:
+        return int(self._position[0])
+
+    @property
+    def skip_batches(self) -> int:
+        return int(self._position[1])
 
     def set_position(self, epoch: int, skip_batches: int = 0) -> None:
-        self.epoch = epoch
-        self.skip_batches = skip_batches
+        """Where the next pass starts; call in the main process before the pass (workers read it as it starts)."""
+        self._position[0] = epoch
+        self._position[1] = skip_batches
 
     def set_rank(self) -> None:
-        """Record this process's rank and world size (call in the main process, before workers start)."""
-        self.rank, self.world = _rank_and_world()
+        """Record this process's rank and world size (call in the main process, before the pass)."""
+        rank, world = _rank_and_world()
+        self._position[2] = rank
+        self._position[3] = world
 
     # ------------------------------------------------------------------------------------------------ shard order
-    def _shard_order(self, rank: int, world: int, worker: int, workers: int) -> Iterator[str]:
-        rng = random.Random(f"shards/{self.config.seed}/{self.epoch}/{rank}/{worker}")
+    def _shard_order(self, epoch: int, rank: int, world: int, worker: int, workers: int) -> Iterator[str]:
+        rng = random.Random(f"shards/{self.config.seed}/{epoch}/{rank}/{worker}")
         if self.config.sampling == "resampled":
             while True:
                 yield rng.choice(self.urls)
@@ -165,12 +222,21 @@ class ShardStream(IterableDataset):
                                         f"Training needs paired samples (the person wears the garment); set "
                                         f"data.pairs=[paired,unpaired] to run on these anyway")
 
-    def _shuffled(self, samples: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
+    def _epoch_source(self, epoch: int, rank: int, world: int, worker: int, workers: int
+                      ) -> Iterator[dict[str, Any]]:
+        """One (rank, logical worker)'s raw samples of one epoch, before shuffling."""
+        shards = self._shard_order(epoch, rank, world, worker, workers)
+        mine = self.urls if self.config.sampling == "resampled" else self.urls[rank::world][worker::workers]
+        return self._wanted_pairs(self._raw_samples(shards), len(set(mine)))
+
+    def _shuffled(self, samples: Iterator[dict[str, Any]], rng: random.Random,
+                  buffer: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
+        """webdataset-style buffer shuffle; ``buffer``: the first samples of ``samples``, already read."""
         size = self.config.shuffle_buffer
         if size <= 1:
             yield from samples
             return
-        buffer: list[dict[str, Any]] = []
+        buffer = [] if buffer is None else buffer
         for sample in samples:
             if len(buffer) < size:
                 buffer.append(sample)
@@ -212,26 +278,39 @@ class ShardStream(IterableDataset):
         except ContractError as exc:
             raise ContractError(f"{url}: {exc}") from exc
 
+    def _start_read_ahead(self, epoch: int, rank: int, world: int, worker: int, workers: int) -> None:
+        if not self.read_ahead or self.config.shuffle_buffer <= 1 or get_worker_info() is None:
+            return  # in the main process a thread could hold a lock across a later fork
+        source = self._epoch_source(epoch, rank, world, worker, workers)
+        self._ahead = _ReadAhead((epoch, worker, workers), source, self.config.shuffle_buffer)
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.config
-        # set by the loader in the main process: DataLoader workers started with spawn/forkserver have no process
-        # group of their own and would all read rank 0's stream
-        rank, world = (self.rank, self.world) if self.rank is not None else _rank_and_world()
+        epoch, skip_batches, rank, world = (int(v) for v in self._position.tolist())
+        if rank < 0:
+            # set by the loader in the main process (set_rank): DataLoader workers started with spawn/forkserver
+            # have no process group of their own and would all read rank 0's stream
+            rank, world = _rank_and_world()
         physical, workers = _worker()
         # The DataLoader always starts its round robin at worker 0; after consuming `skip_batches` the next batch
         # belongs to logical worker skip % workers, so physical workers take the logical roles rotated by that.
-        worker = (physical + self.skip_batches) % workers
+        worker = (physical + skip_batches) % workers
         per_worker = math.ceil(self.batches_per_rank / workers)
         # batches this logical worker already delivered in the interrupted pass
-        skip = max(0, math.ceil((self.skip_batches - worker) / workers))
-        rng = random.Random(f"shuffle/{cfg.seed}/{self.epoch}/{rank}/{worker}")
-        shards = self._shard_order(rank, world, worker, workers)
-        n_mine = len(set(self.urls if cfg.sampling == "resampled" else self.urls[rank::world][worker::workers]))
-        samples = self._shuffled(self._wanted_pairs(self._raw_samples(shards), n_mine), rng)
+        skip = max(0, math.ceil((skip_batches - worker) / workers))
+        rng = random.Random(f"shuffle/{cfg.seed}/{epoch}/{rank}/{worker}")
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.key == (epoch, worker, workers):
+            source, buffer = ahead.take()
+        else:  # the first pass, a resume, or a position the read-ahead did not guess: read the buffer now
+            source, buffer = self._epoch_source(epoch, rank, world, worker, workers), []
+        samples = self._shuffled(source, rng, buffer)
         batch: list[dict[str, Any]] = []
         produced = 0
         for index, raw in enumerate(samples):
             if produced >= per_worker:
+                # the next pass starts at batch 0, where logical and physical worker ids agree
+                self._start_read_ahead(epoch + 1, rank, world, physical, workers)
                 return
             if index == 0:  # the epoch's first sample of every worker is checked against the contract, loudly
                 self._check(raw, raw["__url__"])  # (the same sample whether or not this pass resumes)
@@ -245,7 +324,7 @@ class ShardStream(IterableDataset):
                 logger.warning("skipping sample %s of %s: %s", raw["__key__"], raw["__url__"], exc)
                 continue
             resized = resize_sample(decoded, cfg.height, cfg.width)
-            aug_rng = np.random.default_rng([cfg.seed, self.epoch, rank, worker, index])
+            aug_rng = np.random.default_rng([cfg.seed, epoch, rank, worker, index])
             # uint8 across the worker→main process boundary; the system normalises after device transfer
             batch.append(to_model_sample(augment_sample(resized, cfg.augment, aug_rng), as_uint8=True))
             if len(batch) == cfg.batch_size:
