@@ -15,8 +15,17 @@ import pytest
 import torch
 from PIL import Image
 
-from vitontrain.metrics import (
-    EvalProtocol, InceptionFeatures, WeightsError, build_inception, build_lpips, evaluate_run, fid_kid, ssim_lpips,
+from vitontrain.evaluation import (
+    EvalProtocol,
+    InceptionFeatures,
+    WeightsError,
+    build_inception,
+    build_lpips,
+    default_lpips_linear_path,
+    evaluate_run,
+    fid_kid,
+    real_person_images,
+    ssim_lpips,
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -106,8 +115,6 @@ def test_missing_or_wrong_weights_are_clear_errors(weights, tmp_path):
 def _fake_run(shards: Path, out: Path, size: tuple[int, int]) -> None:
     """A `vitontrain sample`-shaped folder: 'paired' images = the real persons (so paired metrics are perfect),
     'unpaired' images = noise."""
-    from vitontrain.metrics import real_person_images
-
     real = real_person_images(shards, split=None)
     (out / "pair").mkdir(parents=True)
     (out / "unpair").mkdir()
@@ -166,7 +173,8 @@ def test_cli_evaluate(vitonhd_shards, weights, tmp_path):
     assert "not the reference file" in res.output  # random-init weights: the CLI says the numbers are not comparable
     if not torch.cuda.is_available():  # a GPU asked for where there is none: one line, exit 2, before any image
         res = runner.invoke(app, base + ["--inception-weights", str(weights["inception"]), "--lpips-weights",
-                                         str(weights["alex"]), "--device", "cuda", "--report", str(tmp_path / "c.json")])
+                                         str(weights["alex"]), "--device", "cuda",
+                                         "--report", str(tmp_path / "c.json")])
         assert res.exit_code == 2 and "no CUDA device" in res.output and not (tmp_path / "c.json").exists()
     res = runner.invoke(app, base + ["--inception-weights", str(weights["inception"]), "--lpips-weights",
                                      str(weights["alex"]), "--device", "gpu0"])
@@ -192,8 +200,6 @@ def test_extractors_compute_on_the_given_device(weights):
 
 
 def test_real_person_sources(vitonhd_shards, tmp_path):
-    from vitontrain.metrics import real_person_images
-
     ids = {"00891_00", "03615_00", "07445_00"}
     folder = real_person_images(DATA / "vitonhd-official", split="test")  # no test/ level: falls back to image/
     shards = real_person_images(vitonhd_shards, split="test")
@@ -208,13 +214,12 @@ def test_real_person_sources(vitonhd_shards, tmp_path):
 def test_lpips_linear_heads_given_as_a_file_load_like_the_bundled_ones(weights, nets, tmp_path):
     """An explicit --lpips-linear file reaches torchmetrics as tensors we read weights-only (re-serialised in
     memory), and gives the same network as the bundled default."""
-    from vitontrain.metrics import default_lpips_linear_path
-
     linear = tmp_path / "alex_linear.pth"
     shutil.copy(default_lpips_linear_path("alex"), linear)
     explicit = build_lpips(weights["alex"], linear)
     x, y = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
     assert torch.equal(explicit(x, y), nets[1](x, y))
     zeroed = tmp_path / "zero_linear.pth"
-    torch.save({k: torch.zeros_like(v) for k, v in torch.load(linear, map_location="cpu", weights_only=True).items()}, zeroed)
+    heads = torch.load(linear, map_location="cpu", weights_only=True)
+    torch.save({k: torch.zeros_like(v) for k, v in heads.items()}, zeroed)
     assert float(build_lpips(weights["alex"], zeroed)(x, y).abs().max()) == 0.0

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitonprep.errors import ConfigError
+from vitonprep import ConfigError, resolve_device
 from vitontrain.cli._common import console, fail, say
 
 
@@ -51,14 +51,13 @@ def evaluate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vitontrain.metrics import EvalProtocol, WeightsError, evaluate_run
-
-    from vitonprep.backends.devices import resolve_device
+    # imported when the command runs, not when the CLI starts: it pulls in torch and torchmetrics
+    from vitontrain.evaluation import EvalProtocol, WeightsError, evaluate_run
 
     try:
         resolve_device(device)  # a wrong or absent device fails here, before any weights or image are read
     except (TypeError, ConfigError) as exc:
-        raise fail(f"--device: {exc}")
+        raise fail(f"--device: {exc}") from exc
     try:
         protocol = EvalProtocol(height=height, width=width, resize_filter=resize_filter,
                                 inception_weights=inception_weights, lpips_backbone_weights=lpips_weights,
@@ -66,7 +65,7 @@ def evaluate(
                                 kid_subset_size=kid_subset_size, feature_dim=feature_dim, batch_size=batch_size)
         protocol.check_files()
     except (WeightsError, ValueError) as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     report_path = report or generated / "metrics.json"
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, disable=not progress) as bar:
@@ -80,9 +79,9 @@ def evaluate(
         try:
             result = evaluate_run(generated, real, protocol, split or None, report_path, on_progress, device)
         except WeightsError as exc:
-            raise fail(str(exc))
+            raise fail(str(exc)) from exc
         except (FileNotFoundError, ValueError) as exc:
-            raise fail(str(exc), 1)
+            raise fail(str(exc), 1) from exc
     table = Table(title=escape(f"{generated} vs {real} ({height}x{width})"))
     for col in ("mode", "n", "SSIM↑", "LPIPS↓", "FID↓", "KID×100↓"):
         table.add_column(col)
