@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "PipelineConfig": "vitonprep.config",
     "apply_dotted_overrides": "vitonprep.config",
     "config_from_mapping": "vitonprep.config",
+    "load_pipeline_config": "vitonprep.config",  # = load_pipeline, the name vitonprep.config has always used
     "train_config_path": "vitonprep.config",
     "resolve_device": "vitonprep.backends.devices",
     "PARULA_RGB": "vitonprep.derive.densepose",
@@ -45,8 +46,8 @@ _LAZY: dict[str, str] = {
 __all__ = [  # the names above (a literal list, for linters and type checkers) plus the eager ones
     "EXPORT_FORMATS", "FIELDS", "PARULA_RGB", "SCHEMA_VERSION", "BuildReport", "ConfigError", "ConvertReport",
     "ExportReport", "PipelineConfig", "SampleError", "ValidationReport", "VitonprepError", "__version__", "api",
-    "apply_dotted_overrides", "config_from_mapping", "convert_samples", "load_pipeline", "prepare_pair",
-    "resolve_device", "train_config_path",
+    "apply_dotted_overrides", "config_from_mapping", "convert_samples", "load_pipeline", "load_pipeline_config",
+    "prepare_pair", "resolve_device", "train_config_path",
 ]
 
 if TYPE_CHECKING:  # type checkers and IDEs see the lazy names as ordinary imports
@@ -62,7 +63,13 @@ if TYPE_CHECKING:  # type checkers and IDEs see the lazy names as ordinary impor
         prepare_pair,
     )
     from vitonprep.backends.devices import resolve_device
-    from vitonprep.config import PipelineConfig, apply_dotted_overrides, config_from_mapping, train_config_path
+    from vitonprep.config import (
+        PipelineConfig,
+        apply_dotted_overrides,
+        config_from_mapping,
+        load_pipeline_config,
+        train_config_path,
+    )
     from vitonprep.derive.densepose import PARULA_RGB
 
 
