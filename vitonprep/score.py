@@ -17,11 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from vitonprep.assemble import read_mask_any, read_rgb
+from vitonprep.backends.parsing_heuristic import parsing_miou
 from vitonprep.config import PipelineConfig
 from vitonprep.convert.vitonhd import _file, find_splits
+from vitonprep.derive.body25 import OpenPoseKeypoints
+from vitonprep.derive.labels import palette_image_to_labels
 from vitonprep.errors import ConfigError
+from vitonprep.raw import RawItem
+from vitonprep.stages import ClothMaskStage, ParsingStage, PoseStage, SampleContext
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +70,12 @@ def pck(pred25: np.ndarray, truth25: np.ndarray, alpha: float = 0.1) -> tuple[in
 
 
 def score_vitonhd(root: Path, cfg: PipelineConfig) -> ScoreReport:
-    from vitonprep.backends.parsing_heuristic import parsing_miou
-    from vitonprep.derive.labels import palette_image_to_labels
-    from vitonprep.derive.openpose import OpenPoseKeypoints
-    from vitonprep.stages import ClothMaskStage, ParsingStage, PoseStage
-    from PIL import Image
-
     splits = find_splits(root, "test")
     if not splits:
         raise ConfigError(f"{root} is not a VITON-HD folder (no image/)")
-    pose_stage, parse_stage = PoseStage(cfg.stages.pose), ParsingStage(cfg.stages.parsing, cfg)
-    cloth_stage = ClothMaskStage(cfg.stages.cloth_mask)
+    pose_stage = PoseStage(cfg.stages.pose, cfg.weights_dir)
+    parse_stage = ParsingStage(cfg.stages.parsing, cfg.category, cfg.weights_dir)
+    cloth_stage = ClothMaskStage(cfg.stages.cloth_mask, cfg.weights_dir)
     pose_stage.setup()
     report = ScoreReport()
     try:
@@ -82,19 +83,19 @@ def score_vitonhd(root: Path, cfg: PipelineConfig) -> ScoreReport:
             for img_path in sorted((sdir / "image").glob("*.jpg")):
                 pid = img_path.stem
                 rgb = read_rgb(img_path.read_bytes(), str(img_path))
-                ctx = {"image": rgb, "item": _Item(str(img_path)), "producers": {}}
+                ctx = SampleContext(RawItem(pid, str(img_path), None, "person_only", str(root)), image=rgb)
                 pose_stage(ctx)
                 json_path = _file(sdir, "pose", pid)
                 if json_path is not None:
                     truth = OpenPoseKeypoints.from_json_dict(json.loads(json_path.read_text())).pose
-                    report.pck_counts[pid] = pck(ctx["pose"].keypoints.pose, truth)
+                    report.pck_counts[pid] = pck(ctx.pose.keypoints.pose, truth)
                     c, t = report.pck_counts[pid]
                     report.pck[pid] = c / t
                 parse_path = _file(sdir, "parse", pid)
                 if parse_path is not None:
                     parse_stage(ctx)
                     truth_parse = palette_image_to_labels(Image.open(parse_path))
-                    m, groups = parsing_miou(ctx["parse"], truth_parse)
+                    m, groups = parsing_miou(ctx.parse, truth_parse)
                     report.miou[pid] = m
                     for g, v in groups.items():
                         report.group_iou.setdefault(g, []).append(v)
@@ -103,18 +104,12 @@ def score_vitonhd(root: Path, cfg: PipelineConfig) -> ScoreReport:
                 mpath = mask_dir / cloth_path.name
                 if not mpath.is_file():
                     continue
-                ctx = {"cloth": read_rgb(cloth_path.read_bytes(), str(cloth_path)),
-                       "item": _Item("", str(cloth_path)), "producers": {}}
+                ctx = SampleContext(RawItem(cloth_path.stem, "", str(cloth_path), "person_only", str(root)),
+                                    cloth=read_rgb(cloth_path.read_bytes(), str(cloth_path)))
                 cloth_stage(ctx)
                 truth = read_mask_any(mpath.read_bytes(), str(mpath))
-                pred = ctx["cloth_mask"]
+                pred = ctx.cloth_mask
                 report.cloth_iou[cloth_path.stem] = float((pred & truth).sum() / max((pred | truth).sum(), 1))
     finally:
         pose_stage.close()
     return report
-
-
-@dataclass(frozen=True)
-class _Item:
-    person: str
-    cloth: str | None = None
