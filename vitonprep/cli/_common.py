@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
+from vitonprep.errors import VitonprepError
+
 console = Console(stderr=True)
 out_console = Console()
 
@@ -55,8 +57,6 @@ def setup_logging(console: Console, verbose: bool, level: int = logging.WARNING)
 def _describe(exc: BaseException) -> tuple[str, int]:
     """(one line, exit code) for an error that reached the command line: refusals of input or configuration exit
     2, failures of the work itself (disk full, a broken worker, a bug) exit 1."""
-    from vitonprep.errors import VitonprepError
-
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" writing {exc.filename}" if exc.filename else ""
         return f"no space left on the device{where}; free some space and rerun the same command to resume", 1

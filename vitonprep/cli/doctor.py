@@ -10,6 +10,9 @@ import typer
 from rich.table import Table
 
 from vitonprep.cli._common import console, fail, out_console
+from vitonprep.config import load_pipeline_config
+from vitonprep.errors import ConfigError
+from vitonprep.weights import ENV_VAR, diagnose
 
 
 def _size(n: int | None) -> str:
@@ -30,13 +33,8 @@ def doctor(
 ) -> None:
     """List every back-end, whether it is usable here, the weight files it uses (size, sha256), package versions
     and licences. Nothing is downloaded and no model is loaded."""
-    from vitonprep.weights import ENV_VAR, diagnose
-
     cfg = None
     if pipeline is not None:
-        from vitonprep.config import load_pipeline_config
-        from vitonprep.errors import ConfigError
-
         try:
             cfg = load_pipeline_config(pipeline)
         except ConfigError as exc:

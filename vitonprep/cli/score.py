@@ -10,7 +10,9 @@ import typer
 from rich.table import Table
 
 from vitonprep.cli._common import console, fail
+from vitonprep.config import load_pipeline_config
 from vitonprep.errors import ConfigError
+from vitonprep.score import score_vitonhd
 
 HRVITON_GROUP_NAMES = ("background", "hair", "face", "upper", "bottom", "left_arm", "right_arm", "left_leg",
                        "right_leg", "left_shoe", "right_shoe", "socks", "noise")
@@ -27,9 +29,6 @@ def score(
     PCK@0.1 (torso) for BODY_25 joints, mIoU over HR-VITON's 13 groups, cloth-mask IoU. On a few images
     these are smoke signals, not benchmarks.
     """
-    from vitonprep.config import load_pipeline_config
-    from vitonprep.score import score_vitonhd
-
     try:
         cfg = load_pipeline_config(pipeline)
         rep = score_vitonhd(root, cfg)
