@@ -1,6 +1,7 @@
 """Turn decoded maps into one encoded sample that honours the shard contract.
 
-Every convert/build path ends here, so field encodings, metadata and producer records are made in one place.
+Every convert/build path ends here, so field encodings and producer records are made in one place; meta.json
+is built by `vitonprep.sample_meta` (`SampleBuilder.finish_meta`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vitonprep import codecs
-from vitonprep.sample_meta import SampleIdentity, meta_record, with_header
+from vitonprep.sample_meta import SampleIdentity, meta_record
 from vitonprep.schema import FIELDS_BY_NAME, Field, Kind
 from vitonprep.shards import Sample
 
@@ -51,11 +52,6 @@ class SampleBuilder:
         """The sample with its meta.json built by `vitonprep.sample_meta.meta_record`."""
         return self._with_meta(meta_record(self.key, self.producers, identity, made_by=made_by, source=source,
                                            statuses=statuses))
-
-    def finish(self, meta: dict[str, Any]) -> Sample:
-        """The sample with its meta.json: ``meta`` is the fields after the header, in the contract's order (build
-        it with `vitonprep.sample_meta.meta_record` fields or its helpers)."""
-        return self._with_meta(with_header(self.key, self.producers, meta))
 
     def _with_meta(self, full: dict[str, Any]) -> Sample:
         members = dict(self.members)
