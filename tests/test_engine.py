@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import raw_from_bundled_pairs
 from helpers.faults import arm_exit_once
 from PIL import Image
 
@@ -25,6 +24,8 @@ from vitonprep.rebuild import plan_shards
 from vitonprep.runner import LocalDistributor
 from vitonprep.shards import Sample, completed_shards, iter_tar_samples, list_shards, write_shard
 from vitonprep.stages import Pipeline, SampleContext
+
+from conftest import raw_from_bundled_pairs
 
 PERSONS = ("00034_00.jpg", "00035_00.jpg", "00055_00.jpg")
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import raw_from_bundled_pairs
 from helpers.faults import EXIT_ONCE_ENV, ExitOnceWork
 from typer.testing import CliRunner
 
@@ -22,6 +21,8 @@ from vitonprep.config import load_pipeline_config
 from vitonprep.errors import ConfigError
 from vitonprep.shards import completed_shards, iter_tar_samples, list_shards, stats_name
 from vitonprep.validate import validate_shards
+
+from conftest import raw_from_bundled_pairs
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'vitonprep[ray]'")
 

@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import raw_from_bundled_pairs
 
 from vitonprep.build import build_dataset
-from vitonprep.config import load_pipeline_config
 from vitonprep.build_worker import BuildWork
+from vitonprep.config import load_pipeline_config
 from vitonprep.shards import completed_shards, iter_tar_samples, list_shards
+
+from conftest import raw_from_bundled_pairs
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'vitonprep[ray]'")
 from ray.cluster_utils import Cluster  # noqa: E402

@@ -4,7 +4,13 @@ import pytest
 
 from vitonprep.runner import ShardTask, chunk, run_shard_tasks
 from vitonprep.shards import (
-    Sample, completed_shards, is_shard_complete, iter_tar_samples, shard_name, stats_name, write_manifest,
+    Sample,
+    completed_shards,
+    is_shard_complete,
+    iter_tar_samples,
+    shard_name,
+    stats_name,
+    write_manifest,
     write_shard,
 )
 

@@ -64,7 +64,7 @@ class OffloadedStage(Stage):
         out: list[SampleContext | SampleError] = []
         for part in chunk(ctxs, self.offload.batch_size):
             made, _ = self.offload.call(next(self.calls), list(part))
-            for ctx, result in zip(part, made):
+            for ctx, result in zip(part, made, strict=True):
                 if isinstance(result, SampleError):
                     out.append(result)
                 else:  # the remote side filled in a copy: this context is the one the pipeline holds
@@ -108,7 +108,7 @@ class ShardMaker:
             self.loader.inputs = read_input_shard(task.items)
         pipe = self.rebuild if rebuild else self.pipe
         for part in chunk(list(task.items), self.batch):
-            for item, out in zip(part, run_items(pipe, part, timings)):
+            for item, out in zip(part, run_items(pipe, part, timings), strict=True):
                 if isinstance(out, SampleError):
                     failures.append(_failure(out, item))
                 else:

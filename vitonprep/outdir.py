@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from vitonprep.errors import ConfigError
+from vitonprep.shards import ShardStore
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +86,6 @@ def clear_output(location: str | os.PathLike, kind: str = "shards") -> None:
     refused: a mistyped OUT must not wipe an unrelated folder. Remote outputs are removed as a whole."""
     local = _local(location)
     if local is None:
-        from vitonprep.shards import ShardStore
-
         store = ShardStore(str(location))  # ConfigError for an unknown protocol or a missing fsspec driver
         if store.fs.exists(store.root):
             store.fs.rm(store.root, recursive=True)

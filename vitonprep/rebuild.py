@@ -20,12 +20,21 @@ from vitonprep.config import PipelineConfig
 from vitonprep.errors import ConfigError, SampleError
 from vitonprep.photos import Fit, PhotoError, fit_to_canvas, load_photo
 from vitonprep.raw import RawItem
+from vitonprep.sample_meta import carry_over_meta
 from vitonprep.schema import check_key
 from vitonprep.shards import (
-    Location, Sample, ShardStore, completed_shards, is_url, iter_tar_samples, read_stats, shard_name, stats_name,
+    Location,
+    Sample,
+    ShardStore,
+    completed_shards,
+    is_url,
+    iter_tar_samples,
+    read_stats,
+    shard_name,
+    stats_name,
 )
-from vitonprep.sample_meta import carry_over_meta
 from vitonprep.stages import LoadStage, SampleContext, Stage
+
 
 @dataclass(frozen=True)
 class ShardItem:

@@ -9,20 +9,35 @@ re-exported from `vitonprep.engine` for the modules and tests that import them f
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
 import os
+import signal
+import sys
 import uuid
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from typing import Any, Callable, Iterator, Sequence
 
+from threadpoolctl import threadpool_limits
+
 from vitonprep.engine import (
-    ProgressCallback, Ready, RetryBudget, ShardLedger, ShardTask, ShardWork, WorkerSetupError, WorkFactory, chunk,
-    error_line, run_task,
+    ProgressCallback,
+    Ready,
+    RetryBudget,
+    ShardLedger,
+    ShardTask,
+    ShardWork,
+    WorkerSetupError,
+    WorkFactory,
+    chunk,
+    error_line,
+    run_task,
 )
 from vitonprep.engine.ledger import WORKER_DIED, is_fatal
 from vitonprep.errors import ConfigError
@@ -46,13 +61,8 @@ def die_with_parent(parent_pid: int | None = None) -> None:
     leaving them to finish their shards into a folder nobody is building. ``parent_pid``: the process whose death
     may already have happened before this call; then this process exits at once.
     """
-    import sys
-
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import signal
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
@@ -92,8 +102,6 @@ def start_pool_server() -> None:
     idle BLAS threads would only be torn down in every child."""
     if pool_context().get_start_method() != "forkserver":
         return
-    from multiprocessing import forkserver
-
     saved = {var: os.environ.get(var) for var in _ONE_THREAD}
     os.environ.update({var: "1" for var in _ONE_THREAD})
     try:
@@ -130,11 +138,9 @@ def _worker_init(environ: dict[str, str] | None = None, driver_pid: int | None =
         os.environ.update(environ)
     for var in _ONE_THREAD:
         os.environ.setdefault(var, "1")
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(1, user_api="blas")
     try:
-        import cv2
+        import cv2  # heavy: imported where a worker starts, not by every importer of the runner
 
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover - cv2 comes with mediapipe
@@ -146,10 +152,8 @@ def _worker_init(environ: dict[str, str] | None = None, driver_pid: int | None =
 def single_threaded_compute() -> Iterator[None]:
     """`_worker_init`'s limits inside this process for the duration of an in-process build, then restored (the
     caller may be a notebook or a training job that wants its threads back)."""
-    from threadpoolctl import threadpool_limits
-
     try:
-        import cv2
+        import cv2  # heavy: imported where a build runs, not by every importer of the runner
     except ImportError:  # pragma: no cover - cv2 comes with mediapipe
         cv2 = None
     cv2_threads = cv2.getNumThreads() if cv2 is not None else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
@@ -12,9 +13,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from vitonprep.build import BuildOptions, build_dataset
 from vitonprep.cli._common import console, fail, progress_bar
 from vitonprep.codecs import DecodeError
+from vitonprep.config import PipelineConfig, load_pipeline_config
 from vitonprep.errors import ConfigError
+from vitonprep.export import export_vitonhd as do_export
+from vitonprep.inspect import contact_sheet
+from vitonprep.outdir import clear_output, output_lock, refuse_overlap
+from vitonprep.validate import validate_shards
 
 
 class Distributor(str, enum.Enum):
@@ -72,22 +79,20 @@ def build(
     URL of vitonprep shards: their stages are re-run on the stored photos (shard-to-shard).
     Exit 0 if usable samples were made and they validate (with --strict: and nothing failed).
     """
-    from vitonprep.config import load_pipeline_config
-
     overrides = {k: v for k, v in (("category", category), ("split", split),
                                    ("samples_per_shard", samples_per_shard),
                                    ("weights_dir", str(weights_dir) if weights_dir else None)) if v is not None}
     try:
         cfg = load_pipeline_config(pipeline, overrides)
     except ConfigError as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     with ExitStack() as stack:
         try:
             _claim_outputs(stack, raw, out, export_vitonhd, overwrite,
                            {"--pairs": pairs, "--weights-dir": weights_dir,
                             "--pipeline": pipeline if Path(pipeline).is_file() else None})
         except ConfigError as exc:
-            raise fail(str(exc))
+            raise fail(str(exc)) from exc
         _build_and_check(cfg, raw, out, workers, distributor, ray_address, max_shard_retry, pairs, strict,
                          export_vitonhd, sheet)
 
@@ -96,8 +101,6 @@ def _claim_outputs(stack: ExitStack, raw: str, out: str, export_vitonhd: Path | 
                    inputs: dict[str, Path | str | None]) -> None:
     """Refuse outputs that would write into or (with --overwrite) delete an input or each other, take OUT's lock
     for the rest of the command, then clear what --overwrite clears."""
-    from vitonprep.outdir import clear_output, output_lock, refuse_overlap
-
     refuse_overlap("OUT", out, {"RAW": raw, "--export-vitonhd": export_vitonhd, **inputs}, overwrite)
     if export_vitonhd is not None:
         refuse_overlap("--export-vitonhd", export_vitonhd, {"RAW": raw, **inputs}, overwrite)
@@ -108,18 +111,12 @@ def _claim_outputs(stack: ExitStack, raw: str, out: str, export_vitonhd: Path | 
             clear_output(export_vitonhd, "export")  # an export of earlier shards would disagree with the new ones
 
 
-def _build_and_check(cfg, raw: str, out: str, workers: int | None, distributor: "Distributor",
+def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | None, distributor: "Distributor",
                      ray_address: str | None, max_shard_retry: int, pairs: Path | None, strict: bool,
                      export_vitonhd: Path | None, sheet: int) -> None:
-    from vitonprep.build import BuildOptions, build_dataset
-    from vitonprep.inspect import contact_sheet
-    from vitonprep.validate import validate_shards
-
     with progress_bar() as progress:
         task = progress.add_task(f"build ({cfg.name})", total=None, info="")
         state = {"samples": 0, "failures": 0}
-        import time
-
         t0 = time.perf_counter()
 
         def on_shard(result, done, total):
@@ -134,7 +131,7 @@ def _build_and_check(cfg, raw: str, out: str, workers: int | None, distributor: 
                                    ray_address=ray_address, max_shard_retry=max_shard_retry)
             report = build_dataset(cfg, raw, out, options, progress=on_shard)
         except ConfigError as exc:
-            raise fail(str(exc))
+            raise fail(str(exc)) from exc
     table = Table(title=escape(f"build {raw} -> {out}"))
     for col in ("planned", "samples", "failed", "shards", "resumed", "seconds", "samples/s"):
         table.add_column(col, justify="right")
@@ -176,12 +173,10 @@ def _build_and_check(cfg, raw: str, out: str, workers: int | None, distributor: 
         contact_sheet(out, out / "contact_sheet.png", n=sheet)
         console.print(escape(f"contact sheet: {out / 'contact_sheet.png'}"))
     if export_vitonhd:
-        from vitonprep.export import export_vitonhd as do_export
-
         try:
             exp = do_export(out, export_vitonhd)
         except (ValueError, OSError, DecodeError) as exc:
-            raise fail(f"VITON-HD export: {exc}", 1)
+            raise fail(f"VITON-HD export: {exc}", 1) from exc
         console.print(escape(f"exported {exp.nsamples} samples ({exp.nfiles} files) to {export_vitonhd}"))
         if exp.refused:
             first = exp.refused[0]

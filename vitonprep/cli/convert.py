@@ -13,6 +13,7 @@ from rich.table import Table
 from vitonprep.cli._common import console, fail, progress_bar
 from vitonprep.convert import ConvertConfig, ConvertReport, convert_dataset
 from vitonprep.errors import ConfigError
+from vitonprep.outdir import clear_output, output_lock, refuse_overlap
 
 app = typer.Typer(
     help="Import an existing VITON-HD or DressCode folder into validated shards, deriving the maps it lacks "
@@ -30,8 +31,6 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Delete OUT first i
 
 
 def _run(cfg: ConvertConfig, overwrite: bool) -> None:
-    from vitonprep.outdir import clear_output, output_lock, refuse_overlap
-
     with ExitStack() as stack:
         try:  # the dataset being converted is never written into nor deleted
             refuse_overlap("OUT", cfg.out, {"ROOT": cfg.source}, overwrite)
@@ -39,7 +38,7 @@ def _run(cfg: ConvertConfig, overwrite: bool) -> None:
             if overwrite:
                 clear_output(cfg.out)
         except ConfigError as exc:
-            raise fail(str(exc))
+            raise fail(str(exc)) from exc
         _convert(cfg)
 
 
@@ -55,7 +54,7 @@ def _convert(cfg: ConvertConfig) -> None:
         try:
             report = convert_dataset(cfg, progress=on_shard)
         except ConfigError as exc:
-            raise fail(str(exc))
+            raise fail(str(exc)) from exc
     _print_report(report, cfg)
     if report.nsamples == 0 or report.failed_shards:
         raise typer.Exit(1)
@@ -93,12 +92,13 @@ def vitonhd(root: Root, out: Out, samples_per_shard: PerShard = 100, workers: Wo
 @app.command("dresscode")
 def dresscode(
     root: Root, out: Out, samples_per_shard: PerShard = 100, workers: Workers = 1, split: Split = "test",
-    category: Annotated[list[str], typer.Option("--category", help="Only these categories (repeatable).")] = [],
+    category: Annotated[list[str] | None, typer.Option("--category", help="Only these categories (repeatable).")
+                        ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """DressCode ({upper_body,lower_body,dresses}/images, keypoints, label_maps, dense) -> shards."""
     try:
-        cfg = ConvertConfig("dresscode", root, out, samples_per_shard, workers, split, tuple(category))
+        cfg = ConvertConfig("dresscode", root, out, samples_per_shard, workers, split, tuple(category or ()))
     except ConfigError as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     _run(cfg, overwrite)

@@ -15,7 +15,13 @@ from typing import Any, Callable, Sequence
 
 from vitonprep.convert import dresscode, vitonhd
 from vitonprep.convert.base import (  # noqa: F401 - re-exported: imported from here before the split
-    DATASETS, ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_identity,
+    DATASETS,
+    ConvertConfig,
+    PlannedSample,
+    check_same_size,
+    decode_or_fail,
+    put_garment,
+    sample_identity,
 )
 from vitonprep.engine import ProgressCallback, ShardJob, ShardTask, chunk, run_job
 from vitonprep.errors import ConfigError, SampleError

@@ -1,9 +1,10 @@
 """DressCode folders -> shards.
 
 Layout (aimagelab/dress-code README; docs/architecture.md, "Data contract"):
-``{upper_body,lower_body,dresses}/images/XXXXXX_0.jpg`` (person) and ``XXXXXX_1.jpg`` (garment), ``keypoints/XXXXXX_2.json`` (18 OpenPose points, x/y in
-384x512), ``label_maps/XXXXXX_4.png`` (SCHP-ATR ids), ``dense/XXXXXX_5.png`` (DensePose part indices), optional
-``image-densepose/`` (IDM-VTON), ``masks/XXXXXX_1.png`` (LaDI-VTON garment masks) and pair lists per category.
+``{upper_body,lower_body,dresses}/images/XXXXXX_0.jpg`` (person) and ``XXXXXX_1.jpg`` (garment),
+``keypoints/XXXXXX_2.json`` (18 OpenPose points, x/y in 384x512), ``label_maps/XXXXXX_4.png`` (SCHP-ATR ids),
+``dense/XXXXXX_5.png`` (DensePose part indices), optional ``image-densepose/`` (IDM-VTON), ``masks/XXXXXX_1.png``
+(LaDI-VTON garment masks) and pair lists per category.
 
 DressCode's label maps are ATR, remapped here to CIHP (no neck label exists in ATR, so CIHP 10 never appears);
 the agnostic mask is DressCode's own test-time recipe (`vitonprep.derive.masks_idm.dresscode_mask`). Every such
@@ -24,7 +25,12 @@ from PIL import Image
 from vitonprep import codecs
 from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_rgb
 from vitonprep.convert.base import (
-    ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_identity,
+    ConvertConfig,
+    PlannedSample,
+    check_same_size,
+    decode_or_fail,
+    put_garment,
+    sample_identity,
 )
 from vitonprep.derive import agnostic as agn_mod
 from vitonprep.derive.densepose import render_densepose
@@ -67,7 +73,7 @@ def plan(cfg: ConvertConfig) -> tuple[list[PlannedSample | Failure], dict[str, A
     for cat in cats:
         cdir = root / cat
         combos: set[tuple[str, str, str, str]] = set()  # split, pair, person stem, cloth stem
-        for (split, pair), fname in PAIR_FILES.items():
+        for (split, _listed_pair), fname in PAIR_FILES.items():
             if (cdir / fname).is_file():
                 for p, c in _read_pair_file(cdir / fname):
                     combos.add((split, "paired" if p.split("_")[0] == c.split("_")[0] else "unpaired", p, c))
@@ -93,9 +99,8 @@ def plan(cfg: ConvertConfig) -> tuple[list[PlannedSample | Failure], dict[str, A
             if "dense" not in present and "image_densepose" not in present:
                 missing.append("dense")
             if missing:
-                planned.append(Failure(str(files["image"]), "plan",
-                                       f"sample {key}: missing {', '.join(str(files[m].relative_to(root)) for m in missing)}",
-                                       key))
+                names = ", ".join(str(files[m].relative_to(root)) for m in missing)
+                planned.append(Failure(str(files["image"]), "plan", f"sample {key}: missing {names}", key))
                 continue
             planned.append(PlannedSample(key, split, pair, cat, pstem, cstem, present, str(root)))
     return planned, {"source_dataset": "dresscode", "categories": cats}

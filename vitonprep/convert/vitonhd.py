@@ -16,10 +16,15 @@ from typing import Any
 from PIL import Image
 
 from vitonprep import codecs
-from vitonprep.backends import densepose_approx
 from vitonprep.assemble import Producer, SampleBuilder, jpeg_passthrough, read_mask_any, read_rgb
+from vitonprep.backends import densepose_approx
 from vitonprep.convert.base import (
-    ConvertConfig, PlannedSample, check_same_size, decode_or_fail, put_garment, sample_identity,
+    ConvertConfig,
+    PlannedSample,
+    check_same_size,
+    decode_or_fail,
+    put_garment,
+    sample_identity,
 )
 from vitonprep.derive import agnostic as agn_mod
 from vitonprep.derive.densepose import render_densepose
@@ -207,8 +212,8 @@ def make_sample(item: PlannedSample) -> Sample:
         else:
             b.put_array("agn", agn_mod.agnostic_image(image, parse, kp.pose), derived)
         if "parse_agn" in item.files:
-            parse_agn = decode_or_fail(lambda d, w: palette_image_to_labels(Image.open(io.BytesIO(d))), read("parse_agn"),
-                                item.files["parse_agn"], "parse_agn")
+            parse_agn = decode_or_fail(lambda d, w: palette_image_to_labels(Image.open(io.BytesIO(d))),
+                                       read("parse_agn"), item.files["parse_agn"], "parse_agn")
             b.put_array("parse_agn", parse_agn, given)
         else:
             b.put_array("parse_agn", agn_mod.parse_agnostic(parse, kp.pose),
@@ -217,8 +222,8 @@ def make_sample(item: PlannedSample) -> Sample:
         raise SampleError("agnostic", str(exc), item.files["pose"]) from exc
 
     if "gt_cloth_warped_mask" in item.files:
-        b.put_array("gt_cloth_warped_mask", read_mask_any(read("gt_cloth_warped_mask"), item.files["gt_cloth_warped_mask"]),
-                    given)
+        path = item.files["gt_cloth_warped_mask"]
+        b.put_array("gt_cloth_warped_mask", read_mask_any(read("gt_cloth_warped_mask"), path), given)
     else:
         b.put_array("gt_cloth_warped_mask", agn_mod.gt_cloth_warped_mask(parse),
                     Producer("vitonprep-parse-cloth", note="parse labels 5/6/7 (upper clothes, dress, coat)"))

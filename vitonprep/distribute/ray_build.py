@@ -20,7 +20,13 @@ from typing import Any, Sequence
 from vitonprep.build_worker import BuildWork, Offload
 from vitonprep.config import PipelineConfig, StageResources
 from vitonprep.distribute.ray_runner import (
-    RayDistributor, RayOptions, connect, head_reachable, import_ray, wait_ready, worker_count,
+    RayDistributor,
+    RayOptions,
+    connect,
+    head_reachable,
+    import_ray,
+    wait_ready,
+    worker_count,
 )
 from vitonprep.engine import ShardLedger
 from vitonprep.errors import ConfigError, SampleError

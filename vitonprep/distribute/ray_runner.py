@@ -8,8 +8,9 @@ same command picks it up.
 `RayDistributor` is the engine's distributor (`vitonprep.engine`): the ledger, the retry budget and the worker-side
 set-up (`vitonprep.engine.run_task`) are the local runner's. Shards are plain Ray tasks, not tasks of long-lived
 actors: an actor is bound to one process, so when a node is lost its replacement needs a CPU that the surviving
-workers already hold, and the shard queued on it waits for ever (issue 15, item 10). A task runs wherever a CPU is free. Each worker process still builds its per-process
-state (a pipeline and its models) once, on its first shard, and keeps it for the next ones (`_shard_task`).
+workers already hold, and the shard queued on it waits for ever (issue 15, item 10). A task runs wherever a CPU
+is free. Each worker process still builds its per-process state (a pipeline and its models) once, on its first
+shard, and keeps it for the next ones (`_shard_task`).
 While shards wait, the driver watches the cluster: when no live node has a CPU for a shard, or the head (GCS)
 stops answering, for longer than a grace period, it stops and returns every shard not made as an error, so the
 caller can list them instead of waiting for ever or dying with Ray's own message.
@@ -26,7 +27,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from vitonprep.engine import (
-    ProgressCallback, RetryBudget, ShardLedger, ShardTask, WorkerSetupError, WorkFactory, run_task,
+    ProgressCallback,
+    RetryBudget,
+    ShardLedger,
+    ShardTask,
+    WorkerSetupError,
+    WorkFactory,
+    run_task,
 )
 from vitonprep.errors import ConfigError
 from vitonprep.runner import _worker_init
