@@ -15,7 +15,13 @@ from PIL import Image
 import vitonprep.build_worker  # noqa: F401  (the worker's entry point and, through it, the stages)
 import vitonprep.stages  # noqa: F401
 import vitonprep.validate  # noqa: F401
-from vitonprep.backends import cloth_mask_opencv, densepose_approx, parsing_heuristic, person_mediapipe, pose_mediapipe  # noqa: F401  # noqa: F401
+from vitonprep.backends import (  # noqa: F401
+    cloth_mask_opencv,
+    densepose_approx,
+    parsing_heuristic,
+    person_mediapipe,
+    pose_mediapipe,
+)
 from vitonprep.backends._mediapipe import import_mediapipe
 
 import_mediapipe()
