@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 from zlib_ng import zlib_ng
 
+from vitonprep.captions import check_caption
+from vitonprep.derive.labels import CIHP_PALETTE
 from vitonprep.schema import FIELDS_BY_MEMBER, Field, Kind
 
 #: JPEG qualities of the VITON-HD files (docs/architecture.md, "Data contract"): photos and DensePose q95, agnostic and
@@ -105,8 +107,6 @@ def encode_labels_png(labels: np.ndarray, palette: list[int] | None = None) -> b
     if labels.ndim != 2 or labels.dtype != np.uint8:
         raise ValueError(f"label map must be HxW uint8, got {labels.shape} {labels.dtype}")
     if palette is None:
-        from vitonprep.derive.labels import CIHP_PALETTE
-
         palette = CIHP_PALETTE
     entries = list(palette)[: 256 * 3]
     if not entries or len(entries) % 3:
@@ -268,8 +268,6 @@ def decode_json(data: bytes, what: str = "json") -> Any:
 
 def decode_caption(data: bytes, what: str = "caption") -> Any:
     """caption.json: JSON with the exact shape `vitonprep.captions.caption_record` writes."""
-    from vitonprep.captions import check_caption
-
     obj = decode_json(data, what)
     try:
         return check_caption(obj)

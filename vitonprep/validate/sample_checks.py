@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vitonprep import codecs
+from vitonprep.derive.body25 import OpenPoseKeypoints
 from vitonprep.schema import (
     CATEGORIES,
     FIELDS,
@@ -85,8 +86,6 @@ def validate_sample(sample: Sample, shard: str) -> list[Issue]:
 def _check_pose(pose: Any, w: int, h: int, add: Callable[[str, str, str], None]) -> None:
     if pose is None:
         return
-    from vitonprep.derive.openpose import OpenPoseKeypoints
-
     try:
         people = pose["people"]
         person = people[0]
