@@ -64,7 +64,7 @@ def test_person_and_cloth_groups_draw_independent_shifts():
     cloth_centres = [np.argwhere(m["cloth_mask"]).mean(0) for m in moved]
     base_p = np.argwhere(synthetic_sample()["agn_mask"]).mean(0)
     base_c = np.argwhere(synthetic_sample()["cloth_mask"]).mean(0)
-    offsets = [(p - base_p) - (c - base_c) for p, c in zip(person_centres, cloth_centres)]
+    offsets = [(p - base_p) - (c - base_c) for p, c in zip(person_centres, cloth_centres, strict=True)]
     assert max(np.abs(o).max() for o in offsets) > 2.0  # not one shared transform
 
 
@@ -72,8 +72,8 @@ def test_flip_swaps_densepose_sides_and_mirror_keeps_them():
     sample = synthetic_sample()
     flip_only = AugmentConfig(hflip_p=1.0, shiftscale=False, hsv_p=0.0, brightness_contrast_p=0.0)
     swapped = parts_from_densepose_image(augment_sample(sample, flip_only, np.random.default_rng(0))["image_densepose"])
-    mirrored = parts_from_densepose_image(augment_sample(sample, dataclasses.replace(flip_only, densepose_flip="mirror"),
-                                                         np.random.default_rng(0))["image_densepose"])
+    mirror = dataclasses.replace(flip_only, densepose_flip="mirror")
+    mirrored = parts_from_densepose_image(augment_sample(sample, mirror, np.random.default_rng(0))["image_densepose"])
     original = parts_from_densepose_image(sample["image_densepose"])
     assert np.array_equal(mirrored, original[:, ::-1])
     assert np.array_equal(swapped, DENSEPOSE_MIRROR[original[:, ::-1]])

@@ -1,14 +1,13 @@
 """``vitontrain tryon PERSON CLOTH``'s library twin: one photo + one garment → one try-on image.
 
-The inputs are prepared exactly as ``vitonprep build`` would (its default offline pipeline by default: pose,
-person check, parsing, DensePose approximation, cloth mask, agnostic maps), in memory, then decoded with the shard
-contract's decoders and sampled like any test pair.
+The inputs are prepared exactly as ``vitonprep build`` would (``vitonprep.prepare_pair``: its default offline
+pipeline by default — pose, person check, parsing, DensePose approximation, cloth mask, agnostic maps), in memory,
+then decoded with the shard contract's decoders and sampled like any test pair.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+import vitonprep
+from vitontrain.data.transforms import collate, to_model_sample
 from vitontrain.sampling.inference import SamplingConfig, generate, model_device, to_uint8
+from vitontrain.sampling.sources import decode_encoded
 
 logger = logging.getLogger(__name__)
 
@@ -32,41 +34,20 @@ class TryOnResult:
 
 def prepare_pair(person: Path, cloth: Path, pipeline: str | Path = "default", category: str | None = None
                  ) -> dict[str, Any]:
-    """Run vitonprep's pipeline on one (person, garment) pair; returns the decoded sample.
+    """``vitonprep.prepare_pair`` on one (person, garment) pair, decoded as the trainer decodes shards.
 
     Raises ``FileNotFoundError`` for a missing photo and vitonprep's ``SampleError`` when the pipeline rejects the
     photo (no person, several persons, cut off, …) — the message names the stage and the reason.
     """
-    from vitonprep.config import load_pipeline_config
-    from vitonprep.photos import key_from_name
-    from vitonprep.raw import RawItem
-    from vitonprep.schema import sample_key
-    from vitonprep.stages import Pipeline
-
-    from vitontrain.sampling.sources import decode_encoded
-
-    person, cloth = Path(person).resolve(), Path(cloth).resolve()
-    for p, what in ((person, "person photo"), (cloth, "garment photo")):
-        if not p.is_file():
-            raise FileNotFoundError(f"{what} not found: {p}")
-    cfg = load_pipeline_config(pipeline, {"category": category} if category else None)
-    root = os.path.commonpath([person.parent, cloth.parent])  # meta records paths relative to it
-    pk, ck = key_from_name(person), key_from_name(cloth)
-    pair = "paired" if pk == ck else "unpaired"
-    item = RawItem(sample_key(pk, ck, pair), str(person), str(cloth), pair, root)
-    pipe = Pipeline.from_config(cfg)
-    try:
-        encoded = pipe.run(item)
-    finally:
-        pipe.close()
+    encoded = vitonprep.prepare_pair(person, cloth, pipeline, category)
     return decode_encoded(encoded.key, encoded.members)
 
 
-def tryon(model: Any, person: Path, cloth: Path, cfg: SamplingConfig = SamplingConfig(), height: int = 512,
+def tryon(model: Any, person: Path, cloth: Path, cfg: SamplingConfig | None = None, height: int = 512,
           width: int = 384, pipeline: str | Path = "default", category: str | None = None) -> TryOnResult:
-    """Prepare the pair with vitonprep, then sample one try-on image with ``cfg`` (seeded with ``cfg.seed``)."""
-    from vitontrain.data.transforms import collate, to_model_sample
-
+    """Prepare the pair with vitonprep, then sample one try-on image with ``cfg`` (default: the official settings;
+    seeded with ``cfg.seed``)."""
+    cfg = cfg if cfg is not None else SamplingConfig()
     t0 = time.perf_counter()
     sample = prepare_pair(person, cloth, pipeline, category)
     t_prep = time.perf_counter() - t0

@@ -19,12 +19,13 @@ def check_data(
     """Check every shard's tar and keys (whole files, plain and unique keys), then decode the first N samples
     exactly as the trainer will (the contract's decoders) and check them. Each problem is printed with its shard
     and sample key; exit 1 when there is any."""
+    # imported when the command runs: webdataset imports torch, which the CLI's start should not pay for
     from vitontrain.data.shards import check_shards, shard_urls
 
     try:
         urls = shard_urls(shards)
     except FileNotFoundError as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     report = check_shards(urls, n)
     table = Table(title=escape(f"first samples of {shards}"))
     for col in ("key", "shard", "fields", "image"):

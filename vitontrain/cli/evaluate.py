@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vitonprep import ConfigError, resolve_device
@@ -49,9 +50,7 @@ def evaluate(
       vitontrain evaluate out/tryon data/zalando-hd-resized --inception-weights w/inception.pth \\
           --lpips-weights w/alexnet-owt-7be5be79.pth
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    # imported when the command runs, not when the CLI starts: it pulls in torch and torchmetrics
+    # imported when the command runs (torch, torchmetrics), not when the CLI starts; not an import cycle
     from vitontrain.evaluation import EvalProtocol, WeightsError, evaluate_run
 
     try:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from vitonprep import VitonprepError
 from vitontrain.cli._common import console, fail, say
 from vitontrain.cli.sample import MODEL_CONFIG_HELP, Precision, Sampler, Start
 
@@ -41,16 +42,17 @@ def tryon(
 
       vitontrain tryon me.jpg shirt.jpg --checkpoint ckpts/VITONHD.ckpt -o me_in_shirt.jpg
     """
+    # Imported when the command runs: they pull in torch and transformers (~10 s of imports on a loaded 2-core
+    # machine), which `vitontrain --help` and the other commands should not pay for. Not an import cycle.
+    import torch
     from PIL import Image
 
-    from vitonprep.errors import VitonprepError
     from vitontrain.checkpoints import CheckpointError
     from vitontrain.sampling.inference import MissingFileError, SamplingConfig, load_inference_model
     from vitontrain.sampling.schedule import make_timesteps
     from vitontrain.tryon import tryon as run_tryon
 
     if threads:
-        import torch
         torch.set_num_threads(threads)
     try:
         cfg = SamplingConfig(sampler=sampler.value, steps=steps, eta=eta, guidance_scale=guidance_scale,
@@ -63,13 +65,14 @@ def tryon(
             raise ValueError(f"--out {out}: use a .jpg or .png file name")
         model = load_inference_model(config, checkpoint, device, random_init=random_init)
     except (MissingFileError, FileNotFoundError, ValueError, CheckpointError) as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     with console.status("preparing the pair with vitonprep, then sampling"):
         try:
             result = run_tryon(model, person, cloth, cfg, height, width, pipeline, category)
         except VitonprepError as exc:  # the photo was rejected (no person, cut off, …) or a bad pipeline
             stage = getattr(exc, "stage", None)
-            raise fail(f"vitonprep {'stage ' + repr(stage) + ' ' if stage else ''}rejected the pair: {exc}", 1)
+            where = f"stage {stage!r} " if stage else ""
+            raise fail(f"vitonprep {where}rejected the pair: {exc}", 1) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(result.image).save(out, quality=95)
     say(f"{out} ({result.image.shape[0]}x{result.image.shape[1]}): prepared in {result.seconds_prepare:.1f} s, "

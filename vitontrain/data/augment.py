@@ -1,7 +1,7 @@
 """Training augmentation as the StableVITON paper intends, with the official code's bugs fixed.
 
-``shared/docs/stableviton_spec.md`` §5: the official command asks for ``shiftscale3`` (a silent no-op) and, with
-``shiftscale``, keeps the un-shifted ``gt_cloth_warped_mask``. Here:
+StableVITON's README trains with ``--transform_size shiftscale3 hflip``, a name its ``dataset.py`` does not know (a
+silent no-op), and with ``shiftscale`` that file keeps the un-shifted ``gt_cloth_warped_mask``. Here:
 
 * **Geometric, joint:** one horizontal-flip decision for the person group *and* the cloth group (as officially);
   shift/scale with one parameter draw for the person group (image, agn, agn_mask, image_densepose,
@@ -27,7 +27,7 @@ from typing import Any, Literal, Mapping
 import cv2
 import numpy as np
 
-from vitonprep.derive.densepose import PARULA_RGB
+from vitonprep import PARULA_RGB
 
 PERSON_IMAGES = ("image", "agn", "image_densepose")
 PERSON_MASKS = ("agn_mask", "gt_cloth_warped_mask")
@@ -56,7 +56,7 @@ class AugmentConfig:
 
     enabled: bool = True
     hflip_p: float = 0.5
-    shiftscale: bool = True                      # the official release effectively runs with False (spec §5)
+    shiftscale: bool = True                      # the official release effectively runs with False (module doc)
     person_shift: ShiftScale = ShiftScale()
     cloth_shift: ShiftScale = ShiftScale()
     densepose_flip: Literal["swap", "mirror"] = "swap"
@@ -181,13 +181,13 @@ def augment_sample(sample: Mapping[str, Any], cfg: AugmentConfig, rng: np.random
     present = [name for name in COLOUR_IMAGES if name in out]
     if rng.random() < cfg.hsv_p:
         shifts = tuple(int(rng.integers(-lim, lim + 1)) for lim in cfg.hsv_limits)
-        for name, img in zip(present, _hsv_shift([out[n] for n in present], shifts)):
+        for name, img in zip(present, _hsv_shift([out[n] for n in present], shifts), strict=True):
             out[name] = img
         colour_changed = True
     if rng.random() < cfg.brightness_contrast_p:
         alpha = 1.0 + rng.uniform(*cfg.contrast_limit)
         beta = rng.uniform(*cfg.brightness_limit)
-        for name, img in zip(present, _brightness_contrast([out[n] for n in present], alpha, beta)):
+        for name, img in zip(present, _brightness_contrast([out[n] for n in present], alpha, beta), strict=True):
             out[name] = img
         colour_changed = True
     if colour_changed and "agn" in out and "agn_mask" in out:

@@ -1,7 +1,8 @@
 """Try-on inference on model batches: start latent, classifier-free guidance, sampler, decode, repaint.
 
-Official inference (spec §6.1) = ``SamplingConfig()`` defaults: PLMS, 50 steps, uniform grid, η = 0, CFG scale 1.0
-(only the conditional branch runs), start latent ``q_sample(z_person, t=999)``, no repaint. Deviations, on purpose:
+Official inference (StableVITON's ``inference.py``) = ``SamplingConfig()`` defaults: PLMS, 50 steps, uniform grid,
+η = 0, CFG scale 1.0 (only the conditional branch runs), start latent ``q_sample(z_person, t=999)``, no repaint.
+Deviations, on purpose:
 
 * The cloth hint latent is VAE-encoded once per batch and reused at every step (officially ``apply_model``
   re-encodes, and re-samples the posterior, at every call; the posterior's spread is tiny and the VAE encoder at
@@ -20,7 +21,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from vitontrain.models.instantiate import resolve_train_config
+from vitontrain.checkpoints import load_stableviton, read_state_dict
+from vitontrain.models.instantiate import build_model, resolve_train_config
 from vitontrain.sampling.samplers import SAMPLERS, StepCallback, run_sampler
 from vitontrain.sampling.schedule import DISCRETIZATIONS, step_schedule
 
@@ -164,9 +166,6 @@ def load_inference_model(config: str | Path, checkpoint: str | Path | None, devi
 
     ``random_init`` keeps random weights instead (tests and benchmarks only); without it a checkpoint is required.
     """
-    from vitontrain.checkpoints import load_stableviton, read_state_dict
-    from vitontrain.models.instantiate import build_model
-
     config = resolve_model_config(config)
     if checkpoint is None and not random_init:
         raise MissingFileError("no checkpoint given: pass --checkpoint (or --random-init for a smoke run)")

@@ -1,8 +1,8 @@
 """Where test samples come from: vitonprep shards, or a VITON-HD folder converted on the fly.
 
 A VITON-HD folder (2021 dashed names or v3 names, ``image/`` … directly or under ``test/``/``train/``) is read with
-vitonprep's converter library (``vitonprep.convert.vitonhd.plan`` + ``make_sample``), sample by sample, in memory:
-exactly what ``vitonprep convert vitonhd`` would write, without writing shards. Maps the folder lacks (agnostic,
+``vitonprep.convert_samples("vitonhd", ...)``, sample by sample, in memory: exactly what ``vitonprep convert vitonhd``
+would write, without writing shards. Maps the folder lacks (agnostic,
 DensePose, …) are derived as the converter does and recorded in each sample's ``meta.producers``.
 
 Every sample is yielded in the shard contract's decoded form (``{field name: value, "__key__": key}``).
@@ -14,7 +14,10 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
+import vitonprep
+from vitonprep.codecs import decode_field
 from vitonprep.schema import FIELDS_BY_MEMBER
+from vitontrain.data.shards import decoded_samples, shard_urls
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +40,6 @@ def source_kind(source: Path) -> str:
 
 def decode_encoded(key: str, members: dict[str, bytes]) -> dict[str, Any]:
     """An encoded vitonprep ``Sample``'s members → the decoded shard-contract dict (same decoders as shards)."""
-    from vitonprep.codecs import decode_field
-
     out: dict[str, Any] = {"__key__": key}
     for member, data in members.items():
         field = FIELDS_BY_MEMBER.get(member)
@@ -48,30 +49,15 @@ def decode_encoded(key: str, members: dict[str, bytes]) -> dict[str, Any]:
 
 
 def _vitonhd_samples(root: Path, split: str | None) -> Iterator[dict[str, Any]]:
-    from vitonprep.convert.common import ConvertConfig
-    from vitonprep.convert.vitonhd import make_sample, plan
-    from vitonprep.errors import SampleError
-    from vitonprep.shards import Failure
-
-    # ``out`` is never written: only the planner and the per-sample maker are used.
-    planned, _ = plan(ConvertConfig("vitonhd", root, root / "_unused", default_split=split or "test"))
-    for item in planned:
-        if isinstance(item, Failure):
-            logger.warning("skipped %s: %s", item.source, item.reason)
+    for item in vitonprep.convert_samples("vitonhd", root, split):
+        members = getattr(item, "members", None)
+        if members is None:  # a Failure: an input the converter cannot use, or a sample it could not make
+            logger.warning("skipped %s: %s", item.key or item.source, item.reason)
             continue
-        if split is not None and item.split != split:
-            continue
-        try:
-            sample = make_sample(item)
-        except SampleError as exc:
-            logger.warning("skipped %s: %s", item.key, exc)
-            continue
-        yield decode_encoded(sample.key, sample.members)
+        yield decode_encoded(item.key, members)
 
 
 def _shard_samples(folder: Path) -> Iterator[dict[str, Any]]:
-    from vitontrain.data.shards import decoded_samples, shard_urls
-
     yield from decoded_samples(shard_urls(folder))
 
 
