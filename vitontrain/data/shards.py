@@ -4,8 +4,8 @@ own decoders, and checked.
 Shards are untrusted input. Only the contract's members are ever decoded: webdataset's default decoders would
 unpickle ``.pyd``/``.pickle``/``.pkl`` members and ``torch.load`` ``.pth`` ones with a full unpickler, so a planted
 member could run code; here any other member is ignored as bytes. Masks and label maps never pass through
-webdataset's RGB decoders (shared/docs/environment.md section 7). A tar that cannot be read (truncated, damaged)
-raises :class:`ShardReadError` naming the shard, never a bare ``tarfile.ReadError``.
+webdataset's RGB decoders (they would make a mask three channels and a label map colours). A tar that cannot be
+read (truncated, damaged) raises :class:`ShardReadError` naming the shard, never a bare ``tarfile.ReadError``.
 """
 
 from __future__ import annotations
