@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # types only: the result classes live with the back-ends that
     from vitonprep.captions import GarmentTags
 
 __all__ = ["KINDS", "Backend", "NoParams", "PoseBackend", "PersonBackend", "ParsingBackend", "DensePoseBackend",
-           "ClothMaskBackend", "CaptionBackend", "QualityBackend", "Outcome"]
+           "ClothMaskBackend", "CaptionBackend", "QualityBackend", "Outcome", "PROTOCOLS"]
 
 #: the back-end kinds, in pipeline order (``stages.<kind>`` in a pipeline YAML)
 KINDS = ("pose", "person", "parsing", "densepose", "cloth_mask", "caption", "quality")
