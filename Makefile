@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= out
 
-.PHONY: demo train-demo test test-slow bench bench-model bench-train bench-reference clean
+.PHONY: demo train-demo lint test test-slow bench bench-model bench-train bench-reference clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ demo: $(VENV)/.installed
 # out/train-tiny (random weights: the grids show noise turning into structure, not try-on results)
 train-demo: demo
 	$(VENV)/bin/vitontrain fit --config tiny --resume none
+
+# ruff over the whole tree (rules in pyproject.toml), and a type check of the contracts other code is written against:
+# the public API and the back-end protocols and registry
+TYPED := vitonprep/api.py vitonprep/backends/protocols.py vitonprep/backends/registry.py
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) -m mypy $(TYPED)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"

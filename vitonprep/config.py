@@ -192,7 +192,7 @@ def train_config_path(name_or_path: str | os.PathLike) -> Path:
     return path
 
 
-def load_pipeline_config(path: Path | str, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+def load_pipeline_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a pipeline YAML (a path, or a name of a shipped pipeline) and apply dotted overrides."""
     p = pipeline_path(path)
     try:
