@@ -98,6 +98,10 @@ def test_file_tagger_csv_json_and_idm_tagged_json(tmp_path):
     assert "shape" not in t.tags
     with pytest.raises(ConfigError, match="does not exist"):
         FileTagger(TagFileConfig(str(tmp_path / "nope.csv")))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a JSON file"):  # a broken tag file stops the run, not one sample
+        FileTagger(TagFileConfig(str(broken))).setup()
 
 
 def test_caption_decoder_is_strict():

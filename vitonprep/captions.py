@@ -303,10 +303,13 @@ class FileTagger(Backend):
                 for row in csv.DictReader(f):
                     name = row.pop("cloth", None) or row.pop("file", None)
                     if not name:
-                        raise ValueError(f"{self.path}: every row needs a 'cloth' or 'file' column")
+                        raise ConfigError(f"{self.path}: every row needs a 'cloth' or 'file' column")
                     self.table[Path(name).stem] = {k: v for k, v in row.items() if k and v}
         else:
-            data = json.loads(self.path.read_text())
+            try:
+                data = json.loads(self.path.read_text())
+            except ValueError as exc:  # the user's tag file is a run input: a broken one stops the run
+                raise ConfigError(f"{self.path}: not a JSON file ({exc})") from exc
             if isinstance(data, dict) and isinstance(data.get("data"), list):
                 for elem in data["data"]:
                     tags = {t["tag_name"]: t["tag_category"] for t in elem.get("tag_info", [])
@@ -315,7 +318,7 @@ class FileTagger(Backend):
             elif isinstance(data, dict):
                 self.table = {Path(k).stem: {tk: str(tv) for tk, tv in v.items()} for k, v in data.items()}
             else:
-                raise ValueError(f"{self.path}: expected a JSON object")
+                raise ConfigError(f"{self.path}: expected a JSON object")
 
     def __call__(self, cloth_id: str, cloth_mask=None, parse=None, category=None, cloth_rgb=None) -> GarmentTags:
         self.setup()
