@@ -89,6 +89,53 @@ def test_errors_derive_from_the_package_base_and_pickle():
     assert str(missing) == str(info.value) and missing.spec == info.value.spec
 
 
+#: error classes of other modules that do not derive from VitonprepError yet (owners: see the final report of
+#: issue 16's CORE step); this list may only shrink
+_ERRORS_NOT_ROOTED_YET = {"vitonprep.codecs.DecodeError", "vitonprep.schema.UnsafeName",
+                          "vitonprep.shards.UnsafeMember", "vitonprep.engine.worker.WorkerSetupError"}
+
+
+def _error_classes() -> dict[str, tuple[str, list[str]]]:
+    """Exception classes defined in vitonprep, by AST: qualified name -> (class name, base names)."""
+    import ast
+    import builtins
+
+    exc_names = {n for n in dir(builtins) if isinstance(getattr(builtins, n), type)
+                 and issubclass(getattr(builtins, n), BaseException)}
+    classes = {}
+    for path in sorted((ROOT / "vitonprep").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(b).split(".")[-1] for b in node.bases]
+                classes[f"{module}.{node.name}"] = (node.name, bases)
+    # builtin exceptions, and third-party ones by their conventional names (tarfile.TarError, ...)
+    errors = {q for q, (_, bases) in classes.items()
+              if set(bases) & exc_names or any(b.endswith(("Error", "Exception")) for b in bases)}
+    grew = True
+    while grew:  # subclasses of error classes are error classes
+        names = {classes[q][0] for q in errors}
+        more = {q for q, (_, bases) in classes.items() if set(bases) & names} - errors
+        errors |= more
+        grew = bool(more)
+    return {q: classes[q] for q in errors}
+
+
+def test_every_error_class_derives_from_the_package_base():
+    errors = _error_classes()
+    rooted = {"VitonprepError"}
+    grew = True
+    while grew:
+        more = {name for name, bases in errors.values() if set(bases) & rooted} - rooted
+        rooted |= more
+        grew = bool(more)
+    loose = {q for q, (name, _) in errors.items() if name not in rooted}
+    assert loose <= _ERRORS_NOT_ROOTED_YET, sorted(loose - _ERRORS_NOT_ROOTED_YET)
+    assert _ERRORS_NOT_ROOTED_YET <= loose, "drop from _ERRORS_NOT_ROOTED_YET: " + str(
+        sorted(_ERRORS_NOT_ROOTED_YET - loose))
+    assert "vitonprep.errors.InputError" in errors and len(errors) > 10
+
+
 class _Buggy(OpenCVClothMask):
     """A cloth-mask back-end with a programming error (what a numpy broadcasting bug raises)."""
 
