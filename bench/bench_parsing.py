@@ -79,9 +79,11 @@ def main(rounds: int = 5) -> None:
         parse_person(rgb, results[name], category=cat)
     t_pose, t_parse = [], []
     for name, rgb, cat in imgs:
-        t_pose.append(statistics.median(ms(lambda: pose(rgb)) for _ in range(rounds)))
-        t_parse.append(statistics.median(ms(lambda: parse_person(rgb, results[name], category=cat))
-                                         for _ in range(rounds)))
+        t_pose.append(statistics.median(ms(lambda rgb=rgb: pose(rgb)) for _ in range(rounds)))
+        def parse(rgb=rgb, p=results[name], cat=cat):
+            return parse_person(rgb, p, category=cat)
+
+        t_parse.append(statistics.median(ms(parse) for _ in range(rounds)))
     pose.close()
     mp, mh = float(np.mean(t_pose)), float(np.mean(t_parse))
     print(f"{len(imgs)} images 768x1024, {rounds} rounds (median per image, mean over images)")

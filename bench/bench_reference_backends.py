@@ -54,6 +54,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the seeded random-weight generators live in the test modules
 sys.path.insert(0, str(ROOT))
 
+import test_backend_densepose_rcnn as densepose_recipe  # noqa: E402
+import test_backend_openpose as openpose_recipe  # noqa: E402
+import test_backend_schp as schp_recipe  # noqa: E402
+
+from vitonprep.backends import cloth_mask_sam as sam_mod  # noqa: E402
+from vitonprep.backends import parsing_schp as schp  # noqa: E402
+from vitonprep.backends import pose_openpose as op  # noqa: E402
+from vitonprep.backends.densepose_outputs import result_from_outputs  # noqa: E402
+from vitonprep.backends.densepose_rcnn import (  # noqa: E402
+    DensePoseRCNNBackend,
+    DensePoseRCNNSettings,
+    resize_bgr,  # noqa: E402
+)
+from vitonprep.backends.densepose_rcnn_weights import write_detectron2_pkl  # noqa: E402
+from vitonprep.errors import NoPersonError  # noqa: E402
+
 TIMINGS = ROOT / "tests" / "fixtures" / "parity" / "original_timings.json"
 PHOTO = ROOT / "data" / "samples" / "person" / "00034_00.jpg"
 #: DensePose person box used when the random weights detect nobody: x0, y0, x1, y1 as fractions of the photo
@@ -82,15 +98,9 @@ def timed(fn: Callable[[], Any], runs: int) -> tuple[float, list[float], Any]:
 
 
 def bench_densepose(rgb: np.ndarray, tmp: Path, runs: int) -> dict:
-    import test_backend_densepose_rcnn as recipe
-
-    from vitonprep.backends.densepose_rcnn import (DensePoseRCNNBackend, DensePoseRCNNSettings, _result,
-                                                   resize_bgr)
-    from vitonprep.backends.densepose_rcnn_weights import write_detectron2_pkl
-    from vitonprep.backends.results import NoPersonError
-
     path = tmp / "model_final_162be9.pkl"
-    write_detectron2_pkl(recipe.random_densepose_weights(recipe.SEED, recipe._official_keys()), path)
+    write_detectron2_pkl(densepose_recipe.random_densepose_weights(
+        densepose_recipe.SEED, densepose_recipe._official_keys()), path)
     backend = DensePoseRCNNBackend(DensePoseRCNNSettings(), path)  # production settings: 800/1333, 0.8, float32
     backend.setup()
     s = backend.settings
@@ -126,7 +136,7 @@ def bench_densepose(rgb: np.ndarray, tmp: Path, runs: int) -> dict:
             box = torch.tensor([[FIXED_BOX[0] * iw, FIXED_BOX[1] * ih, FIXED_BOX[2] * iw, FIXED_BOX[3] * ih]],
                                dtype=m.dtype)
             out = m.densepose(feats, box)
-        return _result(box, torch.ones(1, dtype=m.dtype), out, (ih, iw), (h, w)), len(det.scores)
+        return result_from_outputs(box, torch.ones(1, dtype=m.dtype), out, (ih, iw), (h, w)), len(det.scores)
 
     median, seconds, (result, n_det) = timed(fixed_box_predict, runs)
     detector = statistics.median(detector_seconds[1:])  # without the warm-up
@@ -140,14 +150,10 @@ def bench_densepose(rgb: np.ndarray, tmp: Path, runs: int) -> dict:
 
 
 def bench_schp(rgb: np.ndarray, tmp: Path, runs: int) -> dict:
-    import test_backend_schp as recipe
-
-    from vitonprep.backends import parsing_schp as schp
-
     ds = schp.DATASETS["lip"]
-    seed = int(np.load(recipe.FIX / "schp_lip.npz")["seed"])  # the LIP fixture's seed, on the ResNet-101 key list
-    sd = recipe.random_state_dict(recipe.official_keys("resnet101", ds.num_classes), seed)
-    path = recipe.write_pth(tmp / schp.WEIGHTS_LIP.filename, {k: v.float() for k, v in sd.items()})
+    seed = int(np.load(schp_recipe.FIX / "schp_lip.npz")["seed"])  # the LIP fixture's seed, on the ResNet-101 key list
+    sd = schp_recipe.random_state_dict(schp_recipe.official_keys("resnet101", ds.num_classes), seed)
+    path = schp_recipe.write_pth(tmp / schp.WEIGHTS_LIP.filename, {k: v.float() for k, v in sd.items()})
     del sd
     parser = schp.SCHPParser("lip", path).setup()  # ResNet-101, input 473x473, float32, torch runtime
     median, seconds, labels = timed(lambda: parser(rgb), runs)
@@ -158,15 +164,12 @@ def bench_schp(rgb: np.ndarray, tmp: Path, runs: int) -> dict:
 
 
 def bench_openpose(rgb: np.ndarray, tmp: Path, runs: int) -> dict:
-    import test_backend_openpose as recipe
-
-    from vitonprep.backends import pose_openpose as op
-
-    fx = np.load(recipe.FIX / "openpose_body.npz")
+    fx = np.load(openpose_recipe.FIX / "openpose_body.npz")
     seed, shift = int(fx["seed"]), json.loads(str(fx["bias_shift"]))
     path = tmp / op.WEIGHTS_BODY.filename
-    torch.save(recipe.random_state_dict(recipe.official_keys(), seed, shift), path)
-    body = op.OpenPoseBody(op.OpenPoseConfig(), weights_path=path).setup()  # boxsize 368, scale 0.5, float32
+    torch.save(openpose_recipe.random_state_dict(openpose_recipe.official_keys(), seed, shift), path)
+    body = op.OpenPoseBody(op.OpenPoseConfig(), weights_path=path)  # boxsize 368, scale 0.5, float32
+    body.setup()
     counts: dict[str, int] = {}
     detect = body.detect
 
@@ -185,9 +188,7 @@ def bench_openpose(rgb: np.ndarray, tmp: Path, runs: int) -> dict:
 
 
 def bench_sam(rgb_person: np.ndarray, tmp: Path, runs: int) -> dict:
-    from segment_anything import sam_model_registry
-
-    from vitonprep.backends import cloth_mask_sam as sam_mod
+    from segment_anything import sam_model_registry  # optional package: only with --sam
 
     cloth_path = sorted((ROOT / "data" / "samples" / "cloth").glob("*.jpg"))[0]
     cloth = load_photo(cloth_path)
@@ -214,38 +215,26 @@ PORTS = [  # (label, key in original_timings.json, bench function)
 def _build(name: str, tmp: Path) -> Any:
     """The back-end as the timing functions above build it (full size, seeded random weights, float32, CPU)."""
     if name == "densepose":
-        import test_backend_densepose_rcnn as recipe
-
-        from vitonprep.backends.densepose_rcnn import DensePoseRCNNBackend, DensePoseRCNNSettings
-        from vitonprep.backends.densepose_rcnn_weights import write_detectron2_pkl
-
         path = tmp / "model_final_162be9.pkl"
-        write_detectron2_pkl(recipe.random_densepose_weights(recipe.SEED, recipe._official_keys()), path)
+        write_detectron2_pkl(densepose_recipe.random_densepose_weights(
+            densepose_recipe.SEED, densepose_recipe._official_keys()), path)
         backend = DensePoseRCNNBackend(DensePoseRCNNSettings(device="cpu"), path)
         backend.setup()
         return backend
     if name == "schp":
-        import test_backend_schp as recipe
-
-        from vitonprep.backends import parsing_schp as schp
-
-        seed = int(np.load(recipe.FIX / "schp_lip.npz")["seed"])
-        sd = recipe.random_state_dict(recipe.official_keys("resnet101", 20), seed)
-        path = recipe.write_pth(tmp / schp.WEIGHTS_LIP.filename, {k: v.float() for k, v in sd.items()})
+        seed = int(np.load(schp_recipe.FIX / "schp_lip.npz")["seed"])
+        sd = schp_recipe.random_state_dict(schp_recipe.official_keys("resnet101", 20), seed)
+        path = schp_recipe.write_pth(tmp / schp.WEIGHTS_LIP.filename, {k: v.float() for k, v in sd.items()})
         return schp.SCHPParser("lip", path, device="cpu").setup()
     if name == "openpose":
-        import test_backend_openpose as recipe
-
-        from vitonprep.backends import pose_openpose as op
-
-        fx = np.load(recipe.FIX / "openpose_body.npz")
+        fx = np.load(openpose_recipe.FIX / "openpose_body.npz")
         path = tmp / op.WEIGHTS_BODY.filename
-        torch.save(recipe.random_state_dict(recipe.official_keys(), int(fx["seed"]),
-                                            json.loads(str(fx["bias_shift"]))), path)
-        return op.OpenPoseBody(op.OpenPoseConfig(device="cpu"), weights_path=path).setup()
-    from segment_anything import sam_model_registry
-
-    from vitonprep.backends import cloth_mask_sam as sam_mod
+        torch.save(openpose_recipe.random_state_dict(openpose_recipe.official_keys(), int(fx["seed"]),
+                                                     json.loads(str(fx["bias_shift"]))), path)
+        body = op.OpenPoseBody(op.OpenPoseConfig(device="cpu"), weights_path=path)
+        body.setup()
+        return body
+    from segment_anything import sam_model_registry  # optional package: only with --sam
 
     torch.manual_seed(0)
     path = tmp / sam_mod.WEIGHTS["vit_b"].filename

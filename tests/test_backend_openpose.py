@@ -23,7 +23,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from vitonprep.backends import pose_openpose as op  # noqa: E402
-from vitonprep.backends.results import NoPersonError  # noqa: E402
+from vitonprep.backends.protocols import Backend  # noqa: E402
+from vitonprep.errors import InputError, NoPersonError  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures" / "parity"
 
@@ -103,8 +104,10 @@ def test_main_person_as_body25(case):
 def test_no_person_is_an_error(case):
     fx, body64, _ = case
     strict = op.OpenPoseBody(op.OpenPoseConfig(boxsize=int(fx["boxsize"]), thre1=1e9), weights_path=body64.weights)
+    rgb = np.ascontiguousarray(fx["image_bgr"][:, :, ::-1])
     with pytest.raises(NoPersonError):
-        strict(np.ascontiguousarray(fx["image_bgr"][:, :, ::-1]))
+        strict(rgb)
+    assert isinstance(strict.call_batch([rgb])[0], NoPersonError)  # a per-sample error, in its place
 
 
 def test_port_has_the_official_keys_and_shapes():
@@ -162,11 +165,22 @@ def test_cpu_device_and_batches_give_the_parity_detections(case):
               for n in ("00035_00.jpg", "00121_00.jpg")]
     images = [np.ascontiguousarray(fx["image_bgr"][:, :, ::-1]), *others]
     maps = cpu.maps_batch([np.ascontiguousarray(i[:, :, ::-1]) for i in images])  # one forward for the three
-    for (heat_b, paf_b), img in zip(maps, images):
+    for (heat_b, paf_b), img in zip(maps, images, strict=True):
         heat, paf = cpu.maps(np.ascontiguousarray(img[:, :, ::-1]))
         np.testing.assert_array_equal(heat_b, heat)
         np.testing.assert_array_equal(paf_b, paf)
     # the skeletons assembled from the batched maps: the fixture photo's main person, as a single call gives it
     got = cpu.call_batch(images[:1] + [np.zeros((4, 4), np.uint8)])
     np.testing.assert_array_equal(got[0].keypoints.pose, cpu(images[0]).keypoints.pose)
-    assert isinstance(got[1], ValueError)  # a bad input fails alone
+    assert isinstance(got[1], InputError)  # a bad input fails alone, as a per-sample error
+    with pytest.raises(InputError, match="RGB"):
+        cpu(np.zeros((4, 4), np.uint8))
+
+
+def test_backend_class_on_the_protocol():
+    cls = op.OpenPoseBody
+    assert (cls.NAME, cls.KIND, cls.APPROXIMATE, cls.Config) == ("pose-openpose-body", "pose", False,
+                                                                 op.OpenPoseConfig)
+    assert cls.WEIGHT_FILES == ("body_pose_model.pth",) and "CMU" in cls.LICENCE and issubclass(cls, Backend)
+    with pytest.raises(ValueError, match="dtype"):  # a configuration error, raised when the params are read
+        op.OpenPoseConfig(dtype="float16")

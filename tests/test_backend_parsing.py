@@ -10,6 +10,7 @@ full-body photos, which have no labels.
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -17,8 +18,10 @@ from PIL import Image
 
 from vitonprep.backends import parsing_heuristic as ph
 from vitonprep.backends.pose_mediapipe import MediapipePose
+from vitonprep.backends.protocols import ParsingBackend
 from vitonprep.backends.results import PoseResult
-from vitonprep.derive.openpose import OpenPoseKeypoints
+from vitonprep.derive.body25 import OpenPoseKeypoints
+from vitonprep.errors import InputError, NoPersonError
 
 MEAN_MIOU_MIN = 0.70
 IMAGE_MIOU_MIN = 0.62
@@ -132,7 +135,7 @@ def test_labels_from_the_allowed_set(unlabelled):
 
 def test_face_above_upper_garment(unlabelled):
     with_face = 0
-    for name, (_, _, cat, lab) in unlabelled.items():
+    for name, (_, _, _cat, lab) in unlabelled.items():
         face, garment = _centroid(lab, (13,)), _centroid(lab, (5, 6))
         assert garment is not None, name
         if face is not None:
@@ -182,21 +185,40 @@ def test_hair_and_neck_on_viton_samples(unlabelled):
 
 # --------------------------------------------------------------------------------------------- errors
 def test_errors(labelled):
+    """Bad inputs are per-sample InputErrors (an empty person mask: NoPersonError), never a bare ValueError."""
     rgb, pose, _ = labelled["03615_00"]
     empty = PoseResult(keypoints=pose.keypoints, landmarks=pose.landmarks,
                        person_mask=np.zeros(rgb.shape[:2], np.float32))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(NoPersonError, match="empty"):
         ph.parse_person(rgb, empty)
-    with pytest.raises(ValueError, match="mask"):
+    with pytest.raises(InputError, match="mask"):
         ph.parse_person(rgb, PoseResult(keypoints=pose.keypoints))
-    with pytest.raises(ValueError, match="category"):
+    with pytest.raises(InputError, match="category"):
         ph.parse_person(rgb, pose, category="shoes")
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="RGB"):
         ph.parse_person(rgb[..., 0], pose)
 
 
 def test_constants():
     assert ph.NAME == "parsing-heuristic-mediapipe" and ph.APPROXIMATE is True
     cfg = ph.HeuristicParsingConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.work_height = 10  # frozen
+
+
+def test_backend_class_on_the_protocol(labelled):
+    """The registered class: metadata on the class, built as cls(config, weights_dir), its call and batch call
+    equal to parse_person, a bad sample's InputError returned in its place by call_batch."""
+    cls = ph.HeuristicParser
+    assert (cls.NAME, cls.KIND, cls.APPROXIMATE, cls.WEIGHT_FILES) == (ph.NAME, "parsing", True, ())
+    assert cls.Config is ph.HeuristicParsingConfig and cls.LICENCE
+    config = ph.HeuristicParsingConfig(work_height=256)
+    backend = cls(config, None)
+    assert isinstance(backend, ParsingBackend) and backend.config is config
+    rgb, pose, _ = labelled["00891_00"]
+    want = ph.parse_person(rgb, pose, config, category="upper_body")
+    np.testing.assert_array_equal(backend(rgb, pose, "upper_body"), want)
+    out = backend.call_batch([rgb, rgb], [pose, pose], ["upper_body", "shoes"])
+    np.testing.assert_array_equal(out[0], want)
+    assert isinstance(out[1], InputError) and "category" in str(out[1])
+    assert not np.array_equal(want, ph.parse_person(rgb, pose))  # the config is used (work height 256, not 384)

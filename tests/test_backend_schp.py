@@ -24,6 +24,8 @@ torch = pytest.importorskip("torch")
 
 from vitonprep.backends import parsing_schp as schp  # noqa: E402
 from vitonprep.backends import parsing_schp_net as schp_net  # noqa: E402
+from vitonprep.backends.protocols import Backend  # noqa: E402
+from vitonprep.errors import InputError  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures" / "parity"
 CLASS_KEYS = ("decoder.conv4.weight", "decoder.conv4.bias", "fushion.3.weight", "fushion.3.bias")
@@ -117,7 +119,7 @@ def _head_differences(model, fx) -> dict[str, float]:
     with torch.no_grad():
         outs = [t.numpy() for t in model(torch.from_numpy(fx["net_input"]).double())]
     return {name: float(np.abs(ours - fx[name]).max() / np.abs(fx[name]).max())
-            for name, ours in zip(("parsing", "fusion", "edge"), outs)}
+            for name, ours in zip(("parsing", "fusion", "edge"), outs, strict=True)}
 
 
 def test_float_slope_is_what_matches(case):
@@ -231,6 +233,25 @@ def test_cihp_backend_finds_weights_or_names_them(tmp_path, monkeypatch):
     backend.lip.input_size = backend.atr.input_size = (64, 64)  # full-size nets, tiny inputs: seconds, not minutes
     labels = backend(np.full((24, 18, 3), 90, np.uint8))
     assert labels.shape == (24, 18) and labels.max() <= 19
+    # the batch call: a bad sample gets its per-sample InputError in its place, the others their labels
+    out = backend.call_batch([np.full((24, 18, 3), 90, np.uint8), np.zeros((24, 18), np.uint8)],
+                             [None, None], ["upper_body", "upper_body"])
+    np.testing.assert_array_equal(out[0], labels)
+    assert isinstance(out[1], InputError) and "RGB" in str(out[1])
+    with pytest.raises(InputError):
+        backend(np.zeros((24, 18, 4), np.uint8))
+
+
+def test_backend_class_on_the_protocol():
+    cls = schp.SCHPCIHPParser
+    assert (cls.NAME, cls.KIND, cls.APPROXIMATE, cls.Config) == ("parsing-schp", "parsing", False,
+                                                                 schp.SCHPParsingConfig)
+    assert set(cls.WEIGHT_FILES) == {schp.WEIGHTS_LIP.filename, schp.WEIGHTS_ATR.filename,
+                                     schp.WEIGHTS_PASCAL.filename, "parsing_lip.onnx", "parsing_atr.onnx"}
+    assert "MIT" in cls.LICENCE and issubclass(cls, Backend)
+    assert all(hasattr(cls, name) for name in ("__call__", "call_batch", "setup", "close", "device_note"))
+    with pytest.raises(ValueError, match="runtime"):  # a configuration error, raised when the params are read
+        schp.SCHPParsingConfig(runtime="tensorrt")
 
 
 def test_onnx_runtime_matches_torch(tmp_path):
@@ -278,9 +299,9 @@ def test_cpu_device_and_batches_give_the_parity_labels(case):
     np.testing.assert_array_equal(parser(rgb), fx["labels"])
     images = [rgb, *_photos((96, 72))]
     batched = parser.call_batch(images)
-    for img, got in zip(images, batched):
+    for img, got in zip(images, batched, strict=True):
         np.testing.assert_array_equal(got, parser(img))
     logits = parser.logits_batch(images)
-    for img, got in zip(images, logits):
+    for img, got in zip(images, logits, strict=True):
         want = parser.logits(img)
         assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()

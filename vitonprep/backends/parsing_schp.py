@@ -26,10 +26,12 @@ import torch
 from torch.nn import functional as F
 
 from vitonprep.backends.devices import check_device, device_note, onnx_providers, resolve_device
+
 # schp_net and read_schp_state_dict are re-exported: other modules' tests import them from here
-from vitonprep.backends.parsing_schp_net import (RESNET101_LAYERS, load_schp, read_schp_state_dict,  # noqa: F401
-                                                 schp_net)
+from vitonprep.backends.parsing_schp_net import RESNET101_LAYERS, load_schp, read_schp_state_dict, schp_net  # noqa: F401
+from vitonprep.backends.protocols import Backend
 from vitonprep.derive.labels import lip_to_cihp, synthesise_neck
+from vitonprep.errors import InputError
 from vitonprep.weights import WeightSpec, find_weights, register_weights
 
 logger = logging.getLogger(__name__)
@@ -222,7 +224,7 @@ class SCHPParser:
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
+        raise InputError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
     return a
 
 
@@ -242,18 +244,28 @@ class SCHPParsingConfig:
     device: str = "auto"  # auto (CUDA when visible, resolved in setup()) | cpu | cuda | cuda:N; onnx: CUDA provider
 
     def __post_init__(self) -> None:
+        if self.runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {self.runtime!r}")
         check_device(self.device)
 
 
-class SCHPCIHPParser:
+class SCHPCIHPParser(Backend):
     """The ``parsing-schp`` back-end: (rgb, pose, category) -> CIHP labels from SCHP LIP + ATR.
 
     ``pose`` and ``category`` are not used (SCHP sees only the photo); they are accepted for the stage interface.
+    Both weight files are looked up when the back-end is built; the models load in ``setup()``.
     """
 
-    def __init__(self, config: SCHPParsingConfig, weights_dir: str | Path | None = None):
-        if config.runtime not in ("torch", "onnx"):
-            raise ValueError(f"runtime must be 'torch' or 'onnx', got {config.runtime!r}")
+    NAME = NAME
+    KIND = "parsing"
+    APPROXIMATE = APPROXIMATE
+    LICENCE = _SCHP_LICENCE
+    WEIGHT_FILES = tuple(spec.filename for spec in (*TORCH_WEIGHTS.values(), *ONNX_WEIGHTS.values()))
+    Config = SCHPParsingConfig
+
+    def __init__(self, config: SCHPParsingConfig | None = None, weights_dir: str | Path | None = None):
+        super().__init__(config, weights_dir)
+        config = self.config
         specs = ONNX_WEIGHTS if config.runtime == "onnx" else TORCH_WEIGHTS
         self.lip = SCHPParser("lip", find_weights(specs["lip"], config.lip_weights or None, weights_dir),
                               threads=config.threads, device=config.device)
@@ -275,19 +287,20 @@ class SCHPCIHPParser:
     def __call__(self, rgb: np.ndarray, pose: Any = None, category: str = "upper_body") -> np.ndarray:
         return lip_atr_to_cihp(self.lip(rgb), self.atr(rgb))
 
-    def call_batch(self, rgbs: list[np.ndarray], poses: Any = None, category: str = "upper_body") -> list[Any]:
+    def call_batch(self, rgbs: list[np.ndarray], poses: list[Any] | None = None,
+                   categories: list[str] | None = None) -> list[Any]:
         """``[self(rgb) for rgb in rgbs]``, one LIP and one ATR forward for the batch; a sample that is not an
-        RGB image gets its ValueError in its place."""
+        RGB image gets its InputError in its place."""
         out: list[Any] = [None] * len(rgbs)
         good = []
         for i, rgb in enumerate(rgbs):
             try:
                 _check_rgb(rgb)
                 good.append(i)
-            except ValueError as exc:
+            except InputError as exc:
                 out[i] = exc
         if good:
             batch = [rgbs[i] for i in good]
-            for i, lip, atr in zip(good, self.lip.call_batch(batch), self.atr.call_batch(batch)):
+            for i, lip, atr in zip(good, self.lip.call_batch(batch), self.atr.call_batch(batch), strict=True):
                 out[i] = lip_atr_to_cihp(lip, atr)
         return out

@@ -31,10 +31,13 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from vitonprep.backends.devices import check_device, device_note, resolve_device
+
 # body_net and load_body_net are re-exported: other modules' tests import them from here
 from vitonprep.backends.pose_openpose_net import body_net, load_body_net  # noqa: F401
-from vitonprep.backends.results import NoPersonError, PoseResult
+from vitonprep.backends.protocols import Backend
+from vitonprep.backends.results import PoseResult
 from vitonprep.derive.body25 import OpenPoseKeypoints, coco18_to_body25
+from vitonprep.errors import InputError, NoPersonError
 from vitonprep.weights import WeightSpec, find_weights, register_weights
 
 logger = logging.getLogger(__name__)
@@ -42,11 +45,12 @@ logger = logging.getLogger(__name__)
 NAME = "pose-openpose-body"
 APPROXIMATE = False
 
+_WEIGHTS_LICENCE = "CMU OpenPose licence: academic / non-profit, non-commercial research only"
 WEIGHTS_BODY = register_weights(WeightSpec(
     "openpose-body", "body_pose_model.pth",
     "https://github.com/Hzzone/pytorch-openpose#download-the-models (also "
     "https://huggingface.co/lllyasviel/Annotators/blob/main/body_pose_model.pth)",
-    "CMU OpenPose licence: academic / non-profit, non-commercial research only"))
+    _WEIGHTS_LICENCE))
 
 #: limbs as 1-based COCO-18 joint pairs and their PAF channel pairs (offset by 19 in the original's numbering)
 LIMB_SEQ = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12), (12, 13),
@@ -113,8 +117,8 @@ def connect_limbs(all_peaks: list[list[tuple]], paf_avg: np.ndarray, image_heigh
                 # Python's round (half to even) on each sample, as the original
                 rows = [int(round(y)) for y in ys]
                 cols = [int(round(x)) for x in xs]
-                vec_x = np.array([score_mid[r, c, 0] for r, c in zip(rows, cols)])
-                vec_y = np.array([score_mid[r, c, 1] for r, c in zip(rows, cols)])
+                vec_x = np.array([score_mid[r, c, 0] for r, c in zip(rows, cols, strict=True)])
+                vec_y = np.array([score_mid[r, c, 1] for r, c in zip(rows, cols, strict=True)])
                 score_midpts = np.multiply(vec_x, vec[0]) + np.multiply(vec_y, vec[1])
                 # builtin sum (sequential), not np.sum (pairwise): the same float result as the original
                 score = sum(score_midpts) / len(score_midpts) + min(0.5 * image_height / norm - 1, 0)
@@ -194,18 +198,30 @@ class OpenPoseConfig:
     device: str = "auto"  # auto (CUDA when visible, resolved in setup()) | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         check_device(self.device)
 
 
-class OpenPoseBody:
-    """COCO-18 body pose; ``__call__(rgb) -> PoseResult`` (BODY_25 of the main person), ``detect(bgr)`` -> the
-    original's (candidate, subset)."""
+class OpenPoseBody(Backend):
+    """The ``pose-openpose-body`` back-end: COCO-18 body pose; ``__call__(rgb) -> PoseResult`` (BODY_25 of the main
+    person), ``detect(bgr)`` -> the original's (candidate, subset).
 
-    def __init__(self, config: OpenPoseConfig = OpenPoseConfig(), weights_dir: str | Path | None = None,
+    The weight file is looked up when the back-end is built (``weights_path`` bypasses the lookup, for tests);
+    the network loads in ``setup()``.
+    """
+
+    NAME = NAME
+    KIND = "pose"
+    APPROXIMATE = APPROXIMATE
+    LICENCE = f"{_WEIGHTS_LICENCE} (weights); pytorch-openpose code MIT"
+    WEIGHT_FILES = (WEIGHTS_BODY.filename,)
+    Config = OpenPoseConfig
+
+    def __init__(self, config: OpenPoseConfig | None = None, weights_dir: str | Path | None = None,
                  weights_path: str | Path | None = None):
-        if config.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be float32 or float64, got {config.dtype!r}")
-        self.config = config
+        super().__init__(config, weights_dir)
+        config = self.config
         self.weights = Path(weights_path) if weights_path else find_weights(WEIGHTS_BODY, config.weights or None,
                                                                              weights_dir)
         self._model: Any = None
@@ -220,12 +236,11 @@ class OpenPoseBody:
         state["_model"] = None
         return state
 
-    def setup(self) -> "OpenPoseBody":
+    def setup(self) -> None:
         if self._model is None:
             self.device = resolve_device(self.config.device)
             self._model = load_body_net(self.weights, getattr(torch, self.config.dtype)).to(self.device)
             logger.info("OpenPose body loaded from %s (on %s)", self.weights, self.device)
-        return self
 
     def close(self) -> None:
         self._model = None
@@ -248,7 +263,7 @@ class OpenPoseBody:
         for i, bgr in enumerate(bgrs):
             groups.setdefault(bgr.shape, []).append(i)
         for members in groups.values():
-            for i, m in zip(members, self._maps_same_size([bgrs[i] for i in members])):
+            for i, m in zip(members, self._maps_same_size([bgrs[i] for i in members]), strict=True):
                 out[i] = m
         return out
 
@@ -280,7 +295,7 @@ class OpenPoseBody:
             for j in range(len(bgrs)):
                 heatmap_avg[j] += heatmap_avg[j] + to_image(heat_np[j]) / n  # sic: the original's accumulation
                 paf_avg[j] += to_image(paf_np[j]) / n
-        return list(zip(heatmap_avg, paf_avg))
+        return list(zip(heatmap_avg, paf_avg, strict=True))
 
     def detect(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pytorch-openpose's ``Body.__call__``: (candidate, subset) for an HxWx3 uint8 BGR image."""
@@ -296,20 +311,20 @@ class OpenPoseBody:
         return self._result(*self.detect(_bgr(rgb)))
 
     def call_batch(self, rgbs: list[np.ndarray]) -> list[Any]:
-        """``[self(rgb) for rgb in rgbs]`` with batched forwards; a sample's ValueError (no person, not an image)
+        """``[self(rgb) for rgb in rgbs]`` with batched forwards; a sample's InputError (no person, not an image)
         is returned in its place."""
         out: list[Any] = [None] * len(rgbs)
         bgrs: dict[int, np.ndarray] = {}
         for i, rgb in enumerate(rgbs):
             try:
                 bgrs[i] = _bgr(rgb)
-            except ValueError as exc:
+            except InputError as exc:
                 out[i] = exc
         idx = list(bgrs)
-        for i, maps in zip(idx, self.maps_batch([bgrs[i] for i in idx])):
+        for i, maps in zip(idx, self.maps_batch([bgrs[i] for i in idx]), strict=True):
             try:
                 out[i] = self._result(*self._detect_from_maps(bgrs[i], *maps))
-            except ValueError as exc:
+            except InputError as exc:
                 out[i] = exc
         return out
 
@@ -323,7 +338,7 @@ class OpenPoseBody:
 def _bgr(rgb: np.ndarray) -> np.ndarray:
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
+        raise InputError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
     return np.ascontiguousarray(a[:, :, ::-1])
 
 

@@ -8,9 +8,18 @@ import these names from ``vitonprep.derive.openpose``; new code imports from the
 
 from __future__ import annotations
 
-from vitonprep.derive.body25 import (BODY25_COLOURS, BODY25_NAMES, BODY25_PAIRS, COCO18_NAMES, COCO18_TO_BODY25,
-                                     HAND_COLOURS, HAND_PAIRS, OpenPoseKeypoints, body25_to_coco18,
-                                     coco18_to_body25)
+from vitonprep.derive.body25 import (
+                                     BODY25_COLOURS,
+                                     BODY25_NAMES,
+                                     BODY25_PAIRS,
+                                     COCO18_NAMES,
+                                     COCO18_TO_BODY25,
+                                     HAND_COLOURS,
+                                     HAND_PAIRS,
+                                     OpenPoseKeypoints,
+                                     body25_to_coco18,
+                                     coco18_to_body25,
+)
 from vitonprep.derive.pose_from_render import keypoints_from_render
 from vitonprep.derive.pose_render import render_pose
 

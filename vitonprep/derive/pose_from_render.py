@@ -145,7 +145,7 @@ def keypoints_from_render(rendered_rgb: np.ndarray, radius: float | None = None)
         k = min(len(cands), len(joints))
         for chosen in itertools.permutations(joints, k):
             pos = dict(found)
-            pos.update({j: c[:2] for c, j in zip(cands, chosen)})
+            pos.update({j: c[:2] for c, j in zip(cands, chosen, strict=False)})
             cost = 0.0
             for j in chosen:
                 links = [pos[n] for n in _NEIGHBOURS.get(j, ()) if n in pos]
@@ -154,7 +154,7 @@ def keypoints_from_render(rendered_rgb: np.ndarray, radius: float | None = None)
                 cost += sum(float(np.hypot(pos[j][0] - x, pos[j][1] - y)) for x, y in links)
             if cost < best_cost:
                 best_cost, best = cost, chosen
-        for (cx, cy, _), j in zip(cands, best):
+        for (cx, cy, _), j in zip(cands, best, strict=False):
             found[j] = (cx, cy)
 
     out = np.zeros((25, 3), np.float32)

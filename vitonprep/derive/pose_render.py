@@ -195,8 +195,8 @@ def render_pose(kp: OpenPoseKeypoints, size: tuple[int, int] = (768, 1024)) -> n
     order: list[tuple[_Prim, np.ndarray]] = []
     li = di = 0
     for lm, dc in layers:
-        order += zip(lm, limb_masks[li:li + len(lm)])
-        order += zip(dc, disc_masks[di:di + len(dc)])
+        order += zip(lm, limb_masks[li:li + len(lm)], strict=True)
+        order += zip(dc, disc_masks[di:di + len(dc)], strict=True)
         li += len(lm)
         di += len(dc)
     bx0 = min(p[0][0] for p, _ in order)

@@ -3,7 +3,7 @@
 Modules: ``config`` (frozen config, label ids), ``body`` (keypoints at work resolution, limb segments),
 ``colour`` (Lab histograms, skin Gaussian), ``regions`` (torso coordinates, head geometry, limb distances),
 ``scores`` (skin / colour models, spatial priors, class map), ``labels`` (classes -> CIHP labels),
-``parser`` (``parse_person``, ``parsing_miou``).
+``parser`` (the back-end class `HeuristicParser`, ``parse_person``, ``parsing_miou``).
 
 VITON-HD's ``image-parse-v3`` comes from a learned CIHP parser whose weights cannot be downloaded
 here. This back-end rebuilds the labels a try-on pipeline needs from what ``MediapipePose`` already gives
@@ -78,10 +78,7 @@ Known failure modes:
 from __future__ import annotations
 
 from vitonprep.backends.parsing_heuristic.config import CATEGORIES, OUTPUT_LABELS, HeuristicParsingConfig
-from vitonprep.backends.parsing_heuristic.parser import parse_person, parsing_miou
-
-NAME = "parsing-heuristic-mediapipe"
-APPROXIMATE = True
+from vitonprep.backends.parsing_heuristic.parser import APPROXIMATE, NAME, HeuristicParser, parse_person, parsing_miou
 
 __all__ = [
     "NAME",
@@ -89,6 +86,7 @@ __all__ = [
     "CATEGORIES",
     "OUTPUT_LABELS",
     "HeuristicParsingConfig",
+    "HeuristicParser",
     "parse_person",
     "parsing_miou",
 ]

@@ -19,10 +19,10 @@ SKIN_AB_ICOV = np.linalg.inv(np.array([[30.0, 10.0], [10.0, 60.0]]))
 
 def lab_bins(lab: np.ndarray) -> np.ndarray:
     """Histogram bin of every pixel of an OpenCV 8-bit Lab image."""
-    l = lab[..., 0].astype(np.int32) >> 5
+    lb = lab[..., 0].astype(np.int32) >> 5
     a = np.clip((lab[..., 1].astype(np.int32) - AB_LO) // AB_STEP, 0, AB - 1)
     b = np.clip((lab[..., 2].astype(np.int32) - AB_LO) // AB_STEP, 0, AB - 1)
-    return (l * AB + a) * AB + b
+    return (lb * AB + a) * AB + b
 
 
 def hist_model(bins: np.ndarray, sigma_ab: float = 1.0, uniform: float = 0.0) -> np.ndarray | None:

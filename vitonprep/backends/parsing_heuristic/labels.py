@@ -8,9 +8,27 @@ import numpy as np
 
 from vitonprep.backends.parsing_heuristic.body import Body
 from vitonprep.backends.parsing_heuristic.colour import argbest, median0, quantile
-from vitonprep.backends.parsing_heuristic.config import (C_HAIR, C_LOWER, C_SHOE, C_SKIN, C_UPPER, DRESS, FACE,
-                                                         HAIR, L_ARM, L_LEG, L_SHOE, NECK, PANTS, R_ARM, R_LEG,
-                                                         R_SHOE, SKIRT, UPPER, HeuristicParsingConfig)
+from vitonprep.backends.parsing_heuristic.config import (
+    C_HAIR,
+    C_LOWER,
+    C_SHOE,
+    C_SKIN,
+    C_UPPER,
+    DRESS,
+    FACE,
+    HAIR,
+    L_ARM,
+    L_LEG,
+    L_SHOE,
+    NECK,
+    PANTS,
+    R_ARM,
+    R_LEG,
+    R_SHOE,
+    SKIRT,
+    UPPER,
+    HeuristicParsingConfig,
+)
 from vitonprep.backends.parsing_heuristic.regions import Head, Limbs
 
 HEM_MARGIN = 0.02  # fraction of the working height: garment rows below a pixel that make it "covered", and

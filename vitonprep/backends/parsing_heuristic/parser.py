@@ -1,4 +1,5 @@
-"""The heuristic parser's entry points: ``parse_person`` (full-size photo -> CIHP labels) and ``parsing_miou``."""
+"""The heuristic parser's entry points: the ``parsing-heuristic-mediapipe`` back-end (`HeuristicParser`),
+``parse_person`` (full-size photo -> CIHP labels) and ``parsing_miou``."""
 
 from __future__ import annotations
 
@@ -13,36 +14,57 @@ from vitonprep.backends.parsing_heuristic.config import CATEGORIES, HeuristicPar
 from vitonprep.backends.parsing_heuristic.labels import assign_labels, fit_to_mask
 from vitonprep.backends.parsing_heuristic.regions import head_geometry, limb_distances, torso_frame
 from vitonprep.backends.parsing_heuristic.scores import class_map, colour_models, skin_model
+from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import PoseResult
 from vitonprep.derive.labels import to_hrviton_groups
+from vitonprep.errors import InputError, NoPersonError
+
+NAME = "parsing-heuristic-mediapipe"
+APPROXIMATE = True
 
 MIN_WORK_SIDE = 8  # the working map is never smaller than this many pixels a side
 BOX_MARGIN = 0.03  # the crop around the person mask, fraction of the working height (at least 4 px)
+DEFAULT_CONFIG = HeuristicParsingConfig()
 
 
-def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConfig = HeuristicParsingConfig(),
+class HeuristicParser(Backend):
+    """``parsing-heuristic-mediapipe``: (rgb, pose with a person mask, category) -> CIHP labels, no model of its
+    own (it reads the pose back-end's keypoints and person mask), hence approximate."""
+
+    NAME = NAME
+    KIND = "parsing"
+    APPROXIMATE = APPROXIMATE
+    LICENCE = "vitonprep + mediapipe models (Apache-2.0)"
+    Config = HeuristicParsingConfig
+
+    def __call__(self, rgb: np.ndarray, pose: PoseResult, category: str) -> np.ndarray:
+        return parse_person(rgb, pose, self.config, category=category)
+
+
+def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConfig = DEFAULT_CONFIG,
                  category: str = "upper_body") -> np.ndarray:
     """HxW uint8 CIHP label map of the person in ``rgb`` (HxWx3 uint8) from its pose result.
 
     ``pose`` must carry a person mask (``MediapipePose`` with segmentation on). ``category`` is the garment
     category of the photo: ``"dresses"`` makes the main garment CIHP 6 (dress) over torso and lower body;
     ``"upper_body"`` / ``"lower_body"`` give separate upper clothes (5) and pants (9) / skirt (12).
-    Raises ValueError for a bad image, an unknown category or an empty person mask.
+    Raises `InputError` for a bad image, an unknown category or a missing / misshapen person mask, and
+    `NoPersonError` (an InputError) for an empty person mask.
     """
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
+        raise InputError(f"expected an H x W x 3 uint8 RGB image, got {a.dtype} {a.shape}")
     if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
+        raise InputError(f"unknown category {category!r}; expected one of {CATEGORIES}")
     if pose.person_mask is None:
-        raise ValueError("the pose result has no person mask (run the pose back-end with segmentation on)")
+        raise InputError("the pose result has no person mask (run the pose back-end with segmentation on)")
     H, W = a.shape[:2]
     pm = np.asarray(pose.person_mask, np.float32)
     if pm.shape != (H, W):
-        raise ValueError(f"person mask shape {pm.shape} does not match the image {(H, W)}")
+        raise InputError(f"person mask shape {pm.shape} does not match the image {(H, W)}")
     full_mask = pm > config.mask_threshold
     if not full_mask.any():
-        raise ValueError("the person mask is empty: no person pixel to parse")
+        raise NoPersonError("the person mask is empty: no person pixel to parse")
 
     scale = min(1.0, config.work_height / H)
     h, w = max(MIN_WORK_SIDE, int(round(H * scale))), max(MIN_WORK_SIDE, int(round(W * scale)))
@@ -51,7 +73,7 @@ def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConf
     pms = cv2.resize(pm, (w, h), interpolation=cv2.INTER_LINEAR) if scale < 1 else pm
     mask = pms > config.mask_threshold
     if not mask.any():
-        raise ValueError("the person mask is empty at the working resolution")
+        raise NoPersonError("the person mask is empty at the working resolution")
     body = Body(pose, scale, (h, w))
     # work inside the person's box (plus a margin): everything outside is background anyway
     rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]

@@ -9,10 +9,28 @@ import cv2
 import numpy as np
 
 from vitonprep.backends.parsing_heuristic.body import Body, chain_map, limb_lines
-from vitonprep.backends.parsing_heuristic.colour import (AB_STEP, LB, MIN_SAMPLES, NBINS, SKIN_AB_ICOV, SKIN_AB_MEAN,
-                                                         argbest, gauss_fit, hist_model, mahal)
-from vitonprep.backends.parsing_heuristic.config import (C_HAIR, C_LOWER, C_SHOE, C_SKIN, C_UPPER, NCLS, NEG,
-                                                         HeuristicParsingConfig)
+from vitonprep.backends.parsing_heuristic.colour import (
+    AB_STEP,
+    LB,
+    MIN_SAMPLES,
+    NBINS,
+    SKIN_AB_ICOV,
+    SKIN_AB_MEAN,
+    argbest,
+    gauss_fit,
+    hist_model,
+    mahal,
+)
+from vitonprep.backends.parsing_heuristic.config import (
+    C_HAIR,
+    C_LOWER,
+    C_SHOE,
+    C_SKIN,
+    C_UPPER,
+    NCLS,
+    NEG,
+    HeuristicParsingConfig,
+)
 from vitonprep.backends.parsing_heuristic.regions import Frame, Head, Limbs
 
 NOFACE_LIMB_SKIN = 0.04  # without a face, skin is sampled within this many shoulder widths of forearms / shins
