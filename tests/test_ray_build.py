@@ -18,6 +18,7 @@ import vitonprep.build
 from vitonprep.build import BuildOptions, build_dataset
 from vitonprep.cli import app
 from vitonprep.config import load_pipeline_config
+from vitonprep.engine import ShardTask
 from vitonprep.errors import ConfigError
 from vitonprep.shards import completed_shards, iter_tar_samples, list_shards, stats_name
 from vitonprep.validate import validate_shards
@@ -191,7 +192,6 @@ class _FailingShard:
 
 def test_a_shard_that_keeps_failing_is_retried_a_bounded_number_of_times(ray_local, tmp_path):
     from vitonprep.distribute import RayOptions, run_shard_tasks_ray
-    from vitonprep.runner import ShardTask
 
     tasks = [ShardTask(i, tmp_path / "out", (i,)) for i in range(3)]
     seen = []
@@ -247,7 +247,6 @@ class _BrokenSetup:
 
 def test_work_that_cannot_be_set_up_stops_the_run_with_its_reason(ray_local, tmp_path):
     from vitonprep.distribute import RayOptions, run_shard_tasks_ray
-    from vitonprep.runner import ShardTask
 
     tasks = [ShardTask(i, tmp_path / "out", (i,)) for i in range(3)]
     with pytest.raises(ConfigError, match="shard workers could not start: FileNotFoundError: weights.pth"):
@@ -273,7 +272,6 @@ def test_shards_no_live_node_can_run_are_returned_as_not_made(ray_local, tmp_pat
     """The driver's side of a lost cluster, on one machine: once the cluster reports no CPU (as after its worker
     nodes died) for longer than the grace period, the run ends with every shard not made, instead of waiting."""
     from vitonprep.distribute import RayOptions, ray_runner, run_shard_tasks_ray
-    from vitonprep.runner import ShardTask
 
     real, calls = ray.cluster_resources, []
 

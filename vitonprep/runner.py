@@ -46,7 +46,8 @@ from vitonprep.shards import ShardResult
 logger = logging.getLogger(__name__)
 
 __all__ = ["FORKSERVER_PRELOAD", "LocalDistributor", "ProgressCallback", "ShardTask", "chunk", "die_with_parent",
-           "map_in_processes", "pool_context", "run_shard_tasks", "single_threaded_compute", "start_pool_server"]
+           "map_in_processes", "pool_context", "run_shard_tasks", "single_threaded_compute", "start_pool_server",
+           "worker_init"]
 
 #: imported once by the forkserver the local workers are forked from (see :func:`pool_context`); the first makes
 #: the server die with the process that started it
@@ -116,13 +117,13 @@ def start_pool_server() -> None:
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` build workers: forked as :func:`pool_context` says, each initialised by
-    :func:`_worker_init` with the caller's current environment."""
+    :func:`worker_init` with the caller's current environment."""
     start_pool_server()
-    return ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_worker_init,
+    return ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=worker_init,
                                initargs=(dict(os.environ), os.getpid()))
 
 
-def _worker_init(environ: dict[str, str] | None = None, driver_pid: int | None = None) -> None:
+def worker_init(environ: dict[str, str] | None = None, driver_pid: int | None = None) -> None:
     """One shard per process already uses the cores: a build worker computes on one thread (OpenBLAS, OpenCV).
 
     numpy's OpenBLAS is the one that matters: after a matrix product its idle threads spin for a while, and the
@@ -150,7 +151,7 @@ def _worker_init(environ: dict[str, str] | None = None, driver_pid: int | None =
 
 @contextmanager
 def single_threaded_compute() -> Iterator[None]:
-    """`_worker_init`'s limits inside this process for the duration of an in-process build, then restored (the
+    """`worker_init`'s limits inside this process for the duration of an in-process build, then restored (the
     caller may be a notebook or a training job that wants its threads back)."""
     try:
         import cv2  # heavy: imported where a build runs, not by every importer of the runner

@@ -30,7 +30,7 @@ from vitonprep.distribute.ray_runner import (
 )
 from vitonprep.engine import ShardLedger
 from vitonprep.errors import ConfigError, SampleError
-from vitonprep.runner import _worker_init
+from vitonprep.runner import worker_init
 from vitonprep.stages import Pipeline, SampleContext
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class StageActor:
     """One model stage in its own process (a GPU, typically). Decorated with ``ray.remote`` at run time."""
 
     def __init__(self, cfg: PipelineConfig, stage_name: str):
-        _worker_init()
+        worker_init()
         # the actor owns its num_cpus (a shard worker owns one): torch's intra-op threads follow them
         threads = max(1, int(getattr(cfg.stages, stage_name).resources.num_cpus))
         try:

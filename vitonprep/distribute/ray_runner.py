@@ -36,7 +36,7 @@ from vitonprep.engine import (
     run_task,
 )
 from vitonprep.errors import ConfigError
-from vitonprep.runner import _worker_init
+from vitonprep.runner import worker_init
 from vitonprep.shards import ShardResult
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def head_reachable(ray: Any, timeout: float = 2.0) -> bool:
 def _shard_task(token: str, factory: WorkFactory, task: ShardTask) -> ShardResult:
     """One shard, as a Ray task (decorated with ``ray.remote`` at run time, so importing this needs no Ray); the
     worker process keeps OpenCV/BLAS single-threaded (one shard per CPU already uses the cores)."""
-    return run_task(token, factory, task, init=_worker_init)
+    return run_task(token, factory, task, init=worker_init)
 
 
 def worker_count(ray: Any, options: RayOptions, reserved_cpus: float = 0.0) -> int:
