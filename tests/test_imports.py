@@ -124,7 +124,21 @@ def _walk(module: str, node: ast.AST, local: bool, type_checking: bool, out: lis
                     out.append(Import(module, sub, False, child.lineno, local, type_checking))
                 else:
                     out.append(Import(module, base, True, child.lineno, local, type_checking))
+        elif (name := _imported_by_call(child)) is not None:  # importlib.import_module("vitonprep.x"): the same
+            out.append(Import(module, name, False, child.lineno, local, type_checking))
         _walk(module, child, local, type_checking, out)
+
+
+def _imported_by_call(node: ast.AST) -> str | None:
+    """The project module a call ``importlib.import_module("...")`` or ``__import__("...")`` names literally."""
+    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+        return None
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    target = node.args[0].value
+    if name in ("import_module", "__import__") and isinstance(target, str) and target.split(".")[0] in PACKAGES:
+        return target
+    return None
 
 
 @cache
@@ -277,6 +291,26 @@ def test_module_level_imports_have_no_cycle():
     assert {"vitonprep.config", "vitonprep.schema"} <= graph["vitonprep.api"] | graph["vitonprep.config"]  # edges seen
     found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_scanner_sees_every_kind_of_import():
+    source = textwrap.dedent("""
+        import vitonprep.schema
+        from vitonprep import codecs, errors as e
+        from . import config
+        if TYPE_CHECKING:
+            from vitonprep.api import build
+        def f():
+            from vitonprep.stages import Pipeline
+            return importlib.import_module("vitonprep.raw")
+    """)
+    out: list[Import] = []
+    _walk("vitonprep.api", ast.parse(source), False, False, out)
+    seen = [(i.target, i.names_parent, i.local, i.type_checking) for i in out]
+    assert seen == [("vitonprep.schema", False, False, False), ("vitonprep.codecs", False, False, False),
+                    ("vitonprep.errors", False, False, False), ("vitonprep.config", False, False, False),
+                    ("vitonprep.api", True, False, True), ("vitonprep.stages", True, True, False),
+                    ("vitonprep.raw", False, True, False)]
 
 
 def test_the_cycle_finder_finds_cycles():
