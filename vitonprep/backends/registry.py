@@ -24,14 +24,14 @@ __all__ = ["BACKENDS", "Producer", "backend_class", "make_backend", "producer_of
 BACKENDS: dict[str, dict[str, str]] = {
     "pose": {
         "pose-mediapipe-blazepose": "vitonprep.backends.pose_mediapipe:MediapipePose",
-        "pose-openpose-body": "vitonprep.backends.adapters:OpenPoseBodyBackend",
+        "pose-openpose-body": "vitonprep.backends.pose_openpose:OpenPoseBody",
     },
     "person": {
         "person-mediapipe": "vitonprep.backends.person_mediapipe:MediapipePerson",
     },
     "parsing": {
-        "parsing-heuristic-mediapipe": "vitonprep.backends.adapters:HeuristicParsingBackend",
-        "parsing-schp": "vitonprep.backends.adapters:SCHPParsingBackend",
+        "parsing-heuristic-mediapipe": "vitonprep.backends.parsing_heuristic:HeuristicParser",
+        "parsing-schp": "vitonprep.backends.parsing_schp:SCHPCIHPParser",
     },
     "densepose": {
         "densepose-approx-parse": "vitonprep.backends.densepose_approx:ApproxDensePose",
