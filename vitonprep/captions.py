@@ -221,8 +221,6 @@ class GeometricTagger(Backend):
     KIND = "caption"
     APPROXIMATE = True
     LICENCE = "vitonprep (no model)"
-    name = NAME
-    approximate = APPROXIMATE
 
     def __call__(self, cloth_id: str, cloth_mask: np.ndarray | None, parse: np.ndarray | None = None,
                  category: str | None = None, cloth_rgb: np.ndarray | None = None) -> GarmentTags:
@@ -241,7 +239,7 @@ class GeometricTagger(Backend):
         ev = {**ev, "mask_item_hint": item_from_mask(shape), "aspect": round(shape.aspect, 3)}
         if worn is not None:
             ev["worn_item_from_parse"] = worn
-        return GarmentTags(tags, self.name, True, sleeve, item, ev)
+        return GarmentTags(tags, self.NAME, self.APPROXIMATE, sleeve, item, ev)
 
 
 def _normalise_sleeve(v: str | None) -> str | None:
@@ -285,8 +283,6 @@ class FileTagger(Backend):
     APPROXIMATE = False
     LICENCE = "as the user's tag file"
     Config = TagFileConfig
-    name = NAME
-    approximate = APPROXIMATE
 
     def __init__(self, config: TagFileConfig, weights_dir: str | Path | None = None):
         super().__init__(config, weights_dir)
@@ -332,7 +328,8 @@ class FileTagger(Backend):
                 tags["sleeveLength"] = IDM_SLEEVE_WORDS[cls]
         item_class = row.get("item_class") or (category if category in ITEMS else None)
         tags.pop("item_class", None)
-        return GarmentTags(tags, f"{self.name}:{self.path.name}", False, _normalise_sleeve(tags.get("sleeveLength")),
+        sleeve = _normalise_sleeve(tags.get("sleeveLength"))
+        return GarmentTags(tags, f"{self.NAME}:{self.path.name}", self.APPROXIMATE, sleeve,
                            item_class if item_class in ITEMS else None)
 
 
@@ -356,8 +353,6 @@ class ClipTagger(Backend):
     APPROXIMATE = True
     LICENCE = "as the user's CLIP weights"
     Config = ClipConfig
-    name = NAME
-    approximate = APPROXIMATE
 
     def __init__(self, config: ClipConfig, weights_dir: str | Path | None = None, *, model: Any = None,
                  processor: Any = None):
@@ -399,4 +394,4 @@ class ClipTagger(Backend):
             sleeve = max(sp, key=sp.get)
             tags["sleeveLength"] = IDM_SLEEVE_WORDS[sleeve]
             ev["sleeve_probs"] = {k: round(v, 4) for k, v in sp.items()}
-        return GarmentTags(tags, f"{self.name}:{self.path.name}", True, sleeve, item, ev)
+        return GarmentTags(tags, f"{self.NAME}:{self.path.name}", self.APPROXIMATE, sleeve, item, ev)
