@@ -19,6 +19,7 @@ from zlib_ng import zlib_ng
 
 from vitonprep.captions import check_caption
 from vitonprep.derive.labels import CIHP_PALETTE
+from vitonprep.errors import VitonprepError
 from vitonprep.schema import FIELDS_BY_MEMBER, Field, Kind
 
 #: JPEG qualities of the VITON-HD files (docs/architecture.md, "Data contract"): photos and DensePose q95, agnostic and
@@ -36,8 +37,9 @@ PNG_COMPRESS_LEVEL = 1
 MAX_PIXELS = 16 * 768 * 1024
 
 
-class DecodeError(ValueError):
-    """A field's bytes do not decode to what the contract promises."""
+class DecodeError(VitonprepError, ValueError):
+    """A field's bytes do not decode to what the contract promises (a ValueError too: callers that predate the
+    package's base error catch it as one)."""
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:

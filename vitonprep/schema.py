@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from vitonprep.errors import VitonprepError
+
 SCHEMA_VERSION = 1
 
 #: Target size of every person-aligned map, (width, height): VITON-HD's 768x1024.
@@ -160,8 +162,9 @@ def split_member(name: str) -> tuple[str, str]:
 MAX_NAME_LENGTH = 200
 
 
-class UnsafeName(ValueError):
-    """A name or path from data that is not a plain name, or that would lead outside its root."""
+class UnsafeName(VitonprepError, ValueError):
+    """A name or path from data that is not a plain name, or that would lead outside its root (a ValueError too, as
+    callers that predate the package's base error expect)."""
 
 
 def safe_name(value: object, what: str) -> str:
