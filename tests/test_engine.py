@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers.faults import arm_exit_once
+from helpers.shards import samples_by_key
 from PIL import Image
 
 from vitonprep.build import BuildOptions, build_dataset
@@ -29,14 +30,6 @@ from conftest import raw_from_bundled_pairs
 
 PERSONS = ("00034_00.jpg", "00035_00.jpg", "00055_00.jpg")
 
-
-def _samples(out: Path) -> dict[str, dict[str, bytes]]:
-    found: dict[str, dict[str, bytes]] = {}
-    for tar in list_shards(out):
-        for s in iter_tar_samples(tar):
-            assert s.key not in found, f"{s.key} written twice"
-            found[s.key] = s.members
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +91,7 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(raw, reference, t
     report = build_dataset(cfg, raw, tmp_path / "out", BuildOptions(workers=2, max_shard_retry=1))
     assert not fault.exists(), "the fault did not fire"
     assert report.failed_shards == {} and report.nsamples == len(PERSONS)
-    assert _samples(tmp_path / "out") == _samples(reference)  # every sample once, byte for byte
+    assert samples_by_key(tmp_path / "out") == samples_by_key(reference)  # every sample once, byte for byte
     assert not list((tmp_path / "out").glob("*.partial"))
 
 
@@ -131,7 +124,7 @@ def test_batched_and_offloaded_stages_give_the_per_sample_shards(raw, reference,
     results = [maker(t) for t in tasks]
     assert pose.batches == [2, 2] and parsing.batches == [2, 1]  # the wall failed at pose: 1 sample goes on
     assert [(f.stage, Path(f.source).name) for r in results for f in r.failures] == [("pose", "wall.jpg")]
-    assert _samples(tmp_path / "out") == _samples(reference)
+    assert samples_by_key(tmp_path / "out") == samples_by_key(reference)
     for name in ("00000.tar", "00001.tar"):  # the whole shard, failures and member order included
         assert (tmp_path / "out" / name).read_bytes() == (reference / name).read_bytes()
 
@@ -159,7 +152,7 @@ def test_rebuild_from_shards_runs_the_same_pipeline_on_the_stored_photos(referen
         sorted(s.key for s in iter_tar_samples(tar)) for tar in list_shards(src)]
     report = build_dataset(cfg, src, tmp_path / "again")
     assert report.nsamples == len(PERSONS) and not report.failures and report.nshards == 2
-    old, new = _samples(src), _samples(tmp_path / "again")
+    old, new = samples_by_key(src), samples_by_key(tmp_path / "again")
     assert sorted(new) == sorted(old)
     shard_of = {s.key: tar.name for tar in list_shards(src) for s in iter_tar_samples(tar)}
     for key in old:

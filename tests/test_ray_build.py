@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers.faults import EXIT_ONCE_ENV, ExitOnceWork
+from helpers.shards import samples_by_key
 from typer.testing import CliRunner
 
 import vitonprep.build
@@ -20,7 +21,7 @@ from vitonprep.cli import app
 from vitonprep.config import load_pipeline_config
 from vitonprep.engine import ShardTask
 from vitonprep.errors import ConfigError
-from vitonprep.shards import completed_shards, iter_tar_samples, list_shards, stats_name
+from vitonprep.shards import completed_shards, list_shards, stats_name
 from vitonprep.validate import validate_shards
 
 from conftest import raw_from_bundled_pairs
@@ -29,14 +30,6 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip ins
 
 PERSONS = ("00034_00.jpg", "00035_00.jpg")  # one shard each: enough to show skipping and retrying
 
-
-def _samples(out: Path) -> dict:
-    found = {}
-    for tar in list_shards(out):
-        for s in iter_tar_samples(tar):
-            assert s.key not in found, f"{s.key} written twice"
-            found[s.key] = s.members
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +76,7 @@ def test_ray_build_equals_local_build(ray_build, local_build):
     out, report = ray_build
     assert report.nsamples == len(PERSONS) and not report.failed_shards and not report.failures
     assert report.nshards == 2 and report.skipped_shards == 0
-    local, dist = _samples(local_build), _samples(out)
+    local, dist = samples_by_key(local_build), samples_by_key(out)
     assert sorted(dist) == sorted(local) and len(local) == len(PERSONS)
     for key, members in local.items():  # every map, byte for byte (the builds are deterministic)
         assert set(dist[key]) == set(members)
@@ -109,7 +102,7 @@ def test_stage_actors_with_batches_give_the_same_maps(ray_local, raw, local_buil
     assert report.nsamples == len(PERSONS) and not report.failed_shards
     assert [(Path(f.source).name, f.stage) for f in report.failures] == [("wall.jpg", "pose")]
     assert report.stage_seconds["pose"] > 0  # timed inside the actor, reported through the stats
-    local, dist = _samples(local_build), _samples(tmp_path / "out")
+    local, dist = samples_by_key(local_build), samples_by_key(tmp_path / "out")
     assert sorted(dist) == sorted(local)
     assert {(k, m) for k in local for m in local[k] if dist[k].get(m) != local[k][m]} == set()
     # a request the cluster cannot place is refused instead of waiting forever
@@ -134,8 +127,8 @@ def test_worker_killed_mid_task_is_retried_and_every_sample_is_written_once(ray_
         fault_file.unlink(missing_ok=True)
     assert fired, "no worker process reached the fault-injection point"
     assert not report.failed_shards and report.nsamples == len(PERSONS)
-    dist = _samples(tmp_path / "out")  # asserts no key twice
-    assert dist == _samples(local_build)
+    dist = samples_by_key(tmp_path / "out")  # asserts no key twice
+    assert dist == samples_by_key(local_build)
     assert completed_shards(tmp_path / "out") == [0, 1]
     assert not list((tmp_path / "out").glob("*.partial"))
 
@@ -160,7 +153,7 @@ def test_rerun_skips_finished_shards(ray_local, raw, ray_build):
 def test_shard_to_shard_reruns_the_stages_on_stored_photos(ray_local, local_build, tmp_path):
     report = build_dataset(_cfg(), f"file://{local_build}", tmp_path / "again", BuildOptions(distributor="ray"))
     assert report.nsamples == len(PERSONS) and not report.failures and report.nshards == 2
-    old, new = _samples(local_build), _samples(tmp_path / "again")
+    old, new = samples_by_key(local_build), samples_by_key(tmp_path / "again")
     assert sorted(new) == sorted(old)
     for key in old:
         assert new[key]["image.jpg"] == old[key]["image.jpg"]  # the stored photos are not re-encoded

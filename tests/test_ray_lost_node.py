@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.shards import samples_by_key
 
 from vitonprep.build import build_dataset
 from vitonprep.build_worker import BuildWork
 from vitonprep.config import load_pipeline_config
-from vitonprep.shards import completed_shards, iter_tar_samples, list_shards
+from vitonprep.shards import completed_shards
 
 from conftest import raw_from_bundled_pairs
 
@@ -59,14 +60,6 @@ class _HoldOnDoomedNode(BuildWork):
 
         return held
 
-
-def _samples(out: Path) -> dict:
-    found = {}
-    for tar in list_shards(out):
-        for s in iter_tar_samples(tar):
-            assert s.key not in found, f"{s.key} written twice"
-            found[s.key] = s.members
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +143,7 @@ def test_a_lost_worker_node_with_the_workers_filling_the_cluster_does_not_hang_t
     assert done.returncode == 0, done.stdout[-4000:]
     assert f"{len(PERSONS)} samples, 0 failures" in done.stdout and "was not made" not in done.stdout
     assert "sound" in done.stdout
-    local, dist = _samples(local_build), _samples(out)
+    local, dist = samples_by_key(local_build), samples_by_key(out)
     assert sorted(dist) == sorted(local)
     assert {(k, m) for k in local for m in local[k] if dist[k].get(m) != local[k][m]} == set()
     assert completed_shards(out) == list(range(len(PERSONS)))
@@ -197,4 +190,4 @@ def test_a_lost_head_ends_the_build_with_the_shards_not_made_and_a_rerun_complet
     # the partial output is consistent: a local rerun makes only the missing shards, byte-identical
     report = build_dataset(load_pipeline_config("default", {"samples_per_shard": 1}), raw, out)
     assert report.skipped_shards == len(made) and not report.failed_shards
-    assert _samples(out) == _samples(local_build)
+    assert samples_by_key(out) == samples_by_key(local_build)
