@@ -1,0 +1,122 @@
+"""Thresholds of the quality checks: one frozen dataclass, read from the ``quality`` section of a pipeline YAML.
+
+Every default comes from a fact about people or photos, not from the bundled samples (docstring of each field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from vitonprep.errors import ConfigError
+
+__all__ = ["QualityConfig", "quality_config_from_mapping", "load_quality_config"]
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Thresholds (``quality:`` in a pipeline YAML; ``on_flag`` there is the build's policy and is ignored here).
+
+    Scores are named like the checks; each field says which way its score fails.
+    """
+
+    #: a keypoint counts when its confidence exceeds this (OpenPose draws joints above 0.05; 0.1 keeps the
+    #: joints its own renderer shows and drops BlazePose's guessed, invisible ones)
+    min_keypoint_confidence: float = 0.1
+    #: ``orientation`` (cosine between neck->mid-hip and image-down) below cos(45 deg) flags: try-on photos show
+    #: standing people, so a torso tilted past 45 deg is a photo rotated by 90/180 deg or a wrong skeleton
+    min_upright_cosine: float = math.cos(math.radians(45))
+    #: ``left_right`` (share of left/right evidences - hips, eyes, face landmarks, hands, arm labels, a visible
+    #: face - that agree with the shoulders) below 0.75 flags: one noisy evidence of the usual 6-8 passes, a
+    #: mirrored joint set contradicts several at once
+    min_left_right_agreement: float = 0.75
+    #: left/right spreads under this fraction of the torso length are too small to give an order (a turned body)
+    min_lateral_spread: float = 0.05
+    #: ``hip_shoulder_ratio`` (hip-joint width / shoulder width) below 0.3 flags: the hip joints are about 0.6 of
+    #: the shoulder width in adults (about 25 of 39 cm) and turning shrinks both alike, so 0.3 is half the
+    #: narrowest real body (hips 21 px under shoulders 190 px apart is 0.11)
+    min_hip_shoulder_ratio: float = 0.3
+    #: ``bone_length`` (longest bone / its adult length as a fraction of the neck->mid-hip torso: upper arm 0.65,
+    #: forearm 0.51, thigh 0.85, shin 0.85, from Drillis & Contini's segment table) above 2 flags: foreshortening
+    #: only shortens bones, a bone twice its anatomical length is a joint on something else
+    max_bone_ratio: float = 2.0
+    #: ``crossing_limbs`` (how many of the thigh pair and the upper-arm pair cross) above 0 flags: upper arms hang
+    #: beside the torso and thighs cross only when the hips are swapped (crossed ankles leave the thighs apart)
+    max_crossing_limbs: int = 0
+    #: ``arm_chain`` / ``leg_chain`` (share of the parse along shoulder->elbow->wrist / hip->knee->ankle in a class
+    #: that may lie there: arm, glove, garment, neck skin, hair, background for arms; leg, sock, shoe, any garment,
+    #: background for legs) below 0.7 flags: "mostly" with room for a joint a few pixels off a thin limb
+    min_chain_agreement: float = 0.7
+    #: ``hand_labels`` (share of the hand keypoints on an arm/glove label, background not counted) below 0.5 flags:
+    #: CIHP labels hands as arms, so a hand on garment or pants means the arm was labelled with it
+    min_hand_agreement: float = 0.5
+    #: ``limb_far`` (share of arm/leg labelled pixels farther than ``limb_far_distance`` torso lengths from their
+    #: chain of joints) above 0.15 flags: a limb is at most ~0.15 torso lengths thick, so pixels 0.4 away are not it
+    max_limb_far: float = 0.15
+    limb_far_distance: float = 0.4
+    #: ``face_label`` (share of face/sunglasses labels within one eye distance of the nose) below 0.3 flags when
+    #: the nose and an eye are in frame: that disk is the middle of the face
+    min_face_label: float = 0.3
+    #: ``hair_far`` (share of hair pixels in regions that do not reach the head: nose, eyes, ears grown by 1.5
+    #: head widths) above 0.25 flags: hair grows from the head, long hair stays connected to it
+    max_hair_far: float = 0.25
+    #: ``agn_face`` / ``agn_hands`` / ``agn_shoes`` (share of inner face / hand / foot keypoints inside agn_mask)
+    #: above 0.25 / 0.5 / 0.5 flags: the agnostic keeps face and hands, and for lower_body/dresses the shoes
+    max_agn_face: float = 0.25
+    max_agn_hands: float = 0.5
+    max_agn_shoes: float = 0.5
+    #: ``agn_body`` (agn_mask area / person area, person = non-background parse) above 0.9 flags: a garment region
+    #: never covers the whole person (head, hands and feet stay)
+    max_agn_body: float = 0.9
+    #: ``gt_outside_agn`` (share of gt_cloth_warped_mask outside agn_mask) above 0.02 flags: the worn garment must
+    #: lie in the region the model repaints; 2 % allows a few pixels of edge
+    max_gt_outside_agn: float = 0.02
+    #: ``cloth_mask_fit`` (share of the garment photo's own foreground - pixels unlike the border colour and edges -
+    #: inside the dilated cloth mask) below 0.8 flags: a studio garment photo is the garment on a plain
+    #: background, so foreground left outside the mask is garment the mask missed (a mask that covers a print)
+    min_cloth_mask_fit: float = 0.8
+    #: ``garment_face`` (best face-detector score on the garment photo) at or above 0.5 flags: mediapipe's own
+    #: default detection threshold; an in-shop garment photo holds no face
+    max_garment_face: float = 0.5
+    #: run the face detector on the garment photo (mediapipe, about 15 ms a sample)
+    detect_garment_faces: bool = True
+
+
+def quality_config_from_mapping(values: Mapping[str, Any], where: str = "quality") -> QualityConfig:
+    """A QualityConfig from a mapping; unknown keys and wrong types are ConfigErrors naming ``where``."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(QualityConfig)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "on_flag":  # the build's keep/drop policy, not a threshold
+            continue
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown setting (known: {', '.join(sorted(fields))})")
+        default = getattr(QualityConfig, key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            raise ConfigError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
+        kwargs[key] = float(value) if isinstance(default, float) else value
+    return QualityConfig(**kwargs)
+
+
+def load_quality_config(path: str | Path) -> QualityConfig:
+    """Read the ``quality:`` section of a pipeline YAML (or a YAML holding only the thresholds)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the quality config ({exc})") from exc
+    if isinstance(data, Mapping) and "quality" in data:
+        return quality_config_from_mapping(data["quality"] or {}, f"{path}: quality")
+    return quality_config_from_mapping(data, str(path))

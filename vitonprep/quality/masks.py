@@ -1,0 +1,106 @@
+"""The masks judged against independent evidence: the agnostic mask against face, hand and foot keypoints and the
+person's extent, gt_cloth_warped_mask against agn_mask, and the cloth mask against the garment photo's own
+foreground."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vitonprep.quality.config import QualityConfig
+from vitonprep.quality.geometry import Body, labels_at
+from vitonprep.quality.report import Outcome
+
+__all__ = ["agnostic_keeps", "agnostic_body", "gt_inside_agn", "cloth_mask_fit"]
+
+#: OpenPose face points 17..67: brows, nose, eyes, mouth (0..16 is the jaw line, which the neck region may touch)
+_INNER_FACE = slice(17, 68)
+_FEET = ("LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel")
+
+
+def _share_inside(mask: np.ndarray, pts: np.ndarray) -> float | None:
+    vals = labels_at(mask.astype(np.uint8), pts)
+    return float(vals.mean()) if len(vals) >= 3 else None
+
+
+def agnostic_keeps(body: Body, agn_mask: np.ndarray, category: str, cfg: QualityConfig) -> list[Outcome]:
+    """``agn_face`` / ``agn_hands`` / ``agn_shoes``: share of those keypoints inside the region to repaint."""
+    out = []
+    face = _share_inside(agn_mask, body.part_xy("face", _INNER_FACE))
+    if face is not None:
+        out.append(Outcome("agn_face", face, f"the agnostic mask covers {100 * face:.0f} % of the face"
+                           if face > cfg.max_agn_face else None))
+    hands = np.concatenate([body.part_xy("hand_left"), body.part_xy("hand_right")])
+    share = _share_inside(agn_mask, hands)
+    if share is not None:
+        out.append(Outcome("agn_hands", share, f"the agnostic mask covers {100 * share:.0f} % of the hand keypoints"
+                           if share > cfg.max_agn_hands else None))
+    if category in ("lower_body", "dresses"):
+        feet = np.array([body.xy(n) for n in _FEET if body.in_frame(n)]).reshape(-1, 2)
+        share = _share_inside(agn_mask, feet)
+        if share is not None:
+            out.append(Outcome("agn_shoes", share, f"the {category} agnostic mask covers {100 * share:.0f} % of the "
+                               "feet: the shoes are repainted" if share > cfg.max_agn_shoes else None))
+    return out
+
+
+def agnostic_body(agn_mask: np.ndarray, parse: np.ndarray, cfg: QualityConfig) -> Outcome | None:
+    """``agn_body``: agn_mask area over the person's area (non-background parse)."""
+    person = int((parse != 0).sum())
+    if person < 1000:
+        return None
+    ratio = float((agn_mask & (parse != 0)).sum()) / person
+    if ratio <= cfg.max_agn_body:
+        return Outcome("agn_body", ratio)
+    return Outcome("agn_body", ratio, f"the agnostic mask swallows {100 * ratio:.0f} % of the person")
+
+
+def gt_inside_agn(gt: np.ndarray, agn_mask: np.ndarray, cfg: QualityConfig) -> Outcome | None:
+    """``gt_outside_agn``: share of the worn-garment mask outside the region to repaint."""
+    n = int(gt.sum())
+    if n == 0:
+        return None
+    outside = int((gt & ~agn_mask).sum())
+    share = outside / n
+    if share <= cfg.max_gt_outside_agn:
+        return Outcome("gt_outside_agn", share)
+    return Outcome("gt_outside_agn", share, f"gt_cloth_warped_mask reaches {outside} px ({100 * share:.0f} %) "
+                                            "outside agn_mask")
+
+
+def _photo_foreground(rgb: np.ndarray) -> np.ndarray:
+    """Pixels unlike the photo's border colour, or on an edge, away from the border (the garment's own evidence).
+
+    Unlike the cloth-mask back-ends it fits no background surface, uses no texture measure and fills no holes: it
+    only marks where something is, so a mask that stops inside the garment leaves such pixels outside it.
+    """
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    blur = cv2.GaussianBlur(small, (5, 5), 0).astype(np.int16)
+    band = max(4, min(small.shape[:2]) // 64)
+    border = np.concatenate([blur[:band].reshape(-1, 3), blur[-band:].reshape(-1, 3),
+                             blur[:, :band].reshape(-1, 3), blur[:, -band:].reshape(-1, 3)])
+    bg = np.median(border, axis=0)
+    tol = max(12.0, 3.0 * float(np.median(np.abs(border - bg).max(axis=1))))
+    fg = np.abs(blur - bg).max(axis=2) > tol
+    edges = cv2.Canny(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), 20, 60) > 0
+    ev = fg | edges
+    ev[:2 * band] = ev[-2 * band:] = False
+    ev[:, :2 * band] = ev[:, -2 * band:] = False
+    return cv2.resize(ev.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def cloth_mask_fit(cloth: np.ndarray, cloth_mask: np.ndarray, cfg: QualityConfig) -> Outcome | None:
+    """``cloth_mask_fit``: share of the garment photo's foreground evidence inside the (slightly grown) mask."""
+    ev = _photo_foreground(cloth)
+    n = int(ev.sum())
+    if n < 500:
+        return None
+    grow = max(3, cloth.shape[1] // 50)  # a mask edge a few pixels inside the garment's outline is fine
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    grown = cv2.dilate(cloth_mask.astype(np.uint8), kernel) > 0
+    share = float((ev & grown).sum()) / n
+    if share >= cfg.min_cloth_mask_fit:
+        return Outcome("cloth_mask_fit", share)
+    return Outcome("cloth_mask_fit", share, f"{100 * (1 - share):.0f} % of the garment photo's foreground lies "
+                                            "outside cloth_mask: the mask misses part of the garment")

@@ -1,0 +1,86 @@
+"""``check_sample``: every quality check over one decoded sample (the dict the shard decoders give)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from vitonprep.derive.body25 import OpenPoseKeypoints
+from vitonprep.quality import masks, parse_pose, skeleton
+from vitonprep.quality.config import QualityConfig
+from vitonprep.quality.garment import GarmentFaces
+from vitonprep.quality.geometry import Body
+from vitonprep.quality.report import Outcome, QualityReport
+
+__all__ = ["CHECKS", "check_sample"]
+
+logger = logging.getLogger(__name__)
+
+#: every check name, in report order
+CHECKS = ("orientation", "left_right", "hip_shoulder_ratio", "bone_length", "crossing_limbs", "arm_chain",
+          "leg_chain", "hand_labels", "limb_far", "face_label", "hair_far", "agn_face", "agn_hands", "agn_shoes",
+          "agn_body", "gt_outside_agn", "cloth_mask_fit", "garment_face")
+
+_DEFAULT = QualityConfig()
+
+
+def _body(decoded: dict[str, Any], cfg: QualityConfig) -> Body | None:
+    pose, image = decoded.get("pose"), decoded.get("image")
+    if pose is None or image is None:
+        return None
+    try:
+        kp = OpenPoseKeypoints.from_json_dict(pose)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None  # validate reports a pose.json that is not BODY_25; there is nothing to judge here
+    h, w = image.shape[:2]
+    return Body(kp, cfg.min_keypoint_confidence, w, h)
+
+
+def check_sample(decoded: dict[str, Any], config: QualityConfig = _DEFAULT,
+                 faces: GarmentFaces | None = None) -> QualityReport:
+    """Run the checks the sample's members allow (a missing member skips its checks, it is validate's job).
+
+    ``faces`` is the garment face detector to reuse across samples; without one and with
+    ``config.detect_garment_faces``, one is made for this call.
+    """
+    report = QualityReport()
+    outcomes: list[Outcome | None] = []
+    body = _body(decoded, config)
+    parse = decoded.get("parse")
+    if parse is not None and parse.ndim != 2:
+        parse = None
+    meta = decoded.get("meta") if isinstance(decoded.get("meta"), dict) else {}
+    category = str(meta.get("category", "upper_body"))
+    if body is not None:
+        outcomes += [skeleton.orientation(body, config), skeleton.left_right(body, parse, config),
+                     skeleton.hip_shoulder_ratio(body, config), skeleton.bone_length(body, config),
+                     skeleton.crossing_limbs(body, config)]
+        if parse is not None:
+            outcomes += parse_pose.limb_chains(body, parse, config)
+            outcomes += [parse_pose.hand_labels(body, parse, config), parse_pose.limb_far(body, parse, config),
+                         parse_pose.face_label(body, parse, config), parse_pose.hair_far(body, parse, config)]
+        agn = decoded.get("agn_mask")
+        if agn is not None:
+            outcomes += masks.agnostic_keeps(body, agn, category, config)
+    agn, gt = decoded.get("agn_mask"), decoded.get("gt_cloth_warped_mask")
+    if agn is not None and parse is not None and agn.shape == parse.shape:
+        outcomes.append(masks.agnostic_body(agn, parse, config))
+    if agn is not None and gt is not None and agn.shape == gt.shape:
+        outcomes.append(masks.gt_inside_agn(gt, agn, config))
+    cloth, cloth_mask = decoded.get("cloth"), decoded.get("cloth_mask")
+    if cloth is not None and cloth_mask is not None and cloth.shape[:2] == cloth_mask.shape:
+        outcomes.append(masks.cloth_mask_fit(cloth, cloth_mask, config))
+    if cloth is not None and config.detect_garment_faces:
+        own = faces is None
+        detector = GarmentFaces() if faces is None else faces
+        try:
+            outcomes.append(detector(np.asarray(cloth, np.uint8), config))
+        finally:
+            if own:
+                detector.close()
+    for outcome in outcomes:
+        if outcome is not None:
+            report.add(outcome)
+    return report
