@@ -7,7 +7,7 @@ import logging
 import typer
 from rich.console import Console
 
-from vitonprep.cli import build, convert, doctor, export, inspect, score, validate
+from vitonprep.cli import build, convert, doctor, export, inspect, quality, score, validate
 from vitonprep.cli._common import GuardedGroup, setup_logging
 
 console = Console(stderr=True)
@@ -42,3 +42,4 @@ app.command("inspect")(inspect.inspect)
 app.command("export")(export.export)
 app.command("score")(score.score)
 app.command("doctor")(doctor.doctor)
+app.command("quality")(quality.quality)
