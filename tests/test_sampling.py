@@ -41,7 +41,7 @@ def test_step_schedule_alphas():
     assert s.timesteps.tolist() == ts
     assert torch.equal(s.alphas, AC[ts])
     assert s.alphas_prev[0] == AC[0]                       # last reverse step ends at ᾱ[0], not 1
-    assert abs(float(s.alphas_prev[0]) - 0.99915) < 1e-5    # spec §6.1
+    assert abs(float(s.alphas_prev[0]) - 0.99915) < 1e-5    # ᾱ[0] = 1 − β₀ = 1 − 0.00085
     assert torch.equal(s.alphas_prev[1:], AC[ts[:-1]])
     assert torch.all(s.sigmas == 0)
     s1 = step_schedule(AC, 50, eta=1.0)

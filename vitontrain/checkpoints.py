@@ -5,10 +5,14 @@
 * :func:`load_vae_finetune` — ``VITONHD_VAE_finetuning.ckpt`` (bare ``AutoencoderKL`` state dict plus ``loss.*``
   keys, which are dropped) into ``first_stage_model``.
 * :func:`init_from_paint_by_example` — a StableVITON starting point from the public Paint-by-Example checkpoint
-  (spec §3.2): conv_in zero-padded 9 → 13 channels, the spatial encoder copied from the UNet encoder, the new
-  parts (cond_first_block, zero cross-attention blocks, zero convs, lastzc) at their (zero-)initialisation.
+  (the official recipe, after ControlNet's ``tool_add_control.py``): conv_in zero-padded 9 → 13 channels, the
+  spatial encoder copied from the UNet encoder, the new parts (cond_first_block, zero cross-attention blocks, zero
+  convs, lastzc) at their (zero-)initialisation.
 * :func:`save_official` (``{"state_dict": …}`` torch file, loadable by the official code) and
   :func:`save_safetensors`.
+
+Training checkpoints written by ``vitontrain fit`` leave the frozen weights out; ``vitontrain.train.weights``
+completes them (``read_model_state``, ``restore_net``) and exports full files.
 
 Every load goes through ``torch.load(weights_only=True)`` or safetensors: no pickled code is ever executed. Key
 problems are reported by name (:class:`LoadReport`); strict loads raise :class:`StateDictMismatchError`.
@@ -222,7 +226,7 @@ def load_vae_finetune(model: nn.Module, path_or_state_dict: str | Path | Mapping
 
 def stableviton_state_from_pbe(pbe_state_dict: Mapping[str, torch.Tensor],
                                model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
-    """Map a Paint-by-Example state dict onto the StableVITON layout (spec §3.2, ControlNet ``tool_add_control``).
+    """Map a Paint-by-Example state dict onto the StableVITON layout (ControlNet ``tool_add_control.py``).
 
     Returns ``(state_dict, fresh_keys, dropped_keys)``: ``fresh_keys`` are taken from ``model`` as initialised
     (cond_first_block, warp blocks, zero convs, lastzc, and schedule buffers if the PBE file lacks them).

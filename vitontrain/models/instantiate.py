@@ -1,7 +1,7 @@
 """``target``/``params`` configs for vitontrain's model graph (the dialect of ldm/sgm/StableVITON configs).
 
 Only classes inside the ``vitontrain.`` package may be instantiated: a config file cannot make us import or call
-arbitrary code.
+arbitrary code. Errors are vitonprep's one ``ConfigError`` (also reachable as ``vitontrain.models.ConfigError``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from vitonprep import ConfigError
+
 logger = logging.getLogger(__name__)
 
 ALLOWED_PREFIX = "vitontrain."
-
-
-class ConfigError(ValueError):
-    """A model config is malformed or names a target outside ``vitontrain.``."""
 
 
 def get_obj_from_str(target: str) -> Any:
