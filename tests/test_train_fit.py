@@ -11,11 +11,12 @@ from typer.testing import CliRunner
 from vitontrain.checkpoints import load_stableviton, read_checkpoint
 from vitontrain.cli import app
 from vitontrain.data.transforms import collate
-from vitontrain.train.callbacks import TrainedParamsEMA
 from vitontrain.models.instantiate import TRAIN_CONFIGS_DIR
+from vitontrain.train.callbacks import TrainedParamsEMA
 from vitontrain.train.config import load_fit_config
-from vitontrain.train.fit import build_fit, build_net, run_fit
+from vitontrain.train.fit import build_fit, run_fit
 from vitontrain.train.system import StableVITONSystem
+from vitontrain.train.weights import build_net, read_model_state
 
 SMALL = ["data.height=64", "data.width=64", "data.batch_size=1", "data.num_workers=0", "data.shuffle_buffer=0",
          "data.epoch_samples=4", "train.sample_every_n_steps=0", "train.log_every_n_steps=1", "train.seed=5",
@@ -101,8 +102,9 @@ def test_checkpoint_has_the_official_layout_and_loads_strictly(train_shards, tmp
     ckpt = read_checkpoint(last)
     assert ckpt["vitontrain"]["layout"] == "official" and "optimizer_states" in ckpt
     assert not any(k.startswith("net.") for k in ckpt["state_dict"])
+    assert set(ckpt["state_dict"]).isdisjoint(ckpt["vitontrain"]["frozen"]["dropped"])  # frozen weights left out
     fresh = build_net(cfg)
-    report = load_stableviton(fresh, tmp_path / "run/checkpoints/last.ckpt")
+    report = load_stableviton(fresh, read_model_state(last))  # the slim file completed from its run's init
     assert report.ok
     for name, p in fresh.named_parameters():
         assert torch.equal(p, dict(run.system.net.named_parameters())[name]), name
@@ -115,7 +117,7 @@ def test_official_configuration_trainer_builds_on_meta(tmp_path, train_shards):
     run = build_fit(cfg, resume="none", progress=False, logger_backends=False, net=net)
     optimizer = run.system.configure_optimizers()
     n_opt = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
-    assert n_opt == 355_255_168  # the official set (spec §3, 529.4 M) minus the 174 M that never get a gradient
+    assert n_opt == 355_255_168  # the official set (529.4 M) minus the 174 M that never get a gradient
     assert run.trainer.max_steps == cfg.train.max_steps and run.trainer.precision == "bf16-mixed"
     assert cfg.model_config()["params"]["gradient_checkpointing"] is True
 

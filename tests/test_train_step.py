@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers.legacy_step import legacy_training_loss
+
 from vitontrain.models import build_model
-from vitontrain.train.fit import stand_in_pretrained
+from vitontrain.train.weights import stand_in_pretrained
 
 TINY = Path(__file__).resolve().parents[1] / "pipelines/train/tiny.yaml"
 
@@ -31,7 +31,7 @@ def test_one_batched_vae_encode_equals_four_separate_encodes():
     model, batch = tiny_model(), make_batch()
     images = [batch[k] for k in ("image", "agn", "image_densepose", "cloth")]
     batched = model.encode_first_stage_batched(images)
-    for x, posterior in zip(images, batched):
+    for x, posterior in zip(images, batched, strict=True):
         single = model.encode_first_stage(x)
         torch.testing.assert_close(posterior.mean, single.mean, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(posterior.std, single.std, rtol=1e-5, atol=1e-6)

@@ -145,6 +145,26 @@ def test_sample_refuses_a_crafted_checkpoint(train_shards, sandbox, zip_format):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("case", ["target", "tag"])
+def test_sample_refuses_a_checkpoint_whose_stored_config_would_run_code(train_shards, sandbox, case):
+    """A fit checkpoint rebuilds its model from the config it stores: that text is parsed strictly (no YAML tags
+    constructed) and can only build vitontrain classes."""
+    from vitontrain.train.config import config_to_yaml, load_fit_config
+
+    marker = sandbox / "marker"
+    text = config_to_yaml(load_fit_config("tiny", ["data.shards=[x]"]))
+    text = (text.replace("vitontrain.models.stableviton.StableVITONModel", "os.system") if case == "target"
+            else f"model: !!python/object/apply:os.system ['touch {marker}']\n")
+    crafted = sandbox / "slim.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "vitontrain": {"layout": "official", "config": text,
+                "frozen": {"dropped": ["x"], "fingerprint": None}}}, crafted)
+    result = runner.invoke(app, ["sample", str(train_shards), str(sandbox / "out"), "--checkpoint", str(crafted),
+                                 "--no-progress"])
+    assert not marker.exists(), "the stored config ran code"
+    assert_one_line_refusal(result, 2, str(crafted))
+    assert not (sandbox / "out").exists()
+
+
 def test_tryon_refuses_a_crafted_checkpoint(sandbox):
     marker, evil = sandbox / "marker", crafted_checkpoint(sandbox / "evil.ckpt", sandbox / "marker")
     out = sandbox / "out/tryon.jpg"

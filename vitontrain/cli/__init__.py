@@ -6,8 +6,8 @@ import logging
 
 import typer
 
-from vitontrain.cli import check_data, evaluate, fit, sample, tryon
-from vitontrain.cli._common import CommandGroup, console, set_verbose, setup_logging
+from vitontrain.cli import check_data, evaluate, export_checkpoint, fit, sample, tryon
+from vitontrain.cli._common import CommandGroup, set_verbose, setup_logging
 
 app = typer.Typer(
     name="vitontrain",
@@ -15,7 +15,8 @@ app = typer.Typer(
     help=(
         "Train and run StableVITON on vitonprep shards.\n\n"
         "  vitontrain check-data out/shards   (read samples as the trainer will)\n\n"
-        "  vitontrain fit --config tiny        (train; --set KEY=VALUE overrides)"
+        "  vitontrain fit --config tiny        (train; --set KEY=VALUE overrides)\n\n"
+        "  vitontrain export-checkpoint RUN.ckpt OUT.safetensors   (full model file, official layout)"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -36,3 +37,4 @@ app.command("fit")(fit.fit)
 app.command("sample")(sample.sample)
 app.command("tryon")(tryon.tryon)
 app.command("evaluate")(evaluate.evaluate)
+app.command("export-checkpoint")(export_checkpoint.export_checkpoint)

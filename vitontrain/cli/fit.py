@@ -22,15 +22,18 @@ def fit(
 ) -> None:
     """Train StableVITON on vitonprep shards (PyTorch Lightning; one GPU, many GPUs or CPU).
 
-    Writes OUT_DIR/checkpoints/{stepNNNNNNN,last}.ckpt (official key layout plus the full training state),
-    OUT_DIR/samples/*.jpg (paired and unpaired grids: person | garment | agnostic | result) and CSV +
-    TensorBoard logs. Re-running the same command resumes after a crash.
+    Writes OUT_DIR/config.yaml (the resolved config), OUT_DIR/checkpoints/{stepNNNNNNN,last}.ckpt (official key
+    names, the training state and the resolved config; the frozen weights are left out and rebuilt from the init
+    files on load — `vitontrain export-checkpoint` writes a full file), OUT_DIR/samples/*.jpg (paired and
+    unpaired grids: person | garment | agnostic | result) and CSV + TensorBoard logs. Re-running the same command
+    resumes after a crash.
 
     Example (CPU smoke run on the bundled samples, after `make demo`):
 
       vitontrain fit --config tiny --set train.max_steps=50
     """
-    from vitonprep.errors import ConfigError
+    # imported when the command runs (they load torch and Lightning): `vitontrain --help` stays fast
+    from vitonprep import ConfigError
     from vitontrain.checkpoints import CheckpointError
     from vitontrain.data.shards import ShardReadError
     from vitontrain.train.config import load_fit_config
@@ -40,19 +43,19 @@ def fit(
         cfg = load_fit_config(config, list(overrides or []))
         run = build_fit(cfg, resume=resume, progress=progress)
     except CheckpointError as exc:  # an init.* or resume file that is unsafe, unreadable or does not fit
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     except ShardReadError as exc:  # a truncated or damaged shard: the data, not the command, is wrong
-        raise fail(str(exc), code=1)
+        raise fail(str(exc), code=1) from exc
     except FileNotFoundError as exc:
-        raise fail(f"{exc} (make shards first: `vitonprep build RAW OUT` or `make demo`)")
+        raise fail(f"{exc} (make shards first: `vitonprep build RAW OUT` or `make demo`)") from exc
     except (ConfigError, ValueError) as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     try:
         run_fit(run)
     except CheckpointError as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     except (FileNotFoundError, ValueError) as exc:  # data problems surface at the first batch
-        raise fail(str(exc), code=1)
+        raise fail(str(exc), code=1) from exc
     wait, compute = run.timing.data_wait, run.timing.compute
     if compute:
         say(f"trained to step {run.trainer.global_step}; per batch: data wait "

@@ -34,6 +34,9 @@ class Precision(str, Enum):
 
 
 MODEL_CONFIG_HELP = "Model YAML: a path, or a name in pipelines/train/ (stableviton, tiny)."
+SAMPLE_CONFIG_HELP = ("Model YAML: a path, or a name in pipelines/train/ (stableviton, tiny). Default: the config "
+                      "stored in a vitontrain checkpoint, else stableviton; given with such a checkpoint, it must "
+                      "agree with the stored one.")
 
 
 def sample(
@@ -42,7 +45,7 @@ def sample(
     checkpoint: Annotated[Optional[Path], typer.Option(
         "--checkpoint", "-k", help="StableVITON checkpoint (VITONHD.ckpt, a vitontrain checkpoint, .safetensors).")
     ] = None,
-    config: Annotated[str, typer.Option("--config", "-c", help=MODEL_CONFIG_HELP)] = "stableviton",
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help=SAMPLE_CONFIG_HELP)] = None,
     sampler: Annotated[Sampler, typer.Option(help="plms (official inference) or ddim.")] = Sampler.plms,
     steps: Annotated[int, typer.Option(min=1, help="Sampling steps (official grid range(0,1000,1000//steps)+1).")] = 50,
     eta: Annotated[float, typer.Option(min=0.0, help="DDIM η (PLMS needs 0).")] = 0.0,
@@ -76,11 +79,13 @@ def sample(
 
       vitontrain sample out/shards out/tryon --checkpoint ckpts/VITONHD.ckpt
     """
+    # imported when the command runs (they load torch): `vitontrain --help` stays fast
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from vitonprep import ConfigError
     from vitontrain.checkpoints import CheckpointError
-    from vitontrain.sampling.inference import MissingFileError, SamplingConfig, load_inference_model
-    from vitontrain.sampling.run import sample_dataset
+    from vitontrain.sampling.inference import MissingFileError, SamplingConfig
+    from vitontrain.sampling.run import load_sampling_model, sample_dataset
     from vitontrain.sampling.schedule import make_timesteps
     from vitontrain.sampling.sources import iter_samples, source_kind
 
@@ -93,13 +98,13 @@ def sample(
                              start=start.value, repaint=repaint, precision=precision.value, seed=seed)
         make_timesteps(steps)  # an impossible grid fails here, before the model is built
         kind = source_kind(source)
-        model = load_inference_model(config, checkpoint, device, random_init=random_init)
-    except (MissingFileError, FileNotFoundError, ValueError, CheckpointError) as exc:
-        raise fail(str(exc))
+        model = load_sampling_model(checkpoint, config, device, random_init=random_init)
+    except (MissingFileError, FileNotFoundError, ValueError, CheckpointError, ConfigError) as exc:
+        raise fail(str(exc)) from exc
     try:
         total = sum(1 for _ in iter_samples(source, modes, split, limit)) if kind == "shards" else None
     except (FileNotFoundError, ValueError) as exc:  # a damaged shard: named with the sample in the message
-        raise fail(str(exc), 1)
+        raise fail(str(exc), 1) from exc
     say(f"{kind} {source} → {out}: {cfg.sampler} {steps} steps, CFG {guidance_scale}, start "
         f"{cfg.start}{', repaint' if repaint else ''}, {height}x{width}")
     columns = [TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -109,9 +114,10 @@ def sample(
             report = sample_dataset(model, source, out, cfg, height, width, modes, batch_size, limit, split,
                                     grid_rows, on_batch=lambda n: bar.advance(task, n),
                                     extra_manifest={"checkpoint": str(checkpoint) if checkpoint else None,
-                                                    "config": str(config), "random_init": random_init})
+                                                    "config": str(config) if config else None,  # None: default
+                                                    "random_init": random_init})
         except (FileNotFoundError, ValueError, KeyError) as exc:
-            raise fail(str(exc), 1)
+            raise fail(str(exc), 1) from exc
     if report.count == 0:
         raise fail(f"no {' or '.join(modes)} samples in {source}", 1)
     skipped = f", {len(report.skipped)} skipped (see the warnings above)" if report.skipped else ""

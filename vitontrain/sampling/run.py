@@ -8,6 +8,10 @@ Layout of ``out`` (the official inference layout plus two extras):
   garment, agnostic, result;
 * ``samples.json`` — sampling config, source, model size and one record per image (file, mode, person, cloth,
   seconds). ``vitontrain evaluate`` reads its test lists from it.
+
+:func:`load_sampling_model` builds the model to sample with: a checkpoint written by ``vitontrain fit`` carries its
+resolved config and rebuilds its model alone (frozen weights refilled from its run's init files); an official or
+safetensors file needs the model config.
 """
 
 from __future__ import annotations
@@ -23,14 +27,78 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vitonprep import ConfigError
 from vitonprep.schema import UnsafeName, safe_path
-from vitontrain.sampling.inference import SamplingConfig, generate, model_device, to_uint8
+from vitontrain.checkpoints import read_checkpoint
+from vitontrain.data.transforms import collate, to_model_sample
+from vitontrain.models.instantiate import load_config
+from vitontrain.sampling.inference import (
+    MissingFileError,
+    SamplingConfig,
+    generate,
+    load_inference_model,
+    model_device,
+    resolve_model_config,
+    to_uint8,
+)
 from vitontrain.sampling.sources import MODES, iter_samples
+from vitontrain.train.weights import checkpoint_config, restore_net
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "samples.json"
 JPEG_QUALITY = 95
+#: the model config used for a checkpoint that carries none (an official VITONHD.ckpt)
+DEFAULT_MODEL_CONFIG = "stableviton"
+
+
+def first_difference(a: Any, b: Any, where: str = "model") -> str | None:
+    """The dotted key where two config mappings first differ (None when equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return f"{where}.{key}"
+            found = first_difference(a[key], b[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    return None if a == b else where
+
+
+def load_sampling_model(checkpoint: str | Path | None, config: str | Path | None = None,
+                        device: str | torch.device = "cpu", random_init: bool = False,
+                        sample_posterior: bool | None = None) -> Any:
+    """The model to sample with, in eval mode on ``device``.
+
+    ``config`` None: the checkpoint's own config when it carries one (``vitontrain fit`` checkpoints), else
+    ``pipelines/train/stableviton.yaml``. Given with a checkpoint that carries a config, both ``model`` sections
+    must be equal: a :class:`ConfigError` names the first key that differs (the checkpoint's config is the one its
+    weights were trained with; there is no silent precedence). Without a checkpoint, ``random_init`` builds random
+    weights (smoke runs)."""
+    if checkpoint is None or not Path(checkpoint).is_file():
+        return load_inference_model(config or DEFAULT_MODEL_CONFIG, checkpoint, device, random_init, sample_posterior)
+    # read once here (weights only, memory-mapped): an unsafe or unreadable file is refused before any model is built
+    state = read_checkpoint(checkpoint)
+    own = checkpoint_config(state, str(checkpoint))
+    if own is None:
+        return load_inference_model(config or DEFAULT_MODEL_CONFIG, checkpoint, device, random_init, sample_posterior)
+    if config is not None:
+        path = resolve_model_config(config)
+        given = load_config(path).get("model")
+        diff = first_difference(own.model, given)
+        if diff is not None:
+            raise ConfigError(f"--config {path} disagrees with the config stored in {checkpoint} at {diff}; the "
+                              f"checkpoint rebuilds its own model: leave --config out")
+    model, _ = restore_net(checkpoint, state)
+    if sample_posterior is not None:
+        model.sample_posterior = sample_posterior
+    model.configure_trainable("none")
+    logger.info("model rebuilt from the config stored in %s", checkpoint)
+    return model.to(device).eval()
+
+
+__all__ = ["DEFAULT_MODEL_CONFIG", "MissingFileError", "SampleReport", "load_sampling_model", "output_path",
+           "sample_dataset", "write_grid"]
 
 
 @dataclass
@@ -86,8 +154,6 @@ def sample_dataset(model: Any, source: Path, out: Path, cfg: SamplingConfig, hei
 
     ``on_batch(n)`` is called after each batch with its size, ``on_step(i, n)`` after each sampler step.
     """
-    from vitontrain.data.transforms import collate, to_model_sample
-
     out = Path(out)
     for m in modes:
         (out / MODES[m]).mkdir(parents=True, exist_ok=True)

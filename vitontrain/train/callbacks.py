@@ -1,9 +1,11 @@
-"""Training callbacks: EMA of the trained parameters, sample grids, step timing (data wait vs compute)."""
+"""Training callbacks: EMA of the trained parameters, sample grids, step timing (data wait vs compute), the
+resolved config written to the run folder."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,6 +14,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
+
+from vitontrain.sampling.inference import SamplingConfig, generate
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +48,8 @@ class TrainedParamsEMA(pl.Callback):
         if self.shadow:  # restored from a checkpoint
             missing = sorted(set(params) - set(self.shadow))
             if missing:
-                raise RuntimeError(f"EMA state in the checkpoint lacks {len(missing)} trained tensors, e.g. {missing[0]}")
+                raise RuntimeError(f"EMA state in the checkpoint lacks {len(missing)} trained tensors, "
+                                   f"e.g. {missing[0]}")
             self.shadow = {n: t.to(params[n].device) for n, t in self.shadow.items()}
         else:
             self.shadow = {n: p.detach().float().clone() for n, p in params.items()}
@@ -115,24 +120,26 @@ class SampleGrids(pl.Callback):
         return self._previews[kind]
 
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[Path]:
-        from vitontrain.sampling.inference import SamplingConfig, generate
-
         cfg = SamplingConfig(sampler="ddim", steps=self.steps, guidance_scale=self.guidance, start="person",
                              seed=self.seed)
         ema = next((c for c in trainer.callbacks if isinstance(c, TrainedParamsEMA)), None)
         swap = ema.swapped_in(pl_module) if ema is not None and ema.shadow else contextlib.nullcontext()
+        # bf16-mixed runs store frozen VAE/CLIP weights in bf16 (weights.store_frozen_bf16): sample under the run's
+        # autocast too. Other precisions sample in fp32 as before.
+        amp = (trainer.precision_plugin.forward_context() if trainer.precision == "bf16-mixed"
+               else contextlib.nullcontext())
         written = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         was_training = pl_module.training
         pl_module.eval()
         try:
-            with swap:
+            with swap, amp:
                 for kind in ("paired", "unpaired"):
                     batch = self._preview(trainer, kind)
                     generator = torch.Generator().manual_seed(self.seed)
                     result = generate(pl_module.net, batch, cfg, generator).images
                     rows = [list(cols) for cols in zip(to_uint8_hwc(batch["image"]), to_uint8_hwc(batch["cloth"]),
-                                                       to_uint8_hwc(batch["agn"]), to_uint8_hwc(result))]
+                                                       to_uint8_hwc(batch["agn"]), to_uint8_hwc(result), strict=True)]
                     path = self.out_dir / f"step{trainer.global_step:07d}_{kind}.jpg"
                     grid_image(rows).save(path, quality=90)
                     written.append(path)
@@ -176,3 +183,20 @@ class StepTiming(pl.Callback):
             torch.cuda.synchronize(pl_module.device)
         self._batch_end = time.perf_counter()
         self.compute.append(self._batch_end - self._batch_start)
+
+
+class RunConfigFile(pl.Callback):
+    """Writes the run's resolved config (YAML) to the run folder once training is set up (rank 0), replacing the
+    previous run's on resume: each checkpoint carries the config it was trained with."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = Path(path)
+        self.text = text
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.text, encoding="utf-8")
+        os.replace(tmp, self.path)  # a reader never sees half a file

@@ -1,9 +1,13 @@
 """The `vitontrain fit` configuration: one YAML in ``pipelines/train/`` with ``model``, ``init``, ``data`` and
-``train`` sections, resolved once (with dotted overrides) into frozen dataclasses. Unknown keys are errors."""
+``train`` sections, resolved once (with dotted overrides) into frozen dataclasses. Unknown keys are errors.
+
+The resolved config goes back to YAML (:func:`config_to_yaml`) for the run folder and every checkpoint, and is read
+back from there by :func:`config_from_yaml` with the same strict rules: a checkpoint's config is untrusted text."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +15,7 @@ from typing import Any
 
 import yaml
 
-from vitonprep.config import apply_dotted_overrides, config_from_mapping
-from vitonprep.errors import ConfigError
+from vitonprep import ConfigError, apply_dotted_overrides, config_from_mapping
 from vitontrain.data.module import DataConfig
 from vitontrain.models.instantiate import resolve_train_config
 
@@ -155,9 +158,43 @@ def load_fit_config(name_or_path: str | Path, overrides: list[str] | dict[str, A
     if "data" not in data:
         raise ConfigError(f"{path}: no `data` section; this is a model-only config (set data.shards=... to train)")
     data["source"] = str(path)
+    return _fit_config(data, str(path))
+
+
+def _fit_config(data: Any, where: str) -> FitConfig:
     try:
-        return config_from_mapping(FitConfig, data, str(path))
+        return config_from_mapping(FitConfig, data, where)
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    """Dataclass fields as YAML-safe values (tuples become lists; the strict loader turns them back)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_to_yaml(cfg: FitConfig) -> str:
+    """The resolved config as YAML: ``--set`` overrides applied, the ``init.*`` paths made absolute (a checkpoint
+    rebuilds its frozen weights from them, from wherever it is used)."""
+    init = {k: (str(Path(v).resolve()) if isinstance(v, str) and v else v)
+            for k, v in dataclasses.asdict(cfg.init).items()}
+    data = _plain(dataclasses.asdict(cfg))
+    data["init"] = init
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def config_from_yaml(text: str, where: str) -> FitConfig:
+    """A config written by :func:`config_to_yaml`, read back strictly (``where`` names it in errors)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{where}: the training config must be YAML text, got {type(text).__name__}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML: {yaml_reason(exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the training config is not a YAML mapping")
+    return _fit_config(data, where)

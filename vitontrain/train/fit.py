@@ -3,6 +3,10 @@
 Resume: ``resume="auto"`` continues from ``{out_dir}/checkpoints/last.ckpt`` when it exists, so re-running the same
 command after a crash or a pre-emption picks up where it stopped (weights, optimiser, step, EMA, data position).
 
+Checkpoints leave the frozen weights out and carry the resolved config (``vitontrain.train.weights``); the run
+folder gets the config too (``OUT_DIR/config.yaml``). ``stand_in_pretrained`` is re-exported here for
+``bench/bench_train_step.py``, which imports it from this module.
+
 Checkpoints are untrusted input (a ``last.ckpt`` can be planted in a run folder): every one is read by
 :func:`vitontrain.checkpoints.read_checkpoint` (``torch.load(weights_only=True)``), Lightning's resume included
 (:class:`WeightsOnlyIO`). Our checkpoints hold only tensors, plain containers and primitives, so nothing else is
@@ -25,16 +29,18 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.strategies import DDPStrategy
 
-from vitonprep.errors import ConfigError
-from vitontrain.checkpoints import (CheckpointError, UnsafeCheckpointError, init_from_paint_by_example,
-                                    load_stableviton, load_vae_finetune, read_checkpoint, read_state_dict)
+from vitonprep import ConfigError
+from vitontrain.checkpoints import CheckpointError, UnsafeCheckpointError, read_checkpoint
 from vitontrain.data.module import ShardDataModule, expand_shard_specs
 from vitontrain.data.shards import check_local_shards
-from vitontrain.models.instantiate import instantiate_from_config
-from vitontrain.models.stableviton import StableVITONModel, count_parameters
-from vitontrain.train.callbacks import SampleGrids, StepTiming, TrainedParamsEMA
+from vitontrain.models.stableviton import StableVITONModel
+from vitontrain.train.callbacks import RunConfigFile, SampleGrids, StepTiming, TrainedParamsEMA
 from vitontrain.train.config import FitConfig, TrainConfig
 from vitontrain.train.system import StableVITONSystem
+from vitontrain.train.weights import RunInfo, build_net, stand_in_pretrained, store_frozen_bf16
+
+__all__ = ["FitRun", "build_fit", "run_fit", "build_net", "stand_in_pretrained", "resolve_launch",
+           "resolve_strategy", "device_count", "WeightsOnlyIO", "ResumeAgreement"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,56 +67,6 @@ class WeightsOnlyIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path, mmap=True)
-
-
-def build_net(cfg: FitConfig) -> StableVITONModel:
-    init = cfg.init
-    for path in (init.stableviton, init.paint_by_example, init.vae):
-        if path and not Path(path).is_file():
-            raise FileNotFoundError(f"init weights {path} not found")
-    # read (memory-mapped) before the model is built: an unsafe or unreadable file is refused at once
-    weights = {name: read_state_dict(path) for name, path in (("stableviton", init.stableviton),
-               ("paint_by_example", init.paint_by_example), ("vae", init.vae)) if path}
-    net = instantiate_from_config(cfg.model_config())
-    if not isinstance(net, StableVITONModel):
-        raise TypeError(f"{cfg.source}: model.target must build a StableVITONModel, got {type(net).__name__}")
-    if init.stand_in_pretrained:
-        if init.stableviton or init.paint_by_example:
-            raise ValueError("init.stand_in_pretrained is for runs without real weights; unset it when init.stableviton "
-                             "or init.paint_by_example is given")
-        n = stand_in_pretrained(net, cfg.train.seed)
-        logger.warning("init.stand_in_pretrained: %d zero-initialised frozen tensors filled with random values in "
-                       "place of pretrained weights — a smoke run, not a real training start", n)
-    if "paint_by_example" in weights:
-        init_from_paint_by_example(net, weights["paint_by_example"], source=str(init.paint_by_example))
-    if "stableviton" in weights:
-        load_stableviton(net, weights["stableviton"], source=str(init.stableviton))
-    if "vae" in weights:
-        load_vae_finetune(net, weights["vae"], source=str(init.vae))
-    logger.info("model: %.1f M parameters, %.1f M in the optimiser", count_parameters(net) / 1e6,
-                sum(p.numel() for p in net.optimizer_parameters()) / 1e6)
-    return net
-
-
-@torch.no_grad()
-def stand_in_pretrained(net: StableVITONModel, seed: int) -> int:
-    """Give a randomly initialised model what pretrained weights would give it: non-zero frozen output layers.
-
-    ldm zero-initialises the UNet's output conv and every ResBlock/transformer output projection. In a real run the
-    frozen UNet comes pretrained (Paint-by-Example); at random initialisation its output is exactly zero, no gradient
-    reaches the trained parts and nothing can be learned. The trained zero convs stay zero (that is the design).
-    Returns the number of tensors filled.
-    """
-    trained = {id(p) for p in net.optimizer_parameters()}
-    generator = torch.Generator().manual_seed(seed)
-    filled = 0
-    for p in net.parameters():
-        if id(p) in trained or p.ndim < 2 or p.device.type == "meta" or torch.count_nonzero(p):
-            continue
-        fan_in = p[0].numel()
-        p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
-        filled += 1
-    return filled
 
 
 def checkpoint_dir(cfg: FitConfig) -> Path:
@@ -187,13 +143,18 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
     resume_from = resolve_resume(cfg, resume)  # and so does an unsafe or unreadable checkpoint
     pl.seed_everything(t.seed, workers=True)  # model initialisation; step draws are seeded per batch (system.py)
     net = build_net(cfg) if net is None else net
+    info = RunInfo.of(cfg, net)  # before the frozen weights change dtype or layout: the refill rebuilds them as built
+    if t.precision == "bf16-mixed":
+        n = store_frozen_bf16(net)
+        logger.info("bf16-mixed: %d frozen VAE/CLIP weight tensors stored in bf16", n)
     if t.channels_last:
         net.use_channels_last()
-    system = StableVITONSystem(net, t)
+    system = StableVITONSystem(net, t, info)
     datamodule = ShardDataModule(cfg.data)
     out = Path(t.out_dir)
     timing = StepTiming()
-    callbacks: list[pl.Callback] = [ResumeAgreement(resume_from, checkpoint_step(resume_from)), timing]
+    callbacks: list[pl.Callback] = [ResumeAgreement(resume_from, checkpoint_step(resume_from)), timing,
+                                    RunConfigFile(out / "config.yaml", info.config_yaml)]
     if t.ema.enabled:
         callbacks.append(TrainedParamsEMA(t.ema.decay, t.ema.every_n_steps))
     if t.sample_every_n_steps:

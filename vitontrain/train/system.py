@@ -1,8 +1,10 @@
 """The LightningModule around :class:`StableVITONModel`: loss, optimiser, logging, official checkpoint layout.
 
-Checkpoints keep the official key layout: the model lives under ``self.net`` but the ``state_dict`` written into a
-``.ckpt`` has the ``net.`` prefix removed, so our checkpoints load into the official code (and official ones into
-ours, strictly) without conversion.
+Checkpoints keep the official key names: the model lives under ``self.net`` but the ``state_dict`` written into a
+``.ckpt`` has the ``net.`` prefix removed. The frozen tensors are left out of it (``vitontrain.train.weights``:
+they never change and are rebuilt from the run's init files); the resolved config and the list of what was left
+out go under ``checkpoint["vitontrain"]``. On resume the left-out tensors are taken from the model in memory, which
+was built from the same config, after checking it holds the same frozen weights.
 
 Every random draw of a training step (timestep, noise, CFG dropout, VAE posterior samples) comes from a generator
 seeded by (seed, epoch, batch index, rank): the draws do not depend on how many steps ran in this process, which is
@@ -20,9 +22,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from vitontrain.checkpoints import CheckpointError
 from vitontrain.data.transforms import normalise_batch
 from vitontrain.models.stableviton import StableVITONModel
 from vitontrain.train.config import TrainConfig
+from vitontrain.train.weights import RunInfo, frozen_info
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +40,13 @@ def step_seed(*parts: int) -> int:
 
 
 class StableVITONSystem(pl.LightningModule):
-    def __init__(self, net: StableVITONModel, config: TrainConfig):
+    def __init__(self, net: StableVITONModel, config: TrainConfig, run_info: RunInfo | None = None):
+        """``run_info``: the resolved config and frozen keys of the run; without it checkpoints hold every tensor
+        and no config (the layout before slim checkpoints)."""
         super().__init__()
         self.net = net
         self.config = config
+        self.run_info = run_info
 
     # ------------------------------------------------------------------------------------------------- training
     def step_generator(self, batch_idx: int) -> torch.Generator:
@@ -72,12 +79,30 @@ class StableVITONSystem(pl.LightningModule):
     # ------------------------------------------------------------------------------------------ checkpoint layout
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
-        checkpoint["state_dict"] = type(state)((k[len(PREFIX):] if k.startswith(PREFIX) else k, v)
-                                               for k, v in state.items())
-        checkpoint["vitontrain"] = {"layout": "official", "train": dataclasses.asdict(self.config)}
+        dropped = set(self.run_info.dropped) if self.run_info is not None else set()
+        renamed = ((k[len(PREFIX):] if k.startswith(PREFIX) else k, v) for k, v in state.items())
+        checkpoint["state_dict"] = type(state)((k, v) for k, v in renamed if k not in dropped)
+        checkpoint["vitontrain"] = {"layout": "official", "train": dataclasses.asdict(self.config),
+                                    **(self.run_info.checkpoint_entries() if self.run_info is not None else {})}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
         if checkpoint.get("vitontrain", {}).get("layout") == "official" or not any(k.startswith(PREFIX)
                                                                                     for k in state):
-            checkpoint["state_dict"] = type(state)((PREFIX + k, v) for k, v in state.items())
+            state = checkpoint["state_dict"] = type(state)((PREFIX + k, v) for k, v in state.items())
+        frozen = frozen_info(checkpoint, "the resumed checkpoint")
+        if frozen is None:
+            return
+        ours = self.run_info
+        if ours is None or (frozen.fingerprint is not None and ours.fingerprint is not None
+                            and frozen.fingerprint != ours.fingerprint):
+            raise CheckpointError("the resumed checkpoint left its frozen weights out, and the model built for this "
+                                  "run holds other frozen weights (init.* files or seed changed since it was "
+                                  "written); resume with the init files of the original run")
+        own = self.state_dict()
+        missing = [k for k in frozen.dropped if PREFIX + k not in own]
+        if missing:
+            raise CheckpointError(f"the resumed checkpoint left out {len(missing)} keys this model does not have, "
+                                  f"e.g. {missing[:3]}")
+        for k in frozen.dropped:  # the model's own tensors: loading them back changes nothing
+            state[PREFIX + k] = own[PREFIX + k]
