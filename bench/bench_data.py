@@ -1,26 +1,36 @@
-"""Training data pipeline throughput: vitontrain's shard stream vs a map-style loader over VITON-HD folders that
-reads the files the way the official StableVITON dataset does (spec §2.2: cv2.imread of seven full-size files per
-sample, Resize to 512x384 for every map, hflip, HSV and brightness/contrast on the images, mask thresholding,
-float normalisation, default collate). Both run in this process, same workers, same batch size; the ratio is the
-figure to quote (absolute times depend on the machine and its load).
+"""Training data pipeline throughput, two comparisons, each in this process with interleaved rounds (the machine's
+load drifts; a baseline timed once at the end would carry that drift into the ratio):
 
-The bench data: the samples `vitonprep build` makes from data/samples, replicated under new keys into shards, and
-the same bytes written as VITON-HD folders for the baseline. Our stream does more work per sample (shift/scale,
-DensePose side swap), so the ratio is conservative.
+1. **Loader vs the official style.** vitontrain's shard stream against a map-style loader over VITON-HD folders that
+   reads the files the way StableVITON's ``dataset.py`` (``VITONHDDataset``) does: cv2.imread of seven full-size
+   files per sample, resize to 512x384 for every map, hflip, HSV and brightness/contrast on the images, mask
+   thresholding, float normalisation, default collate. The headline row is like-for-like: our stream with the same
+   full-size decode and the same augmentations (no shift/scale, DensePose mirrored). The other rows add what our
+   default does differently: JPEG draft decoding (DCT-domain downscaling) and the extra augmentations (shift/scale,
+   DensePose side swap), which cost time.
+2. **Persistent vs re-created workers** over 3 short epochs (issue 20): the ``ResumableLoader`` (workers kept, the
+   next epoch's shuffle buffer read ahead) against the same stream in a DataLoader whose workers start again for
+   every epoch (the loader before issue 20). Times include worker start-up, which is what persistence saves.
 
-    python bench/bench_data.py [--samples 120] [--workers 2] [--batches 20]
+Both loaders of a comparison use the same workers and batch size; ratios are the figures to quote (absolute times
+depend on the machine and its load). The bench data: the samples ``vitonprep build`` makes from data/samples,
+replicated under new keys into shards, and the same bytes written as VITON-HD folders for the map loader.
+
+    python bench/bench_data.py [--samples 120] [--workers 2] [--batches 20] [--rounds 3] [--epoch-batches 12]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -30,9 +40,10 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vitonprep.shards import iter_tar_samples  # noqa: E402
 from vitontrain.data.augment import AugmentConfig  # noqa: E402
-from vitontrain.data.module import DataConfig, ShardDataModule  # noqa: E402
+from vitontrain.data.module import DataConfig, ShardDataModule, expand_shard_specs, stream_config  # noqa: E402
+from vitontrain.data.shards import raw_samples  # noqa: E402
+from vitontrain.data.stream import ShardStream  # noqa: E402
 from vitontrain.data.transforms import normalise_batch  # noqa: E402
 
 H, W = 512, 384
@@ -40,9 +51,9 @@ H, W = 512, 384
 
 def make_data(work: Path, n_samples: int, per_shard: int) -> tuple[Path, Path]:
     built = work / "built"
-    subprocess.run([sys.executable, "-m", "vitonprep", "build", str(ROOT / "data/samples"), str(built), "--workers", "2"],
-                   check=True, capture_output=True)
-    base = [s for tar in sorted(built.glob("*.tar")) for s in iter_tar_samples(tar)]
+    subprocess.run([sys.executable, "-m", "vitonprep", "build", str(ROOT / "data/samples"), str(built),
+                    "--workers", "2"], check=True, capture_output=True)
+    base = [s for tar in sorted(built.glob("*.tar")) for s in raw_samples(str(tar))]
     shards, folders = work / "shards", work / "vitonhd" / "train"
     shards.mkdir(parents=True)
     for sub in ("image", "agnostic-v3.2", "agnostic-mask", "image-densepose", "cloth", "cloth-mask",
@@ -52,9 +63,8 @@ def make_data(work: Path, n_samples: int, per_shard: int) -> tuple[Path, Path]:
     for i in range(n_samples):
         src = base[i % len(base)]
         key = f"{i:06d}_00"
-        members = dict(src.members)
-        meta = members["meta.json"].replace(b'"unpaired"', b'"paired"')
-        members["meta.json"] = meta
+        members = {k: v for k, v in src.items() if not k.startswith("__")}
+        members["meta.json"] = members["meta.json"].replace(b'"unpaired"', b'"paired"')
         tar_idx = i // per_shard
         with tarfile.open(shards / f"{tar_idx:05d}.tar", "a") as tar:
             for suffix, data in members.items():
@@ -66,9 +76,9 @@ def make_data(work: Path, n_samples: int, per_shard: int) -> tuple[Path, Path]:
         (folders / "agnostic-v3.2" / f"{key}.jpg").write_bytes(members["agn.jpg"])
         (folders / "image-densepose" / f"{key}.jpg").write_bytes(members["image_densepose.jpg"])
         (folders / "cloth" / f"{key}.jpg").write_bytes(members["cloth.jpg"])
-        for member, sub, name, ext in (("agn_mask.png", "agnostic-mask", f"{key}_mask.png", ".png"),
-                                       ("cloth_mask.png", "cloth-mask", f"{key}.jpg", ".jpg"),
-                                       ("gt_cloth_warped_mask.png", "gt_cloth_warped_mask", f"{key}.jpg", ".jpg")):
+        for member, sub, name in (("agn_mask.png", "agnostic-mask", f"{key}_mask.png"),
+                                  ("cloth_mask.png", "cloth-mask", f"{key}.jpg"),
+                                  ("gt_cloth_warped_mask.png", "gt_cloth_warped_mask", f"{key}.jpg")):
             mask = cv2.imdecode(np.frombuffer(members[member], np.uint8), cv2.IMREAD_GRAYSCALE)
             cv2.imwrite(str(folders / sub / name), mask)
         pairs.append(f"{key}.jpg {key}.jpg")
@@ -126,7 +136,7 @@ class OfficialStyleDataset(Dataset):
         return out
 
 
-def time_loader(make_iter, batches: int) -> float:
+def time_loader(make_iter: Callable[[], Iterator[Any]], batches: int) -> float:
     it = make_iter()
     next(it)  # worker start-up and first batch are not throughput
     start = time.perf_counter()
@@ -135,39 +145,109 @@ def time_loader(make_iter, batches: int) -> float:
     return time.perf_counter() - start
 
 
+def time_epochs(loader_epochs: Callable[[], Iterator[Iterator[Any]]]) -> float:
+    """Wall time of whole epochs, worker start-up included."""
+    start = time.perf_counter()
+    for epoch in loader_epochs():
+        for batch in epoch:
+            normalise_batch(batch)
+    return time.perf_counter() - start
+
+
+def interleaved(timers: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each timer once per round, the order rotated every round."""
+    names = list(timers)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(timers[name]())
+    return times
+
+
+def loader_comparison(shards: Path, folders: Path, args: argparse.Namespace) -> None:
+    baseline = DataLoader(OfficialStyleDataset(folders), batch_size=args.batch, shuffle=True,
+                          num_workers=args.workers, persistent_workers=False)
+    same_work = AugmentConfig(shiftscale=False, densepose_flip="mirror")  # what the map loader does
+    variants = {"ours like-for-like (full-size decode, same augmentations)": (False, same_work),
+                "ours, JPEG draft decode, same augmentations": (True, same_work),
+                "ours default (draft decode, shift/scale, DensePose swap)": (True, AugmentConfig()),
+                "ours, full-size decode, default augmentations": (False, AugmentConfig())}
+    timers: dict[str, Callable[[], float]] = {"official-style map loader": lambda: time_loader(
+        lambda: iter(baseline), args.batches)}
+    for name, (draft, augment) in variants.items():
+        dm = ShardDataModule(DataConfig(shards=(str(shards),), height=H, width=W, batch_size=args.batch,
+                                        num_workers=args.workers, shuffle_buffer=50, jpeg_draft=draft,
+                                        epoch_samples=args.samples * 10, augment=augment))
+        dm.setup("fit")
+        # uint8 batches become float in the main process here, as on a CPU-only trainer (on a GPU it is free)
+        timers[name] = lambda dm=dm: time_loader(lambda: map(normalise_batch, iter(dm.train_dataloader())),
+                                                 args.batches)
+    times = interleaved(timers, args.rounds)
+    base = times["official-style map loader"]
+    n = args.batches * args.batch
+    print(f"1. loaders at {H}x{W}, batch {args.batch}, {args.workers} workers, {n} samples timed per loader, "
+          f"{args.rounds} interleaved rounds (median; per-round ratios to the map loader of the same round)")
+    for name, secs in times.items():
+        ratios = [b / s for b, s in zip(base, secs, strict=True)]
+        print(f"  {name:58s} {n / statistics.median(secs):6.1f} samples/s  "
+              f"{statistics.median(base) / statistics.median(secs):5.2f}x  "
+              f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
+def worker_comparison(shards: Path, args: argparse.Namespace) -> None:
+    epochs = 3
+    cfg = DataConfig(shards=(str(shards),), height=H, width=W, batch_size=args.batch, num_workers=args.workers,
+                     shuffle_buffer=args.buffer, epoch_samples=args.epoch_batches * args.batch)
+    dm = ShardDataModule(cfg)
+    dm.setup("fit")
+    urls = expand_shard_specs(cfg.shards)
+
+    def persistent() -> Iterator[Iterator[Any]]:
+        loader = dm.train_dataloader()  # ResumableLoader: persistent workers, read-ahead
+        try:
+            for _ in range(epochs):
+                yield iter(loader)
+        finally:
+            loader._iterator._shutdown_workers()  # this bench's loader only; fit's loader is shut down by Lightning
+
+    def recreated() -> Iterator[Iterator[Any]]:
+        stream = ShardStream(urls, stream_config(cfg), dm.batches_per_rank)
+        loader = DataLoader(stream, batch_size=None, num_workers=args.workers, persistent_workers=False)
+        for epoch in range(epochs):
+            stream.set_position(epoch)
+            yield iter(loader)
+
+    times = interleaved({"persistent workers": lambda: time_epochs(persistent),
+                         "re-created workers": lambda: time_epochs(recreated)}, args.rounds)
+    p, r = times["persistent workers"], times["re-created workers"]
+    n = epochs * dm.batches_per_rank * args.batch
+    print(f"2. {epochs} epochs of {dm.batches_per_rank} batches of {args.batch} at {H}x{W}, {args.workers} workers, "
+          f"shuffle buffer {args.buffer}, {args.rounds} interleaved rounds (worker start-up included)")
+    for name, secs in times.items():
+        print(f"  {name:22s} median {statistics.median(secs):6.2f} s  {n / statistics.median(secs):6.1f} samples/s")
+    print(f"  persistent / re-created speed: {statistics.median(r) / statistics.median(p):.2f}x  "
+          f"(rounds {', '.join(f'{b / a:.2f}' for a, b in zip(p, r, strict=True))})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=120)
     ap.add_argument("--per-shard", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--batches", type=int, default=20, help="batches timed per loader and round (comparison 1)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--epoch-batches", type=int, default=12, help="batches per epoch (comparison 2)")
+    ap.add_argument("--buffer", type=int, default=200, help="shuffle buffer (comparison 2; stableviton.yaml: 1000)")
+    ap.add_argument("--only", choices=("loaders", "workers"), default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         shards, folders = make_data(Path(tmp), args.samples, args.per_shard)
-        baseline = DataLoader(OfficialStyleDataset(folders), batch_size=args.batch, shuffle=True,
-                              num_workers=args.workers, persistent_workers=False)
-        results = {}
-        same_work = AugmentConfig(shiftscale=False, densepose_flip="mirror")  # what the map loader does
-        for name, draft, augment in (("ours", True, AugmentConfig()),
-                                     ("ours, the map loader's augmentations", True, same_work),
-                                     ("ours, full-size JPEG decode", False, AugmentConfig())):
-            dm = ShardDataModule(DataConfig(shards=(str(shards),), height=H, width=W, batch_size=args.batch,
-                                            num_workers=args.workers, shuffle_buffer=50, jpeg_draft=draft,
-                                            epoch_samples=args.samples * 10, augment=augment))
-            dm.setup("fit")
-            # uint8 batches become float in the main process here, as on a CPU-only trainer (on a GPU it is free)
-            results[name] = time_loader(lambda dm=dm: map(normalise_batch, iter(dm.train_dataloader())), args.batches)
-        results["official-style map loader"] = time_loader(lambda: iter(baseline), args.batches)
-        # in cycles of 10 batches with the baseline again last, so drift in machine load shows up
-        results["official-style map loader (again)"] = time_loader(lambda: iter(baseline), args.batches)
-    base = (results["official-style map loader"] + results["official-style map loader (again)"]) / 2
-    n = args.batches * args.batch
-    print(f"data pipeline at {H}x{W}, batch {args.batch}, {args.workers} workers, {n} samples timed per loader "
-          f"(ours also shifts/scales and swaps DensePose sides unless said otherwise)")
-    for name, seconds in results.items():
-        print(f"  {name:40s} {n / seconds:7.1f} samples/s   {base / seconds:5.2f}x the map loader")
+        if args.only != "workers":
+            loader_comparison(shards, folders, args)
+        if args.only != "loaders":
+            worker_comparison(shards, args)
 
 
 if __name__ == "__main__":
