@@ -47,9 +47,7 @@ FUNCTION_LOCAL_ALLOWED: dict[str, str] = {
 #: vitontrain modules importing vitonprep modules other than VITONTRAIN_MAY_IMPORT
 VITONTRAIN_REACH_ALLOWED: dict[str, str] = {}
 #: modules over MAX_LINES whose docstring does not say why yet
-LONG_ALLOWED: dict[str, str] = {
-    "vitonprep.captions": "CORE",
-}
+LONG_ALLOWED: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
