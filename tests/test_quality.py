@@ -81,10 +81,15 @@ def _flags(d: dict, faces, config: QualityConfig = QualityConfig()) -> dict[str,
     return {f.check: f.reason for f in check_sample(d, config, faces).flags}
 
 
+#: the one real defect in the bundled builds, seen on the overlays: the rim of 00035_00's hair is parsed as
+#: upper-clothes, so gt_cloth_warped_mask holds it while agn.jpg keeps it visible
+_KNOWN = {"00035_00__04743_00": {"gt_outside_agn"}}
+
+
 def test_sound_bundled_samples_pass(sound, faces):
     for d in sound:
         rep = check_sample(d, QualityConfig(), faces)
-        assert rep.flags == [], (d["__key__"], rep.to_dict())
+        assert {f.check for f in rep.flags} == _KNOWN.get(d["__key__"], set()), (d["__key__"], rep.to_dict())
         # the skeleton, parse, mask and garment checks all had evidence on these samples
         for check in ("orientation", "left_right", "hip_shoulder_ratio", "arm_chain", "hand_labels", "agn_face",
                       "gt_outside_agn", "cloth_mask_fit", "garment_face"):
