@@ -142,7 +142,7 @@ def test_batched_masks_equal_single_ones(weights):
     backend = sam_mod.SAMClothMask(sam_mod.SAMClothMaskConfig(device="cpu"), weights_path=weights, build=tiny_sam)
     blank = np.full((128, 96, 3), 200, np.uint8)  # no garment: the OpenCV prior gives no prompt
     batched = backend.call_batch(imgs + [blank])
-    for img, got in zip(imgs, batched, strict=True):
+    for img, got in zip(imgs, batched[:3], strict=True):
         np.testing.assert_array_equal(got, backend(img))
     assert isinstance(batched[3], InputError)  # a photo without a garment fails alone
     with pytest.raises(ValueError, match="uint8 RGB"):  # not an image: the caller's bug, raised
