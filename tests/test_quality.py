@@ -77,8 +77,8 @@ def _with_pose(d: dict, pose: np.ndarray | None = None, **parts: np.ndarray) -> 
     return {**d, "pose": new.to_json_dict()}
 
 
-def _flags(d: dict, faces, config: QualityConfig = QualityConfig()) -> dict[str, str]:
-    return {f.check: f.reason for f in check_sample(d, config, faces).flags}
+def _flags(d: dict, faces, config: QualityConfig | None = None) -> dict[str, str]:
+    return {f.check: f.reason for f in check_sample(d, config or QualityConfig(), faces).flags}
 
 
 #: the one real defect in the bundled builds, seen on the overlays: the rim of 00035_00's hair is parsed as
@@ -214,6 +214,20 @@ def test_face_parsed_as_skin(sound, faces):
         parse[parse == 13] = 10
         flags = _flags({**d, "parse": parse}, faces)
         assert "face_label" in flags, (d["__key__"], flags)
+
+
+def test_head_cut_by_the_frame_parsed_as_neck(sound, faces):
+    """A full-body shop photo cuts the head at the lips; the parser calls what is left of the face neck skin."""
+    for d in sound:
+        kp = _pose(d)
+        y0 = int(kp.pose[0, 1]) + 10  # just under the nose
+        crop = {k: (v[y0:] if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+        crop["cloth"], crop["cloth_mask"] = d["cloth"], d["cloth_mask"]
+        parse = crop["parse"].copy()
+        parse[np.isin(parse, (13, 2))] = 10
+        crop["parse"] = parse
+        assert "neck_at_top" in _flags(crop, faces), d["__key__"]
+        assert "neck_at_top" not in _flags({**crop, "parse": d["parse"][y0:]}, faces), d["__key__"]
 
 
 def test_hair_far_from_head(built, faces):

@@ -65,6 +65,9 @@ class QualityConfig:
     #: ``hair_far`` (share of hair pixels in regions that do not reach the head: nose, eyes, ears grown by 1.5
     #: head widths) above 0.25 flags: hair grows from the head, long hair stays connected to it
     max_hair_far: float = 0.25
+    #: ``neck_at_top`` (share of the person on the frame's top rows parsed as neck skin) above 0.25 flags: a neck
+    #: under a head in frame never reaches the top edge; a quarter leaves room for hair and background beside it
+    max_neck_at_top: float = 0.25
     #: ``agn_face`` / ``agn_hands`` / ``agn_shoes`` (share of inner face / hand / foot keypoints inside agn_mask)
     #: above 0.25 / 0.5 / 0.5 flags: the agnostic keeps face and hands, and for lower_body/dresses the shoes
     max_agn_face: float = 0.25

@@ -11,7 +11,7 @@ from vitonprep.quality.config import QualityConfig
 from vitonprep.quality.geometry import Body, chain_points, labels_at
 from vitonprep.quality.report import Outcome
 
-__all__ = ["limb_chains", "hand_labels", "limb_far", "face_label", "hair_far"]
+__all__ = ["limb_chains", "hand_labels", "limb_far", "face_label", "hair_far", "neck_at_top"]
 
 _ARMS = (("RShoulder", "RElbow", "RWrist"), ("LShoulder", "LElbow", "LWrist"))
 _LEGS = (("RHip", "RKnee", "RAnkle"), ("LHip", "LKnee", "LAnkle"))
@@ -141,3 +141,20 @@ def hair_far(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | Non
     if share <= cfg.max_hair_far:
         return Outcome("hair_far", share)
     return Outcome("hair_far", share, f"{100 * share:.0f} % of the hair labels do not touch the head")
+
+
+def neck_at_top(parse: np.ndarray, cfg: QualityConfig) -> Outcome | None:
+    """``neck_at_top``: share of the person pixels on the frame's top rows (2 % of the height) labelled neck skin.
+
+    The neck sits under the chin, so neck skin on the top edge is a head cut by the frame whose chin and lips were
+    parsed as neck (the agnostic then greys them). The evidence is the frame's edge, not the parser.
+    """
+    band = parse[: max(4, parse.shape[0] // 50)]
+    person = int((band != 0).sum())
+    if person < 200:
+        return None
+    share = float((band == 10).sum()) / person
+    if share <= cfg.max_neck_at_top:
+        return Outcome("neck_at_top", share)
+    return Outcome("neck_at_top", share, f"{100 * share:.0f} % of the person on the frame's top edge is parsed as "
+                                         "neck: a head cut by the frame, its face labelled torso skin")

@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 #: every check name, in report order
 CHECKS = ("orientation", "left_right", "hip_shoulder_ratio", "bone_length", "crossing_limbs", "arm_chain",
-          "leg_chain", "hand_labels", "limb_far", "face_label", "hair_far", "agn_face", "agn_hands", "agn_shoes",
-          "agn_body", "gt_outside_agn", "cloth_mask_fit", "garment_face")
+          "leg_chain", "hand_labels", "limb_far", "face_label", "hair_far", "neck_at_top", "agn_face", "agn_hands",
+          "agn_shoes", "agn_body", "gt_outside_agn", "cloth_mask_fit", "garment_face")
 
 _DEFAULT = QualityConfig()
 
@@ -64,6 +64,8 @@ def check_sample(decoded: dict[str, Any], config: QualityConfig = _DEFAULT,
         agn = decoded.get("agn_mask")
         if agn is not None:
             outcomes += masks.agnostic_keeps(body, agn, category, config)
+    if parse is not None:
+        outcomes.append(parse_pose.neck_at_top(parse, config))
     agn, gt = decoded.get("agn_mask"), decoded.get("gt_cloth_warped_mask")
     if agn is not None and parse is not None and agn.shape == parse.shape:
         outcomes.append(masks.agnostic_body(agn, parse, config))
