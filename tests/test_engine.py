@@ -83,6 +83,17 @@ def test_work_that_cannot_be_set_up_stops_the_local_run(tmp_path):
     assert completed_shards(tmp_path) == []
 
 
+def _wrong_setup():
+    raise ConfigError("stages.caption: no tag file at tags.csv")
+
+
+def test_a_config_error_in_a_pool_workers_set_up_stops_the_run_as_it_is(tmp_path):
+    ledger = ShardLedger([ShardTask(i, tmp_path, (i,)) for i in range(2)])
+    with pytest.raises(ConfigError, match=r"^stages.caption: no tag file"):
+        LocalDistributor(workers=2).run(ledger, _wrong_setup)
+    assert completed_shards(tmp_path) == []
+
+
 @pytest.mark.slow  # two builds of three photos with two forked workers: ~40 s on 2 cores
 def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(raw, reference, tmp_path, monkeypatch):
     fault = tmp_path / "exit-once"

@@ -205,10 +205,10 @@ class RayDistributor:
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:  # an exception inside the work
-                    if isinstance(exc.cause, WorkerSetupError):
+                    if isinstance(exc.cause, (WorkerSetupError, ConfigError)):  # every shard would fail the same way
                         for other in pending:
                             ray.cancel(other, force=True)
-                        raise ConfigError(f"Ray shard workers could not start: {exc.cause}") from exc
+                        raise _stop(exc.cause) from exc
                     result = budget.failed(task, _first_line(exc))
                 except ray.exceptions.RayError as exc:  # the process or its node died (killed, OOM, node lost)
                     logger.warning("shard %d: its worker or node was lost (%s)", task.index, type(exc).__name__)
@@ -232,6 +232,13 @@ def run_shard_tasks_ray(
     ledger = ShardLedger(tasks, progress)
     RayDistributor(options, reserved_cpus, reserved_gpus).run(ledger, factory)
     return ledger.ordered()
+
+
+def _stop(cause: BaseException) -> ConfigError:
+    """The run's refusal for a shard worker's set-up failure or ConfigError (as the local runner raises it)."""
+    if isinstance(cause, WorkerSetupError):
+        return ConfigError(f"Ray shard workers could not start: {cause}")
+    return ConfigError(str(cause))
 
 
 def _first_line(exc: BaseException) -> str:

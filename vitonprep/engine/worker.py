@@ -6,12 +6,14 @@ from typing import Callable
 
 from vitonprep.engine.ledger import error_line
 from vitonprep.engine.tasks import ShardTask, ShardWork, WorkFactory
+from vitonprep.errors import ConfigError
 from vitonprep.shards import ShardResult
 
 
 class WorkerSetupError(Exception):
     """The shard work could not be built in a worker process (missing weights, import error): not a shard's
-    fault, so the run stops instead of failing every shard the same way."""
+    fault, so the run stops instead of failing every shard the same way (a ConfigError raised by the set-up is
+    passed on as it is, and stops the run too)."""
 
 
 # per worker process: the work of the current run, built once by its factory (one run at a time: a new run's
@@ -30,6 +32,8 @@ def run_task(token: str, factory: WorkFactory, task: ShardTask,
             init()
         try:
             work = factory()
+        except ConfigError:
+            raise  # already says what is wrong with the set-up
         except Exception as exc:
             raise WorkerSetupError(error_line(exc)) from exc
         _WORK[token] = work
