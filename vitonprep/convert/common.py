@@ -1,8 +1,8 @@
 """Shared driver for `vitonprep convert`: plan samples, then one shard job of the engine (`vitonprep.engine`):
 resume, parallel shards, retries and the manifest are the build's.
 
-The converters (`vitonhd`, `dresscode`) build on `vitonprep.convert.base`; ``ConvertConfig``, ``PlannedSample``
-and the sample helpers are re-exported here for the code that imported them from this module before.
+The converters (`vitonhd`, `dresscode`) build on `vitonprep.convert.base`; ``DATASETS``, ``ConvertConfig`` and
+``PlannedSample`` are re-exported here for the code that imports them from this module (vitontrain, the API).
 """
 
 from __future__ import annotations
@@ -14,15 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vitonprep.convert import dresscode, vitonhd
-from vitonprep.convert.base import (  # noqa: F401 - re-exported: imported from here before the split
-    DATASETS,
-    ConvertConfig,
-    PlannedSample,
-    check_same_size,
-    decode_or_fail,
-    put_garment,
-    sample_identity,
-)
+from vitonprep.convert.base import DATASETS, ConvertConfig, PlannedSample  # noqa: F401 - re-exported (see above)
 from vitonprep.engine import ProgressCallback, ShardJob, ShardTask, chunk, run_job
 from vitonprep.errors import ConfigError, SampleError
 from vitonprep.runner import LocalDistributor
