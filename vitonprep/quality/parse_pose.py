@@ -71,14 +71,15 @@ def hand_labels(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | 
 
 
 def _chain_distance(body: Body, chains: tuple[tuple[str, ...], ...], shape: tuple[int, int]) -> np.ndarray | None:
-    """Distance of every pixel to the nearest drawn chain (None when a joint of a chain is missing)."""
-    canvas = np.full(shape, 255, np.uint8)
+    """Distance (px of the full size) of every pixel of a half-size grid to the nearest drawn chain (None when a
+    joint of a chain is missing)."""
+    canvas = np.full(((shape[0] + 1) // 2, (shape[1] + 1) // 2), 255, np.uint8)
     for joints in chains:
         if not body.has(*joints):
             return None
-        pts = np.round(np.array([body.xy(j) for j in joints])).astype(np.int32)
-        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, 0, 3)
-    return cv2.distanceTransform(canvas, cv2.DIST_L2, 5)
+        pts = np.round(np.array([body.xy(j) for j in joints]) / 2).astype(np.int32)
+        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, 0, 2)
+    return cv2.distanceTransform(canvas, cv2.DIST_L2, 3) * 2
 
 
 def limb_far(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | None:
@@ -89,9 +90,9 @@ def limb_far(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | Non
     limit = cfg.limb_far_distance * frame[2]
     worst: tuple[float, str] | None = None
     for chains, labels, what in ((_ARMS, _ARM_LABELS, "arm"), (_LEGS, _LEG_LABELS, "leg")):
-        sel = np.isin(parse, labels)
+        sel = np.isin(parse[::2, ::2], labels)
         n = int(sel.sum())
-        if n < 500:
+        if n < 125:  # 500 px at full size
             continue
         dist = _chain_distance(body, chains, parse.shape[:2])
         if dist is None:
@@ -113,9 +114,12 @@ def face_label(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | N
     nose = body.xy("Nose")
     r = max(8.0, max(float(np.hypot(*(body.xy(e) - nose))) for e in eyes) * (1.0 if len(eyes) == 2 else 1.4))
     h, w = parse.shape[:2]
-    yy, xx = np.ogrid[:h, :w]
-    disk = (xx - nose[0]) ** 2 + (yy - nose[1]) ** 2 <= r * r
-    labels = parse[disk]
+    x0, x1 = max(0, int(nose[0] - r)), min(w, int(nose[0] + r) + 1)
+    y0, y1 = max(0, int(nose[1] - r)), min(h, int(nose[1] + r) + 1)
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    labels = parse[y0:y1, x0:x1][(xx - nose[0]) ** 2 + (yy - nose[1]) ** 2 <= r * r]
+    if not len(labels):
+        return None
     share = float(np.isin(labels, (4, 13)).mean())
     if share >= cfg.min_face_label:
         return Outcome("face_label", share)
