@@ -20,8 +20,12 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from helpers.faults import arm_exit_once
 
-from vitonprep.build import FAULT_EXIT_ONCE_ENV, BuildOptions, build_dataset
+import vitonprep.build
+import vitonprep.build_worker
+from vitonprep.build import BuildOptions, build_dataset
+from vitonprep.build_worker import BuildWork
 from vitonprep.cli import app
 from vitonprep.config import load_pipeline_config
 from vitonprep.raw import plan_raw
@@ -143,8 +147,7 @@ def test_bomb_huge_photo_and_killed_worker_among_30_good_photos(thirty, tmp_path
     killed mid-shard retried, and a rerun that changes nothing."""
     out = tmp_path / "out"
     fault = tmp_path / "fault-once"
-    fault.write_text("")
-    monkeypatch.setenv(FAULT_EXIT_ONCE_ENV, str(fault))  # the first shard task to take it dies with os._exit
+    arm_exit_once(monkeypatch, fault)  # the first shard task to take it dies with os._exit (tests/helpers/faults.py)
     cfg = load_pipeline_config("default", {"samples_per_shard": 4})
     report = build_dataset(cfg, thirty, out, BuildOptions(workers=2))
     assert not fault.exists(), "the fault did not fire"
@@ -165,21 +168,26 @@ def test_bomb_huge_photo_and_killed_worker_among_30_good_photos(thirty, tmp_path
 def test_a_shard_that_keeps_failing_is_reported_and_the_rest_is_built(raw, tmp_path, monkeypatch):
     """A worker that dies on every attempt: its shard is given up after the retries, the others are made, and the
     CLI names the shard and exits 1 (a rerun would retry it)."""
-    import vitonprep.build as build_mod
-
-    real = build_mod._build_shard
-
-    def dies_on_shard_0(cfg, task):
-        if task.index == 0:
-            raise RuntimeError("simulated crash in shard 0")
-        return real(cfg, task)
-
-    monkeypatch.setattr(build_mod, "_build_shard", dies_on_shard_0)
+    monkeypatch.setattr(vitonprep.build, "BuildWork", DiesOnShard0)
     result = runner.invoke(app, ["build", str(raw), str(tmp_path / "o"), "--samples-per-shard", "1", "--sheet",
                                  "0", "--max-shard-retry", "1"])
     assert result.exit_code == 1, result.output
     assert "shard 0 was not made" in result.output and "simulated crash in shard 0" in result.output
     assert [p.name for p in list_shards(tmp_path / "o")] == ["00001.tar"]
+
+
+class DiesOnShard0(BuildWork):
+    """The build's work, except that shard 0 raises on every attempt (the in-process path runs it here)."""
+
+    def __call__(self):
+        make = super().__call__()
+
+        def work(task):
+            if task.index == 0:
+                raise RuntimeError("simulated crash in shard 0")
+            return make(task)
+
+        return work
 
 
 def _tagged_pids(tag: str) -> list[int]:
@@ -258,12 +266,10 @@ def test_errors_are_one_line_with_markup_shown_and_verbose_shows_the_traceback(r
     help_text = runner.invoke(app, ["build", "--help"], terminal_width=200).output
     assert "'vitonprep[ray]'" in help_text
 
-    import vitonprep.build as build_mod
-
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o/00000.tar.partial"))
 
-    monkeypatch.setattr(build_mod, "write_shard", disk_full)
+    monkeypatch.setattr(vitonprep.build_worker, "write_shard", disk_full)
     result = runner.invoke(app, ["build", str(raw), str(tmp_path / "o"), "--sheet", "0"])
     assert result.exit_code == 1, result.output
     assert "no space left on the device" in result.output and "00000.tar.partial" in result.output
