@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from vitonprep.errors import ConfigError
+from vitonprep.errors import ConfigError, VitonprepError
 from vitonprep.schema import FIELDS, FIELDS_BY_MEMBER, SCHEMA_VERSION, check_key, split_member
 
 logger = logging.getLogger(__name__)
@@ -325,7 +325,7 @@ def list_shards(shard_dir: Path) -> list[Path]:
     return sorted(p for p in shard_dir.glob("*.tar") if p.is_file())
 
 
-class UnsafeMember(tarfile.TarError):
+class UnsafeMember(VitonprepError, tarfile.TarError):
     """A tar member that no vitonprep writer makes: a link, a device, a folder, or a name with a path in it."""
 
 

@@ -6,11 +6,11 @@ from typing import Callable
 
 from vitonprep.engine.ledger import error_line
 from vitonprep.engine.tasks import ShardTask, ShardWork, WorkFactory
-from vitonprep.errors import ConfigError
+from vitonprep.errors import ConfigError, VitonprepError
 from vitonprep.shards import ShardResult
 
 
-class WorkerSetupError(Exception):
+class WorkerSetupError(VitonprepError):
     """The shard work could not be built in a worker process (missing weights, import error): not a shard's
     fault, so the run stops instead of failing every shard the same way (a ConfigError raised by the set-up is
     passed on as it is, and stops the run too)."""
