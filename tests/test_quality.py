@@ -121,6 +121,15 @@ def test_mirrored_skeleton(which, built, official, faces):
         assert "mirrored" in flags["left_right"]
 
 
+def test_shoulders_and_hips_mirrored(sound, faces):
+    """The issue's case: shoulders and hips swapped (a slightly turned person), arms, eyes and hands in place."""
+    for d in sound:
+        pose = _pose(d).pose.copy()
+        pose[[2, 5, 9, 12]] = pose[[5, 2, 12, 9]]
+        flags = _flags(_with_pose(d, pose), faces)
+        assert "left_right" in flags and "crossing_limbs" in flags, (d["__key__"], flags)
+
+
 def _rot90(d: dict) -> dict:
     """The person photo turned by 90 deg (no EXIF): every person-side map and the keypoints with it."""
     h, w = d["image"].shape[:2]
