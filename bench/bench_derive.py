@@ -3,7 +3,7 @@
 Functions timed (all on 768x1024 inputs):
 
 * derive stage as ``vitonprep build`` runs it: ``agnostic_mask``, ``agnostic_image``, ``parse_agnostic``
-  (vitonprep.derive.agnostic) and ``render_pose`` (vitonprep.derive.openpose), plus their sum; when
+  (vitonprep.derive.agnostic) and ``render_pose`` (vitonprep.derive.pose_render), plus their sum; when
   ``agnostic_image_and_mask`` exists it is timed too (one drawing for both outputs);
 * ``approximate_densepose_parts`` (vitonprep.backends.densepose_approx);
 * ``cloth_mask`` (vitonprep.backends.cloth_mask_opencv).
@@ -41,7 +41,9 @@ sys.path.insert(0, str(ROOT))
 from vitonprep.backends.cloth_mask_opencv import cloth_mask  # noqa: E402
 from vitonprep.backends.densepose_approx import approximate_densepose_parts  # noqa: E402
 from vitonprep.derive import agnostic as ag  # noqa: E402
-from vitonprep.derive.openpose import OpenPoseKeypoints, keypoints_from_render, render_pose  # noqa: E402
+from vitonprep.derive.body25 import OpenPoseKeypoints
+from vitonprep.derive.pose_from_render import keypoints_from_render
+from vitonprep.derive.pose_render import render_pose  # noqa: E402
 
 DATA = ROOT / "data"
 OFFICIAL = DATA / "vitonhd-official"

@@ -40,7 +40,8 @@ def v3_root(tmp_path_factory) -> Path:
     import numpy as np
     from PIL import Image
 
-    from vitonprep.derive.openpose import OpenPoseKeypoints, keypoints_from_render
+    from vitonprep.derive.body25 import OpenPoseKeypoints
+    from vitonprep.derive.pose_from_render import keypoints_from_render
 
     root = tmp_path_factory.mktemp("v3") / "zalando-hd-resized"
     shutil.copytree(DATA / "vitonhd-v3-reference", root / "train")

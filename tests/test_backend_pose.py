@@ -28,7 +28,7 @@ from PIL import Image
 
 from vitonprep.backends import pose_mediapipe as pm
 from vitonprep.backends.results import NoPersonError, PoseResult
-from vitonprep.derive.openpose import OpenPoseKeypoints
+from vitonprep.derive.body25 import OpenPoseKeypoints
 
 OFFICIAL = ("00891_00", "03615_00", "07445_00")
 
@@ -98,7 +98,7 @@ def test_hands_found_on_the_right_side(official):
 
 
 def test_body_pck_on_v3_reference_render(backend, data_dir):
-    from vitonprep.derive.openpose import keypoints_from_render
+    from vitonprep.derive.pose_from_render import keypoints_from_render
 
     ref = data_dir / "vitonhd-v3-reference"
     gt = keypoints_from_render(np.asarray(Image.open(ref / "openpose_img" / "00006_00_rendered.png").convert("RGB")))

@@ -164,8 +164,8 @@ def make_dresscode_tree(data_dir: Path, root: Path) -> Path:
     CIHP parse -> ATR label map, BODY_25 -> COCO-18 keypoints at 384x512 (4 values each), approximate DensePose
     part indices as dense/, garments as the *_1 images."""
     from vitonprep.backends.densepose_approx import approximate_densepose_parts
+    from vitonprep.derive.body25 import OpenPoseKeypoints, body25_to_coco18
     from vitonprep.derive.labels import cihp_to_atr
-    from vitonprep.derive.openpose import OpenPoseKeypoints, body25_to_coco18
 
     src = data_dir / "vitonhd-official"
     cat = root / "upper_body"

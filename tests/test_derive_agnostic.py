@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from vitonprep.derive import agnostic as ag
-from vitonprep.derive.openpose import OpenPoseKeypoints, keypoints_from_render
+from vitonprep.derive.body25 import OpenPoseKeypoints
+from vitonprep.derive.pose_from_render import keypoints_from_render
 
 DATA = Path(__file__).parents[1] / "data"
 OFFICIAL = DATA / "vitonhd-official"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vitonprep.derive import masks_idm as mk
-from vitonprep.derive.openpose import OpenPoseKeypoints
+from vitonprep.derive.body25 import OpenPoseKeypoints
 
 DATA = Path(__file__).parents[1] / "data"
 OFFICIAL = DATA / "vitonhd-official"

@@ -1,5 +1,4 @@
-"""vitonprep.derive.body25 (schema, COCO-18/BODY_25), pose_render (render), pose_from_render (render inversion),
-and the compatibility re-export vitonprep.derive.openpose."""
+"""vitonprep.derive.body25 (schema, COCO-18/BODY_25), pose_render (render), pose_from_render (render inversion)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import pytest
 from PIL import Image
 
 from vitonprep.derive import body25 as b25
-from vitonprep.derive import openpose
 from vitonprep.derive import pose_from_render as pfr
 from vitonprep.derive import pose_render as pr
 
@@ -223,10 +221,3 @@ def test_render_equals_full_canvas_reference(id_):
 def test_render_empty_pose_is_black():
     out = pr.render_pose(b25.OpenPoseKeypoints(np.zeros((25, 3), np.float32)), (48, 64))
     assert out.shape == (64, 48, 3) and not out.any()
-
-
-def test_openpose_module_re_exports_the_same_objects():
-    """Old import path: every name of ``vitonprep.derive.openpose`` is the object of its new module."""
-    for name in openpose.__all__:
-        new = next(m for m in (b25, pr, pfr) if name in m.__all__)
-        assert getattr(openpose, name) is getattr(new, name), name

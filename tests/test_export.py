@@ -16,7 +16,7 @@ from vitonprep import codecs
 from vitonprep.build import build_dataset
 from vitonprep.cli import app
 from vitonprep.config import load_pipeline_config
-from vitonprep.derive.openpose import OpenPoseKeypoints, body25_to_coco18
+from vitonprep.derive.body25 import OpenPoseKeypoints, body25_to_coco18
 from vitonprep.export import EXPORTERS, export_dataset
 from vitonprep.shards import iter_tar_samples, list_shards
 from vitonprep.validate import validate_shards

@@ -181,7 +181,7 @@ def test_an_input_error_becomes_the_samples_error():
 def _derive_ctx(pose_approx: bool, parse_approx: bool) -> SampleContext:
     from vitonprep.backends.results import PoseResult
     from vitonprep.codecs import decode_json, decode_labels, decode_rgb
-    from vitonprep.derive.openpose import OpenPoseKeypoints
+    from vitonprep.derive.body25 import OpenPoseKeypoints
 
     off = ROOT / "data" / "vitonhd-official"
     pid = "00891_00"

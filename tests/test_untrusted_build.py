@@ -19,8 +19,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 from helpers.faults import arm_exit_once
+from typer.testing import CliRunner
 
 import vitonprep.build
 import vitonprep.build_worker

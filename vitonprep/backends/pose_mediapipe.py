@@ -84,7 +84,7 @@ import numpy as np
 from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe, one_thread_graphs
 from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import NoPersonError, PoseResult
-from vitonprep.derive.openpose import OpenPoseKeypoints
+from vitonprep.derive.body25 import OpenPoseKeypoints
 
 logger = logging.getLogger(__name__)
 

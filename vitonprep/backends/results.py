@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitonprep.derive.openpose import OpenPoseKeypoints
+from vitonprep.derive.body25 import OpenPoseKeypoints
 from vitonprep.errors import NoPersonError  # raised by the pose/person back-ends; importers find it here too
 
 __all__ = ["NoPersonError", "PoseResult", "PersonCheck", "CUT_OFF_SIDES"]

@@ -33,10 +33,11 @@ from vitonprep.convert.base import (
     sample_identity,
 )
 from vitonprep.derive import agnostic as agn_mod
+from vitonprep.derive.body25 import OpenPoseKeypoints, coco18_to_body25
 from vitonprep.derive.densepose import render_densepose
 from vitonprep.derive.labels import atr_to_cihp
 from vitonprep.derive.masks_idm import dresscode_mask
-from vitonprep.derive.openpose import OpenPoseKeypoints, coco18_to_body25, render_pose
+from vitonprep.derive.pose_render import render_pose
 from vitonprep.errors import ConfigError, SampleError
 from vitonprep.schema import CATEGORIES, PERSON_SIZE, sample_key
 from vitonprep.shards import Failure, Sample

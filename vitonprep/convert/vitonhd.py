@@ -27,9 +27,10 @@ from vitonprep.convert.base import (
     sample_identity,
 )
 from vitonprep.derive import agnostic as agn_mod
+from vitonprep.derive.body25 import OpenPoseKeypoints
 from vitonprep.derive.densepose import render_densepose
 from vitonprep.derive.labels import palette_image_to_labels
-from vitonprep.derive.openpose import OpenPoseKeypoints, render_pose
+from vitonprep.derive.pose_render import render_pose
 from vitonprep.errors import SampleError
 from vitonprep.schema import PERSON_SIZE, SPLITS, sample_key
 from vitonprep.shards import Failure, Sample

@@ -2,6 +2,14 @@
 rendering and IDM-VTON / DressCode masks. Pure functions on numpy arrays."""
 
 from .agnostic import agnostic_image, agnostic_mask, gt_cloth_warped_mask, parse_agnostic
+from .body25 import (
+    BODY25_NAMES,
+    COCO18_NAMES,
+    COCO18_TO_BODY25,
+    OpenPoseKeypoints,
+    body25_to_coco18,
+    coco18_to_body25,
+)
 from .densepose import PARULA_RGB, parts_from_densepose_image, render_densepose
 from .labels import (
     ATR_LABELS,
@@ -18,16 +26,8 @@ from .labels import (
     to_hrviton_groups,
 )
 from .masks_idm import cihp_to_idm_parse, dresscode_mask, get_mask_location
-from .openpose import (
-    BODY25_NAMES,
-    COCO18_NAMES,
-    COCO18_TO_BODY25,
-    OpenPoseKeypoints,
-    body25_to_coco18,
-    coco18_to_body25,
-    keypoints_from_render,
-    render_pose,
-)
+from .pose_from_render import keypoints_from_render
+from .pose_render import render_pose
 
 __all__ = [
     "ATR_LABELS", "BODY25_NAMES", "CIHP_LABELS", "CIHP_PALETTE", "COCO18_NAMES",

@@ -28,11 +28,17 @@ from typing import Callable
 
 import numpy as np
 
+from vitonprep.derive.body25 import OpenPoseKeypoints, body25_to_coco18
 from vitonprep.derive.densepose import parts_from_densepose_image
 from vitonprep.derive.labels import cihp_to_atr
-from vitonprep.derive.openpose import OpenPoseKeypoints, body25_to_coco18
 from vitonprep.export.common import (
-    Export, ExportReport, decoded, jpeg_bytes, json_bytes, lines_bytes, png_bytes,
+    Export,
+    ExportReport,
+    decoded,
+    jpeg_bytes,
+    json_bytes,
+    lines_bytes,
+    png_bytes,
 )
 from vitonprep.export.idm_vton import IDM_TAG_NAMES, sample_caption
 

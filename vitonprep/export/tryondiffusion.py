@@ -40,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from vitonprep.derive.openpose import OpenPoseKeypoints, body25_to_coco18
+from vitonprep.derive.body25 import OpenPoseKeypoints, body25_to_coco18
 from vitonprep.export.common import Export, ExportReport, decoded, json_bytes, png_bytes
 from vitonprep.safepaths import safe_name
 

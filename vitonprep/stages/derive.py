@@ -16,8 +16,9 @@ import numpy as np
 
 from vitonprep.assemble import Producer
 from vitonprep.derive import agnostic as agn
+from vitonprep.derive.body25 import body25_to_coco18
 from vitonprep.derive.masks_idm import cihp_to_idm_parse, get_mask_location
-from vitonprep.derive.openpose import body25_to_coco18, render_pose
+from vitonprep.derive.pose_render import render_pose
 from vitonprep.errors import SampleError
 from vitonprep.stages.base import SampleContext, Stage
 

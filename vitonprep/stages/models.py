@@ -6,8 +6,8 @@ from typing import Any
 
 from vitonprep.backends.registry import make_backend
 from vitonprep.config import BackendChoice, PersonPolicy
+from vitonprep.derive.body25 import BODY25_NAMES
 from vitonprep.derive.densepose import render_densepose
-from vitonprep.derive.openpose import BODY25_NAMES
 from vitonprep.errors import NoPersonError, SampleError
 from vitonprep.stages.base import BackendStage, SampleContext
 

@@ -12,7 +12,7 @@ from vitonprep.assemble import Producer
 from vitonprep.backends.registry import make_backend, producer_of
 from vitonprep.captions import caption_record
 from vitonprep.config import BackendChoice
-from vitonprep.derive.openpose import BODY25_NAMES
+from vitonprep.derive.body25 import BODY25_NAMES
 from vitonprep.errors import InputError, NoPersonError
 from vitonprep.photos import key_from_name
 from vitonprep.stages.base import SampleContext, Stage
