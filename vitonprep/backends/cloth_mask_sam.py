@@ -26,7 +26,7 @@ import numpy as np
 import torch  # this module is imported only when a pipeline names cloth-mask-sam (registry)
 
 from vitonprep.backends.cloth_mask_opencv import cloth_mask
-from vitonprep.backends.devices import check_device, device_note, resolve_device
+from vitonprep.backends.devices import ModelOnDevice, check_device, resolve_device
 from vitonprep.backends.protocols import Backend
 from vitonprep.errors import ConfigError, InputError
 from vitonprep.weights import WeightSpec, find_weights, read_torch_weights, register_weights
@@ -111,8 +111,10 @@ def fill_silhouette(mask: np.ndarray) -> np.ndarray:
     return out.astype(bool)
 
 
-class SAMClothMask(Backend):
+class SAMClothMask(ModelOnDevice, Backend):
     """``__call__(rgb) -> HxW bool`` garment mask. The model loads lazily (``setup()`` or the first call)."""
+
+    MODEL_ATTR = "_predictor"
 
     NAME = NAME
     KIND = "cloth_mask"
@@ -136,15 +138,6 @@ class SAMClothMask(Backend):
         self._build = build  # tests pass a tiny builder; None = segment-anything's registry entry
         self._predictor: Any = None
         self.device: Any = None  # resolved in setup(), in the process that computes
-
-    @property
-    def device_note(self) -> str:
-        return device_note(self.device)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_predictor"] = None
-        return state
 
     def setup(self) -> "SAMClothMask":
         if self._predictor is None:

@@ -20,7 +20,7 @@ import torch
 
 from vitonprep.backends.densepose_outputs import check_rgb, result_from_outputs
 from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
-from vitonprep.backends.devices import device_note, resolve_device
+from vitonprep.backends.devices import ModelOnDevice, resolve_device
 from vitonprep.errors import InputError, VitonprepError
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,10 @@ def build_config(score_thresh: float = 0.8, min_size: int = 800, max_size: int =
     return cfg
 
 
-class Detectron2DensePose:
+class Detectron2DensePose(ModelOnDevice):
     """Same contract as :class:`~vitonprep.backends.densepose_rcnn.DensePoseRCNNBackend`, on detectron2."""
+
+    MODEL_ATTR = "model"
 
     implementation = "detectron2"
 
@@ -111,10 +113,6 @@ class Detectron2DensePose:
     @property
     def note(self) -> str:
         return f"DensePose R50-FPN s1x ({self.weights_path.name}) on detectron2, score >= {self.settings.score_thresh}"
-
-    @property
-    def device_note(self) -> str:
-        return device_note(self.device)
 
     def setup(self) -> None:
         if self.model is not None:

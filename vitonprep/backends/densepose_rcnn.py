@@ -43,7 +43,7 @@ from vitonprep.backends.densepose_outputs import (
 from vitonprep.backends.densepose_rcnn_model import DensePoseRCNN as DensePoseRCNNModel
 from vitonprep.backends.densepose_rcnn_model import DensePoseRCNNConfig
 from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
-from vitonprep.backends.devices import check_device, device_note, resolve_device
+from vitonprep.backends.devices import ModelOnDevice, check_device, resolve_device
 from vitonprep.backends.protocols import Backend
 from vitonprep.errors import ConfigError, InputError
 from vitonprep.weights import WeightSpec, find_weights, register_weights
@@ -119,9 +119,10 @@ def resize_bgr(image_bgr: np.ndarray, min_size: int, max_size: int) -> np.ndarra
 # ------------------------------------------------------------------------------------------------ back-end
 
 
-class DensePoseRCNNBackend:
+class DensePoseRCNNBackend(ModelOnDevice):
     """The torchvision port: ``setup()`` loads the weights, ``backend(rgb)`` -> HxW part-index map (uint8)."""
 
+    MODEL_ATTR = "model"
     implementation = "torchvision"
 
     def __init__(self, settings: DensePoseRCNNSettings, weights_path: str | Path):
@@ -134,10 +135,6 @@ class DensePoseRCNNBackend:
     def note(self) -> str:
         return f"DensePose R50-FPN s1x ({self.weights_path.name}) on the torchvision port, score >= " \
                f"{self.settings.score_thresh}"
-
-    @property
-    def device_note(self) -> str:
-        return device_note(self.device)
 
     def setup(self) -> None:
         if self.model is not None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from vitonprep.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_device", "device_note", "onnx_providers", "resolve_device"]
+__all__ = ["ModelOnDevice", "check_device", "device_note", "onnx_providers", "resolve_device"]
 
 _DEVICE = re.compile(r"(auto|cpu|meta|cuda(:\d+)?)")
 
@@ -43,6 +43,24 @@ def resolve_device(setting: str) -> Any:
 def device_note(device: Any) -> str:
     """What meta.json's producer note adds: nothing on the CPU (so CPU outputs stay as they were)."""
     return "" if device is None or str(device) == "cpu" else f"computed on {device}"
+
+
+class ModelOnDevice:
+    """For back-ends that load a model in ``setup()`` onto the device resolved there: ``device`` (None until then),
+    the producer note's device part, and pickling without the model (each worker process loads its own copy)."""
+
+    #: the attribute that holds the loaded model
+    MODEL_ATTR: ClassVar[str] = "_model"
+    device: Any = None
+
+    @property
+    def device_note(self) -> str:
+        return device_note(self.device)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state[self.MODEL_ATTR] = None
+        return state
 
 
 def onnx_providers(setting: str) -> list[Any]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from vitonprep.backends.devices import check_device, device_note, onnx_providers, resolve_device
+from vitonprep.backends.devices import ModelOnDevice, check_device, device_note, onnx_providers, resolve_device
 
 # schp_net and read_schp_state_dict are re-exported: other modules' tests import them from here
 from vitonprep.backends.parsing_schp_net import RESNET101_LAYERS, load_schp, read_schp_state_dict, schp_net  # noqa: F401
@@ -132,7 +132,7 @@ def logits_to_image(fusion: Any, width: int, height: int, input_size: tuple[int,
 
 # ---------------------------------------------------------------- parsers
 
-class SCHPParser:
+class SCHPParser(ModelOnDevice):
     """One SCHP model (``dataset`` lip / atr / pascal) from a ``.pth`` (PyTorch) or ``.onnx`` (onnxruntime) file.
 
     ``__call__(rgb)`` -> HxW uint8 labels of that dataset; ``logits(rgb)`` -> HxWxC float32.
@@ -156,11 +156,6 @@ class SCHPParser:
         self.device: Any = None  # resolved in setup(), in the process that computes
         self.runtime = "onnx" if self.weights.suffix.lower() == ".onnx" else "torch"
         self._model: Any = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_model"] = None  # workers load their own copy
-        return state
 
     def setup(self) -> "SCHPParser":
         if self._model is not None:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from vitonprep.backends.devices import check_device, device_note, resolve_device
+from vitonprep.backends.devices import ModelOnDevice, check_device, resolve_device
 
 # body_net and load_body_net are re-exported: other modules' tests import them from here
 from vitonprep.backends.pose_openpose_net import body_net, load_body_net  # noqa: F401
@@ -203,7 +203,7 @@ class OpenPoseConfig:
         check_device(self.device)
 
 
-class OpenPoseBody(Backend):
+class OpenPoseBody(ModelOnDevice, Backend):
     """The ``pose-openpose-body`` back-end: COCO-18 body pose; ``__call__(rgb) -> PoseResult`` (BODY_25 of the main
     person), ``detect(bgr)`` -> the original's (candidate, subset).
 
@@ -226,15 +226,6 @@ class OpenPoseBody(Backend):
                                                                              weights_dir)
         self._model: Any = None
         self.device: Any = None  # resolved in setup(), in the process that computes
-
-    @property
-    def device_note(self) -> str:
-        return device_note(self.device)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_model"] = None
-        return state
 
     def setup(self) -> None:
         if self._model is None:
