@@ -20,18 +20,7 @@ _OUTSIDE = re.compile(r"(?<!paper )§\s?\d|\bspec\s*§|\bspec\s+section|preproce
                       r"environment\.md|style_anchors", re.IGNORECASE)
 
 #: known debts, path -> owner; each entry is checked to be still needed
-OUTSIDE_ALLOWED: dict[str, str] = {
-    # producer notes are written into meta.json: rewording them changes the shard bytes, so it waits for a
-    # deliberate provenance change
-    "vitonprep/convert/vitonhd.py": "E",
-    "vitonprep/convert/dresscode.py": "E",
-    "vitonprep/schema.py": "lead",
-    "vitonprep/backends/densepose_detectron2.py": "CORE",
-    "vitonprep/derive/densepose.py": "lead",
-    "vitonprep/derive/labels.py": "lead",
-    "vitonprep/derive/masks_idm.py": "lead",
-    "tests/test_backend_densepose_approx.py": "CORE",
-}
+OUTSIDE_ALLOWED: dict[str, str] = {}
 
 
 def _headings() -> tuple[set[str], set[str]]:

@@ -11,7 +11,7 @@ Conventions, fixed here once:
   ``agn_mask`` keeps the on-disk VITON-HD convention **True/white = region to inpaint** (StableVITON inverts it
   when loading, so does our trainer);
 - label maps are palette PNGs whose indices are CIHP ids (0..19) and decode to ``uint8`` arrays, never through an
-  RGB decoder (see shared/docs/environment.md section 7 for the webdataset gotcha this avoids);
+  RGB decoder (webdataset's default image decoders convert a palette PNG to RGB, which loses the ids);
 - RGB images decode to ``uint8`` HxWx3 arrays.
 """
 

@@ -1,6 +1,6 @@
 """DensePose R50-FPN s1x through the original detectron2 + DensePose code, when both are installed.
 
-Neither is on PyPI (docs/environment.md section 2): users build detectron2 from source and install
+Neither is on PyPI: users build detectron2 from source and install
 ``projects/DensePose``. This module imports nothing from them at import time; :func:`missing_modules` says which
 of the two cannot be imported, and :class:`Detectron2Unavailable` carries that into an error message. The weight
 file is read with the same numpy-only unpickler as the torchvision port (never detectron2's ``pickle.load``)

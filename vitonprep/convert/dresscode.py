@@ -163,7 +163,7 @@ def make_sample(item: PlannedSample) -> Sample:
         agn_mask = dresscode_mask(item.category, atr, pose18_384, size[1], size[0])
     except ValueError as exc:
         raise SampleError("agnostic", str(exc), item.files["pose"]) from exc
-    mask_producer = Producer("dresscode-mask", note="DressCode test-time mask recipe, preprocess_spec 2.4")
+    mask_producer = Producer("dresscode-mask", note="DressCode test-time mask recipe")
     b.put_array("agn_mask", agn_mask, mask_producer)
     b.put_array("agn", np.where(agn_mask[..., None], np.uint8(128), image).astype(np.uint8), mask_producer)
     if item.category == "upper_body":
@@ -171,7 +171,7 @@ def make_sample(item: PlannedSample) -> Sample:
             parse_agn = agn_mod.parse_agnostic(parse, pose25)
         except ValueError as exc:
             raise SampleError("agnostic", str(exc), item.files["pose"]) from exc
-        b.put_array("parse_agn", parse_agn, Producer("vitonprep-parse-agnostic", note="HR-VITON, spec 1.7"))
+        b.put_array("parse_agn", parse_agn, Producer("vitonprep-parse-agnostic", note="HR-VITON get_parse_agnostic"))
     else:
         b.put_array("parse_agn", np.where(agn_mask, 0, parse).astype(np.uint8),
                     Producer("vitonprep-parse-masked", note="parse with the agnostic-mask region set to background"))
@@ -194,7 +194,7 @@ def make_sample(item: PlannedSample) -> Sample:
         except ValueError as exc:
             raise SampleError("image_densepose", str(exc), item.files["dense"]) from exc
         b.put_array("image_densepose", rendered,
-                    Producer("dresscode-dense", note="dense/ part indices rendered with PARULA on black, spec 1.5"))
+                    Producer("dresscode-dense", note="dense/ part indices rendered with PARULA on black"))
 
     put_garment(b, item, given, Producer("ladi-vton-masks", note="masks/ thresholded at 128"))
     return b.finish_meta(sample_identity(item, image.shape), source={"dataset": "dresscode", "licence": LICENCE})

@@ -11,8 +11,9 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 from PIL import Image
 
 from vitonprep import codecs
@@ -197,7 +198,7 @@ def make_sample(item: PlannedSample) -> Sample:
         b.put_array("pose_render", render_pose(kp, size), Producer("vitonprep-render-pose"))
 
     # agnostic image, mask and parse
-    derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON get_agnostic geometry, preprocess_spec 1.6/1.8")
+    derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON get_agnostic geometry")
     try:
         if "agn_mask" in item.files:
             agn_mask = read_mask_any(read("agn_mask"), item.files["agn_mask"])
@@ -206,10 +207,7 @@ def make_sample(item: PlannedSample) -> Sample:
             agn_mask = agn_mod.agnostic_mask(parse.shape, parse, kp.pose)
             b.put_array("agn_mask", agn_mask, derived)
         if "agn" in item.files:
-            agn_bytes = read("agn")
-            agn = decode_or_fail(read_rgb, agn_bytes, item.files["agn"], "agn")
-            check_same_size(agn, image, item.files["agn"], "agn")
-            b.put("agn", agn_bytes if jpeg_passthrough(agn_bytes, size) else codecs.encode_jpeg(agn), given)
+            _put_given_jpeg(b, "agn", item, read, image, size, given)
         else:
             b.put_array("agn", agn_mod.agnostic_image(image, parse, kp.pose), derived)
         if "parse_agn" in item.files:
@@ -218,7 +216,7 @@ def make_sample(item: PlannedSample) -> Sample:
             b.put_array("parse_agn", parse_agn, given)
         else:
             b.put_array("parse_agn", agn_mod.parse_agnostic(parse, kp.pose),
-                        Producer("vitonprep-parse-agnostic", note="HR-VITON get_parse_agnostic, spec 1.7"))
+                        Producer("vitonprep-parse-agnostic", note="HR-VITON get_parse_agnostic"))
     except ValueError as exc:  # degenerate keypoints (e.g. missing hips)
         raise SampleError("agnostic", str(exc), item.files["pose"]) from exc
 
@@ -231,10 +229,7 @@ def make_sample(item: PlannedSample) -> Sample:
 
     # DensePose
     if "image_densepose" in item.files:
-        dp_bytes = read("image_densepose")
-        dp = decode_or_fail(read_rgb, dp_bytes, item.files["image_densepose"], "image_densepose")
-        check_same_size(dp, image, item.files["image_densepose"], "image_densepose")
-        b.put("image_densepose", dp_bytes if jpeg_passthrough(dp_bytes, size) else codecs.encode_jpeg(dp), given)
+        _put_given_jpeg(b, "image_densepose", item, read, image, size, given)
     else:
         parts = densepose_approx.approximate_densepose_parts(parse, kp.pose)
         b.put_array("image_densepose", render_densepose(parts),
@@ -243,3 +238,12 @@ def make_sample(item: PlannedSample) -> Sample:
 
     put_garment(b, item, given, Producer("vitonhd-dataset", note="JPEG mask thresholded at 128"))
     return b.finish_meta(sample_identity(item, image.shape), source={"dataset": "vitonhd", "licence": LICENCE})
+
+
+def _put_given_jpeg(b: SampleBuilder, name: str, item: PlannedSample, read: Callable[[str], bytes],
+                    image: np.ndarray, size: tuple[int, int], given: Producer) -> None:
+    """A photo-sized RGB map the folder ships: its JPEG bytes as they are when they can be, else re-encoded."""
+    data = read(name)
+    arr = decode_or_fail(read_rgb, data, item.files[name], name)
+    check_same_size(arr, image, item.files[name], name)
+    b.put(name, data if jpeg_passthrough(data, size) else codecs.encode_jpeg(arr), given)

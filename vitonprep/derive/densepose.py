@@ -1,6 +1,6 @@
 """DensePose ``dp_segm`` rendering as in VITON-HD ``image-densepose`` and its inverse.
 
-Spec §1.5: fine-segmentation index I (0..24) -> floor(I*255/24) -> OpenCV PARULA,
+docs/architecture.md, "DensePose rendering": fine-segmentation index I (0..24) -> floor(I*255/24) -> OpenCV PARULA,
 background (I = 0) left as the black canvas.
 """
 

@@ -1,7 +1,7 @@
 """Human-parsing label sets (CIHP, ATR, LIP), the VITON-HD palette and label remaps.
 
 Sources (docs/architecture.md, "Labels"): CIHP ids, HR-VITON 13-class grouping, VITON-HD palette, and
-§2.1 (ATR / LIP / CIHP id table, IDM-VTON neck rule).
+the ATR / LIP / CIHP id table with IDM-VTON's neck rule.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ _CIHP_TO_ATR_LUT = _lut(
 
 
 def lip_to_cihp(lip: np.ndarray) -> np.ndarray:
-    """LIP (SCHP) label map -> CIHP ids; only LIP 10 Jumpsuits changes (-> 6 Dress). Spec §2.1."""
+    """LIP (SCHP) label map -> CIHP ids; only LIP 10 Jumpsuits changes (-> 6 Dress)."""
     return _apply(_LIP_TO_CIHP_LUT, lip)
 
 

@@ -1,7 +1,7 @@
 """IDM-VTON / OOTDiffusion automatic inpainting masks and the DressCode-style mask.
 
 Sources (docs/architecture.md, "Agnostic mask"): (IDM-VTON gradio_demo/utils_mask.py = OOTDiffusion run/utils_ootd.py
-``get_mask_location``) and §2.4 (IDM-VTON inference_dc.py / aimagelab dress-code
+``get_mask_location``) and the DressCode mask (IDM-VTON inference_dc.py / aimagelab dress-code
 data/dataset.py). Labels are SCHP-ATR ids 0..17 plus IDM's 18 = neck.
 """
 
