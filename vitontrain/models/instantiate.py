@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from vitonprep import ConfigError
+from vitonprep import ConfigError, train_config_path
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +53,10 @@ def instantiate_from_config(config: Mapping[str, Any], **overrides: Any) -> Any:
         raise ConfigError(f"cannot instantiate {config['target']}: {exc}") from exc
 
 
-TRAIN_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "train"
-
-
 def resolve_train_config(name_or_path: str | Path) -> Path:
-    """A YAML path, or the name of one in ``pipelines/train/`` (``stableviton``, ``tiny``); FileNotFoundError
-    naming the known names otherwise."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    candidate = TRAIN_CONFIGS_DIR / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    known = sorted(p.stem for p in TRAIN_CONFIGS_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"config {name_or_path} not found (not a file, not one of {known})")
+    """A YAML path, or the name of a shipped one (``stableviton``, ``tiny``: package data of vitonprep, so a wheel
+    install has them; ``pipelines/train/`` in a checkout); FileNotFoundError naming the known names otherwise."""
+    return train_config_path(name_or_path)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
