@@ -107,20 +107,29 @@ def test_checkpoint_leaves_the_frozen_tensors_out_and_rebuilds_them(run):
     assert all(torch.equal(v, expected[k]) for k, v in read_model_state(out / "checkpoints/last.ckpt").items())
 
 
+def sample_args(shards: Path, out: Path, checkpoint: Path) -> list[str]:
+    return ["sample", str(shards), str(out), "--checkpoint", str(checkpoint), "--steps", "1", "--height", "64",
+            "--width", "64", "--limit", "1", "--sampler", "ddim", "--no-progress"]
+
+
 def test_sample_rebuilds_the_model_from_the_checkpoint_alone(run, train_shards, tmp_path):
     cfg, fit, out = run
     last = out / "checkpoints/last.ckpt"
     model = load_sampling_model(last)  # no config
     assert all(torch.equal(v, fit.system.net.state_dict()[k]) for k, v in model.state_dict().items())
-    args = ["sample", str(train_shards), str(tmp_path / "o"), "--checkpoint", str(last), "--steps", "1",
-            "--height", "64", "--width", "64", "--limit", "1", "--sampler", "ddim", "--no-progress"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
     assert load_sampling_model(last, "tiny") is not None  # --config agreeing with the stored config: accepted
     other = tmp_path / "other.yaml"
     other.write_text(TINY.read_text().replace("u_cond_percent: 0.2", "u_cond_percent: 0.3"))
-    refused = runner.invoke(app, [*args, "--config", str(other)])
+    refused = runner.invoke(app, [*sample_args(train_shards, tmp_path / "o", last), "--config", str(other)])
     assert refused.exit_code == 2 and "model.params.u_cond_percent" in flat(refused.output), refused.output
+
+
+@pytest.mark.slow
+def test_sample_cli_with_a_slim_checkpoint_and_no_config(run, train_shards, tmp_path):
+    cfg, fit, out = run
+    result = runner.invoke(app, sample_args(train_shards, tmp_path / "o", out / "checkpoints/last.ckpt"))
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "o/unpair").glob("*.jpg"))) == 1
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])

@@ -143,8 +143,10 @@ def frozen_keys(net: nn.Module) -> list[str]:
 
 
 def fingerprint(state: Mapping[str, torch.Tensor], keys: list[str] | tuple[str, ...]) -> str | None:
-    """A hash of the values of ``keys`` (name, dtype, shape, bytes); None for tensors on the meta device."""
-    digest = hashlib.blake2b(digest_size=16)
+    """A hash of the values of ``keys`` (name, dtype, shape, bytes); None for tensors on the meta device. SHA-256:
+    OpenSSL's runs on the CPU's SHA instructions, the fastest of hashlib's here (5.9 GB of frozen weights at full
+    size are hashed when a run starts and when a checkpoint is read)."""
+    digest = hashlib.sha256()
     for key in sorted(keys):
         t = state[key].detach()
         if t.device.type == "meta":
