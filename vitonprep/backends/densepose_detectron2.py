@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitonprep.backends.densepose_outputs import check_rgb, result_from_outputs
+from vitonprep.backends.densepose_outputs import DensePosePredictor, check_rgb, result_from_outputs
 from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
-from vitonprep.backends.devices import ModelOnDevice, resolve_device
+from vitonprep.backends.devices import resolve_device
 from vitonprep.errors import InputError, VitonprepError
 
 logger = logging.getLogger(__name__)
@@ -93,10 +93,8 @@ def build_config(score_thresh: float = 0.8, min_size: int = 800, max_size: int =
     return cfg
 
 
-class Detectron2DensePose(ModelOnDevice):
+class Detectron2DensePose(DensePosePredictor):
     """Same contract as :class:`~vitonprep.backends.densepose_rcnn.DensePoseRCNNBackend`, on detectron2."""
-
-    MODEL_ATTR = "model"
 
     implementation = "detectron2"
 
@@ -130,12 +128,6 @@ class Detectron2DensePose(ModelOnDevice):
         self.model = model
         self.resize = T.ResizeShortestEdge([s.min_size, s.min_size], s.max_size)
 
-    def close(self) -> None:
-        self.model = None
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        return self.predict(image).parts
-
     def predict(self, image: np.ndarray) -> Any:
         rgb = check_rgb(image)
         self.setup()
@@ -150,9 +142,6 @@ class Detectron2DensePose(ModelOnDevice):
     def _resize(self, rgb: np.ndarray) -> np.ndarray:
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the model's INPUT.FORMAT is BGR
         return self.resize.get_transform(bgr).apply_image(bgr)
-
-    def call_batch(self, images: list[np.ndarray]) -> list[Any]:
-        return [r if isinstance(r, InputError) else r.parts for r in self.predict_batch(images)]
 
     def predict_batch(self, images: list[np.ndarray]) -> list[Any]:
         """`predict` on several photos, one model call per group of equal resized size (detectron2 pads a batch

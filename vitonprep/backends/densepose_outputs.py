@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from vitonprep.backends.densepose_rcnn_model import clip_boxes, nonempty
-from vitonprep.errors import NoPersonError
+from vitonprep.backends.devices import ModelOnDevice
+from vitonprep.errors import InputError, NoPersonError
 
 __all__ = ["DensePoseResult", "check_rgb", "scale_boxes_to_photo", "paste_instances", "result_from_outputs"]
 
@@ -111,3 +112,28 @@ def result_from_outputs(boxes: torch.Tensor, scores: torch.Tensor, out: Any, inp
     parts, u, v = paste_instances(boxes, out.coarse_segm.cpu()[keep], out.fine_segm.cpu()[keep], out.u.cpu()[keep],
                                   out.v.cpu()[keep], photo_hw)
     return DensePoseResult(parts, u, v, boxes.numpy().astype(np.float32), scores[keep].numpy())
+
+
+class DensePosePredictor(ModelOnDevice):
+    """What the two DensePose R-CNN implementations share: the model ``setup()`` loads into ``model``, and the
+    back-end calls through their ``predict``/``predict_batch`` (part maps; a sample's InputError in its place)."""
+
+    MODEL_ATTR = "model"
+    model: Any = None
+
+    def predict(self, image: np.ndarray) -> DensePoseResult:  # pragma: no cover - each implementation defines it
+        raise NotImplementedError
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[Any]:  # pragma: no cover - idem
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.model = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.predict(image).parts
+
+    def call_batch(self, images: list[np.ndarray]) -> list[Any]:
+        """``[self(image) for image in images]`` in batched forwards; a sample's InputError (no person) is returned
+        in its place instead of raised."""
+        return [r if isinstance(r, InputError) else r.parts for r in self.predict_batch(images)]

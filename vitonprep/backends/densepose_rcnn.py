@@ -34,6 +34,7 @@ from PIL import Image
 
 from vitonprep.backends import densepose_detectron2
 from vitonprep.backends.densepose_outputs import (
+    DensePosePredictor,
     DensePoseResult,
     check_rgb,
     paste_instances,
@@ -43,7 +44,7 @@ from vitonprep.backends.densepose_outputs import (
 from vitonprep.backends.densepose_rcnn_model import DensePoseRCNN as DensePoseRCNNModel
 from vitonprep.backends.densepose_rcnn_model import DensePoseRCNNConfig
 from vitonprep.backends.densepose_rcnn_weights import expected_shapes, state_dict_from_pkl
-from vitonprep.backends.devices import ModelOnDevice, check_device, resolve_device
+from vitonprep.backends.devices import check_device, resolve_device
 from vitonprep.backends.protocols import Backend
 from vitonprep.errors import ConfigError, InputError
 from vitonprep.weights import WeightSpec, find_weights, register_weights
@@ -119,10 +120,9 @@ def resize_bgr(image_bgr: np.ndarray, min_size: int, max_size: int) -> np.ndarra
 # ------------------------------------------------------------------------------------------------ back-end
 
 
-class DensePoseRCNNBackend(ModelOnDevice):
+class DensePoseRCNNBackend(DensePosePredictor):
     """The torchvision port: ``setup()`` loads the weights, ``backend(rgb)`` -> HxW part-index map (uint8)."""
 
-    MODEL_ATTR = "model"
     implementation = "torchvision"
 
     def __init__(self, settings: DensePoseRCNNSettings, weights_path: str | Path):
@@ -151,12 +151,6 @@ class DensePoseRCNNBackend(ModelOnDevice):
         logger.info("loaded %s (%d arrays, %s, on %s)", self.weights_path, len(state), self.settings.dtype,
                     self.device)
 
-    def close(self) -> None:
-        self.model = None
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        return self.predict(image).parts
-
     def predict(self, image: np.ndarray) -> DensePoseResult:
         """``image``: HxWx3 uint8 RGB photo. Raises NoPersonError when no person scores >= the threshold."""
         rgb = check_rgb(image)
@@ -166,11 +160,6 @@ class DensePoseRCNNBackend(ModelOnDevice):
         x = torch.as_tensor(resized.astype(np.float32).transpose(2, 0, 1)).to(self.device)
         det, out = self.model(x)
         return result_from_outputs(det.boxes, det.scores, out, resized.shape[:2], rgb.shape[:2])
-
-    def call_batch(self, images: list[np.ndarray]) -> list[Any]:
-        """``[self(image) for image in images]`` in batched forwards; a sample's InputError (no person) is returned
-        in its place instead of raised."""
-        return [r if isinstance(r, InputError) else r.parts for r in self.predict_batch(images)]
 
     def predict_batch(self, images: list[np.ndarray]) -> list[Any]:
         """`predict` on several photos: photos whose resized size is equal share one backbone pass (the pipeline's
