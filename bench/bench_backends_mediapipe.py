@@ -87,7 +87,7 @@ def main(rounds: int = 3) -> None:
     agree, only = [], 0
     for name, rgb in imgs:
         for lite, full in zip(pose.hand_keypoints(rgb, landmarks[name]),
-                              pose_full.hand_keypoints(rgb, landmarks[name])):
+                              pose_full.hand_keypoints(rgb, landmarks[name]), strict=True):
             a, b = lite[:, 2] > 0, full[:, 2] > 0
             if a.any() and b.any():
                 agree.append(float(np.linalg.norm(lite[:, :2] - full[:, :2], axis=1).mean()))

@@ -190,8 +190,8 @@ def main(n: int, repeats: int) -> None:
         print(f"ratio 2 workers / 1 worker: end to end {e2e:.2f}x ({e2e / ceiling:.0%} of the machine's image "
               f"ceiling {ceiling:.2f}x), steady {st:.2f}x ({st / ceiling:.0%})")
         # each repeat's pair ran back to back, so its ratio is the least disturbed by the machine's drift
-        pairs_e2e = sorted(a["wall"] / b["wall"] for a, b in zip(runs[1], runs[2]))
-        pairs_st = sorted(b["steady"] / a["steady"] for a, b in zip(runs[1], runs[2]))
+        pairs_e2e = sorted(a["wall"] / b["wall"] for a, b in zip(runs[1], runs[2], strict=True))
+        pairs_st = sorted(b["steady"] / a["steady"] for a, b in zip(runs[1], runs[2], strict=True))
         print(f"  per repeat (1 worker, then 2 workers): end to end {', '.join(f'{x:.2f}' for x in pairs_e2e)}x, "
               f"steady {', '.join(f'{x:.2f}' for x in pairs_st)}x")
         for w in (1, 2):

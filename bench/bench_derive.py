@@ -15,7 +15,8 @@ VITON-HD cloth photos and the 16 ``data/samples/cloth`` photos (two of them squa
 Timing: one warm-up pass, then ``rounds`` passes; per image the median over rounds, the table shows the mean
 over images. Absolute times on a shared machine are noisy and machine dependent, so every figure is also given
 as a ratio to a fixed reference operation measured in the same run (before and after the functions, averaged):
-``cv2.GaussianBlur`` (sigma 3) of a 768x1024x3 uint8 image, 10 times ("ref" below). OpenCV uses its default thread count unless ``--threads``
+``cv2.GaussianBlur`` (sigma 3) of a 768x1024x3 uint8 image, 10 times ("ref" below).
+OpenCV uses its default thread count unless ``--threads``
 is given (the product target assumes 2 cores).
 
 Usage: ``python bench/bench_derive.py [--rounds N] [--threads T]`` (default 7 rounds).

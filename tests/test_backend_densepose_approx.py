@@ -1,7 +1,8 @@
 """Tests of the model-free approximate DensePose back-end (vitonprep.backends.densepose_approx).
 
 Reference: the real DensePose render of VITON-HD 00006_00 (data/vitonhd-v3-reference/image-densepose), decoded
-back to part indices with a nearest-colour inverse of the PARULA table (docs/architecture.md, "DensePose rendering"). The
+back to part indices with a nearest-colour inverse of the PARULA table (docs/architecture.md,
+"DensePose rendering"). The
 keypoints of 00006_00 come from the official OpenPose render of that id (openpose_img): each BODY_25 joint disc
 is drawn in its BODY_25 colour x 0.84, so the repository's hand-written COCO-18 JSON only serves as a rough prior
 to pick the right disc; joints without a disc in the render (knees, ankles, feet) are missing.

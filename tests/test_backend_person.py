@@ -54,7 +54,7 @@ def official(pose, data_dir):
 
 def test_mask_iou_against_official_parse(person, official):
     pose_iou, selfie_iou = [], []
-    for pid, (rgb, parse, res) in official.items():
+    for rgb, parse, res in official.values():
         m = person.person_mask(rgb, res)
         assert m.dtype == bool and m.shape == parse.shape
         pose_iou.append(_iou(m, parse))

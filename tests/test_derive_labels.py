@@ -20,7 +20,7 @@ PARSE_FILES = sorted((DATA / "vitonhd-official" / "image-parse").glob("*.png")) 
 def test_label_set_sizes():
     assert len(L.CIHP_LABELS) == 20 and len(L.LIP_LABELS) == 20 and len(L.ATR_LABELS) == 18
     assert L.CIHP_LABELS[10] == "Torso-skin" and L.LIP_LABELS[10] == "Jumpsuits"
-    assert [i for i, (a, b) in enumerate(zip(L.CIHP_LABELS, L.LIP_LABELS)) if a != b] == [10]
+    assert [i for i, (a, b) in enumerate(zip(L.CIHP_LABELS, L.LIP_LABELS, strict=True)) if a != b] == [10]
 
 
 @pytest.mark.parametrize("path", PARSE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")

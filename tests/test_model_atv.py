@@ -22,7 +22,8 @@ def one_hot_map(qh: int, qw: int, kh: int, kw: int, target) -> torch.Tensor:
 
 
 def reference_tv(attn: torch.Tensor, region: torch.Tensor, qhw, khw) -> float:
-    """Loop-by-loop transcription of the official ATV loss (head mean, expected coordinates, masked neighbour L1, batch mean)."""
+    """Loop-by-loop transcription of the official ATV loss (head mean, expected coordinates, masked neighbour L1,
+    batch mean)."""
     qh, qw = qhw
     kh, kw = khw
     a = attn.double().mean(dim=1) if attn.ndim == 4 else attn.double()

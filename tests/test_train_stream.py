@@ -44,8 +44,8 @@ def test_same_seed_same_stream_other_seed_other_stream(train_shards):
     a = list(ShardStream(urls, small(), 4))
     b = list(ShardStream(urls, small(), 4))
     c = list(ShardStream(urls, small(seed=4), 4))
-    assert keys(a) == keys(b) and all(torch.equal(x["image"], y["image"]) for x, y in zip(a, b))
-    assert keys(a) != keys(c) or not all(torch.equal(x["image"], y["image"]) for x, y in zip(a, c))
+    assert keys(a) == keys(b) and all(torch.equal(x["image"], y["image"]) for x, y in zip(a, b, strict=True))
+    assert keys(a) != keys(c) or not all(torch.equal(x["image"], y["image"]) for x, y in zip(a, c, strict=True))
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -58,7 +58,7 @@ def test_resumed_loader_yields_the_rest_of_the_epoch(train_shards, num_workers):
     resumed.load_state_dict({**loader.state_dict(), "epoch": 0, "consumed": 1})
     rest = list(resumed)
     assert keys(rest) == keys(full[1:])
-    assert all(torch.equal(x["image"], y["image"]) for x, y in zip(rest, full[1:]))  # augmentation too
+    assert all(torch.equal(x["image"], y["image"]) for x, y in zip(rest, full[1:], strict=True))  # augmentation too
     assert resumed.state_dict()["consumed"] == 4
     # an epoch saved as complete resumes at the next epoch, which is a different order
     nxt = ResumableLoader(ShardStream(urls, small(), 4), num_workers=num_workers)

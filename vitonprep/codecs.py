@@ -133,7 +133,8 @@ def pixels(img: Image.Image) -> np.ndarray:
     """``np.asarray(img)`` (read-only uint8) for L, P and RGB images, one copy cheaper.
 
     PIL's ``tobytes`` packs an image in 64 KB blocks and joins them: 4.4 ms for a 768x1024 RGB photo. Packed
-    in one block of the image's size (0.36 ms), the bytes are the array. Other modes, or a Pillow without the raw encoder, take ``np.asarray``.
+    in one block of the image's size (0.36 ms), the bytes are the array. Other modes, or a Pillow without the raw
+    encoder, take ``np.asarray``.
     """
     bands = _BANDS.get(img.mode)
     img.load()

@@ -79,7 +79,7 @@ def score_vitonhd(root: Path, cfg: PipelineConfig) -> ScoreReport:
     pose_stage.setup()
     report = ScoreReport()
     try:
-        for split, sdir in sorted(splits.items()):
+        for _split, sdir in sorted(splits.items()):
             for img_path in sorted((sdir / "image").glob("*.jpg")):
                 pid = img_path.stem
                 rgb = read_rgb(img_path.read_bytes(), str(img_path))

@@ -55,7 +55,8 @@ def main(shards: str, out: str, *overrides: str) -> None:
         "train.checkpoint_every_n_steps=100", "train.ema.enabled=false", "train.accelerator=cpu", "train.devices=2",
         "train.strategy=ddp_find_unused_parameters_true", *overrides])
     recorder = RecordKeys()
-    run = build_fit(cfg, resume=os.environ.get("DDP_RESUME", "none"), progress=False, extra_callbacks=[recorder], logger_backends=False)
+    run = build_fit(cfg, resume=os.environ.get("DDP_RESUME", "none"), progress=False, extra_callbacks=[recorder],
+                    logger_backends=False)
     initial = digest(run.system)
     run_fit(run)
     rank = run.trainer.global_rank

@@ -31,7 +31,8 @@ app = typer.Typer(
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages; errors show their traceback.")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v",
+                                      help="Log debug messages; errors show their traceback.")) -> None:
     setup_logging(console, verbose, logging.WARNING)
 
 

@@ -76,7 +76,8 @@ class GuardedGroup(TyperGroup):
             return super().invoke(ctx)
         except Exception as exc:
             if type(exc).__module__.split(".")[0] in ("click", "typer"):
-                raise  # usage errors, --help, typer.Exit: the command line's own flow (typer vendors click)  # every other error: one line, code by kind; traceback on request
+                raise  # usage errors, --help, typer.Exit: the command line's own flow (typer vendors click)
+            # every other error: one line, code by kind; traceback on request
             message, code = _describe(exc)
             if _VERBOSE["on"]:
                 console.print(escape("".join(traceback.format_exception(exc))), end="")

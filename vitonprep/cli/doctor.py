@@ -38,7 +38,7 @@ def doctor(
         try:
             cfg = load_pipeline_config(pipeline)
         except ConfigError as exc:
-            raise fail(str(exc))
+            raise fail(str(exc)) from exc
     wdir = weights_dir if weights_dir is not None else (Path(cfg.weights_dir) if cfg and cfg.weights_dir else None)
     choices = {}
     if cfg is not None:

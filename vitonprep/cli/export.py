@@ -42,7 +42,7 @@ def export(
         report = export_dataset(format.value, shards, out, as_shards=shards_out)
     except (ValueError, OSError) as exc:  # a wrong option, an unreadable manifest, a full or read-only OUT
         logger.debug("export failed", exc_info=True)
-        raise fail(f"export: {exc}", 1)
+        raise fail(f"export: {exc}", 1) from exc
     console.print(escape(f"exported {report.nsamples} samples ({report.nfiles} files, {format.value}) to {out}"))
     for name, lines in report.pairs.items():
         console.print(escape(f"  {name}: {len(lines)} lines"))

@@ -34,7 +34,8 @@ def inspect(
         summary = contact_sheet(shards, out_png, n=n, tile_width=tile_width)
     except OSError as exc:  # a read-only dataset folder or a full disk
         logger.debug("contact sheet not written", exc_info=True)
-        raise fail(f"cannot write the contact sheet {out_png}: {exc.strerror or exc} (choose another --out)", 1)
+        raise fail(f"cannot write the contact sheet {out_png}: {exc.strerror or exc} (choose another --out)",
+                   1) from exc
     console.print(escape(f"{summary.nsamples} samples; split/pair {dict(summary.pairs)}; categories "
                          f"{dict(summary.categories)}; sizes {dict(summary.sizes)}"))
     table = Table(title="who produced each map")

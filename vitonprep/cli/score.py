@@ -33,7 +33,7 @@ def score(
         cfg = load_pipeline_config(pipeline)
         rep = score_vitonhd(root, cfg)
     except ConfigError as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from exc
     t = Table(title=f"fidelity of {cfg.name} on {root}")
     for col in ("image", "PCK@0.1", "mIoU (13 groups)"):
         t.add_column(col)

@@ -1,6 +1,7 @@
 """`vitonprep export`: shards -> the VITON-HD v3 folder layout that the official StableVITON loader reads.
 
-Layout and encodings follow the VITON-HD release (docs/architecture.md, "Data contract"): ``{split}/image/<id>.jpg`` (stored JPEG bytes, q95),
+Layout and encodings follow the VITON-HD release (docs/architecture.md, "Data contract"):
+``{split}/image/<id>.jpg`` (stored JPEG bytes, q95),
 ``cloth-mask/`` L JPEG q75, ``image-parse-v3/`` and ``image-parse-agnostic-v3.2/`` palette PNG,
 ``openpose_json/<id>_keypoints.json``, ``openpose_img/<id>_rendered.png``, ``image-densepose/``,
 ``agnostic-v3.2/`` (stored bytes, q75), ``agnostic-mask/<id>_mask.png`` (white = inpaint) and

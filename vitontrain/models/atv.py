@@ -1,4 +1,5 @@
-"""Attention total variation (ATV) loss, StableVITON paper §3.3 (official ``ldm/models/diffusion/ddpm.py``), for any grid shape.
+"""Attention total variation (ATV) loss, StableVITON paper §3.3 (official ``ldm/models/diffusion/ddpm.py``), for
+any grid shape.
 
 The official code recovers the query/key grids from token counts assuming a 4:3 aspect (``dx = sqrt(HW/12)``,
 ``h = 4dx, w = 3dx``), so it is wrong or crashes at any other aspect ratio. Here the grid shapes are passed in

@@ -214,7 +214,8 @@ class AutoencoderKL(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.post_quant_conv(z))
 
-    def forward(self, x: torch.Tensor, sample_posterior: bool = True) -> tuple[torch.Tensor, DiagonalGaussianDistribution]:
+    def forward(self, x: torch.Tensor, sample_posterior: bool = True
+                ) -> tuple[torch.Tensor, DiagonalGaussianDistribution]:
         posterior = self.encode(x)
         z = posterior.sample() if sample_posterior else posterior.mode()
         return self.decode(z), posterior
