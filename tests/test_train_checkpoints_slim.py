@@ -16,6 +16,7 @@ from vitonprep import ConfigError
 from vitontrain.checkpoints import CheckpointError, load_stableviton, read_checkpoint, read_state_dict, save_official
 from vitontrain.cli import app
 from vitontrain.models import build_model
+from vitontrain.sampling.inference import load_inference_model
 from vitontrain.sampling.run import load_sampling_model
 from vitontrain.train.callbacks import TrainedParamsEMA
 from vitontrain.train.config import config_from_yaml, load_fit_config
@@ -122,6 +123,14 @@ def test_sample_rebuilds_the_model_from_the_checkpoint_alone(run, train_shards, 
     other.write_text(TINY.read_text().replace("u_cond_percent: 0.2", "u_cond_percent: 0.3"))
     refused = runner.invoke(app, [*sample_args(train_shards, tmp_path / "o", last), "--config", str(other)])
     assert refused.exit_code == 2 and "model.params.u_cond_percent" in flat(refused.output), refused.output
+
+
+
+def test_every_checkpoint_reader_completes_a_slim_checkpoint(run):
+    """load_inference_model (what tryon and evaluate's callers used) reads a slim checkpoint as sample does."""
+    cfg, fit, out = run
+    model = load_inference_model("tiny", out / "checkpoints/last.ckpt")
+    assert all(torch.equal(v, fit.system.net.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 @pytest.mark.slow

@@ -455,7 +455,7 @@ def test_evaluate_reads_real_shards_through_the_contract_reader(shards):
     """`evaluate`'s real persons from shards: a truncated shard is a ShardReadError naming it (was a raw
     tarfile.ReadError), and images go through the contract decoder (pixel limit) rather than a bare PIL open."""
     from vitontrain.data.shards import ShardReadError
-    from vitontrain.metrics import real_person_images
+    from vitontrain.evaluation import real_person_images
 
     images = real_person_images(shards, split=None)
     assert len(images) == 3 and all(v.ndim == 3 for v in images.values())

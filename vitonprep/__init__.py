@@ -41,13 +41,15 @@ _LAZY: dict[str, str] = {
     "train_config_path": "vitonprep.config",
     "resolve_device": "vitonprep.backends.devices",
     "PARULA_RGB": "vitonprep.derive.densepose",
+    "Sample": "vitonprep.shards",  # what prepare_pair returns and convert_samples yields
+    "Failure": "vitonprep.shards",  # what convert_samples yields for an input it cannot use
 }
 
 __all__ = [  # the names above (a literal list, for linters and type checkers) plus the eager ones
     "EXPORT_FORMATS", "FIELDS", "PARULA_RGB", "SCHEMA_VERSION", "BuildReport", "ConfigError", "ConvertReport",
-    "ExportReport", "PipelineConfig", "SampleError", "ValidationReport", "VitonprepError", "__version__", "api",
-    "apply_dotted_overrides", "config_from_mapping", "convert_samples", "load_pipeline", "load_pipeline_config",
-    "prepare_pair", "resolve_device", "train_config_path",
+    "ExportReport", "Failure", "PipelineConfig", "Sample", "SampleError", "ValidationReport", "VitonprepError",
+    "__version__", "api", "apply_dotted_overrides", "config_from_mapping", "convert_samples", "load_pipeline",
+    "load_pipeline_config", "prepare_pair", "resolve_device", "train_config_path",
 ]
 
 if TYPE_CHECKING:  # type checkers and IDEs see the lazy names as ordinary imports
@@ -71,6 +73,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see the lazy names as ordinary impor
         train_config_path,
     )
     from vitonprep.derive.densepose import PARULA_RGB
+    from vitonprep.shards import Failure, Sample
 
 
 def __getattr__(name: str) -> Any:

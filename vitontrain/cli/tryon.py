@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vitonprep import VitonprepError
+from vitonprep import ConfigError, VitonprepError
 from vitontrain.cli._common import console, fail, say
-from vitontrain.cli.sample import MODEL_CONFIG_HELP, Precision, Sampler, Start
+from vitontrain.cli.sample import SAMPLE_CONFIG_HELP, Precision, Sampler, Start
 
 
 def tryon(
@@ -17,7 +17,7 @@ def tryon(
     cloth: Annotated[Path, typer.Argument(help="In-shop garment photo.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output image (.jpg/.png).")] = Path("tryon.jpg"),
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-k", help="StableVITON checkpoint.")] = None,
-    config: Annotated[str, typer.Option("--config", "-c", help=MODEL_CONFIG_HELP)] = "stableviton",
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help=SAMPLE_CONFIG_HELP)] = None,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="vitonprep pipeline YAML or name "
                                                                    "(pipelines/).")] = "default",
     category: Annotated[Optional[str], typer.Option(help="upper_body | lower_body | dresses (overrides the "
@@ -48,7 +48,8 @@ def tryon(
     from PIL import Image
 
     from vitontrain.checkpoints import CheckpointError
-    from vitontrain.sampling.inference import MissingFileError, SamplingConfig, load_inference_model
+    from vitontrain.sampling.inference import MissingFileError, SamplingConfig
+    from vitontrain.sampling.run import load_sampling_model
     from vitontrain.sampling.schedule import make_timesteps
     from vitontrain.tryon import tryon as run_tryon
 
@@ -63,8 +64,8 @@ def tryon(
                 raise MissingFileError(f"{what} not found: {p}")
         if out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
             raise ValueError(f"--out {out}: use a .jpg or .png file name")
-        model = load_inference_model(config, checkpoint, device, random_init=random_init)
-    except (MissingFileError, FileNotFoundError, ValueError, CheckpointError) as exc:
+        model = load_sampling_model(checkpoint, config, device, random_init=random_init)
+    except (MissingFileError, FileNotFoundError, ValueError, CheckpointError, ConfigError) as exc:
         raise fail(str(exc)) from exc
     with console.status("preparing the pair with vitonprep, then sampling"):
         try:

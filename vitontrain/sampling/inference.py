@@ -21,10 +21,11 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from vitontrain.checkpoints import load_stableviton, read_state_dict
+from vitontrain.checkpoints import load_stableviton
 from vitontrain.models.instantiate import build_model, resolve_train_config
 from vitontrain.sampling.samplers import SAMPLERS, StepCallback, run_sampler
 from vitontrain.sampling.schedule import DISCRETIZATIONS, step_schedule
+from vitontrain.train.weights import read_model_state
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ def load_inference_model(config: str | Path, checkpoint: str | Path | None, devi
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise MissingFileError(f"checkpoint not found: {checkpoint}")
     # read first (weights only, memory-mapped): an unsafe or unreadable file is refused before the model is built
-    state = read_state_dict(checkpoint) if checkpoint is not None else None
+    # official, safetensors or a vitontrain checkpoint (a slim one completed from its recorded init files)
+    state = read_model_state(checkpoint) if checkpoint is not None else None
     model = build_model(config)
     if state is not None:
         load_stableviton(model, state, strict=True, source=str(checkpoint))

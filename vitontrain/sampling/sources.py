@@ -50,11 +50,10 @@ def decode_encoded(key: str, members: dict[str, bytes]) -> dict[str, Any]:
 
 def _vitonhd_samples(root: Path, split: str | None) -> Iterator[dict[str, Any]]:
     for item in vitonprep.convert_samples("vitonhd", root, split):
-        members = getattr(item, "members", None)
-        if members is None:  # a Failure: an input the converter cannot use, or a sample it could not make
+        if isinstance(item, vitonprep.Failure):  # an input the converter cannot use, or a sample it could not make
             logger.warning("skipped %s: %s", item.key or item.source, item.reason)
             continue
-        yield decode_encoded(item.key, members)
+        yield decode_encoded(item.key, item.members)
 
 
 def _shard_samples(folder: Path) -> Iterator[dict[str, Any]]:
