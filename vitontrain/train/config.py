@@ -58,7 +58,8 @@ class TrainConfig:
     precision: str = "32-true"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
-    gradient_checkpointing: bool | None = None   # None = as the model config says
+    # None = as the model config says; auto = off when the GPU holds the step without it (train/memory.py)
+    gradient_checkpointing: bool | str | None = None
     ema: EMAConfig = field(default_factory=EMAConfig)
     checkpoint_every_n_steps: int = 500
     keep_checkpoints: int = 2               # newest step checkpoints kept (plus last.ckpt)
@@ -83,6 +84,10 @@ class TrainConfig:
                               "compute)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not (self.gradient_checkpointing is None or isinstance(self.gradient_checkpointing, bool)
+                or self.gradient_checkpointing == "auto"):
+            raise ConfigError(f"train.gradient_checkpointing must be true, false, auto or null, got "
+                              f"{self.gradient_checkpointing!r}")
         if self.max_steps < 1 or self.accumulate_grad_batches < 1:
             raise ConfigError("train.max_steps and train.accumulate_grad_batches must be >= 1")
         if self.num_nodes > 1 and not Path(self.out_dir).is_absolute():

@@ -36,6 +36,7 @@ from vitontrain.data.shards import check_local_shards
 from vitontrain.models.stableviton import StableVITONModel
 from vitontrain.train.callbacks import RunConfigFile, SampleGrids, StepTiming, TrainedParamsEMA
 from vitontrain.train.config import FitConfig, TrainConfig
+from vitontrain.train.memory import resolve_gradient_checkpointing
 from vitontrain.train.system import StableVITONSystem
 from vitontrain.train.weights import RunInfo, build_net, stand_in_pretrained, store_frozen_bf16
 
@@ -137,6 +138,7 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
               extra_callbacks: list[pl.Callback] | None = None, logger_backends: bool = True,
               net: StableVITONModel | None = None) -> FitRun:
     """Everything `fit` needs; ``net`` replaces the model the config would build (e.g. one built on ``meta``)."""
+    cfg = resolve_gradient_checkpointing(cfg)  # `auto` decided for this machine; the run's config records it
     t = cfg.train
     # a missing shard folder or a truncated local shard fails here, before minutes of model building
     check_local_shards(expand_shard_specs(cfg.data.shards))
