@@ -119,7 +119,11 @@ def test_official_configuration_trainer_builds_on_meta(tmp_path, train_shards):
     n_opt = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
     assert n_opt == 355_255_168  # the official set (529.4 M) minus the 174 M that never get a gradient
     assert run.trainer.max_steps == cfg.train.max_steps and run.trainer.precision == "bf16-mixed"
-    assert cfg.model_config()["params"]["gradient_checkpointing"] is True
+    # gradient_checkpointing: auto leaves the model's setting on the CPU: the official use_checkpoint (on)
+    params = cfg.model_config()["params"]
+    assert "gradient_checkpointing" not in params
+    assert params["control_stage_config"]["params"]["use_checkpoint"] is True
+    assert params["unet_config"]["params"]["use_checkpoint"] is True
 
 
 runner = CliRunner()

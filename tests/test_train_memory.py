@@ -38,6 +38,7 @@ def test_auto_leaves_the_model_setting_on_the_cpu():
 
 def test_the_decision_reaches_the_model_config():
     cfg = load_fit_config("stableviton", ["data.batch_size=4"])
+    assert "gradient_checkpointing" not in cfg.model_config()["params"]  # undecided: never passed to the model
     off = resolve_gradient_checkpointing(cfg, gpu_memory=lambda: 24 * GIB)
     assert off.model_config()["params"]["gradient_checkpointing"] is False
     on = resolve_gradient_checkpointing(replace(cfg, data=replace(cfg.data, batch_size=16)),

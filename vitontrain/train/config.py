@@ -118,7 +118,7 @@ class FitConfig:
         cfg = copy.deepcopy(self.model)
         params = cfg.setdefault("params", {})
         params["use_atv_loss"] = self.train.stage == 2
-        if self.train.gradient_checkpointing is not None:
+        if isinstance(self.train.gradient_checkpointing, bool):  # None and auto (until decided): the model's own
             params["gradient_checkpointing"] = self.train.gradient_checkpointing
         return cfg
 
