@@ -173,3 +173,49 @@ def test_rebuild_from_shards_runs_the_same_pipeline_on_the_stored_photos(referen
         meta, old_meta = json.loads(new[key]["meta.json"]), json.loads(old[key]["meta.json"])
         assert meta["rebuilt_from"] == {"dataset": str(src), "shard": shard_of[key]}
         assert {k: v for k, v in meta.items() if k != "rebuilt_from"} == old_meta
+
+
+def _rewrite_member(tar_path: Path, member: str, data: bytes) -> None:
+    """``tar_path`` with one member's bytes replaced (order and other members kept)."""
+    import io
+    import tarfile
+
+    with tarfile.open(tar_path) as tar:
+        entries = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
+    with tarfile.open(tar_path, "w") as tar:
+        for name, payload in entries:
+            payload = data if name == member else payload
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+
+@pytest.mark.parametrize("bad_meta", [b"{not json", b"[1, 2]", b'{"producers": 7}'])
+def test_rebuild_records_a_broken_input_meta_for_its_sample_only(reference, tmp_path, bad_meta):
+    src = tmp_path / "src"
+    shutil.copytree(reference, src)
+    tar = list_shards(src)[0]
+    victim = next(iter_tar_samples(tar)).key
+    _rewrite_member(tar, f"{victim}.meta.json", bad_meta)
+    report = build_dataset(load_pipeline_config("default", {"samples_per_shard": 2}), src, tmp_path / "again")
+    assert not report.failed_shards and report.nsamples == len(PERSONS) - 1
+    assert [(f.key, f.stage) for f in report.failures] == [(victim, "load_person")]
+    assert "meta.json" in report.failures[0].reason
+
+
+def test_rebuild_refuses_a_stored_photo_of_another_size_for_its_sample_only(reference, tmp_path):
+    """A rebuild keeps the stored photo bytes, so a photo that is not the canvas (a foreign or crafted shard) would
+    sit beside maps of another size: that sample is refused with the size, the others are rebuilt."""
+    import io
+
+    src = tmp_path / "src"
+    shutil.copytree(reference, src)
+    tar = list_shards(src)[0]
+    victim = next(iter_tar_samples(tar))
+    small = io.BytesIO()
+    Image.open(io.BytesIO(victim.members["image.jpg"])).resize((384, 512)).save(small, "JPEG", quality=95)
+    _rewrite_member(tar, f"{victim.key}.image.jpg", small.getvalue())
+    report = build_dataset(load_pipeline_config("default", {"samples_per_shard": 2}), src, tmp_path / "again")
+    assert not report.failed_shards and report.nsamples == len(PERSONS) - 1
+    assert [(f.key, f.stage) for f in report.failures] == [(victim.key, "load_person")]
+    assert "stored photo is 384x512" in report.failures[0].reason and "768x1024" in report.failures[0].reason

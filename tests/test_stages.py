@@ -297,3 +297,20 @@ def test_run_batch_equals_run_on_the_bundled_photos(tmp_path):
         assert [isinstance(b, SampleError) for b in batched] == [False, False, False, True]
     finally:
         pipe.close()
+
+
+def test_garment_pose_records_an_unreadable_garment_photo_and_the_sample_goes_on():
+    """The garment-wearer pose is optional evidence: any per-sample input error of its back-ends is recorded in
+    meta (cloth_pose_status), never the sample's failure."""
+    cfg = load_pipeline_config("default", {"stages.garment_pose.backend": "pose-mediapipe-blazepose"})
+    stage = Pipeline.from_config(cfg).stages[-1]
+    assert stage.name == "garment_pose"
+
+    class Unreadable:
+        def __call__(self, rgb):
+            raise InputError("garment photo is 1 px wide")
+
+    stage.backend = Unreadable()
+    ctx = SampleContext(RawItem("k", "p", "c", "paired", "."), cloth=np.zeros((8, 8, 3), np.uint8))
+    stage(ctx)
+    assert ctx.cloth_pose is None and ctx.cloth_pose_status == "not read: garment photo is 1 px wide"

@@ -36,6 +36,16 @@ def test_auto_leaves_the_model_setting_on_the_cpu():
     assert _decide(4, 80.0, accelerator="cpu") is None  # a GPU present but not used
 
 
+def test_fork_launches_do_not_query_cuda():
+    """Lightning's ddp_fork refuses to fork once CUDA is initialised, and asking for the memory initialises it."""
+    cfg = load_fit_config("stableviton", ["train.strategy=ddp_fork"])
+
+    def must_not_be_called() -> int:
+        raise AssertionError("CUDA queried before forking")
+
+    assert resolve_gradient_checkpointing(cfg, gpu_memory=must_not_be_called).train.gradient_checkpointing is None
+
+
 def test_the_decision_reaches_the_model_config():
     cfg = load_fit_config("stableviton", ["data.batch_size=4"])
     assert "gradient_checkpointing" not in cfg.model_config()["params"]  # undecided: never passed to the model

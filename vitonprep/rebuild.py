@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from vitonprep.errors import ConfigError, SampleError
 from vitonprep.photos import Fit, PhotoError, fit_to_canvas, load_photo
 from vitonprep.raw import RawItem
 from vitonprep.sample_meta import carry_over_meta
-from vitonprep.schema import check_key
+from vitonprep.schema import PAIRINGS, check_key
 from vitonprep.shards import (
     Location,
     Sample,
@@ -76,6 +76,19 @@ def read_input_shard(items: Sequence[ShardItem]) -> dict[str, Sample]:
         return {s.key: s for s in iter_tar_samples(fh)}
 
 
+def input_meta(sample: Sample, where: str) -> dict[str, Any]:
+    """The input sample's meta.json (untrusted): a JSON object whose ``producers`` is an object, else this sample's
+    SampleError (the rest of its shard is rebuilt)."""
+    try:
+        meta = json.loads(sample.members.get("meta.json", b"{}"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SampleError("load_person", f"input meta.json is not JSON ({exc})", where) from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("producers", {}), dict):
+        raise SampleError("load_person", "input meta.json is not a vitonprep meta record (an object with an object "
+                          "of producers)", where)
+    return meta
+
+
 class StoredPhotoLoad(Stage):
     """The load stage of a rebuild: what `LoadStage` makes from files, made from the photos stored in the input
     sample (``inputs``: the samples of the task's input shard, set by the worker before each task). It also turns
@@ -92,13 +105,13 @@ class StoredPhotoLoad(Stage):
         sample = self.inputs.get(item.key)
         if sample is None or "image.jpg" not in sample.members:
             raise SampleError("load_person", "input sample has no image.jpg", f"{item.source}:{item.key}")
-        meta = json.loads(sample.members.get("meta.json", b"{}"))
         root = f"{item.source}/{shard_name(item.shard)}"
+        meta = input_meta(sample, f"{root}/{item.key}.meta.json")
         ctx.image, ctx.fit = self._load(sample, "image.jpg", "person", root)
         ctx.cloth, ctx.cloth_fit = self._load(sample, "cloth.jpg", "cloth", root)
         ctx.image_jpeg = ctx.cloth_jpeg = None  # encoded anew; `carry_over` puts the stored bytes back
         cloth = f"{root}/{item.key}.cloth.jpg" if ctx.cloth is not None else None
-        pair = meta.get("pair") or ("person_only" if cloth is None else "paired")
+        pair = meta.get("pair") if meta.get("pair") in PAIRINGS else ("person_only" if cloth is None else "paired")
         ctx.item = RawItem(item.key, f"{root}/{item.key}.image.jpg", cloth, pair, root)
 
     def _load(self, sample: Sample, member: str, what: str, root: str) -> tuple[np.ndarray | None, Fit | None]:
@@ -110,7 +123,12 @@ class StoredPhotoLoad(Stage):
             rgb = load_photo(data, f"{sample.key}.{member}", self.cfg.max_photo_pixels)
         except PhotoError as exc:
             raise SampleError(f"load_{what}", str(exc), f"{root}/{sample.key}.{member}") from exc
-        return fit_to_canvas(rgb, tuple(self.cfg.size), self.cfg.fit)
+        stored, wanted = (rgb.shape[1], rgb.shape[0]), tuple(self.cfg.size)
+        if stored != wanted:  # `carry_over` keeps the stored bytes: they must be the canvas the maps are made on
+            raise SampleError(f"load_{what}", f"stored photo is {stored[0]}x{stored[1]} but this pipeline makes "
+                              f"{wanted[0]}x{wanted[1]} maps, and a rebuild keeps the stored photos as they are",
+                              f"{root}/{sample.key}.{member}")
+        return fit_to_canvas(rgb, wanted, self.cfg.fit)
 
 
 def carry_over(old: Sample, new: Sample, item: ShardItem) -> Sample:
@@ -120,7 +138,7 @@ def carry_over(old: Sample, new: Sample, item: ShardItem) -> Sample:
     for photo in ("image.jpg", "cloth.jpg"):
         if photo in old.members:
             members[photo] = old.members[photo]
-    old_meta = json.loads(old.members.get("meta.json", b"{}"))
+    old_meta = input_meta(old, f"{item.source}/{shard_name(item.shard)}/{old.key}.meta.json")
     meta = carry_over_meta(old_meta, json.loads(new.members["meta.json"]),
                            {"dataset": item.source, "shard": shard_name(item.shard)})
     members["meta.json"] = codecs.encode_json(meta)

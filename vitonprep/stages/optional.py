@@ -82,10 +82,13 @@ class GarmentPoseStage(Stage):
             return
         try:
             pose = self.backend(ctx.cloth)
+            check = self.person(ctx.cloth, pose)
         except NoPersonError as exc:
             ctx.cloth_pose_status = f"no person: {exc}"
             return
-        check = self.person(ctx.cloth, pose)
+        except InputError as exc:  # the garment photo is optional evidence: recorded, the sample goes on
+            ctx.cloth_pose_status = f"not read: {exc}"
+            return
         missing = [j for j in self.REQUIRED if pose.keypoints.pose[BODY25_NAMES.index(j), 2] <= 0]
         if check.num_persons == 0 or missing:
             ctx.cloth_pose_status = f"no person: persons={check.num_persons}, missing joints {missing}"

@@ -48,6 +48,9 @@ def resolve_gradient_checkpointing(cfg: FitConfig,
     model config (None) on the CPU. Every rank of a run sees the same devices, so every rank decides alike."""
     if cfg.train.gradient_checkpointing != "auto":
         return cfg
+    if cfg.train.strategy == "ddp_fork":  # asking CUDA for the memory would initialise it, which forking forbids
+        logger.info("gradient checkpointing: auto -> as the model config says (ddp_fork: CUDA not queried)")
+        return replace(cfg, train=replace(cfg.train, gradient_checkpointing=None))
     total = gpu_memory() if cfg.train.accelerator in ("auto", "gpu", "cuda") else None
     if total is None:
         logger.info("gradient checkpointing: auto -> as the model config says (no GPU)")
