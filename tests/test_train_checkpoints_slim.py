@@ -221,6 +221,17 @@ def test_replaced_or_unreadable_frozen_source_is_refused(vae_run):
         restore_net(ckpt)
 
 
+def test_a_slim_checkpoint_without_a_fingerprint_is_refused(vae_run, tmp_path):
+    """Nothing to check a refill against (a hand-edited or foreign file): refused, not silently refilled."""
+    cfg, net, vae_file, ckpt = vae_run
+    state = read_checkpoint(ckpt)
+    frozen = dict(state["vitontrain"]["frozen"], fingerprint=None)
+    path = tmp_path / "no_fingerprint.ckpt"
+    torch.save(dict(state, vitontrain=dict(state["vitontrain"], frozen=frozen)), path)
+    with pytest.raises(CheckpointError, match="records no fingerprint"):
+        restore_net(path)
+
+
 def test_checkpoint_config_is_parsed_strictly(vae_run, tmp_path):
     """The stored config is untrusted: YAML tags are not constructed, targets outside vitontrain are refused."""
     cfg, net, vae_file, ckpt = vae_run

@@ -94,8 +94,8 @@ class StableVITONSystem(pl.LightningModule):
         if frozen is None:
             return
         ours = self.run_info
-        if ours is None or (frozen.fingerprint is not None and ours.fingerprint is not None
-                            and frozen.fingerprint != ours.fingerprint):
+        if ours is None or frozen.fingerprint is None or (ours.fingerprint is not None
+                                                          and frozen.fingerprint != ours.fingerprint):
             raise CheckpointError("the resumed checkpoint left its frozen weights out, and the model built for this "
                                   "run holds other frozen weights (init.* files or seed changed since it was "
                                   "written); resume with the init files of the original run")

@@ -240,7 +240,11 @@ def restore_net(path: str | Path, checkpoint: Any = None, _chain: tuple[str, ...
         if unknown:
             raise CheckpointError(f"{where}: {len(unknown)} frozen keys it left out are not in its model, e.g. "
                                   f"{unknown[:3]}")
-        if frozen.fingerprint is not None and fingerprint(built, frozen.dropped) != frozen.fingerprint:
+        if frozen.fingerprint is None:  # nothing to check the refill against: a hand-edited or foreign file
+            raise CheckpointError(f"{where}: it left {len(frozen.dropped)} frozen tensors out but records no "
+                                  f"fingerprint of them, so a refill from the init files cannot be checked; "
+                                  f"refusing (use a full checkpoint: vitontrain export-checkpoint on the original)")
+        if fingerprint(built, frozen.dropped) != frozen.fingerprint:
             sources = ", ".join(f"init.{k} = {v}" for k, v in init_files(cfg).items()) or "the seeded random " \
                 "initialisation (another torch version can draw it differently)"
             raise CheckpointError(f"{where}: the frozen weights rebuilt from {sources} differ from those the run "
