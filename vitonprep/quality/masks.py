@@ -68,8 +68,13 @@ def gt_inside_agn(gt: np.ndarray, agn_mask: np.ndarray, cfg: QualityConfig) -> O
         return None
     outside = (gt & ~agn_mask).view(np.uint8)
     raw = int(outside.sum())
-    # the opening only removes pixels: skip it when all of them are within the threshold anyway
-    solid = raw if raw <= cfg.max_gt_outside_agn * n else int(cv2.morphologyEx(outside, cv2.MORPH_OPEN, _SLIVER).sum())
+    solid = 0
+    if raw:
+        # the opening only needs the box around the outside pixels (grown by the kernel): a few rows, not the canvas
+        ys, xs = np.nonzero(outside.any(1))[0], np.nonzero(outside.any(0))[0]
+        y0, y1 = max(0, ys[0] - 9), min(outside.shape[0], ys[-1] + 10)
+        x0, x1 = max(0, xs[0] - 9), min(outside.shape[1], xs[-1] + 10)
+        solid = int(cv2.morphologyEx(outside[y0:y1, x0:x1], cv2.MORPH_OPEN, _SLIVER).sum())
     share = solid / n
     if share <= cfg.max_gt_outside_agn:
         return Outcome("gt_outside_agn", share)
