@@ -1,5 +1,6 @@
 """Lifecycle shared by the mediapipe back-ends: graphs built lazily in ``setup()``, released by ``close()``,
-and never pickled (a back-end object travels to worker processes as its config only)."""
+and never pickled (a back-end object travels to worker processes as its config only). What mediapipe's C++
+layer prints while a graph is built and first run is captured (`vitonprep.backends.native_logs`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 import types
 from contextlib import contextmanager
 from typing import Any, Iterator
+
+from vitonprep.backends.native_logs import native_logs_captured
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,33 @@ class MediapipeGraphs:
     """Mixin: subclasses list their graph attributes in ``_GRAPHS`` and keep their config in ``self.config``."""
 
     _GRAPHS: tuple[str, ...] = ()
+    _ran: frozenset[str] = frozenset()  # graphs that have run once (their first call's native lines captured)
+
+    @contextmanager
+    def _graphs_built(self) -> Iterator[None]:
+        """The block in which ``setup()`` builds its solutions: one calculator thread each
+        (:func:`one_thread_graphs`), opened before the block ends and their native log lines captured.
+
+        A solution opens its calculators (and loads its models, which is when TensorFlow Lite and the inference
+        calculators log) on its graph's thread after its constructor returns; waiting for the graph to be idle
+        keeps those lines inside the capture."""
+        with native_logs_captured(type(self).__name__), one_thread_graphs():
+            yield
+            for attr in self._GRAPHS:
+                solution = getattr(self, attr, None)
+                if solution is not None:
+                    solution._graph.wait_until_idle()  # mediapipe 0.10.21's SolutionBase keeps its graph there
+
+    def _process(self, attr: str, image: Any) -> Any:
+        """``solution.process(image)`` of the solution in ``attr``; its first call's native log lines (a calculator
+        that warns once about its inputs) are captured."""
+        solution = getattr(self, attr)
+        if attr in self._ran:
+            return solution.process(image)
+        with native_logs_captured(type(self).__name__):
+            result = solution.process(image)
+        self._ran = self._ran | {attr}
+        return result
 
     def close(self) -> None:
         """Release the mediapipe graphs; a later call to setup() builds them again."""
@@ -92,6 +122,7 @@ class MediapipeGraphs:
                 except Exception:  # pragma: no cover - closing twice / interpreter shutdown
                     logger.debug("closing %s failed", attr, exc_info=True)
                 setattr(self, attr, None)
+        self._ran = frozenset()  # graphs built again log again
 
     def __enter__(self):
         return self.setup()

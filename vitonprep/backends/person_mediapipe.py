@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe, one_thread_graphs
+from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
 from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import CUT_OFF_SIDES, NoPersonError, PersonCheck, PoseResult
 
@@ -110,7 +110,7 @@ class MediapipePerson(MediapipeGraphs, Backend):
             return self
         mp = import_mediapipe()
 
-        with one_thread_graphs():
+        with self._graphs_built():
             self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(
                 model_selection=self.config.selfie_model)
             self._faces = mp.solutions.face_detection.FaceDetection(
@@ -123,7 +123,7 @@ class MediapipePerson(MediapipeGraphs, Backend):
         """SelfieSegmentation: H x W float32 person probability (all persons)."""
         rgb = _check_rgb(rgb)
         self.setup()
-        res = self._seg.process(rgb)
+        res = self._process("_seg", rgb)
         if res.segmentation_mask is None:  # pragma: no cover - mediapipe always returns a mask
             return np.zeros(rgb.shape[:2], np.float32)
         return np.clip(np.asarray(res.segmentation_mask, dtype=np.float32), 0.0, 1.0)
@@ -133,7 +133,7 @@ class MediapipePerson(MediapipeGraphs, Backend):
         rgb = _check_rgb(rgb)
         self.setup()
         h, w = rgb.shape[:2]
-        res = self._faces.process(rgb)
+        res = self._process("_faces", rgb)
         out = []
         for d in res.detections or []:
             b = d.location_data.relative_bounding_box

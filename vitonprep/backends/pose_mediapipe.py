@@ -81,7 +81,7 @@ from typing import Any
 
 import numpy as np
 
-from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe, one_thread_graphs
+from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
 from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.body25 import OpenPoseKeypoints
@@ -251,7 +251,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         mp = import_mediapipe()  # imported lazily: heavy, and keeps the instance picklable
 
         c = self.config
-        with one_thread_graphs():
+        with self._graphs_built():
             self._pose = mp.solutions.pose.Pose(
                 static_image_mode=True, model_complexity=1, smooth_landmarks=False,
                 enable_segmentation=c.segmentation, min_detection_confidence=c.min_detection_confidence)
@@ -273,7 +273,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         rgb = _check_rgb(rgb)
         self.setup()
         h, w = rgb.shape[:2]
-        res = self._pose.process(rgb)
+        res = self._process("_pose", rgb)
         if res.pose_landmarks is None:
             raise NoPersonError("no person found by BlazePose")
         lm = np.array([[p.x * w, p.y * h, p.z * w, p.visibility] for p in res.pose_landmarks.landmark],
@@ -306,7 +306,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         if x1 - x0 < 16 or y1 - y0 < 16:
             return out
         crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-        res = self._face.process(crop)
+        res = self._process("_face", crop)
         if not res.multi_face_landmarks:
             return out
         cw, ch = x1 - x0, y1 - y0
@@ -333,7 +333,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         rgb = _check_rgb(rgb)
         self.setup()
         h, w = rgb.shape[:2]
-        res = self._hands.process(rgb)
+        res = self._process("_hands", rgb)
         if not res.multi_hand_landmarks:
             return left, right
         lm = np.asarray(landmarks, dtype=np.float64)
