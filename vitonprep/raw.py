@@ -1,8 +1,10 @@
 """Planning a build from a raw folder: which person photo goes with which garment photo.
 
 Layouts: ``raw/person/`` + ``raw/cloth/`` (pairs from ``raw/pairs.txt`` or a given pairs file, else from shared
-file stems), or a flat folder of person photos (person-only samples). Plans are sorted, so reruns make the same
-shards and resume cleanly.
+file stems), or a flat folder of person photos (person-only samples). A pairs file is the whole list: only the
+pairs it names are built, and a person photo it does not name is left out (counted in one log line), never made a
+person-only sample. Without a pairs file, a person photo with no garment of its stem is a person-only sample. Plans
+are sorted, so reruns make the same shards and resume cleanly.
 
 Inputs that cannot be used (an unsupported file type, a broken link, a folder named like a photo, two photos with
 one sample key, a pairs line naming a missing file or repeating another) are recorded as failures of the stage
@@ -45,6 +47,7 @@ class RawPlan:
     unused_garments: tuple[str, ...]
     layout: str
     skipped: tuple[Failure, ...] = ()  # inputs left out, each with its reason (stage "plan")
+    unlisted_persons: tuple[str, ...] = ()  # person photos a pairs file does not name (left out by design)
 
 
 def _skip(path: Path | str, reason: str) -> Failure:
@@ -97,11 +100,12 @@ def plan_raw(root: Path, pairs_file: Path | None = None) -> RawPlan:
     pairs_file = pairs_file or (root / "pairs.txt" if (root / "pairs.txt").is_file() else None)
     items: list[RawItem] = []
     used: set[str] = set()
+    unlisted: tuple[str, ...] = ()
     if pairs_file is not None:
         lines = _read_pairs(pairs_file)
         by_name_p = {p.name: p for p in persons}
         by_name_c = {c.name: c for c in cloths}
-        paired_persons = set()
+        named_persons = set()  # named by a line, usable or not (a line left out is recorded with its reason)
         seen: dict[tuple[str, str], int] = {}
         for n, line in lines:
             where = f"{pairs_file}:{n}"
@@ -109,6 +113,7 @@ def plan_raw(root: Path, pairs_file: Path | None = None) -> RawPlan:
             if names is None:
                 skipped.append(_skip(where, problem))
                 continue
+            named_persons.add(names[0])
             if names in seen:
                 skipped.append(_skip(where, f"repeats line {seen[names]} ({names[0]} {names[1]}); used once"))
                 continue
@@ -122,10 +127,16 @@ def plan_raw(root: Path, pairs_file: Path | None = None) -> RawPlan:
             pair = "paired" if pk == ck else "unpaired"
             items.append(RawItem(sample_key(pk, ck, pair), str(p), str(c), pair, str(root)))
             used.add(c.name)
-            paired_persons.add(p.name)
-        for p in persons:
-            if p.name not in paired_persons:
-                items.append(RawItem(key_from_name(p), str(p), None, "person_only", str(root)))
+        unlisted = tuple(p.name for p in persons if p.name not in named_persons)
+        if unlisted:
+            logger.warning("%d person photos not in %s were left out: %s", len(unlisted), pairs_file.name,
+                           _some(unlisted))
+        if not items:
+            for f in skipped:
+                logger.warning("left out %s: %s", f.source, f.reason)
+            what = f"names no usable pair ({len(lines)} lines, reasons above)" if lines else "lists no pair"
+            raise ConfigError(f"pairs file {pairs_file} {what}; fix it, or build without it (photos are then "
+                              "paired by file stem)")
         layout = f"person/ + cloth/ + {pairs_file.name}"
     else:
         cloths_unique, dup = _unique_stems(cloths)
@@ -140,8 +151,12 @@ def plan_raw(root: Path, pairs_file: Path | None = None) -> RawPlan:
         layout = "person/ + cloth/ (pairs by shared file stems)"
     unused = tuple(c.name for c in cloths if c.name not in used)
     if unused:
-        logger.info("%d garment photos are not paired with any person: %s", len(unused), ", ".join(unused[:5]))
-    return _finish(items, unused, layout, skipped)
+        logger.info("%d garment photos are not paired with any person: %s", len(unused), _some(unused))
+    return _finish(items, unused, layout, skipped, unlisted)
+
+
+def _some(names: tuple[str, ...], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
 
 
 def _read_pairs(path: Path) -> list[tuple[int, str]]:
@@ -205,7 +220,8 @@ def _unique_stems(photos: list[Path]) -> tuple[list[Path], list[Failure]]:
     return list(kept.values()), skipped
 
 
-def _finish(items: list[RawItem], unused: tuple[str, ...], layout: str, skipped: list[Failure]) -> RawPlan:
+def _finish(items: list[RawItem], unused: tuple[str, ...], layout: str, skipped: list[Failure],
+            unlisted: tuple[str, ...] = ()) -> RawPlan:
     unique: dict[str, RawItem] = {}
     for it in sorted(items, key=lambda i: i.key):
         if it.key in unique:
@@ -215,4 +231,4 @@ def _finish(items: list[RawItem], unused: tuple[str, ...], layout: str, skipped:
             unique[it.key] = it
     for f in skipped:
         logger.warning("left out %s: %s", f.source, f.reason)
-    return RawPlan(tuple(unique.values()), unused, layout, tuple(skipped))
+    return RawPlan(tuple(unique.values()), unused, layout, tuple(skipped), unlisted)
