@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from vitonprep.errors import ConfigError
+from vitonprep.quality.config import QualityConfig, quality_config_from_mapping
 from vitonprep.schema import CATEGORIES, PERSON_SIZE, SPLITS
 
 #: the shipped pipelines (``default``, ``vitonhd-reference``) and, in ``train/``, vitontrain's configs. They are
@@ -80,6 +81,45 @@ class StagesConfig:
     garment_pose: BackendChoice = BackendChoice("none")
 
 
+#: what the build does with a sample the quality checks flag: keep it (marked in its meta.json) or drop it (a
+#: recorded failure of stage ``quality``)
+ON_FLAG = ("keep", "drop")
+
+
+@dataclass(frozen=True)
+class QualityPolicy:
+    """The ``quality:`` section: whether the build runs the quality checks, what a flag does, and the checks'
+    thresholds. In the YAML the thresholds sit flat beside ``enabled``/``on_flag`` (the section ``vitonprep quality
+    --config`` reads); they are resolved by `vitonprep.quality.config.quality_config_from_mapping`, which owns
+    their names, types and defaults."""
+
+    enabled: bool = True
+    on_flag: str = "keep"
+    thresholds: QualityConfig = QualityConfig()
+
+    def __post_init__(self) -> None:
+        if self.on_flag not in ON_FLAG:
+            raise ConfigError(f"on_flag: {self.on_flag!r} is not one of {', '.join(ON_FLAG)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form: the policy and every threshold, flat."""
+        return {"enabled": self.enabled, "on_flag": self.on_flag, **dataclasses.asdict(self.thresholds)}
+
+
+def quality_policy_from_mapping(data: Any, where: str) -> QualityPolicy:
+    """`QualityPolicy` from the ``quality:`` mapping; a wrong policy value or an unknown threshold is a ConfigError
+    naming ``where`` and the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    rest = dict(data)
+    enabled, on_flag = rest.pop("enabled", True), rest.pop("on_flag", "keep")
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled: expected true or false, got {enabled!r}")
+    if on_flag not in ON_FLAG:
+        raise ConfigError(f"{where}.on_flag: {on_flag!r} is not one of {', '.join(ON_FLAG)}")
+    return QualityPolicy(enabled, on_flag, quality_config_from_mapping(rest, where))
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     name: str
@@ -93,6 +133,7 @@ class PipelineConfig:
     description: str = ""
     weights_dir: str = ""  # folder searched for back-end weight files (--weights-dir); "" = only params / env
     max_photo_pixels: int = MAX_PHOTO_PIXELS  # larger input photos are recorded failures, never decoded
+    quality: QualityPolicy = QualityPolicy()  # the quality checks of every built sample (docs/architecture.md)
 
     def __post_init__(self) -> None:
         if self.fit not in ("pad", "crop"):
@@ -111,13 +152,15 @@ class PipelineConfig:
             raise ConfigError(f"size: only {PERSON_SIZE} (VITON-HD) is supported, got {self.size}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "quality": self.quality.to_dict()}
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
     """Recursively build dataclass ``cls`` from plain YAML data, refusing unknown keys and wrong types."""
     if not dataclasses.is_dataclass(cls):
         return _coerce(cls, data, where)
+    if cls is QualityPolicy:  # its thresholds are flat beside the policy keys and belong to vitonprep.quality
+        return quality_policy_from_mapping(data, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
