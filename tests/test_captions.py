@@ -169,9 +169,10 @@ def test_caption_stage_config(tmp_path):
     cfg = load_pipeline_config("default")
     assert cfg.stages.caption == BackendChoice("garment-tags-geometric")
     names = [s.name for s in Pipeline.from_config(cfg).stages]
-    assert names[-1] == "caption" and "garment_pose" not in names  # garment pose is opt-in
+    # the optional stages come after derive; the encode and quality stages always end the pipeline
+    assert names[-3:] == ["caption", "encode", "quality"] and "garment_pose" not in names  # garment pose is opt-in
     on = load_pipeline_config("default", {"stages.garment_pose.backend": "pose-mediapipe-blazepose"})
-    assert [s.name for s in Pipeline.from_config(on).stages][-2:] == ["caption", "garment_pose"]
+    assert [s.name for s in Pipeline.from_config(on).stages][-4:-2] == ["caption", "garment_pose"]
     # a YAML without the new stages still loads, and builds no caption / garment pose stage
     old = tmp_path / "old.yaml"
     old.write_text("name: old\nstages:\n  pose: {backend: pose-mediapipe-blazepose}\n"

@@ -303,8 +303,7 @@ def test_garment_pose_records_an_unreadable_garment_photo_and_the_sample_goes_on
     """The garment-wearer pose is optional evidence: any per-sample input error of its back-ends is recorded in
     meta (cloth_pose_status), never the sample's failure."""
     cfg = load_pipeline_config("default", {"stages.garment_pose.backend": "pose-mediapipe-blazepose"})
-    stage = Pipeline.from_config(cfg).stages[-1]
-    assert stage.name == "garment_pose"
+    stage = next(s for s in Pipeline.from_config(cfg).stages if s.name == "garment_pose")
 
     class Unreadable:
         def __call__(self, rgb):

@@ -30,7 +30,7 @@ from vitonprep.raw import plan_raw
 from vitonprep.rebuild import is_shard_dataset, plan_shards
 from vitonprep.runner import LocalDistributor, start_pool_server
 from vitonprep.shards import Failure, Location, is_url, read_stats
-from vitonprep.stages import Pipeline
+from vitonprep.stages import Pipeline, QualityCounts
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class BuildReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     unused_garments: tuple[str, ...] = ()
     failed_shards: dict[int, str] = field(default_factory=dict)  # shard -> error, after the retries ran out
+    #: the quality stage's counts over every shard of OUT (resumed ones too, from their stats files); None when
+    #: the pipeline has no quality stage (``quality.enabled: false``)
+    quality: QualityCounts | None = None
 
 
 def _plan_fingerprint(cfg: PipelineConfig) -> dict[str, Any]:
@@ -114,14 +117,19 @@ def build_dataset(cfg: PipelineConfig, raw: Location, out: Location, options: Bu
                             "folder or --overwrite")
     results = run_job(job, _distributor(cfg, options), progress)
     stage_seconds: dict[str, float] = {}
+    quality = QualityCounts() if cfg.quality.enabled else None
     for r in results:
         if not r.error:
-            for k, v in read_stats(out, r.index).get("stage_seconds", {}).items():
+            stats = read_stats(out, r.index)
+            for k, v in stats.get("stage_seconds", {}).items():
                 stage_seconds[k] = stage_seconds.get(k, 0.0) + v
+            counts = QualityCounts.from_dict(stats.get("quality"))
+            if quality is not None and counts is not None:
+                quality.merge(counts)
     return BuildReport(
         nsamples=sum(r.nsamples for r in results), nplanned=len(keys), nshards=len(results),
         skipped_shards=sum(r.skipped for r in results),
         failures=list(skipped) + [f for r in results for f in r.failures],
         seconds=time.perf_counter() - t0, stage_seconds=stage_seconds, unused_garments=unused,
-        failed_shards={r.index: r.error for r in results if r.error},
+        failed_shards={r.index: r.error for r in results if r.error}, quality=quality,
     )

@@ -4,7 +4,8 @@ failures recorded, then the atomic shard write.
 The pipeline runs through `Pipeline.run` (or its batched form), never a copy of its stage loop. A stage that runs
 elsewhere (a Ray stage actor, ``resources.actors > 0``) is replaced in the pipeline by an `OffloadedStage`, whose
 batched call sends its batch to that process; a rebuild from shards replaces the load stage by
-`vitonprep.rebuild.StoredPhotoLoad`.
+`vitonprep.rebuild.StoredPhotoLoad` and carries the input over after encoding (`vitonprep.rebuild.rebuild_stages`).
+The quality stage's counts of a shard go into its stats file (``quality``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from vitonprep.config import PipelineConfig
 from vitonprep.engine import ShardTask, chunk
 from vitonprep.errors import SampleError
 from vitonprep.raw import RawItem
-from vitonprep.rebuild import ShardItem, StoredPhotoLoad, carry_over, read_input_shard
+from vitonprep.rebuild import ShardItem, StoredPhotoLoad, rebuild_stages
 from vitonprep.shards import Failure, Sample, ShardResult, write_shard
-from vitonprep.stages import Pipeline, SampleContext, Stage
+from vitonprep.stages import Pipeline, QualityCounts, QualityStage, SampleContext, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -85,36 +86,46 @@ class ShardMaker:
         self.pipe = Pipeline(cfg, stages)
         self.pipe.setup()  # models are loaded once per worker process, and only for stages run here
         self.loader = StoredPhotoLoad(cfg)
-        self.rebuild = Pipeline(cfg, [self.loader, *stages[1:]], ready=True)  # the same set-up stages
+        self.rebuild = Pipeline(cfg, rebuild_stages(self.loader, stages), ready=True)  # the same set-up stages
+        self.rebuild.check()
+        self.quality = next((s for s in stages if isinstance(s, QualityStage)), None)
         self.batch = max([o.batch_size for o in offload.values()], default=1)
 
     def __call__(self, task: ShardTask) -> ShardResult:
         return self.write(task, *self.make(task))
 
     @staticmethod
-    def write(task: ShardTask, samples: list[Sample], failures: list[Failure],
-              timings: dict[str, float]) -> ShardResult:
-        """The shard of ``task``, written atomically, with the seconds per stage in its stats file."""
-        return write_shard(task.out_dir, task.index, samples, failures,
-                           extra_stats={"stage_seconds": {k: round(v, 4) for k, v in timings.items()}})
+    def write(task: ShardTask, samples: list[Sample], failures: list[Failure], timings: dict[str, float],
+              quality: QualityCounts | None = None) -> ShardResult:
+        """The shard of ``task``, written atomically, with the seconds per stage and (when the quality stage ran)
+        its counts in its stats file."""
+        extra: dict[str, Any] = {"stage_seconds": {k: round(v, 4) for k, v in timings.items()}}
+        if quality is not None:
+            extra["quality"] = quality.to_dict()
+        return write_shard(task.out_dir, task.index, samples, failures, extra_stats=extra)
 
-    def make(self, task: ShardTask) -> tuple[list[Sample], list[Failure], dict[str, float]]:
-        """The samples of ``task`` and the failures, in item order, with seconds per stage; nothing written."""
+    def make(self, task: ShardTask) -> tuple[list[Sample], list[Failure], dict[str, float], QualityCounts | None]:
+        """The samples of ``task`` and the failures, in item order, with seconds per stage and the quality
+        stage's counts (None without it); nothing written."""
         samples: list[Sample] = []
         failures: list[Failure] = []
         timings: dict[str, float] = {}
         rebuild = bool(task.items) and isinstance(task.items[0], ShardItem)
         if rebuild:
-            self.loader.inputs = read_input_shard(task.items)
+            self.loader.start(task.items)
         pipe = self.rebuild if rebuild else self.pipe
-        for part in chunk(list(task.items), self.batch):
-            for item, out in zip(part, run_items(pipe, part, timings), strict=True):
-                if isinstance(out, SampleError):
-                    failures.append(_failure(out, item))
-                else:
-                    samples.append(carry_over(self.loader.inputs[item.key], out, item) if rebuild else out)
-        self.loader.inputs = {}
-        return samples, failures, timings
+        if self.quality is not None:
+            self.quality.take_counts()  # a task that died half-way in this process left its counts behind
+        try:
+            for part in chunk(list(task.items), self.batch):
+                for item, out in zip(part, run_items(pipe, part, timings), strict=True):
+                    if isinstance(out, SampleError):
+                        failures.append(_failure(out, item))
+                    else:
+                        samples.append(out)
+        finally:
+            self.loader.finish()
+        return samples, failures, timings, (self.quality.take_counts() if self.quality is not None else None)
 
 
 def run_items(pipe: Pipeline, items: Sequence[Any], timings: dict[str, float]) -> list[Sample | SampleError]:

@@ -2,8 +2,9 @@
 
 Output shard i is input shard i with the pipeline's stages re-run on its stored person and garment photos: the
 pipeline's load stage is replaced by `StoredPhotoLoad` (the photos come from the input sample, not from files),
-every other stage runs as in a raw build, and `carry_over` keeps the stored photos byte for byte, the members the
-pipeline does not make and the input sample's provenance.
+every other stage runs as in a raw build, and `CarryOverStage`, right after the encode stage, keeps the stored
+photos byte for byte, the members the pipeline does not make and the input sample's provenance (`carry_over`).
+The quality stage comes after it, so it judges the sample as written; the input's own ``quality`` is never kept.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from vitonprep.shards import (
     shard_name,
     stats_name,
 )
-from vitonprep.stages import LoadStage, SampleContext, Stage
+from vitonprep.stages import EncodeStage, LoadStage, SampleContext, Stage
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,15 @@ class StoredPhotoLoad(Stage):
     def __init__(self, cfg: PipelineConfig):
         self.cfg = cfg
         self.inputs: dict[str, Sample] = {}
+        self.items: dict[str, ShardItem] = {}
+
+    def start(self, items: Sequence[ShardItem]) -> None:
+        """Read the input shard of a task's ``items`` (one input shard per task)."""
+        self.inputs = read_input_shard(items)
+        self.items = {i.key: i for i in items}
+
+    def finish(self) -> None:
+        self.inputs, self.items = {}, {}
 
     def __call__(self, ctx: SampleContext) -> None:
         item: ShardItem = ctx.item
@@ -129,6 +139,30 @@ class StoredPhotoLoad(Stage):
                               f"{wanted[0]}x{wanted[1]} maps, and a rebuild keeps the stored photos as they are",
                               f"{root}/{sample.key}.{member}")
         return fit_to_canvas(rgb, wanted, self.cfg.fit)
+
+
+class CarryOverStage(Stage):
+    """After the encode stage of a rebuild: the encoded sample becomes `carry_over` of the input sample the loader
+    read for it (photos, members the pipeline does not make, provenance)."""
+
+    name, reads, writes = "carry_over", ("sample",), ("sample",)
+
+    def __init__(self, loader: StoredPhotoLoad):
+        self.loader = loader
+
+    def __call__(self, ctx: SampleContext) -> None:
+        key = ctx.sample.key
+        ctx.sample = carry_over(self.loader.inputs[key], ctx.sample, self.loader.items[key])
+
+
+def rebuild_stages(loader: StoredPhotoLoad, stages: Sequence[Stage]) -> list[Stage]:
+    """A build's stages for a rebuild: ``loader`` in place of the load stage, `CarryOverStage` after encode."""
+    out: list[Stage] = [loader]
+    for stage in stages[1:]:
+        out.append(stage)
+        if isinstance(stage, EncodeStage):
+            out.append(CarryOverStage(loader))
+    return out
 
 
 def carry_over(old: Sample, new: Sample, item: ShardItem) -> Sample:

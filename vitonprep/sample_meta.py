@@ -2,9 +2,10 @@
 
 The record is: ``schema_version``, ``key``, ``producers`` (member -> back-end, approximate?, note), the sample's
 identity (`SampleIdentity`: files, ids, pair, split, category, sizes), what made it (fit, person check,
-pipeline; builds only), ``source`` (dataset and licence) and the optional statuses (why an optional member is
-absent). Key order is part of the bytes of a shard, so it is fixed here. ``docs/architecture.md`` ("Data
-contract") describes each field.
+pipeline; builds only), ``source`` (dataset and licence), the optional statuses (why an optional member is
+absent), ``rebuilt_from`` (rebuilds) and, last, ``quality`` (the quality checks' verdict; builds with the quality
+stage only, `with_quality`). The key order is fixed here (`vitonprep.codecs.encode_json` writes the keys sorted,
+so the bytes do not depend on it). ``docs/architecture.md`` ("Data contract") describes each field.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Any, Mapping
 
 from vitonprep.schema import SCHEMA_VERSION
 
-__all__ = ["SampleIdentity", "meta_record", "with_header", "carry_over_meta", "CARRIED_OVER"]
+__all__ = ["SampleIdentity", "meta_record", "with_header", "with_quality", "carry_over_meta", "CARRIED_OVER",
+           "QUALITY_KEY"]
 
 #: fields a rebuild from shards keeps from the input sample (they describe the photos, which it keeps too)
 CARRIED_OVER = ("person_file", "cloth_file", "person_id", "cloth_id", "pair", "original_size", "fit", "source")
+#: the quality checks' verdict, ``QualityReport.to_dict()``; a meta without it was never checked
+QUALITY_KEY = "quality"
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,19 @@ def with_header(key: str, producers: Mapping[str, Mapping[str, Any]], fields: Ma
     return {"schema_version": SCHEMA_VERSION, "key": key, "producers": dict(producers), **fields}
 
 
+def with_quality(meta: Mapping[str, Any], quality: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` with ``quality`` (``{"flags": [...], "scores": {...}}``) as its last key, replacing any earlier one."""
+    out = {k: v for k, v in meta.items() if k != QUALITY_KEY}
+    out[QUALITY_KEY] = dict(quality)
+    return out
+
+
 def carry_over_meta(old: Mapping[str, Any], new: Mapping[str, Any], rebuilt_from: Mapping[str, Any]
                     ) -> dict[str, Any]:
     """A rebuilt sample's meta: the new record, with the input's identity and source (`CARRIED_OVER`), the input's
-    producers of members the pipeline did not remake, and where it was rebuilt from."""
-    meta = dict(new)
+    producers of members the pipeline did not remake, and where it was rebuilt from. The input's ``quality`` is
+    never kept: it judged the input's maps, and the rebuild's quality stage judges its own."""
+    meta = {k: v for k, v in new.items() if k != QUALITY_KEY}
     for k in CARRIED_OVER:
         if k in old:
             meta[k] = old[k]

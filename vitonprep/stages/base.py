@@ -19,7 +19,9 @@ from vitonprep.backends.registry import producer_of
 from vitonprep.backends.results import PersonCheck, PoseResult
 from vitonprep.errors import InputError, SampleError
 from vitonprep.photos import Fit
+from vitonprep.quality.report import QualityReport
 from vitonprep.raw import RawItem
+from vitonprep.shards import Sample
 
 __all__ = ["SampleContext", "Stage", "BackendStage", "INPUT_KEYS", "CONTEXT_FIELDS"]
 
@@ -53,6 +55,9 @@ class SampleContext:
     caption_error: str | None = None
     cloth_pose: PoseResult | None = None
     cloth_pose_status: str | None = None
+    # the shard sample (encoded members and meta.json) and the quality checks' verdict on exactly those bytes
+    sample: Sample | None = None
+    quality: QualityReport | None = None
     #: member name -> who made it (meta.json)
     producers: dict[str, Producer] = field(default_factory=dict)
 

@@ -1,0 +1,113 @@
+"""The quality stage: the quality checks (`vitonprep.quality`) on every built sample, as it will be written.
+
+It judges the encoded members decoded back with the trainer's decoders (`vitonprep.quality.decode_sample`), not
+the arrays in memory: JPEG moves pixels, and ``vitonprep quality`` on the written shard must give the same scores
+as the sample's meta.json. The verdict goes into meta.json as its last key (``quality``); with ``on_flag: drop``
+a flagged sample is a recorded failure of stage ``quality`` instead. ``docs/architecture.md`` ("Quality gate").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from vitonprep import codecs
+from vitonprep.config import QualityPolicy
+from vitonprep.errors import SampleError
+from vitonprep.quality import GarmentFaces, QualityReport, check_sample, decode_sample
+from vitonprep.sample_meta import with_quality
+from vitonprep.shards import Sample
+from vitonprep.stages.base import SampleContext, Stage
+
+__all__ = ["QualityStage", "QualityCounts"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class QualityCounts:
+    """How many samples the stage checked, flagged and dropped, and the flagged samples per check (a sample flagged
+    by two checks counts once for each). Carried by each shard's ``_stats.json`` (``quality``)."""
+
+    checked: int = 0
+    flagged: int = 0
+    dropped: int = 0
+    by_check: Counter[str] = field(default_factory=Counter)
+
+    def add(self, report: QualityReport, dropped: bool) -> None:
+        self.checked += 1
+        if report.flags:
+            self.flagged += 1
+            self.dropped += int(dropped)
+            self.by_check.update({f.check for f in report.flags})
+
+    def merge(self, other: "QualityCounts") -> None:
+        self.checked += other.checked
+        self.flagged += other.flagged
+        self.dropped += other.dropped
+        self.by_check.update(other.by_check)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "flagged": self.flagged, "dropped": self.dropped,
+                "by_check": dict(sorted(self.by_check.items()))}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "QualityCounts | None":
+        """Counts from a stats file's ``quality`` entry; None when it is not one (a shard made without the stage,
+        or by another version)."""
+        try:
+            by_check = Counter({str(k): int(v) for k, v in d["by_check"].items()})
+            return cls(int(d["checked"]), int(d["flagged"]), int(d["dropped"]), by_check)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+class QualityStage(Stage):
+    """Last stage of a build: reads the encoded sample, writes its verdict into the sample's meta.json.
+
+    One garment face detector per stage (loaded in `setup`, freed in `close`), not one per sample. ``counts``
+    accumulates over the samples it sees; the shard worker takes them per shard (`take_counts`)."""
+
+    name, reads, writes = "quality", ("sample",), ("sample", "quality")
+
+    def __init__(self, policy: QualityPolicy):
+        self.policy = policy
+        self.faces: GarmentFaces | None = None
+        self.counts = QualityCounts()
+
+    def setup(self) -> None:
+        if self.faces is None:  # its mediapipe graphs are built on first use, so unused ones cost nothing
+            self.faces = GarmentFaces()
+
+    def close(self) -> None:
+        if self.faces is not None:
+            self.faces.close()
+            self.faces = None
+
+    def take_counts(self) -> QualityCounts:
+        """The counts so far, and a fresh start."""
+        counts, self.counts = self.counts, QualityCounts()
+        return counts
+
+    def __call__(self, ctx: SampleContext) -> None:
+        sample = ctx.sample
+        # the bytes were encoded by this process a moment ago: a DecodeError here is a bug, not bad input
+        report = check_sample(decode_sample(sample.members, sample.key), self.policy.thresholds, self.faces)
+        ctx.quality = report
+        drop = bool(report.flags) and self.policy.on_flag == "drop"
+        self.counts.add(report, drop)
+        if drop:
+            raise SampleError(self.name, "; ".join(f"{f.check}: {f.reason}" for f in report.flags),
+                              ctx.item.person)
+        if report.flags:
+            logger.info("%s flagged by %s", sample.key, ", ".join(f.check for f in report.flags))
+        ctx.sample = sample_with_quality(sample, report.to_dict())
+
+
+def sample_with_quality(sample: Sample, quality: Mapping[str, Any]) -> Sample:
+    """``sample`` with ``quality`` as the last key of its meta.json (`vitonprep.sample_meta.with_quality`)."""
+    meta = with_quality(json.loads(sample.members["meta.json"]), quality)
+    return Sample(sample.key, {**sample.members, "meta.json": codecs.encode_json(meta)})
