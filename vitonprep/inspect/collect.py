@@ -148,9 +148,9 @@ def order_records(records: list[SampleRecord], margin: MarginFn | None = None) -
     """Flagged samples first (most flags first), then the worst-scored (smallest margin to a threshold), then the
     rest (unchecked ones last), each group in dataset order. Fills ``record.margin``."""
     for rec in records:
-        if margin is not None and rec.quality is not None:
-            known = [m for c, s in rec.quality.scores.items() if (m := margin(c, s)) is not None and math.isfinite(m)]
-            rec.margin = min(known) if known else None
+        known = [m for c, s in rec.quality.scores.items() if (m := margin(c, s)) is not None and math.isfinite(m)] \
+            if margin is not None and rec.quality is not None else []
+        rec.margin = min(known) if known else None
 
     def rank(item: tuple[int, SampleRecord]) -> tuple:
         i, rec = item
