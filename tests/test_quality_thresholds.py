@@ -40,7 +40,7 @@ def _moved(config: QualityConfig, field: str, value: float) -> QualityConfig:
 def test_margin_sign_is_the_flag(official, faces):
     """On real samples, each check's bound put just past its own score flags it (negative margin) and put just
     short of it passes it (positive margin); the default config agrees too."""
-    cfg = QualityConfig()
+    cfg = QualityConfig(person_models=True)
     seen = set()
     for d in official:
         rep = check_sample(d, cfg, faces)
@@ -58,7 +58,8 @@ def test_margin_sign_is_the_flag(official, faces):
                 assert got == should_flag, (check, score, bound)
                 assert (margin(check, score, moved) < 0) == should_flag, (check, score, bound)
             seen.add(check)
-    assert {"orientation", "left_right", "arm_chain", "gt_outside_agn", "cloth_mask_fit", "garment_face"} <= seen
+    assert {"orientation", "left_right", "arm_chain", "gt_outside_agn", "cloth_mask_fit", "garment_face",
+            "parse_person", "two_people"} <= seen
 
 
 def test_inclusive_bound_flags_on_the_bound():

@@ -87,8 +87,25 @@ class QualityConfig:
     #: ``garment_face`` (best face-detector score on the garment photo) at or above 0.5 flags: mediapipe's own
     #: default detection threshold; an in-shop garment photo holds no face
     max_garment_face: float = 0.5
-    #: run the face detector on the garment photo (mediapipe, about 15 ms a sample)
+    #: run the face detector on the garment photo (mediapipe, about 4 ms CPU a garment; cached by the garment
+    #: photo's content, so a garment worn in several pairs costs it once)
     detect_garment_faces: bool = True
+    #: ``two_people`` (persons in the person photo: the build's person check, else - with ``person_models`` - the
+    #: faces of comparable size on the photo) above 1 flags: the maps describe one person
+    max_persons: int = 1
+    #: ``parse_person`` (IoU of the parse's person with mediapipe's selfie segmentation) below 0.85 flags: the two
+    #: agree at 0.95 on the official VITON-HD parses (vitonprep/backends/person_mediapipe.py) and one arm is about
+    #: 9 % of a body's outline (the rule of nines), so a parse missing an arm, labelling as much background, or
+    #: leaving out a second person falls under 0.85
+    min_parse_person_iou: float = 0.85
+    #: ``garment_colour`` (paired samples: 1 - the shared share of the Lab colour histograms of the parsed garment
+    #: and the garment photo, each colour spread to its neighbouring bins) above 0.6 flags: the same garment under
+    #: other light shares most of its colours, a bag or another garment shares few
+    max_garment_colour: float = 0.6
+    #: run the selfie segmentation and the face detector on the person photo (``parse_person``, and
+    #: ``two_people`` on samples without the build's count): off by default, it costs about as much as every
+    #: other check together (bench/bench_quality.py)
+    person_models: bool = False
 
 
 def quality_config_from_mapping(values: Mapping[str, Any], where: str = "quality") -> QualityConfig:

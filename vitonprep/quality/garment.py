@@ -5,26 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitonprep.backends.person_mediapipe import MediapipePerson
 from vitonprep.quality.config import QualityConfig
+from vitonprep.quality.photo_models import PhotoModels
 from vitonprep.quality.report import Outcome
 
-__all__ = ["GarmentFaces"]
+__all__ = ["GarmentFaces", "garment_face"]
 
 
-class GarmentFaces:
-    """Face detection on garment photos; the mediapipe graph is built on first use and kept."""
+def garment_face(models: PhotoModels, cloth: np.ndarray, cfg: QualityConfig) -> Outcome:
+    """``garment_face``: the best face-detector score on the garment photo."""
+    score = models.garment_face_score(cloth)
+    if score < cfg.max_garment_face:
+        return Outcome("garment_face", score)
+    return Outcome("garment_face", score, f"the garment photo holds a person (a face, detector score {score:.2f})")
 
-    def __init__(self) -> None:
-        self._person = MediapipePerson()
+
+class GarmentFaces(PhotoModels):
+    """The photo models under the name the callers of ``check_sample(..., faces)`` know; calling it runs the
+    garment face check alone."""
 
     def __call__(self, cloth: np.ndarray, cfg: QualityConfig) -> Outcome:
-        faces = self._person.detect_faces(np.ascontiguousarray(cloth))
-        score = max((f[4] for f in faces), default=0.0)
-        if score < cfg.max_garment_face:
-            return Outcome("garment_face", float(score))
-        return Outcome("garment_face", float(score), f"the garment photo holds a person (a face, detector score "
-                                                     f"{score:.2f})")
-
-    def close(self) -> None:
-        self._person.close()
+        return garment_face(self, cloth, cfg)

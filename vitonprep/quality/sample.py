@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 
 from vitonprep.derive.body25 import OpenPoseKeypoints
-from vitonprep.quality import masks, parse_pose, skeleton
+from vitonprep.quality import masks, parse_pose, photo_checks, skeleton
 from vitonprep.quality.config import QualityConfig
-from vitonprep.quality.garment import GarmentFaces
+from vitonprep.quality.garment import garment_face
 from vitonprep.quality.geometry import Body
+from vitonprep.quality.photo_models import PhotoModels
 from vitonprep.quality.report import Outcome, QualityReport
 
 __all__ = ["CHECKS", "check_sample"]
@@ -21,7 +22,8 @@ logger = logging.getLogger(__name__)
 #: every check name, in report order
 CHECKS = ("orientation", "left_right", "hip_shoulder_ratio", "bone_length", "crossing_limbs", "arm_chain",
           "leg_chain", "hand_labels", "limb_far", "face_label", "hair_far", "neck_at_top", "agn_face", "agn_hands",
-          "agn_shoes", "agn_body", "gt_outside_agn", "cloth_mask_fit", "garment_face")
+          "agn_shoes", "agn_body", "gt_outside_agn", "cloth_mask_fit", "garment_face", "two_people", "parse_person",
+          "garment_colour")
 
 _DEFAULT = QualityConfig()
 
@@ -39,13 +41,26 @@ def _body(decoded: dict[str, Any], cfg: QualityConfig) -> Body | None:
 
 
 def check_sample(decoded: dict[str, Any], config: QualityConfig = _DEFAULT,
-                 faces: GarmentFaces | None = None) -> QualityReport:
+                 faces: PhotoModels | None = None) -> QualityReport:
     """Run the checks the sample's members allow (a missing member skips its checks, it is validate's job).
-
-    ``faces`` is the garment face detector to reuse across samples; without one and with
-    ``config.detect_garment_faces``, one is made for this call.
+    ``faces`` holds the photo models to reuse across samples (a GarmentFaces is one); without it, and with
+    ``config.detect_garment_faces`` or ``config.person_models``, one is made for this call.
     """
+    own = faces is None and (config.detect_garment_faces or config.person_models)
+    models = PhotoModels() if own else faces
+    try:
+        outcomes = _outcomes(decoded, config, models)
+    finally:
+        if own:
+            models.close()
     report = QualityReport()
+    for outcome in outcomes:
+        if outcome is not None:
+            report.add(outcome)
+    return report
+
+
+def _outcomes(decoded: dict[str, Any], config: QualityConfig, models: PhotoModels | None) -> list[Outcome | None]:
     outcomes: list[Outcome | None] = []
     body = _body(decoded, config)
     parse = decoded.get("parse")
@@ -53,6 +68,7 @@ def check_sample(decoded: dict[str, Any], config: QualityConfig = _DEFAULT,
         parse = None
     meta = decoded.get("meta") if isinstance(decoded.get("meta"), dict) else {}
     category = str(meta.get("category", "upper_body"))
+    image = decoded.get("image")
     if body is not None:
         outcomes += [skeleton.orientation(body, config), skeleton.left_right(body, parse, config),
                      skeleton.hip_shoulder_ratio(body, config), skeleton.bone_length(body, config),
@@ -74,15 +90,15 @@ def check_sample(decoded: dict[str, Any], config: QualityConfig = _DEFAULT,
     cloth, cloth_mask = decoded.get("cloth"), decoded.get("cloth_mask")
     if cloth is not None and cloth_mask is not None and cloth.shape[:2] == cloth_mask.shape:
         outcomes.append(masks.cloth_mask_fit(cloth, cloth_mask, config))
-    if cloth is not None and config.detect_garment_faces:
-        own = faces is None
-        detector = GarmentFaces() if faces is None else faces
-        try:
-            outcomes.append(detector(np.asarray(cloth, np.uint8), config))
-        finally:
-            if own:
-                detector.close()
-    for outcome in outcomes:
-        if outcome is not None:
-            report.add(outcome)
-    return report
+        if (meta.get("pair") == "paired" and image is not None and parse is not None
+                and image.shape[:2] == parse.shape):
+            outcomes.append(photo_checks.garment_colour(image, parse, cloth, cloth_mask, category, config))
+    if cloth is not None and config.detect_garment_faces and models is not None:
+        outcomes.append(garment_face(models, np.asarray(cloth, np.uint8), config))
+    evidence = None
+    if config.person_models and models is not None and image is not None:
+        evidence = models.person_evidence(image)
+        if parse is not None:
+            outcomes.append(photo_checks.parse_person(parse, evidence, config))
+    outcomes.append(photo_checks.two_people(meta, evidence, body, config))
+    return outcomes

@@ -49,6 +49,9 @@ THRESHOLDS: dict[str, Threshold] = {
     "gt_outside_agn": Threshold("max_gt_outside_agn", "max"),
     "cloth_mask_fit": Threshold("min_cloth_mask_fit", "min"),
     "garment_face": Threshold("max_garment_face", "max", inclusive=True),
+    "two_people": Threshold("max_persons", "max"),
+    "parse_person": Threshold("min_parse_person_iou", "min"),
+    "garment_colour": Threshold("max_garment_colour", "max"),
 }
 
 #: a score exactly on an inclusive bound flags; its margin must still be negative
