@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitonprep.build import BuildOptions, build_dataset
+from vitonprep.build import BuildOptions, BuildReport, build_dataset
 from vitonprep.cli._common import console, fail, progress_bar
 from vitonprep.codecs import DecodeError
 from vitonprep.config import PipelineConfig, load_pipeline_config
@@ -111,6 +111,24 @@ def _claim_outputs(stack: ExitStack, raw: str, out: str, export_vitonhd: Path | 
             clear_output(export_vitonhd, "export")  # an export of earlier shards would disagree with the new ones
 
 
+def _print_quality(cfg: PipelineConfig, report: BuildReport) -> None:
+    """Flagged samples per check, and how many the policy dropped (the counts come from the stats files)."""
+    q = report.quality
+    if q is None:
+        console.print("quality checks: off (quality.enabled: false)")
+        return
+    fate = "kept, marked in meta.json" if cfg.quality.on_flag == "keep" else "dropped: listed as failures"
+    console.print(f"quality: {q.checked} samples checked, {q.flagged} flagged ({fate}; on_flag: "
+                  f"{cfg.quality.on_flag}), {q.dropped} dropped")
+    if q.by_check:
+        qt = Table(title="flagged samples per check")
+        qt.add_column("check")
+        qt.add_column("flagged", justify="right")
+        for check, n in sorted(q.by_check.items(), key=lambda kv: (-kv[1], kv[0])):
+            qt.add_row(escape(check), str(n))
+        console.print(qt)
+
+
 def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | None, distributor: "Distributor",
                      ray_address: str | None, max_shard_retry: int, pairs: Path | None, strict: bool,
                      export_vitonhd: Path | None, sheet: int) -> None:
@@ -139,6 +157,7 @@ def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | Non
                   str(report.skipped_shards), f"{report.seconds:.1f}",
                   f"{report.nsamples / max(report.seconds, 1e-9):.2f}")
     console.print(table)
+    _print_quality(cfg, report)
     if report.failures:
         ft = Table(title="failures (also in the *_stats.json files)")
         for col in ("file", "stage", "reason"):
