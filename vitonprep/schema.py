@@ -136,6 +136,15 @@ META_KEYS: tuple[str, ...] = (
     "producers",  # field -> {"backend": str, "approximate": bool, "note": str}
     "source",  # {"dataset": str, "licence": str}
 )
+#: Keys a `meta.json` may carry besides `META_KEYS`; docs/architecture.md ("Metadata and provenance") describes each.
+OPTIONAL_META_KEYS: tuple[str, ...] = (
+    "fit", "person_check", "pipeline",  # builds only: the photos' fit, the person check, the pipeline's name
+    "caption_status", "cloth_pose_status",  # why an optional member is absent
+    "rebuilt_from",  # rebuilds from shards: {"dataset", "shard"}
+    # the quality checks' verdict, last: {"flags": [{"check": str, "reason": str}, ...], "scores": {str: number}}
+    # (QualityReport.to_dict(); an empty flags list = passed). No key = never checked, neither passed nor flagged
+    "quality",
+)
 
 
 def check_key(key: str) -> str:
