@@ -3,6 +3,8 @@ cloth maps were made with)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from vitonprep.quality.config import QualityConfig
@@ -12,9 +14,10 @@ from vitonprep.quality.report import Outcome
 __all__ = ["GarmentFaces", "garment_face"]
 
 
-def garment_face(models: PhotoModels, cloth: np.ndarray, cfg: QualityConfig) -> Outcome:
-    """``garment_face``: the best face-detector score on the garment photo."""
-    score = models.garment_face_score(cloth)
+def garment_face(models: PhotoModels, cloth: np.ndarray, cfg: QualityConfig,
+                 memo: dict[str, Any] | None = None) -> Outcome:
+    """``garment_face``: the best face-detector score on the garment photo (``memo``: the garment's, if known)."""
+    score = models.garment_face_score(cloth, memo)
     if score < cfg.max_garment_face:
         return Outcome("garment_face", score)
     return Outcome("garment_face", score, f"the garment photo holds a person (a face, detector score {score:.2f})")

@@ -70,16 +70,22 @@ def hand_labels(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | 
     return Outcome("hand_labels", worst[0], worst[1] if worst[0] < cfg.min_hand_agreement else None)
 
 
+#: limb labels are judged at a quarter of the size: the distance limit is tens of pixels, 4 px cells do not move it
+_FAR_SCALE = 4
+_ARM_LUT, _LEG_LUT = np.zeros(256, bool), np.zeros(256, bool)
+_ARM_LUT[list(_ARM_LABELS)], _LEG_LUT[list(_LEG_LABELS)] = True, True
+
+
 def _chain_distance(body: Body, chains: tuple[tuple[str, ...], ...], shape: tuple[int, int]) -> np.ndarray | None:
-    """Distance (px of the full size) of every pixel of a half-size grid to the nearest drawn chain (None when a
-    joint of a chain is missing)."""
-    canvas = np.full(((shape[0] + 1) // 2, (shape[1] + 1) // 2), 255, np.uint8)
+    """Distance (px of the full size) of every cell of a 1/_FAR_SCALE grid to the nearest drawn chain (None when
+    a joint of a chain is missing)."""
+    canvas = np.full(shape, 255, np.uint8)
     for joints in chains:
         if not body.has(*joints):
             return None
-        pts = np.round(np.array([body.xy(j) for j in joints]) / 2).astype(np.int32)
-        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, 0, 2)
-    return cv2.distanceTransform(canvas, cv2.DIST_L2, 3) * 2
+        pts = np.round(np.array([body.xy(j) for j in joints]) / _FAR_SCALE).astype(np.int32)
+        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, 0, 1)
+    return cv2.distanceTransform(canvas, cv2.DIST_L2, 3) * _FAR_SCALE
 
 
 def limb_far(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | None:
@@ -88,16 +94,17 @@ def limb_far(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | Non
     if frame is None:
         return None
     limit = cfg.limb_far_distance * frame[2]
+    small = parse[::_FAR_SCALE, ::_FAR_SCALE]
     worst: tuple[float, str] | None = None
-    for chains, labels, what in ((_ARMS, _ARM_LABELS, "arm"), (_LEGS, _LEG_LABELS, "leg")):
-        sel = np.isin(parse[::2, ::2], labels)
-        n = int(sel.sum())
-        if n < 125:  # 500 px at full size
+    for chains, lut, what in ((_ARMS, _ARM_LUT, "arm"), (_LEGS, _LEG_LUT, "leg")):
+        sel = lut[small]
+        n = np.count_nonzero(sel)
+        if n * _FAR_SCALE * _FAR_SCALE < 500:
             continue
-        dist = _chain_distance(body, chains, parse.shape[:2])
+        dist = _chain_distance(body, chains, small.shape)
         if dist is None:
             continue
-        share = float((dist[sel] > limit).mean())
+        share = np.count_nonzero(dist[sel] > limit) / n
         if worst is None or share > worst[0]:
             worst = (share, f"{100 * share:.0f} % of the {what} labels lie far from the {what} joints "
                             f"(> {limit:.0f} px): something else was labelled {what}")
@@ -127,20 +134,32 @@ def face_label(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | N
 
 
 def hair_far(body: Body, parse: np.ndarray, cfg: QualityConfig) -> Outcome | None:
-    """Share of hair pixels in connected regions that do not reach the head keypoints."""
-    hair = (parse == 2).astype(np.uint8)
-    total = int(hair.sum())
+    """Share of hair pixels in connected regions that do not reach the head keypoints.
+
+    At half size, on the box around the hair: a region's reach needs no finer grid, and the rest of the canvas
+    holds no hair."""
     head = [body.xy(n) for n in ("Nose", "REye", "LEye", "REar", "LEar") if body.has(n)]
-    if total < 200 or len(head) < 2:
+    if len(head) < 2:
+        return None
+    half = parse[::2, ::2] == 2
+    rows, cols = np.flatnonzero(half.any(1)), np.flatnonzero(half.any(0))
+    if len(rows) == 0:
+        return None
+    y0, x0 = int(rows[0]), int(cols[0])
+    hair = half[y0:int(rows[-1]) + 1, x0:int(cols[-1]) + 1].view(np.uint8)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    total = int(areas.sum())
+    if total < 50:  # 200 px at full size
         return None
     pts = np.array(head)
     size = max(float(np.ptp(pts[:, 0])), float(np.ptp(pts[:, 1])), 10.0)
     reach = np.zeros_like(hair)
     for p in pts:
-        cv2.circle(reach, (int(round(p[0])), int(round(p[1]))), int(round(1.5 * size)), 1, -1)
-    n, comp = cv2.connectedComponents(hair, connectivity=8)
-    touching = np.unique(comp[(reach > 0) & (hair > 0)])
-    far = int(np.isin(comp, touching, invert=True)[hair > 0].sum())
+        cv2.circle(reach, (int(round(p[0] / 2)) - x0, int(round(p[1] / 2)) - y0), int(round(0.75 * size)), 1, -1)
+    touching = np.zeros(n, bool)
+    touching[comp[reach > 0]] = True
+    far = int(areas[~touching[1:]].sum())
     share = far / total
     if share <= cfg.max_hair_far:
         return Outcome("hair_far", share)
@@ -154,10 +173,10 @@ def neck_at_top(parse: np.ndarray, cfg: QualityConfig) -> Outcome | None:
     parsed as neck (the agnostic then greys them). The evidence is the frame's edge, not the parser.
     """
     band = parse[: max(4, parse.shape[0] // 50)]
-    person = int((band != 0).sum())
+    person = np.count_nonzero(band)
     if person < 200:
         return None
-    share = float((band == 10).sum()) / person
+    share = np.count_nonzero(band == 10) / person
     if share <= cfg.max_neck_at_top:
         return Outcome("neck_at_top", share)
     return Outcome("neck_at_top", share, f"{100 * share:.0f} % of the person on the frame's top edge is parsed as "

@@ -32,15 +32,15 @@ def parse_person(parse: np.ndarray, evidence: PersonEvidence, cfg: QualityConfig
     mask = evidence.mask
     small = cv2.resize((parse != 0).view(np.uint8), (mask.shape[1], mask.shape[0]),
                        interpolation=cv2.INTER_AREA) > 0
-    union = int((small | mask).sum())
+    union = np.count_nonzero(small | mask)
     if union < 100:
         return None
-    inter = int((small & mask).sum())
+    inter = np.count_nonzero(small & mask)
     iou = inter / union
     if iou >= cfg.min_parse_person_iou:
         return Outcome("parse_person", iou)
-    extra = int((small & ~mask).sum()) / max(1, int(small.sum()))
-    missed = int((mask & ~small).sum()) / max(1, int(mask.sum()))
+    extra = np.count_nonzero(small & ~mask) / max(1, np.count_nonzero(small))
+    missed = np.count_nonzero(mask & ~small) / max(1, np.count_nonzero(mask))
     what = (f"{100 * extra:.0f} % of the parsed person is background to the person segmentation"
             if extra >= missed else
             f"{100 * missed:.0f} % of the segmented person is parsed as background (a missed limb, or another "
@@ -115,7 +115,7 @@ def _lab_hist(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     # eroded by a few pixels: the region's edge mixes in the skin or background beside it
     m = cv2.erode(cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST), np.ones((3, 3), np.uint8))
-    if int(m.sum()) < 50:
+    if np.count_nonzero(m) < 50:
         return None
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
     hist = cv2.calcHist([lab], [0, 1, 2], m, _BINS, _RANGES)
@@ -130,14 +130,18 @@ def _lab_hist(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
 
 
 def garment_colour(image: np.ndarray, parse: np.ndarray, cloth: np.ndarray, cloth_mask: np.ndarray,
-                   category: str, cfg: QualityConfig) -> Outcome | None:
+                   category: str, cfg: QualityConfig, memo: dict[str, Any] | None = None) -> Outcome | None:
     """``garment_colour`` (paired samples): 1 - the intersection of the Lab histograms of the parse's garment
-    region in the person photo and of the garment in the garment photo (0 = same colours, 1 = none shared)."""
+    region in the person photo and of the garment in the garment photo (0 = same colours, 1 = none shared).
+    ``memo``: the garment photo's memo, where its histogram is kept."""
     labels = GARMENT_LABELS.get(category)
     if labels is None:
         return None
+    memo = {} if memo is None else memo
+    if "colours" not in memo:
+        memo["colours"] = _lab_hist(cloth, cloth_mask.astype(bool))
+    shown = memo["colours"]
     worn = _lab_hist(image, np.isin(parse, labels))
-    shown = _lab_hist(cloth, cloth_mask.astype(bool))
     if worn is None or shown is None:
         return None
     distance = float(1.0 - np.minimum(worn, shown).sum())

@@ -88,13 +88,16 @@ def _outcomes(decoded: dict[str, Any], config: QualityConfig, models: PhotoModel
     if agn is not None and gt is not None and agn.shape == gt.shape:
         outcomes.append(masks.gt_inside_agn(gt, agn, config))
     cloth, cloth_mask = decoded.get("cloth"), decoded.get("cloth_mask")
+    # what the checks compute from the garment photo alone, kept across the pairs that share the garment
+    memo = models.garment_memo(cloth) if models is not None and cloth is not None else {}
     if cloth is not None and cloth_mask is not None and cloth.shape[:2] == cloth_mask.shape:
-        outcomes.append(masks.cloth_mask_fit(cloth, cloth_mask, config))
+        outcomes.append(masks.cloth_mask_fit(cloth, cloth_mask, config, memo))
         if (meta.get("pair") == "paired" and image is not None and parse is not None
                 and image.shape[:2] == parse.shape):
-            outcomes.append(photo_checks.garment_colour(image, parse, cloth, cloth_mask, category, config))
+            outcomes.append(photo_checks.garment_colour(image, parse, cloth, cloth_mask, category, config,
+                                                        memo))
     if cloth is not None and config.detect_garment_faces and models is not None:
-        outcomes.append(garment_face(models, np.asarray(cloth, np.uint8), config))
+        outcomes.append(garment_face(models, np.asarray(cloth, np.uint8), config, memo))
     evidence = None
     if config.person_models and models is not None and image is not None:
         evidence = models.person_evidence(image)
