@@ -13,7 +13,7 @@ from rich.table import Table
 
 from vitonprep.cli._common import console, progress_bar, require_dir
 from vitonprep.safepaths import write_atomic
-from vitonprep.validate import validate_shards
+from vitonprep.validate import ValidationReport, validate_shards
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ def validate(
     show: Annotated[int, typer.Option(help="How many issues to list.")] = 30,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1,
                                          help="Processes that check shards in parallel (the report is the same).")] = 1,
+    strict: Annotated[bool, typer.Option(help="Quality flags (meta.json 'quality') are errors, not warnings.")] = False,
 ) -> None:
     """Read every sample back through the trainer's decoders and check the shard contract.
 
@@ -33,13 +34,14 @@ def validate(
     sizes, binary masks, CIHP label range, keypoints inside the image, mask areas (cloth masks under
     StableVITON's 122,880-px rule are flagged), duplicate keys, pairing, plain ids in meta.json, every shard's
     stats file (its completion marker) and per-member sha256, and manifest.json's size, checksums and counts.
-    Exit 0 only if there is no error.
+    Samples flagged by the quality checks (meta.json 'quality', see vitonprep quality) are warnings, errors with
+    --strict; a malformed 'quality' is an error. Exit 0 only if there is no error.
     """
     require_dir(shards, "shard folder")
     with progress_bar() as progress:
         task = progress.add_task("validate", total=None, info="")
         rep = validate_shards(shards, progress=lambda name, n: progress.update(task, advance=1, info=name),
-                              workers=workers)
+                              workers=workers, strict=strict)
     table = Table(title=f"validate {shards}")
     for col in ("shards", "samples", "errors", "warnings", "verdict"):
         table.add_column(col, justify="right")
@@ -54,6 +56,7 @@ def validate(
         for (level, check), n in sorted(rep.counts_by_check().items()):
             counts.add_row(level, check, str(n))
         console.print(counts)
+    _print_quality(rep)
     for issue in (rep.errors + rep.warnings)[:show]:
         colour = "red" if issue.level == "error" else "yellow"
         console.print(f"[{colour}]{issue.level}[/] " + escape(f"{issue.shard} {issue.key or ''}: {issue.message}"))
@@ -73,3 +76,16 @@ def validate(
             console.print(escape(f"report: {report_path}"))
     if not rep.ok:
         raise typer.Exit(1)
+
+
+def _print_quality(rep: ValidationReport) -> None:
+    """One line on what the quality checks said; flagged keys are listed with the issues."""
+    q = rep.quality_counts()
+    checked = q["passed"] + q["flagged"]
+    if checked:
+        by_check = ", ".join(f"{escape(k)} {n}" for k, n in q["flags_by_check"].items())
+        colour = "yellow" if q["flagged"] else "green"
+        console.print(f"quality: [{colour}]{q['flagged']} of {checked} checked samples flagged[/]"
+                      + (f" ({by_check})" if by_check else ""))
+    if q["unchecked"]:
+        console.print(f"quality: {q['unchecked']} samples never quality-checked (vitonprep quality --annotate)")

@@ -26,7 +26,8 @@ from vitonprep.schema import (
     sample_key,
 )
 from vitonprep.shards import Sample
-from vitonprep.validate.report import Issue
+from vitonprep.validate.quality_field import cut, read_quality
+from vitonprep.validate.report import QUALITY_FLAG, Issue
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def validate_sample(sample: Sample, shard: str) -> list[Issue]:
             add("error", "label_range", f"{key}.{name}.png has labels {bad} outside CIHP 0..19")
     _check_masks(decoded, add)
     _check_meta(key, decoded.get("meta"), add)
+    _check_quality(decoded.get("meta"), add)
     return issues
 
 
@@ -178,6 +180,17 @@ def _check_meta(key: str, meta: Any, add: Callable[[str, str, str], None]) -> No
     for name, prod in meta["producers"].items():
         if not isinstance(prod, dict) or not {"backend", "approximate"} <= set(prod):
             add("error", "meta", f"producer record of {name} lacks backend/approximate")
+
+
+def _check_quality(meta: Any, add: Callable[[str, str, str], None]) -> None:
+    """A malformed ``quality`` field is an error; each flag a warning named ``quality.CHECK`` (``--strict`` makes
+    them errors, ValidationReport.flags_as_errors)."""
+    field = read_quality(meta)
+    if field.state == "malformed":
+        add("error", "quality", f"{field.problem} (the quality checks write {{flags: [{{check, reason}}], scores: "
+                                "{name: number}}; rewrite it with vitonprep quality --annotate)")
+    for check, reason in field.flags:
+        add("warning", QUALITY_FLAG + cut(check, 40), f"flagged by {cut(check, 40)}: {cut(reason, 300)}")
 
 
 #: meta.json fields that must be text (they become file names and list entries on export)

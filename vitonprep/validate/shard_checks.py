@@ -7,13 +7,15 @@ import hashlib
 import json
 import logging
 import tarfile
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vitonprep.runner import map_in_processes
 from vitonprep.shards import MANIFEST_NAME, Sample, iter_tar_samples, list_shards, read_manifest
+from vitonprep.validate.quality_field import sample_quality
 from vitonprep.validate.report import Issue, ValidationReport
 from vitonprep.validate.sample_checks import validate_sample
 
@@ -28,14 +30,16 @@ class ShardCheck:
     count: int
     keys: list[str]
     issues: list[Issue]
+    #: samples per quality state (vitonprep.validate.quality_field)
+    quality: Counter[str] = field(default_factory=Counter)
 
 
 def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None = None,
-                    workers: int = 1) -> ValidationReport:
+                    workers: int = 1, strict: bool = False) -> ValidationReport:
     """Library twin of `vitonprep validate`. Shards are checked independently, in ``workers`` processes when
     more than one (decoding every member is ~20 ms per sample, a tenth of building it); duplicate keys
     across shards and the manifest's totals are checked here, in shard order, so the report does not depend on
-    ``workers``."""
+    ``workers``. Quality flags are warnings, errors with ``strict``."""
     report = ValidationReport(str(shard_dir))
     shards = list_shards(shard_dir)
     if not shards:
@@ -56,6 +60,7 @@ def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None
         report.issues.extend(shard.issues)
         report.per_shard[shard.name] = shard.count
         report.nsamples += shard.count
+        report.quality.update(shard.quality)
         if progress:
             progress(shard.name, shard.count)
     names = {p.name for p in shards}
@@ -72,6 +77,8 @@ def validate_shards(shard_dir: Path, progress: Callable[[str, int], None] | None
         if want is not None and want != report.nsamples:
             report.issues.append(Issue("error", "-", None, "count",
                                        f"manifest says {want} samples, shards hold {report.nsamples}"))
+    if strict:
+        report.flags_as_errors()
     return report
 
 
@@ -185,11 +192,13 @@ def _check_shard(tar_path: Path, listed: dict[str, Any], have_manifest: bool) ->
     """Every check of one shard that needs no other shard: checksums, each sample, counts."""
     issues: list[Issue] = []
     keys: list[str] = []
+    quality: Counter[str] = Counter()
     for sample, found in checked_samples(tar_path, listed.get(tar_path.name), have_manifest):
         if sample is not None:
             keys.append(sample.key)
+            quality[sample_quality(sample.members).state] += 1
         issues.extend(found)
-    return ShardCheck(tar_path.name, len(keys), keys, issues)
+    return ShardCheck(tar_path.name, len(keys), keys, issues, quality)
 
 
 def _digests(tar_path: Path) -> tuple[int, str, str]:
