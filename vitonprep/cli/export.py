@@ -29,17 +29,21 @@ def export(
     format: Annotated[ExportFormat, typer.Option("--format", help="Folder layout to write.")] = ExportFormat.vitonhd,
     shards_out: Annotated[bool, typer.Option("--shards", help="tryondiffusion: one WebDataset tar per split and "
                                              "resolution instead of files.")] = False,
+    keep_flagged: Annotated[bool, typer.Option(help="Export the samples the quality checks flagged too (left out "
+                                                    "by default, in every format).")] = False,
     show: Annotated[int, typer.Option(help="How many refused samples to list.")] = 30,
 ) -> None:
     """Write the shards back as folders: VITON-HD v3 (StableVITON), IDM-VTON (+ tagged JSON), DressCode, or
     TryOnDiffusion inputs at 128 and 256. docs/exports.md names the loader each layout was checked against.
 
     Only samples that pass validate's checks are written, each whole or not at all, and every file lands inside
-    OUT; a damaged or crafted sample or shard is refused and listed (exit 1), the others are exported.
+    OUT; a damaged or crafted sample or shard is refused and listed (exit 1), the others are exported. Samples
+    the quality checks flagged (meta.json 'quality') are left out unless --keep-flagged; samples never checked
+    are exported.
     """
     require_dir(shards, "shard folder")
     try:
-        report = export_dataset(format.value, shards, out, as_shards=shards_out)
+        report = export_dataset(format.value, shards, out, as_shards=shards_out, keep_flagged=keep_flagged)
     except (ValueError, OSError) as exc:  # a wrong option, an unreadable manifest, a full or read-only OUT
         logger.debug("export failed", exc_info=True)
         raise fail(f"export: {exc}", 1) from exc
@@ -48,6 +52,9 @@ def export(
         console.print(escape(f"  {name}: {len(lines)} lines"))
     for name, value in report.notes.items():
         console.print(escape(f"  {name}: {value}"))
+    if report.flagged:
+        console.print(escape(f"left out {len(report.flagged)} flagged samples: see vitonprep quality / inspect "
+                             "(--keep-flagged exports them)"), style="yellow")
     if report.refused:
         console.print(f"[red]refused {len(report.refused)}[/] (not exported):")
         for r in report.refused[:show]:

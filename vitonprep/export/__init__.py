@@ -24,15 +24,17 @@ EXPORTERS: dict[str, Callable[..., ExportReport]] = {
 
 
 def export_dataset(fmt: str, shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
-                   as_shards: bool = False) -> ExportReport:
-    """Library twin of `vitonprep export --format FMT` (``as_shards``: tars instead of files, tryondiffusion only)."""
+                   as_shards: bool = False, keep_flagged: bool = False) -> ExportReport:
+    """Library twin of `vitonprep export --format FMT` (``as_shards``: tars instead of files, tryondiffusion only;
+    ``keep_flagged``: export the samples the quality checks flagged too, every format alike)."""
     if fmt not in EXPORTERS:
         raise ValueError(f"unknown export format {fmt!r}; known: {sorted(EXPORTERS)}")
     if as_shards:
         if fmt != "tryondiffusion":
             raise ValueError(f"--shards is only for the tryondiffusion format, not {fmt!r}")
-        return export_tryondiffusion(Path(shard_dir), Path(out), progress, as_shards=True)
-    return EXPORTERS[fmt](Path(shard_dir), Path(out), progress)
+        return export_tryondiffusion(Path(shard_dir), Path(out), progress, as_shards=True,
+                                     keep_flagged=keep_flagged)
+    return EXPORTERS[fmt](Path(shard_dir), Path(out), progress, keep_flagged=keep_flagged)
 
 
 __all__ = ["EXPORTERS", "ExportReport", "VITONHD_LAYOUT", "export_dataset", "export_dresscode", "export_idm_vton",

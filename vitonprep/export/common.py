@@ -3,7 +3,9 @@
 An export reads untrusted shards. :class:`Export` reads them through validate's own checks
 (``vitonprep.validate.checked_samples``: the shard's stats file and manifest entry first, then every sample
 through the strict decoders) and hands a format only the samples validate finds no error in; every other one
-is refused and recorded with shard, key and reason. Every path named from data (keys, ids, split, category)
+is refused and recorded with shard, key and reason. Samples the quality checks flagged (meta.json ``quality``)
+are left out unless ``keep_flagged``, in every format alike, and listed apart from the refused ones; samples
+never checked are exported (docs/exports.md). Every path named from data (keys, ids, split, category)
 is made by ``vitonprep.safepaths.safe_path``, and a sample's files are all written or none is.
 """
 
@@ -23,7 +25,7 @@ from vitonprep import codecs
 from vitonprep.safepaths import safe_path, write_atomic
 from vitonprep.schema import FIELDS_BY_MEMBER
 from vitonprep.shards import Sample, list_shards
-from vitonprep.validate import checked_samples, read_listing
+from vitonprep.validate import checked_samples, read_listing, read_quality
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +50,18 @@ class ExportReport:
     #: per-format notes (e.g. how many captions came from the shards vs. the tagger at export time)
     notes: dict[str, Any] = field(default_factory=dict)
     refused: list[Refusal] = field(default_factory=list)
+    #: sound samples the quality checks flagged, left out (``keep_flagged`` False); ``reason`` names the checks
+    flagged: list[Refusal] = field(default_factory=list)
 
 
 class Export:
     """One export run from ``shard_dir`` into ``out``; formats call :meth:`samples`, :meth:`write_sample`,
     :meth:`write_extra` and, at the end, :meth:`finish`."""
 
-    def __init__(self, shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None):
+    def __init__(self, shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
+                 keep_flagged: bool = False):
         self.shard_dir, self.out, self.progress = Path(shard_dir), Path(out), progress
+        self.keep_flagged = keep_flagged
         self.report = ExportReport()
         self.files: set[Path] = set()
         self.seen: dict[str, str] = {}
@@ -65,8 +71,9 @@ class Export:
         logger.info("not exported: %s %s: %s", shard, key or "(whole shard)", reason)
 
     def samples(self) -> Iterator[tuple[Sample, dict[str, Any], str]]:
-        """(sample, its meta.json, shard name) for every sample validate finds no error in; a shard whose stats
-        or manifest entry do not match its tar is refused before any of it is read."""
+        """(sample, its meta.json, shard name) for every sample validate finds no error in and the quality checks
+        did not flag (unless ``keep_flagged``); a shard whose stats or manifest entry do not match its tar is
+        refused before any of it is read."""
         manifest, listed, problem = read_listing(self.shard_dir)
         if problem and manifest is not None:
             raise ValueError(problem)
@@ -91,7 +98,13 @@ class Export:
                     self.refuse(name, sample.key, _reason(errors))
                     continue
                 self.seen[sample.key] = name
-                yield sample, codecs.decode_json(sample.members["meta.json"]), name
+                meta = codecs.decode_json(sample.members["meta.json"])
+                quality = read_quality(meta)  # a malformed field is one of validate's errors: refused above
+                if quality.state == "flagged" and not self.keep_flagged:
+                    self.report.flagged.append(Refusal(name, sample.key, "flagged by " + ", ".join(quality.checks)))
+                    logger.info("not exported (flagged): %s %s: %s", name, sample.key, ", ".join(quality.checks))
+                    continue
+                yield sample, meta, name
 
     def path(self, template: str, **names: str) -> Path:
         """A path in OUT named from data (see ``safe_path``)."""

@@ -59,9 +59,10 @@ def dresscode_keypoints(pose_json: dict, size: tuple[int, int]) -> dict:
     return {"keypoints": pts}
 
 
-def export_dresscode(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None) -> ExportReport:
+def export_dresscode(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
+                     keep_flagged: bool = False) -> ExportReport:
     """Library twin of `vitonprep export --format dresscode`."""
-    exp = Export(shard_dir, out, progress)
+    exp = Export(shard_dir, out, progress, keep_flagged)
     samples = list(exp.samples())  # numbers are given over the sorted ids of every sound sample
     ids = sorted({m["person_id"] for _, m, _ in samples} | {m["cloth_id"] for _, m, _ in samples if m["cloth_id"]})
     number = {i: f"{n + 1:06d}" for n, i in enumerate(ids)}

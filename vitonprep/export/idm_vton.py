@@ -54,9 +54,10 @@ def tagged_entry(cloth_file: str, category: str, caption: dict[str, Any]) -> dic
             "vitonprep_source": caption["source"], "vitonprep_approximate": caption["approximate"]}
 
 
-def export_idm_vton(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None) -> ExportReport:
+def export_idm_vton(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
+                    keep_flagged: bool = False) -> ExportReport:
     """Library twin of `vitonprep export --format idm-vton`."""
-    exp = Export(shard_dir, out, progress)
+    exp = Export(shard_dir, out, progress, keep_flagged)
     tagger = GeometricTagger()
     pairs: dict[tuple[str, str], list[str]] = {}
     entries: dict[str, dict[str, dict[str, Any]]] = {}

@@ -133,9 +133,9 @@ def tryondiffusion_members(sample: Any, meta: dict[str, Any]) -> tuple[dict[tupl
 
 
 def export_tryondiffusion(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
-                          as_shards: bool = False) -> ExportReport:
+                          as_shards: bool = False, keep_flagged: bool = False) -> ExportReport:
     """Library twin of `vitonprep export --format tryondiffusion` (samples without a garment are skipped)."""
-    exp = Export(shard_dir, out, progress)
+    exp = Export(shard_dir, out, progress, keep_flagged)
     sink = _TarSink(exp) if as_shards else None
     keys: dict[str, list[str]] = {}
     sources: dict[str, int] = {}

@@ -68,9 +68,10 @@ def write_pair_lists(exp: Export, pairs: dict[tuple[str, str], list[str]]) -> No
         exp.report.pairs[split] = sorted(set(main))
 
 
-def export_vitonhd(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None) -> ExportReport:
+def export_vitonhd(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
+                   keep_flagged: bool = False) -> ExportReport:
     """Library twin of `vitonprep export --format vitonhd`."""
-    exp = Export(shard_dir, out, progress)
+    exp = Export(shard_dir, out, progress, keep_flagged)
     pairs: dict[tuple[str, str], list[str]] = {}
     for sample, meta, shard in exp.samples():
         if exp.write_sample(sample, shard, lambda: vitonhd_files(exp, sample, meta)):
