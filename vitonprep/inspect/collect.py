@@ -8,6 +8,7 @@ samples they draw (``iter_selected``), so paging through a large dataset costs o
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tarfile
 from collections import Counter
@@ -16,7 +17,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vitonprep import codecs
+from vitonprep.errors import ConfigError
+from vitonprep.quality.config import QualityConfig, quality_config_from_mapping
+from vitonprep.quality.thresholds import THRESHOLDS
+from vitonprep.quality.thresholds import margin as threshold_margin
 from vitonprep.shards import Sample, iter_tar_samples, list_shards
+
+logger = logging.getLogger(__name__)
 
 #: the maps whose back-end the report filters by (meta.json ``producers``)
 PRODUCER_FIELDS = ("parse", "pose", "image_densepose")
@@ -161,8 +168,35 @@ def order_records(records: list[SampleRecord], margin: MarginFn | None = None) -
     return [rec for _, rec in sorted(enumerate(records), key=rank)]
 
 
+def built_thresholds(shard_dir: Path) -> QualityConfig:
+    """The quality thresholds the shards were built with (manifest.json, ``vitonprep.pipeline.quality``); the
+    defaults when the manifest has none or they do not parse (the manifest is untrusted too)."""
+    try:
+        manifest = json.loads((shard_dir / "manifest.json").read_bytes())
+        section = manifest["vitonprep"]["pipeline"]["quality"]
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
+        return QualityConfig()
+    if not isinstance(section, dict):
+        return QualityConfig()
+    try:  # the build's own switches sit beside the thresholds
+        return quality_config_from_mapping({k: v for k, v in section.items() if k not in ("enabled", "on_flag")})
+    except ConfigError as exc:
+        logger.warning("%s: quality thresholds in manifest.json not used (%s); ordering by the defaults",
+                       shard_dir, exc)
+        return QualityConfig()
+
+
+def margin_for(config: QualityConfig) -> MarginFn:
+    """How far a score is from its threshold under ``config`` (quality.thresholds; None for an unknown check)."""
+    return lambda check, score: threshold_margin(check, score, config) if check in THRESHOLDS else None
+
+
 def collect(shard_dir: Path, margin: MarginFn | None = None) -> InspectSummary:
-    """One pass over every shard: a record per sample (ordered, in ``summary.records``), counts and problems."""
+    """One pass over every shard: a record per sample (ordered, in ``summary.records``), counts and problems.
+
+    ``margin`` ranks the unflagged samples (worst-scored first); by default the thresholds the shards were built
+    with."""
+    margin = margin_for(built_thresholds(shard_dir)) if margin is None else margin
     summary = InspectSummary()
     records: list[SampleRecord] = []
     for tar_path in list_shards(shard_dir):

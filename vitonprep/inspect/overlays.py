@@ -10,6 +10,7 @@ photo's. A member that is missing or does not decode becomes a labelled dark pan
 from __future__ import annotations
 
 import functools
+import io
 import textwrap
 from typing import Any
 
@@ -20,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from vitonprep import codecs
 from vitonprep.derive.body25 import BODY25_NAMES, BODY25_PAIRS, OpenPoseKeypoints
 from vitonprep.derive.labels import CIHP_PALETTE
-from vitonprep.inspect.collect import SampleRecord, text
+from vitonprep.inspect.collect import PRODUCER_FIELDS, SampleRecord, text
 from vitonprep.schema import FIELDS_BY_MEMBER
 from vitonprep.shards import Sample
 
@@ -61,6 +62,29 @@ def _decode(sample: Sample, member: str) -> tuple[Any, str | None]:
         return None, f"{member}: undecodable"
 
 
+def _rgb(sample: Sample, member: str, w: int, h: int) -> tuple[np.ndarray | None, tuple[int, int], str | None]:
+    """(pixels at least ``w`` x ``h``, the stored size, None) or (None, (0, 0), why it cannot be drawn).
+
+    A JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale that still covers the panel (PIL's draft mode: 2-4x
+    faster than the full decode validate does); the pixel limit of a shard member is checked from the header."""
+    data = sample.members.get(member)
+    if data is None:
+        return None, (0, 0), f"{member}: missing"
+    try:
+        img = Image.open(io.BytesIO(data))
+        size = img.size
+        if size[0] * size[1] > codecs.MAX_PIXELS:
+            return None, (0, 0), f"{member}: over the pixel limit"
+        if img.format == "JPEG" and img.mode == "RGB":
+            img.draft("RGB", (w, h))
+        img.load()
+    except Exception:  # PIL raises many types for truncated or garbage data; validate names the cause
+        return None, (0, 0), f"{member}: undecodable"
+    if img.mode != "RGB":
+        return None, (0, 0), f"{member}: mode {img.mode}, not RGB"
+    return np.asarray(img), size, None
+
+
 def _note(w: int, h: int, note: str) -> np.ndarray:
     img = Image.new("RGB", (w, h), (90, 20, 20))
     ImageDraw.Draw(img).multiline_text((6, h // 2 - 10), "\n".join(textwrap.wrap(note, 24)), font=font(14),
@@ -74,8 +98,9 @@ def _fit(arr: np.ndarray, w: int, h: int, nearest: bool = False) -> np.ndarray:
 
 
 def _blend(photo: np.ndarray, colour: np.ndarray, where: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    mixed = cv2.addWeighted(np.ascontiguousarray(photo), 1 - alpha, np.ascontiguousarray(colour), alpha, 0)
     out = photo.copy()
-    out[where] = (photo[where] * (1 - alpha) + colour[where] * alpha).astype(np.uint8)
+    np.copyto(out, mixed, where=where[..., None])
     return out
 
 
@@ -108,9 +133,9 @@ def panels(sample: Sample, h: int, which: tuple[int, ...] | None = None) -> list
     which = tuple(range(len(PANELS))) if which is None else which
     w = h * 3 // 4
     thick = max(2, h // 160)
-    image, why = _decode(sample, "image.jpg")
+    image, size, why = _rgb(sample, "image.jpg", w, h)
     photo = _fit(image, w, h) if image is not None else None
-    scale = (w / image.shape[1], h / image.shape[0]) if image is not None else (1.0, 1.0)
+    scale = (w / size[0], h / size[1]) if image is not None else (1.0, 1.0)
 
     def on_photo(member: str, draw) -> np.ndarray:
         if photo is None:
@@ -129,9 +154,12 @@ def panels(sample: Sample, h: int, which: tuple[int, ...] | None = None) -> list
             raise ValueError("labels out of range")
         return _blend(photo, _PALETTE[small], small > 0)
 
-    def densepose(rgb: np.ndarray) -> np.ndarray:
+    def densepose() -> np.ndarray:
+        rgb, _, bad = _rgb(sample, "image_densepose.jpg", w, h)
+        if photo is None or rgb is None:
+            return _note(w, h, (why if photo is None else bad) or "")
         small = _fit(rgb, w, h)
-        return _blend(photo, small, small.max(axis=2) > 16)
+        return _blend(photo, small, small.max(axis=2) > 16)  # DensePose draws parts on black
 
     def masks(agn_mask: np.ndarray) -> np.ndarray:
         small = _fit(agn_mask.astype(np.uint8), w, h, nearest=True) > 0
@@ -143,7 +171,7 @@ def panels(sample: Sample, h: int, which: tuple[int, ...] | None = None) -> list
         return out
 
     def cloth() -> np.ndarray:
-        rgb, bad = _decode(sample, "cloth.jpg")
+        rgb, _, bad = _rgb(sample, "cloth.jpg", w, h)
         if rgb is None:
             return _note(w, h, bad or "")
         small = _fit(rgb, w, h)
@@ -155,13 +183,13 @@ def panels(sample: Sample, h: int, which: tuple[int, ...] | None = None) -> list
         return _outline(dimmed, inside, (255, 0, 255), thick)
 
     def agn() -> np.ndarray:
-        rgb, bad = _decode(sample, "agn.jpg")
+        rgb, _, bad = _rgb(sample, "agn.jpg", w, h)
         return _fit(rgb, w, h) if rgb is not None else _note(w, h, bad or "")
 
     draw = {
         0: lambda: on_photo("pose.json", lambda pose: _skeleton(photo, pose, scale, thick)),
         1: lambda: on_photo("parse.png", parse),
-        2: lambda: on_photo("image_densepose.jpg", densepose),
+        2: densepose,
         3: lambda: on_photo("agn_mask.png", masks),
         4: agn,
         5: cloth,
@@ -172,8 +200,10 @@ def panels(sample: Sample, h: int, which: tuple[int, ...] | None = None) -> list
 def caption_lines(rec: SampleRecord, width_chars: int) -> list[tuple[str, tuple[int, int, int]]]:
     """The row label: key, category, pair (and approximate maps), then each flag as "check: reason" wrapped."""
     head = f"{rec.key}   {rec.category}   {rec.split}/{rec.pair}"
-    if rec.approximate:
-        head += f"   APPROXIMATE: {', '.join(rec.approximate)}"
+    if rec.approximate:  # the maps drawn here; the producers table lists the rest
+        main = [m for m in rec.approximate if m in PRODUCER_FIELDS]
+        more = len(rec.approximate) - len(main)
+        head += f"   approximate: {', '.join(main) or '-'}" + (f" (+{more} derived)" if more else "")
     lines = [(text(head, 300), _PLAIN)]
     if rec.quality is None:
         lines.append(("quality: unchecked", _UNCHECKED))
