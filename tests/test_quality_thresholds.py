@@ -66,7 +66,9 @@ def test_inclusive_bound_flags_on_the_bound():
     cfg = QualityConfig()
     assert margin("garment_face", cfg.max_garment_face, cfg) < 0
     assert margin("left_right", cfg.min_left_right_agreement, cfg) == 0  # exactly on a min bound passes
-    assert margin("crossing_limbs", 1.0, cfg) == -1.0  # a zero bound measures in its unit (one crossing)
+    # counts are measured from half a step past the bound, in the bound's size or (a zero bound) in one count
+    assert margin("crossing_limbs", 0.0, cfg) == 0.5 and margin("crossing_limbs", 1.0, cfg) == -0.5
+    assert margin("two_people", 1.0, cfg) == 0.5 and margin("two_people", 2.0, cfg) == -0.5
 
 
 def test_worst_margin_untrusted_values(official, faces):
@@ -74,7 +76,7 @@ def test_worst_margin_untrusted_values(official, faces):
     rep = check_sample(official[0], cfg, faces).to_dict()
     worst = worst_margin(rep, cfg)
     assert worst == min(margin(k, v, cfg) for k, v in rep["scores"].items())
-    assert worst_margin({"flags": [], "scores": {**rep["scores"], "crossing_limbs": 2}}, cfg) == -2.0
+    assert worst_margin({"flags": [], "scores": {**rep["scores"], "crossing_limbs": 2}}, cfg) == -1.5
     for bad in (None, [], "x", {"flags": []}, {"scores": []}, {"scores": {}},
                 {"scores": {"unknown_check": 0.0, "orientation": "high", "left_right": True,
                             "bone_length": float("nan"), "agn_body": None}}):

@@ -26,6 +26,10 @@ class Threshold:
     inclusive: bool = False
     #: the distance that counts as 1.0 when the bound itself is 0 (a count of crossing limbs)
     unit: float = 1.0
+    #: a count's step: its margin is measured from half a step past the bound, between the last count that
+    #: passes and the first that flags (else every sample on the bound, 0 crossings of 0 allowed, would rank as
+    #: close to failing as a sample one step from it)
+    step: float = 0.0
 
 
 #: every check of ``vitonprep.quality.sample.CHECKS`` (tests/test_quality_thresholds.py holds them equal)
@@ -34,7 +38,7 @@ THRESHOLDS: dict[str, Threshold] = {
     "left_right": Threshold("min_left_right_agreement", "min"),
     "hip_shoulder_ratio": Threshold("min_hip_shoulder_ratio", "min"),
     "bone_length": Threshold("max_bone_ratio", "max"),
-    "crossing_limbs": Threshold("max_crossing_limbs", "max"),
+    "crossing_limbs": Threshold("max_crossing_limbs", "max", step=1.0),
     "arm_chain": Threshold("min_chain_agreement", "min"),
     "leg_chain": Threshold("min_chain_agreement", "min"),
     "hand_labels": Threshold("min_hand_agreement", "min"),
@@ -49,7 +53,7 @@ THRESHOLDS: dict[str, Threshold] = {
     "gt_outside_agn": Threshold("max_gt_outside_agn", "max"),
     "cloth_mask_fit": Threshold("min_cloth_mask_fit", "min"),
     "garment_face": Threshold("max_garment_face", "max", inclusive=True),
-    "two_people": Threshold("max_persons", "max"),
+    "two_people": Threshold("max_persons", "max", step=1.0),
     "parse_person": Threshold("min_parse_person_iou", "min"),
     "garment_colour": Threshold("max_garment_colour", "max"),
 }
@@ -63,11 +67,15 @@ def margin(check: str, score: float, config: QualityConfig) -> float:
     when ``check_sample`` flags that score under ``config``. Raises KeyError for an unknown check."""
     t = THRESHOLDS[check]
     bound = float(getattr(config, t.field))
+    scale = abs(bound) if bound != 0 else t.unit
+    if t.direction == "min":
+        bound -= t.step / 2
+    else:
+        bound += t.step / 2
     diff = score - bound if t.direction == "min" else bound - score
-    m = diff / (abs(bound) if bound != 0 else t.unit)
     if t.inclusive and diff == 0:
         return _ON_THE_BOUND
-    return m
+    return diff / scale
 
 
 def worst_margin(report: Any, config: QualityConfig) -> float | None:
