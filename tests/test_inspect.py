@@ -16,8 +16,10 @@ from typer.testing import CliRunner
 from vitonprep.cli import app
 from vitonprep.derive.body25 import BODY25_NAMES, OpenPoseKeypoints
 from vitonprep.errors import ConfigError
-from vitonprep.inspect import Quality, SampleRecord, contact_sheet, order_records, page_path, read_quality
+from vitonprep.inspect import Quality, SampleRecord, collect, contact_sheet, order_records, page_path, read_quality
+from vitonprep.inspect.collect import built_thresholds
 from vitonprep.inspect.overlays import PANELS, panels, sample_row
+from vitonprep.quality import QualityConfig
 from vitonprep.shards import write_manifest, write_shard
 
 runner = CliRunner()
@@ -175,3 +177,24 @@ def test_cli_malformed_quality_is_a_problem_not_a_crash(vitonhd_shards, tmp_path
     text = _flat(result.output)
     assert result.exit_code == 1 and s[1].key in text and "quality.flags" in text and "unchecked│3" in text
     assert (tmp_path / "s.png").is_file()
+
+
+def test_unflagged_samples_worst_scored_first_under_the_built_thresholds(vitonhd_shards, tmp_path):
+    s = samples(vitonhd_shards)
+    set_meta(s[0], quality={"flags": [], "scores": {"left_right": 1.0}})
+    set_meta(s[1], quality={"flags": [], "scores": {"left_right": 0.8, "bogus_check": -5}})  # unknown: ignored
+    shards = tmp_path / "shards"
+    write_shard(shards, 0, s)
+    write_manifest(shards, "t", {})
+    assert [r.key for r in collect(shards).records] == [s[1].key, s[0].key, s[2].key]
+    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest["vitonprep"]["pipeline"] = {"quality": {"enabled": True, "on_flag": "keep",
+                                                     "min_left_right_agreement": 0.9}}
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    assert built_thresholds(shards).min_left_right_agreement == 0.9
+    for bad in ({"quality": {"min_left_right_agreement": "high"}}, {"quality": ["x"]}, "pipeline"):
+        manifest["vitonprep"]["pipeline"] = bad
+        (shards / "manifest.json").write_text(json.dumps(manifest))
+        assert built_thresholds(shards) == QualityConfig()  # untrusted: the defaults, never an error
+    (shards / "manifest.json").write_text("{not json")
+    assert built_thresholds(shards) == QualityConfig()
