@@ -181,3 +181,29 @@ def test_thresholds_of_the_new_checks(paired, models):
         strict = dataclasses.replace(_ON, **{field: 1.0 if field.startswith("min") else 0.0})
         assert check in _flags(paired, models, strict), check
     assert json.loads(json.dumps(rep.to_dict()))["scores"]["two_people"] == 1.0
+
+
+def _face_printed_on_garment(d: dict, models: PhotoModels) -> np.ndarray:
+    """The sample's garment photo with the person's face (and a margin) pasted in the middle of the garment."""
+    x0, y0, x1, y1, _ = models._person.detect_faces(d["image"])[0]
+    crop = d["image"][max(0, y0 - 20):y1 + 20, max(0, x0 - 20):x1 + 20]
+    ys, xs = np.nonzero(d["cloth_mask"])
+    cy, cx = int(ys.mean()), int(xs.mean())
+    h, w = crop.shape[:2]
+    cloth = d["cloth"].copy()
+    cloth[cy - h // 2:cy - h // 2 + h, cx - w // 2:cx - w // 2 + w] = crop
+    return cloth
+
+
+def test_a_face_counts_only_on_a_person(official, models):
+    """A face the detector finds on a garment counts only where the selfie segmentation sees a person: the photo
+    of a face pasted on 07445_00's garment 06429_00 is found as a face (0.87) on a garment the segmentation calls
+    no person (a print), while the same paste on 03615_00's garment makes the segmentation call the whole
+    garment a person (and a person photo given as a garment is one)."""
+    by_key = {d["__key__"]: d for d in official}
+    on = QualityConfig(detect_garment_faces=True)
+    for key, flagged in (("07445_00__06429_00", False), ("03615_00__02783_00", True)):
+        d = by_key[key]
+        cloth = _face_printed_on_garment(d, models)
+        assert models._person.detect_faces(cloth), key  # the detector alone finds the printed face
+        assert ("garment_face" in _flags({**d, "cloth": cloth}, models, on)) == flagged, key

@@ -84,8 +84,9 @@ class QualityConfig:
     #: inside the dilated cloth mask) below 0.8 flags: a studio garment photo is the garment on a plain
     #: background, so foreground left outside the mask is garment the mask missed (a mask that covers a print)
     min_cloth_mask_fit: float = 0.8
-    #: ``garment_face`` (best face-detector score on the garment photo) at or above 0.5 flags: mediapipe's own
-    #: default detection threshold; an in-shop garment photo holds no face
+    #: ``garment_face`` (best face-detector score on the garment photo, among faces at least half on the selfie
+    #: segmentation's person) at or above 0.5 flags: mediapipe's own default detection threshold; an in-shop
+    #: garment photo holds no person (a face printed on a T-shirt lies on no person silhouette)
     max_garment_face: float = 0.5
     #: run the face detector on the garment photo (mediapipe, about 4 ms CPU a garment; cached by the garment
     #: photo's content, so a garment worn in several pairs costs it once)
