@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from webdataset.shardlists import expand_urls
 
 from vitontrain.data.augment import AugmentConfig
+from vitontrain.data.quality import quality_state
 from vitontrain.data.shards import decoded_samples
 from vitontrain.data.stream import ShardStream, StreamConfig
 from vitontrain.data.transforms import collate, to_model_sample
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 class DataConfig(StreamConfig):
     """``shards``: folders of ``.tar`` files, single tars, globs, brace patterns (``out/{00000..00009}.tar``) or
     URLs (``pipe:``, ``https://``, ``s3://`` … via fsspec). ``epoch_samples: null`` takes the manifests' sample
-    count, which includes samples ``pairs`` filters out (set it explicitly for mixed shards)."""
+    count, which includes samples ``pairs`` and ``skip_flagged`` filter out (set it explicitly for mixed shards)."""
 
     shards: tuple[str, ...] = ()
     num_workers: int = 2
@@ -205,9 +206,11 @@ class ShardDataModule(pl.LightningDataModule):
         cfg = self.config
         samples = []
         for sample in decoded_samples(urls):
-            meta = sample.get("meta") or {}
+            meta = sample.get("meta") if isinstance(sample.get("meta"), dict) else {}
             if meta.get("pair") not in cfg.pairs or "cloth" not in sample:
                 continue  # person-only samples have no garment; the grids show what training reads
+            if cfg.skip_flagged and quality_state(meta)[0] == "flagged":
+                continue
             samples.append(to_model_sample(sample, cfg.height, cfg.width))
             if len(samples) == n:
                 break

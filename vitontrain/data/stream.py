@@ -22,6 +22,12 @@ Two shard orders (``sampling``):
 * ``partitioned``: shards are split by rank, then by worker (``urls[rank::world][worker::workers]``), reshuffled per
   epoch and cycled; every rank reads a disjoint set of samples. Needs at least ``world × workers`` shards.
 
+Samples are filtered before shuffling: ``pairs`` keeps the wanted pairings, and ``skip_flagged`` (default) skips the
+samples the quality checks flagged (meta.json ``quality``, vitontrain/data/quality.py); each worker logs per epoch
+how many it skipped of how many it read, and how many were never quality-checked (kept). A malformed quality field is
+kept as unchecked, with a warning naming the sample. Both filters are pure functions of the sample, so resume stays
+exact.
+
 A damaged sample (decode error) is logged and skipped; a resume after such a skip replays one sample later than the
 uninterrupted run would (the skip counts raw samples), the only case in which resume is not exact. A damaged shard
 (truncated or unreadable tar) is not skipped: it stops training with :class:`ShardReadError` naming it. It means an
@@ -49,8 +55,10 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from vitonprep import ConfigError
 from vitonprep.codecs import DecodeError, decode_member, pixels
 from vitontrain.data.augment import AugmentConfig, augment_sample
+from vitontrain.data.quality import QualityTally, quality_state
 from vitontrain.data.shards import ContractError, ShardReadError, check_sample, open_url, raw_samples
 from vitontrain.data.transforms import collate, resize_sample, to_model_sample
 
@@ -60,7 +68,9 @@ logger = logging.getLogger(__name__)
 TRAINING_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg", "agn_mask.png", "cloth_mask.png",
                     "gt_cloth_warped_mask.png", "meta.json")
 JPEG_MEMBERS = ("image.jpg", "agn.jpg", "image_densepose.jpg", "cloth.jpg")
-__all__ = ["ShardReadError", "ShardStream", "StreamConfig", "decode_training_member", "open_url"]
+#: the pairings training can read (person-only samples have no garment)
+TRAINING_PAIRS = ("paired", "unpaired")
+__all__ = ["TRAINING_PAIRS", "ShardReadError", "ShardStream", "StreamConfig", "decode_training_member", "open_url"]
 
 
 @dataclass(frozen=True)
@@ -75,9 +85,14 @@ class StreamConfig:
     jpeg_draft: bool = True            # decode JPEGs at the smallest DCT scale ≥ the training size (2-4× faster)
     # Training needs the person to wear the garment ("paired"); unpaired samples only for smoke runs on tiny data.
     pairs: tuple[str, ...] = ("paired",)
+    # Samples the quality checks flagged (meta.json "quality") are skipped; unchecked ones are kept.
+    skip_flagged: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
+        if not self.pairs or not all(isinstance(p, str) and p in TRAINING_PAIRS for p in self.pairs):
+            raise ConfigError(f"pairs must be a non-empty list of {', '.join(TRAINING_PAIRS)} (paired: the "
+                              f"person wears the garment; unpaired: for smoke runs), got {list(self.pairs)}")
         if self.sampling not in ("resampled", "partitioned"):
             raise ValueError(f"sampling must be 'resampled' or 'partitioned', got {self.sampling!r}")
         if self.batch_size < 1:
@@ -160,10 +175,12 @@ class ShardStream(IterableDataset):
         # this object they started with) see what the main process writes before each pass. rank -1 = not set.
         self._position = torch.tensor([0, 0, -1, 1], dtype=torch.int64).share_memory_()
         self._ahead: _ReadAhead | None = None  # worker-local
+        self._tallies: dict[tuple[int, int], QualityTally] = {}  # worker-local: (epoch, logical worker) -> counts
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_ahead"] = None  # a thread is not copied into another process
+        state["_tallies"] = {}
         return state
 
     @property
@@ -205,29 +222,49 @@ class ShardStream(IterableDataset):
         for url in urls:
             yield from raw_samples(url)  # a truncated or damaged tar raises ShardReadError naming it
 
-    def _wanted_pairs(self, samples: Iterator[dict[str, Any]], n_shards: int) -> Iterator[dict[str, Any]]:
-        """Keep samples whose ``meta.pair`` is in ``config.pairs``; fail loudly if the shards hold none."""
+    def _wanted(self, samples: Iterator[dict[str, Any]], n_shards: int, tally: QualityTally
+                ) -> Iterator[dict[str, Any]]:
+        """Keep samples whose ``meta.pair`` is in ``config.pairs`` and, with ``skip_flagged``, that the quality
+        checks did not flag (counted in ``tally``); fail loudly if the shards hold none."""
         seen_shards: set[str] = set()
-        kept = 0
+        kept, flagged = 0, ""  # flagged: the first flagged sample skipped, for the message
         for raw in samples:
-            pair = decode_member("meta.json", raw["meta.json"]).get("pair") if "meta.json" in raw else None
+            meta = decode_member("meta.json", raw["meta.json"]) if "meta.json" in raw else None
+            pair = meta.get("pair") if isinstance(meta, dict) else None
             if pair in self.config.pairs:
-                kept += 1
-                yield raw
-            elif not kept:
+                state, problem = quality_state(meta)
+                tally.count(state)
+                if state == "malformed":
+                    logger.warning("sample %s of %s: %s; kept as never quality-checked (vitonprep validate names "
+                                   "the problem)", raw["__key__"], raw["__url__"], problem)
+                if state != "flagged" or not self.config.skip_flagged:
+                    kept += 1
+                    yield raw
+                    continue
+                flagged = flagged or f"{raw['__url__']}: sample {raw['__key__']}"
+            if not kept:
                 seen_shards.add(raw["__url__"])
                 if len(seen_shards) >= n_shards:
-                    raise ContractError(f"no sample with pair in {list(self.config.pairs)} in {len(seen_shards)} "
-                                        f"shards (e.g. {raw['__url__']}: sample {raw['__key__']} is {pair!r}). "
-                                        f"Training needs paired samples (the person wears the garment); set "
-                                        f"data.pairs=[paired,unpaired] to run on these anyway")
+                    raise ContractError(self._none_wanted(raw, pair, flagged, len(seen_shards)))
+
+    def _none_wanted(self, raw: dict[str, Any], pair: Any, flagged: str, n_shards: int) -> str:
+        where = f"{raw['__url__']}: sample {raw['__key__']}"
+        if flagged:
+            return (f"every sample with pair in {list(self.config.pairs)} in {n_shards} shards is flagged by the "
+                    f"quality checks (e.g. {flagged}); look at them (vitonprep inspect, vitonprep quality) or set "
+                    f"data.skip_flagged=false to train on them anyway")
+        return (f"no sample with pair in {list(self.config.pairs)} in {n_shards} shards (e.g. {where} is {pair!r}). "
+                f"Training needs paired samples (the person wears the garment); set data.pairs=[paired,unpaired] to "
+                f"run on these anyway")
 
     def _epoch_source(self, epoch: int, rank: int, world: int, worker: int, workers: int
                       ) -> Iterator[dict[str, Any]]:
-        """One (rank, logical worker)'s raw samples of one epoch, before shuffling."""
+        """One (rank, logical worker)'s raw samples of one epoch, before shuffling; what the filters saw is
+        counted in ``self._tallies[(epoch, worker)]``."""
         shards = self._shard_order(epoch, rank, world, worker, workers)
         mine = self.urls if self.config.sampling == "resampled" else self.urls[rank::world][worker::workers]
-        return self._wanted_pairs(self._raw_samples(shards), len(set(mine)))
+        tally = self._tallies[(epoch, worker)] = QualityTally()
+        return self._wanted(self._raw_samples(shards), len(set(mine)), tally)
 
     def _shuffled(self, samples: Iterator[dict[str, Any]], rng: random.Random,
                   buffer: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
@@ -284,6 +321,11 @@ class ShardStream(IterableDataset):
         source = self._epoch_source(epoch, rank, world, worker, workers)
         self._ahead = _ReadAhead((epoch, worker, workers), source, self.config.shuffle_buffer)
 
+    def _log_tally(self, epoch: int, rank: int, worker: int) -> None:
+        tally = self._tallies.pop((epoch, worker), None)
+        if tally is not None:
+            logger.info("epoch %d, rank %d, worker %d: %s", epoch, rank, worker, tally.line(self.config.skip_flagged))
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.config
         epoch, skip_batches, rank, world = (int(v) for v in self._position.tolist())
@@ -309,6 +351,7 @@ class ShardStream(IterableDataset):
         produced = 0
         for index, raw in enumerate(samples):
             if produced >= per_worker:
+                self._log_tally(epoch, rank, worker)
                 # the next pass starts at batch 0, where logical and physical worker ids agree
                 self._start_read_ahead(epoch + 1, rank, world, physical, workers)
                 return
