@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from helpers.faults import arm_exit_once
@@ -92,6 +93,18 @@ def test_meta_carries_the_verdict_vitonprep_quality_gives_on_the_written_shard(k
     assert sum(read_stats(out, i)["quality"]["checked"] for i in range(report.nshards)) == 3
 
 
+def test_members_decoded_on_read_are_what_decode_sample_gives(kept):
+    for key, members in samples_by_key(kept[0]).items():
+        lazy, eager = quality_stage.DecodedOnRead(members, key), decode_sample(members, key)
+        assert sorted(lazy) == sorted(eager) and len(lazy) == len(eager) and "nothing" not in lazy
+        for name, value in eager.items():
+            assert lazy.get(name) is lazy[name]  # decoded once, then kept
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(lazy[name], value)
+            else:
+                assert lazy[name] == value
+
+
 def test_quality_is_the_last_key_of_the_meta_record_and_replaces_an_earlier_one():
     meta = {"schema_version": 1, "key": "k", "quality": {"flags": [], "scores": {}}, "source": {}}
     got = with_quality(meta, {"flags": [{"check": "orientation", "reason": "r"}], "scores": {"orientation": 0.1}})
@@ -145,9 +158,10 @@ def test_a_killed_drop_build_resumes_to_the_same_shards(raw, drop_yaml, dropped,
     arm_exit_once(monkeypatch, fault)  # the first shard task to delete it dies before writing its shard
     out = tmp_path / "out"
     first = build_dataset(cfg, raw, out, BuildOptions(workers=2, max_shard_retry=0))
-    assert not fault.exists() and len(first.failed_shards) == 1
+    # the dead worker's shard is not made (a pool losing a worker may lose another in-flight shard with it)
+    assert not fault.exists() and 1 <= len(first.failed_shards) < len(PERSONS)
     again = build_dataset(cfg, raw, out, BuildOptions(workers=2))
-    assert again.failed_shards == {} and again.skipped_shards == 2
+    assert again.failed_shards == {} and again.skipped_shards == len(PERSONS) - len(first.failed_shards)
     ref = dropped[0]
     for tar in list_shards(ref):
         assert (out / tar.name).read_bytes() == tar.read_bytes()

@@ -1,9 +1,10 @@
 """The quality stage: the quality checks (`vitonprep.quality`) on every built sample, as it will be written.
 
-It judges the encoded members decoded back with the trainer's decoders (`vitonprep.quality.decode_sample`), not
-the arrays in memory: JPEG moves pixels, and ``vitonprep quality`` on the written shard must give the same scores
-as the sample's meta.json. The verdict goes into meta.json as its last key (``quality``); with ``on_flag: drop``
-a flagged sample is a recorded failure of stage ``quality`` instead. ``docs/architecture.md`` ("Quality gate").
+It judges the encoded members decoded back with the contract's decoders (what `vitonprep.quality.decode_sample`
+gives, each member decoded when a check first reads it: `DecodedOnRead`), not the arrays in memory: JPEG moves
+pixels, and ``vitonprep quality`` on the written shard must give the same scores as the sample's meta.json. The
+verdict goes into meta.json as its last key (``quality``); with ``on_flag: drop`` a flagged sample is a recorded
+failure of stage ``quality`` instead. ``docs/architecture.md`` ("Quality gate").
 """
 
 from __future__ import annotations
@@ -11,18 +12,20 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from vitonprep import codecs
 from vitonprep.config import QualityPolicy
 from vitonprep.errors import SampleError
-from vitonprep.quality import GarmentFaces, QualityReport, check_sample, decode_sample
+from vitonprep.quality import GarmentFaces, QualityReport, check_sample
 from vitonprep.sample_meta import with_quality
+from vitonprep.schema import FIELDS_BY_MEMBER
 from vitonprep.shards import Sample
 from vitonprep.stages.base import SampleContext, Stage
 
-__all__ = ["QualityStage", "QualityCounts"]
+__all__ = ["QualityStage", "QualityCounts", "DecodedOnRead"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,31 @@ class QualityCounts:
             return None
 
 
+class DecodedOnRead(Mapping[str, Any]):
+    """A sample's members as `vitonprep.quality.decode_sample` gives them (field name -> decoded value, members
+    outside the contract left out), each decoded on first read and kept. The checks read about half of the members
+    (photos, parse, pose, masks); decoding the others too (agn.jpg, the DensePose and skeleton images) would cost
+    more than the checks themselves (about 14 of 28 ms a sample)."""
+
+    def __init__(self, members: Mapping[str, bytes], key: str):
+        self._key = key
+        self._encoded = {FIELDS_BY_MEMBER[m].name: (FIELDS_BY_MEMBER[m], data) for m, data in members.items()
+                         if m in FIELDS_BY_MEMBER}
+        self._decoded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._decoded:
+            f, data = self._encoded[name]  # KeyError for a member the sample lacks, as from a dict
+            self._decoded[name] = codecs.decode_field(f, data, self._key)
+        return self._decoded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._encoded)
+
+    def __len__(self) -> int:
+        return len(self._encoded)
+
+
 class QualityStage(Stage):
     """Last stage of a build: reads the encoded sample, writes its verdict into the sample's meta.json.
 
@@ -95,7 +123,7 @@ class QualityStage(Stage):
     def __call__(self, ctx: SampleContext) -> None:
         sample = ctx.sample
         # the bytes were encoded by this process a moment ago: a DecodeError here is a bug, not bad input
-        report = check_sample(decode_sample(sample.members, sample.key), self.policy.thresholds, self.faces)
+        report = check_sample(DecodedOnRead(sample.members, sample.key), self.policy.thresholds, self.faces)
         ctx.quality = report
         drop = bool(report.flags) and self.policy.on_flag == "drop"
         self.counts.add(report, drop)
