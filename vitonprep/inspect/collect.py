@@ -236,11 +236,3 @@ def iter_selected(shard_dir: Path, wanted: list[SampleRecord]) -> Iterator[tuple
         except (tarfile.TarError, EOFError, OSError):
             continue
 
-
-def meta_of(sample: Sample) -> dict[str, Any]:
-    """meta.json as an object, {} when it is not one (collect reported it)."""
-    try:
-        meta = json.loads(sample.members.get("meta.json", b"{}"))
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return meta if isinstance(meta, dict) else {}

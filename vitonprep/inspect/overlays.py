@@ -215,8 +215,7 @@ def caption_lines(rec: SampleRecord, width_chars: int) -> list[tuple[str, tuple[
     return lines
 
 
-def sample_row(sample: Sample, rec: SampleRecord, h: int, which: tuple[int, ...] | None = None,
-               titles: bool = True) -> Image.Image:
+def sample_row(sample: Sample, rec: SampleRecord, h: int, which: tuple[int, ...] | None = None) -> Image.Image:
     """One sample as an image: the label band (key, category, pair, flags), panel titles, then the panels."""
     which = tuple(range(len(PANELS))) if which is None else which
     w, gap = h * 3 // 4, max(2, h // 128)
@@ -225,7 +224,7 @@ def sample_row(sample: Sample, rec: SampleRecord, h: int, which: tuple[int, ...]
     f = font(size)
     line_h = size + size // 3
     lines = caption_lines(rec, max(20, int(width / (size * 0.55))))
-    title_h = line_h if titles else 0
+    title_h = line_h
     band = gap + len(lines) * line_h + title_h
     row = Image.new("RGB", (width, band + h + gap), _BG)
     draw = ImageDraw.Draw(row)
@@ -234,7 +233,6 @@ def sample_row(sample: Sample, rec: SampleRecord, h: int, which: tuple[int, ...]
     small = font(max(12, size - 3))
     for c, (idx, panel) in enumerate(zip(which, panels(sample, h, which), strict=True)):
         x = gap + c * (w + gap)
-        if titles:
-            draw.text((x + 2, band - title_h + 2), PANELS[idx], font=small, fill=(200, 200, 200))
+        draw.text((x + 2, band - title_h + 2), PANELS[idx], font=small, fill=(200, 200, 200))
         row.paste(Image.fromarray(panel), (x, band))
     return row
