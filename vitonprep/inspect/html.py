@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vitonprep.derive.labels import CIHP_LABELS, CIHP_PALETTE
 from vitonprep.errors import ConfigError
 from vitonprep.inspect.collect import (
     PRODUCER_FIELDS,
@@ -50,6 +51,7 @@ _OURS = ("index.html", "thumbs", "full", MARKER)
 _STATS = re.compile(r"^\d{5}_stats\.json$")
 #: thumbnails beyond this many tiles load when scrolled to (a large dataset's page stays light)
 _EAGER_TILES = 120
+PALETTE = np.asarray(CIHP_PALETTE, np.uint8).reshape(-1, 3)
 
 
 @dataclass
@@ -166,6 +168,14 @@ def _options(name: str, counts: dict[str, int], first: list[tuple[str, str]]) ->
     return f'<label>{name} <select id="f-{name}" data-filter="{name}">{opts}</select></label>'
 
 
+def _legend() -> str:
+    """The parse panel's colours (our constants, not shard data) and the other overlays' meaning."""
+    swatches = "".join(f'<span class="sw"><i style="background:rgb{tuple(int(c) for c in PALETTE[i])}"></i>'
+                       f"{html.escape(name)}</span>" for i, name in enumerate(CIHP_LABELS) if i)
+    return (f'<div class="legend">parse: {swatches}<br>pose: person\'s right limbs red, left limbs blue; masks: '
+            "agn_mask red, gt_cloth_warped_mask green outline, cloth_mask magenta outline</div>")
+
+
 def _page(summary: InspectSummary, tiles: list[str], report: Report, shard_dir: Path) -> str:
     e = html.escape
     producers: dict[str, int] = {}
@@ -192,6 +202,7 @@ def _page(summary: InspectSummary, tiles: list[str], report: Report, shard_dir: 
     counts = (f"{summary.nsamples} samples: {summary.flagged} flagged, {summary.passed} passed, "
               f"{summary.unchecked} unchecked; {len(report.failures)} build failures")
     return render_page(
+        legend=_legend(),
         title=e(f"vitonprep inspect: {text(shard_dir.name)}"), counts=e(counts), filters=filters,
         tiles="\n".join(tiles), failures=failures,
         problems=f"<h2>Problems reading the shards</h2><ul>{problems}</ul>" if problems else "")

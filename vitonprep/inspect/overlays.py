@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vitonprep import codecs
 from vitonprep.derive.body25 import BODY25_NAMES, BODY25_PAIRS, OpenPoseKeypoints
-from vitonprep.derive.labels import CIHP_PALETTE
+from vitonprep.derive.labels import CIHP_LABELS, CIHP_PALETTE
 from vitonprep.inspect.collect import PRODUCER_FIELDS, SampleRecord, text
 from vitonprep.schema import FIELDS_BY_MEMBER
 from vitonprep.shards import Sample
@@ -195,6 +195,26 @@ def panels(sample: Sample, h: int, which: tuple[int, ...] | None = None) -> list
         5: cloth,
     }
     return [draw[i]() for i in which]
+
+
+def parse_legend(width: int, size: int = 15) -> Image.Image:
+    """The CIHP colours of the parse panel with their label names (background left out), wrapped to ``width``."""
+    f = font(size)
+    gap, box = size // 2, size
+    items = [(name, tuple(int(c) for c in _PALETTE[i])) for i, name in enumerate(CIHP_LABELS) if i]
+    x, y, placed = gap, gap, []
+    for name, colour in items:
+        w = box + 4 + int(f.getlength(name)) + 2 * gap
+        if x + w > width and x > gap:
+            x, y = gap, y + size + gap
+        placed.append((x, y, name, colour))
+        x += w
+    img = Image.new("RGB", (width, y + size + gap), _BG)
+    draw = ImageDraw.Draw(img)
+    for x, y, name, colour in placed:
+        draw.rectangle((x, y + 2, x + box, y + box), fill=colour, outline=(200, 200, 200))
+        draw.text((x + box + 4, y), name, font=f, fill=_PLAIN)
+    return img
 
 
 def caption_lines(rec: SampleRecord, width_chars: int) -> list[tuple[str, tuple[int, int, int]]]:

@@ -20,6 +20,9 @@ h1 { font-size: 20px; margin: 12px 0 4px; } h2 { font-size: 17px; margin: 24px 0
 .bar { position: sticky; top: 0; background: #161616; padding: 8px 0; z-index: 2; border-bottom: 1px solid #333; }
 .bar label { margin-right: 14px; } select { font-size: 14px; background: #222; color: #eee; border: 1px solid #555; }
 #shown { color: #aaa; margin-left: 8px; }
+.legend { font-size: 13px; color: #ccc; line-height: 1.8; } .sw { margin-right: 10px; white-space: nowrap; }
+.sw i { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px;
+  border: 1px solid #999; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 12px; margin-top: 12px; }
 .tile { margin: 0; background: #222; border: 2px solid #333; border-radius: 4px; padding: 6px; }
 .tile.flagged { border-color: #d9534f; } .tile.passed { border-color: #3c8d3c; }
@@ -37,6 +40,7 @@ table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid
 <body>
 <h1><!--title--></h1>
 <p><!--counts--></p>
+<!--legend-->
 <div class="bar"><!--filters--><span id="shown"></span></div>
 <div class="gallery" id="gallery">
 <!--tiles-->

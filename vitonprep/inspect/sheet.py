@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from vitonprep import codecs
 from vitonprep.errors import ConfigError
 from vitonprep.inspect.collect import InspectSummary, MarginFn, SampleRecord, collect, iter_selected
-from vitonprep.inspect.overlays import font, sample_row
+from vitonprep.inspect.overlays import font, parse_legend, sample_row
 from vitonprep.safepaths import write_atomic
 from vitonprep.validate import validate_sample
 
@@ -50,9 +50,11 @@ def _render(shard_dir: Path, records: list[SampleRecord], tile_height: int,
 def _save(rows: list[Image.Image], header: str, out_png: Path) -> None:
     f = font(18)
     width = max([r.width for r in rows] + [900])
-    top = 30
+    legend = parse_legend(width)
+    top = 30 + legend.height
     sheet = Image.new("RGB", (width, top + sum(r.height for r in rows)), (12, 12, 12))
     ImageDraw.Draw(sheet).text((8, 6), header, font=f, fill=(255, 255, 255))
+    sheet.paste(legend, (0, 30))
     y = top
     for r in rows:
         sheet.paste(r, (0, y))
