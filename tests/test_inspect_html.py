@@ -204,3 +204,14 @@ def test_chromium_screenshot_shows_the_thumbnails(report, tmp_path):
     colours = {tuple(c) for c in (thumb[::8, ::8] // 32).reshape(-1, 3)}
     seen = {tuple(c) for c in (gallery[::2, ::2] // 32).reshape(-1, 3)}
     assert len(colours & seen) > 0.5 * len(colours)
+
+
+def test_cli_writes_the_report_beside_the_sheet(vitonhd_shards, tmp_path):
+    shards = tmp_path / "shards"
+    with_quality(vitonhd_shards, shards)
+    result = runner.invoke(app, ["inspect", str(shards), "--out", str(tmp_path / "s.png"), "--html",
+                                 str(tmp_path / "r"), "--tile-height", "128"])
+    assert result.exit_code == 0, result.output
+    text = "".join(result.output.split())
+    assert f"HTMLreport:{tmp_path / 'r' / 'index.html'}(3samples,1buildfailures)".replace(" ", "") in text
+    assert len(list((tmp_path / "r" / "thumbs").iterdir())) == 3 and (tmp_path / "s.png").is_file()
