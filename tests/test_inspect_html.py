@@ -103,6 +103,7 @@ def test_the_report_folder_is_new_empty_or_an_earlier_report(vitonhd_shards, tmp
     out = tmp_path / "report"
     write_report(shards, out, tile_height=128, thumb_height=128)
     (out / "thumbs" / "00099.jpg").write_bytes(b"stale")
+    (out / ".index.html.x1y2.partial").write_bytes(b"left by a killed run")
     # a link planted in an earlier report cannot lead the next one outside it
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -111,6 +112,7 @@ def test_the_report_folder_is_new_empty_or_an_earlier_report(vitonhd_shards, tmp
     rep = write_report(shards, out, tile_height=128, thumb_height=128)
     assert rep.nsamples == 3 and not (out / "thumbs" / "00099.jpg").exists()
     assert not (out / "full").is_symlink() and list(elsewhere.iterdir()) == []
+    assert not (out / ".index.html.x1y2.partial").exists()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="never writes"):
         write_report(shards, out, tile_height=128, thumb_height=128)

@@ -75,10 +75,11 @@ def prepare_dir(out_dir: Path, shard_dir: Path) -> None:
         if names and MARKER not in names:
             raise ConfigError(f"report folder {out_dir} holds files that are not an inspect report; "
                               "choose a new or empty folder")
-        if names - set(_OURS):
+        partial = {n for n in names if n.startswith(".") and n.endswith(".partial")}  # a killed run's temp files
+        if names - set(_OURS) - partial:
             raise ConfigError(f"report folder {out_dir} holds files an inspect report never writes: "
-                              f"{sorted(names - set(_OURS))[:5]}; choose a new or empty folder")
-        for name in _OURS:
+                              f"{sorted(names - set(_OURS) - partial)[:5]}; choose a new or empty folder")
+        for name in (*_OURS, *sorted(partial)):
             p = out_dir / name
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
