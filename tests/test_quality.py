@@ -281,3 +281,13 @@ def test_thresholds_come_from_the_config(built, faces):
     d = built[0]
     assert "hip_shoulder_ratio" in _flags(d, faces, QualityConfig(min_hip_shoulder_ratio=0.99))
     assert "garment_face" not in check_sample(d, QualityConfig(detect_garment_faces=False)).scores
+
+
+def test_cloth_mask_missing_one_side(sound, faces):
+    """A cloth mask that leaves out the garment's right third (a sleeve and a shoulder lost on a white ground)."""
+    for d in sound:
+        mask = d["cloth_mask"].copy()
+        xs = np.nonzero(mask.any(0))[0]
+        mask[:, xs[0] + 2 * (xs[-1] - xs[0]) // 3:] = False
+        flags = _flags({**d, "cloth_mask": mask}, faces)
+        assert "cloth_mask_symmetry" in flags and "lopsided" in flags["cloth_mask_symmetry"], (d["__key__"], flags)

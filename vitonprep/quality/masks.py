@@ -13,7 +13,8 @@ from vitonprep.quality.config import QualityConfig
 from vitonprep.quality.geometry import Body, labels_at
 from vitonprep.quality.report import Outcome
 
-__all__ = ["agnostic_keeps", "agnostic_body", "gt_inside_agn", "cloth_mask_fit", "photo_foreground"]
+__all__ = ["agnostic_keeps", "agnostic_body", "gt_inside_agn", "cloth_mask_fit", "cloth_mask_symmetry",
+           "photo_foreground"]
 
 #: OpenPose face points 17..67: brows, nose, eyes, mouth (0..16 is the jaw line, which the neck region may touch)
 _INNER_FACE = slice(17, 68)
@@ -137,3 +138,36 @@ def cloth_mask_fit(cloth: np.ndarray, cloth_mask: np.ndarray, cfg: QualityConfig
         return Outcome("cloth_mask_fit", share)
     return Outcome("cloth_mask_fit", share, f"{100 * (1 - share):.0f} % of the garment photo's foreground lies "
                                             "outside cloth_mask: the mask misses part of the garment")
+
+
+#: the symmetry axis is searched within this share of the width around the canvas centre: shops centre the garment
+#: in its photo and the build's fit pads it to the canvas centre
+_AXIS_SEARCH = 0.05
+
+
+def cloth_mask_symmetry(cloth_mask: np.ndarray, cfg: QualityConfig) -> Outcome | None:
+    """``cloth_mask_symmetry``: IoU of the cloth mask with its mirror image about the vertical axis near the
+    canvas centre that fits it best.
+
+    A shop photo shows the garment flat, from the front and centred, so its outline is left-right symmetric up to
+    drape and angle. A mask that stops at a white garment's edge on a white ground, or leaves a sleeve out, is not.
+    The axis comes from the canvas, not from the mask: mirrored about its own middle, a mask missing a whole side
+    can look symmetric."""
+    small = np.ascontiguousarray(cloth_mask[::_SCALE, ::_SCALE])  # an outline's symmetry needs no finer grid
+    total = np.count_nonzero(small)
+    if total < 100:
+        return None
+    w = small.shape[1]
+    best = 0.0
+    reach = int(_AXIS_SEARCH * w)
+    for shift in range(-reach, reach + 1):
+        # the axis at column (w + shift - 1) / 2 (half-column steps): column x mirrors to w + shift - 1 - x
+        lo, hi = max(0, shift), min(w, w + shift)
+        part = small[:, lo:hi]
+        inter = np.count_nonzero(part & part[:, ::-1])
+        best = max(best, inter / (2 * total - inter))  # mirrored pixels off the canvas count in the union
+    if best >= cfg.min_cloth_mask_symmetry:
+        return Outcome("cloth_mask_symmetry", best)
+    return Outcome("cloth_mask_symmetry", best, f"cloth_mask is lopsided (IoU {best:.2f} with its mirror image): "
+                                                "a flat garment photo is left-right symmetric, so the mask misses "
+                                                "part of one side")

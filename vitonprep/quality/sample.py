@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 #: every check name, in report order
 CHECKS = ("orientation", "left_right", "hip_shoulder_ratio", "bone_length", "crossing_limbs", "arm_chain",
           "leg_chain", "hand_labels", "limb_far", "face_label", "hair_far", "neck_at_top", "agn_face", "agn_hands",
-          "agn_shoes", "agn_body", "gt_outside_agn", "cloth_mask_fit", "garment_face", "two_people", "parse_person",
-          "garment_colour")
+          "agn_shoes", "agn_body", "gt_outside_agn", "cloth_mask_fit", "cloth_mask_symmetry", "garment_face",
+          "two_people", "parse_person", "garment_colour")
 
 _DEFAULT = QualityConfig()
 
@@ -92,6 +92,8 @@ def _outcomes(decoded: dict[str, Any], config: QualityConfig, models: PhotoModel
     memo = models.garment_memo(cloth) if models is not None and cloth is not None else {}
     if cloth is not None and cloth_mask is not None and cloth.shape[:2] == cloth_mask.shape:
         outcomes.append(masks.cloth_mask_fit(cloth, cloth_mask, config, memo))
+    if cloth_mask is not None and cloth_mask.ndim == 2:
+        outcomes.append(masks.cloth_mask_symmetry(cloth_mask, config))
         if (meta.get("pair") == "paired" and image is not None and parse is not None
                 and image.shape[:2] == parse.shape):
             outcomes.append(photo_checks.garment_colour(image, parse, cloth, cloth_mask, category, config,

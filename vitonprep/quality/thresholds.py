@@ -52,6 +52,7 @@ THRESHOLDS: dict[str, Threshold] = {
     "agn_body": Threshold("max_agn_body", "max"),
     "gt_outside_agn": Threshold("max_gt_outside_agn", "max"),
     "cloth_mask_fit": Threshold("min_cloth_mask_fit", "min"),
+    "cloth_mask_symmetry": Threshold("min_cloth_mask_symmetry", "min"),
     "garment_face": Threshold("max_garment_face", "max", inclusive=True),
     "two_people": Threshold("max_persons", "max", step=1.0),
     "parse_person": Threshold("min_parse_person_iou", "min"),
