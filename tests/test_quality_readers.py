@@ -32,7 +32,7 @@ from vitonprep.shards import (
     write_shard,
 )
 from vitonprep.validate import read_quality, validate_shards
-from vitontrain.data.module import DataConfig, ShardDataModule, expand_shard_specs
+from vitontrain.data.module import DataConfig, ResumableLoader, ShardDataModule, expand_shard_specs
 from vitontrain.data.quality import quality_state
 from vitontrain.data.shards import ContractError
 from vitontrain.data.stream import ShardStream, StreamConfig
@@ -274,6 +274,17 @@ def test_trainer_skips_flagged_samples_and_logs_the_counts(mixed_train, keys, ca
     skipped, read, unchecked = map(int, re.search(r"skipped (\d+) flagged samples of (\d+); (\d+) never", lines[0])
                                    .groups())
     assert skipped >= 1 and read >= 9 + skipped and unchecked == seen.count(keys[2])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_skipping_flagged_samples_keeps_resume_exact(mixed_train, keys, num_workers):
+    cfg = StreamConfig(height=64, width=48, batch_size=1, shuffle_buffer=2, seed=5, pairs=BOTH)
+    urls = expand_shard_specs([str(mixed_train)])
+    full = [b["__key__"][0] for b in ResumableLoader(ShardStream(urls, cfg, 6), num_workers=num_workers)]
+    assert len(full) == 6 and keys[0] not in full
+    resumed = ResumableLoader(ShardStream(urls, cfg, 6), num_workers=num_workers)
+    resumed.load_state_dict({**resumed.state_dict(), "epoch": 0, "consumed": 3})
+    assert [b["__key__"][0] for b in resumed] == full[3:]
 
 
 def test_trainer_keeps_flagged_samples_when_told(mixed_train, keys, caplog):
