@@ -18,7 +18,7 @@ from vitonprep.derive.body25 import BODY25_NAMES, OpenPoseKeypoints
 from vitonprep.errors import ConfigError
 from vitonprep.inspect import Quality, SampleRecord, collect, contact_sheet, order_records, page_path, read_quality
 from vitonprep.inspect.collect import built_thresholds
-from vitonprep.inspect.overlays import PANELS, panels, sample_row
+from vitonprep.inspect.overlays import PANELS, caption_lines, panels, sample_row
 from vitonprep.quality import QualityConfig
 from vitonprep.shards import write_manifest, write_shard
 
@@ -186,7 +186,10 @@ def test_unflagged_samples_worst_scored_first_under_the_built_thresholds(vitonhd
     shards = tmp_path / "shards"
     write_shard(shards, 0, s)
     write_manifest(shards, "t", {})
-    assert [r.key for r in collect(shards).records] == [s[1].key, s[0].key, s[2].key]
+    records = collect(shards).records
+    assert [r.key for r in records] == [s[1].key, s[0].key, s[2].key]
+    assert (records[0].closest, round(records[0].margin, 3)) == ("left_right", round(0.05 / 0.75, 3))
+    assert "closest: left_right, 7% from its threshold" in caption_lines(records[0], 200)[1][0]
     manifest = json.loads((shards / "manifest.json").read_text())
     manifest["vitonprep"]["pipeline"] = {"quality": {"enabled": True, "on_flag": "keep",
                                                      "min_left_right_agreement": 0.9}}

@@ -79,6 +79,8 @@ class SampleRecord:
     quality: Quality | None = None
     #: smallest threshold margin of its scores (negative = flagged), None when unknown
     margin: float | None = None
+    #: the check that margin belongs to
+    closest: str | None = None
 
     @property
     def status(self) -> str:
@@ -153,11 +155,11 @@ MarginFn = Callable[[str, float], "float | None"]
 
 def order_records(records: list[SampleRecord], margin: MarginFn | None = None) -> list[SampleRecord]:
     """Flagged samples first (most flags first), then the worst-scored (smallest margin to a threshold), then the
-    rest (unchecked ones last), each group in dataset order. Fills ``record.margin``."""
+    rest (unchecked ones last), each group in dataset order. Fills ``record.margin`` and ``record.closest``."""
     for rec in records:
-        known = [m for c, s in rec.quality.scores.items() if (m := margin(c, s)) is not None and math.isfinite(m)] \
-            if margin is not None and rec.quality is not None else []
-        rec.margin = min(known) if known else None
+        known = [(m, c) for c, s in rec.quality.scores.items() if (m := margin(c, s)) is not None
+                 and math.isfinite(m)] if margin is not None and rec.quality is not None else []
+        rec.margin, rec.closest = min(known) if known else (None, None)
 
     def rank(item: tuple[int, SampleRecord]) -> tuple:
         i, rec = item

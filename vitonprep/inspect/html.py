@@ -36,7 +36,7 @@ from vitonprep.inspect.collect import (
     iter_selected,
     text,
 )
-from vitonprep.inspect.overlays import THUMB_PANELS, panels, sample_row
+from vitonprep.inspect.overlays import THUMB_PANELS, closest_text, panels, sample_row
 from vitonprep.inspect.page import render_page
 from vitonprep.outdir import refuse_overlap
 from vitonprep.safepaths import write_atomic
@@ -149,7 +149,7 @@ def _tile(i: int, rec: SampleRecord, thumb: str, full: str, eager: bool) -> str:
     producers = [f"{k}:{v}" for k, v in rec.producers.items() if k in PRODUCER_FIELDS]
     reasons = "".join(f"<li><b>{e(text(c, 60))}</b>: {e(text(r, 400))}</li>"
                       for c, r in (rec.quality.flags if rec.quality is not None else ()))
-    status = {"flagged": f"{len(flags)} flag{'s' * (len(flags) != 1)}", "passed": "passed",
+    status = {"flagged": f"{len(flags)} flag{'s' * (len(flags) != 1)}", "passed": "passed" + closest_text(rec),
               "unchecked": "unchecked"}[rec.status]
     return (f'<figure class="tile {rec.status}" data-status="{rec.status}" data-flags="{_attr(flags)}" '
             f'data-category="{_attr([rec.category])}" data-producers="{_attr(producers)}" '
@@ -157,7 +157,7 @@ def _tile(i: int, rec: SampleRecord, thumb: str, full: str, eager: bool) -> str:
             f'<a href="{full}" class="open"><img src="{thumb}" alt="overlays of sample {i}"{lazy}></a>'
             f'<figcaption><div class="key">{e(rec.key)}</div>'
             f'<div class="meta">{e(rec.category)} &middot; {e(rec.split)}/{e(rec.pair)} &middot; '
-            f'<span class="status">{status}</span></div>'
+            f'<span class="status">{e(status)}</span></div>'
             f'<div class="prod">{e(", ".join(producers))}</div>'
             f'<ul class="reasons">{reasons}</ul></figcaption></figure>')
 

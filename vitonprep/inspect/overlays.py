@@ -217,6 +217,13 @@ def parse_legend(width: int, size: int = 15) -> Image.Image:
     return img
 
 
+def closest_text(rec: SampleRecord) -> str:
+    """For a passed sample with a known margin, which check came closest to its threshold and how close."""
+    if rec.margin is None or rec.closest is None or rec.margin < 0:
+        return ""
+    return f" (closest: {text(rec.closest, 60)}, {rec.margin:.0%} from its threshold)"
+
+
 def caption_lines(rec: SampleRecord, width_chars: int) -> list[tuple[str, tuple[int, int, int]]]:
     """The row label: key, category, pair (and approximate maps), then each flag as "check: reason" wrapped."""
     head = f"{rec.key}   {rec.category}   {rec.split}/{rec.pair}"
@@ -228,7 +235,7 @@ def caption_lines(rec: SampleRecord, width_chars: int) -> list[tuple[str, tuple[
     if rec.quality is None:
         lines.append(("quality: unchecked", _UNCHECKED))
     elif not rec.quality.flags:
-        lines.append(("quality: passed", _PASSED))
+        lines.append((f"quality: passed{closest_text(rec)}", _PASSED))
     for check, reason in rec.quality.flags if rec.quality is not None else ():
         wrapped = textwrap.wrap(f"FLAG {text(check, 60)}: {text(reason, 400)}", width_chars) or [""]
         lines += [(ln, _FLAG) for ln in wrapped]
