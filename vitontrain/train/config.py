@@ -61,8 +61,9 @@ class TrainConfig:
     # None = as the model config says; auto = off when the GPU holds the step without it (train/memory.py)
     gradient_checkpointing: bool | str | None = None
     ema: EMAConfig = field(default_factory=EMAConfig)
-    checkpoint_every_n_steps: int = 500
+    checkpoint_every_n_steps: int = 500     # 0 = no periodic checkpoints
     keep_checkpoints: int = 2               # newest step checkpoints kept (plus last.ckpt)
+    save_last: bool = True                  # save the final step when training ends (unless just saved)
     sample_every_n_steps: int = 500         # paired/unpaired sample grids; 0 = never
     sample_count: int = 4
     sample_steps: int = 20                  # DDIM steps for the grids
@@ -88,6 +89,10 @@ class TrainConfig:
                 or self.gradient_checkpointing == "auto"):
             raise ConfigError(f"train.gradient_checkpointing must be true, false, auto or null, got "
                               f"{self.gradient_checkpointing!r}")
+        if (self.checkpoint_every_n_steps < 0 or self.sample_every_n_steps < 0
+                or self.keep_checkpoints < 1 and self.keep_checkpoints != -1):
+            raise ConfigError("train.checkpoint_every_n_steps and train.sample_every_n_steps must be >= 0 (0 = never), "
+                              "train.keep_checkpoints >= 1 (-1 = keep all)")
         if self.max_steps < 1 or self.accumulate_grad_batches < 1:
             raise ConfigError("train.max_steps and train.accumulate_grad_batches must be >= 1")
         if self.num_nodes > 1 and not Path(self.out_dir).is_absolute():

@@ -9,8 +9,8 @@ folder gets the config too (``OUT_DIR/config.yaml``). ``stand_in_pretrained`` is
 
 Checkpoints are untrusted input (a ``last.ckpt`` can be planted in a run folder): every one is read by
 :func:`vitontrain.checkpoints.read_checkpoint` (``torch.load(weights_only=True)``), Lightning's resume included
-(:class:`WeightsOnlyIO`). Our checkpoints hold only tensors, plain containers and primitives, so nothing else is
-needed.
+(:class:`WeightsOnlyIO`, re-exported here from ``vitontrain.train.checkpointing``, which also streams every save to
+disk). Our checkpoints hold only tensors, plain containers and primitives, so nothing else is needed.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from typing import Any, Mapping
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.strategies import DDPStrategy
 
 from vitonprep import ConfigError
@@ -35,6 +33,7 @@ from vitontrain.data.module import ShardDataModule, expand_shard_specs
 from vitontrain.data.shards import check_local_shards
 from vitontrain.models.stableviton import StableVITONModel
 from vitontrain.train.callbacks import RunConfigFile, SampleGrids, StepTiming, TrainedParamsEMA
+from vitontrain.train.checkpointing import StepCheckpoint, WeightsOnlyIO
 from vitontrain.train.config import FitConfig, TrainConfig
 from vitontrain.train.memory import resolve_gradient_checkpointing
 from vitontrain.train.system import StableVITONSystem
@@ -58,16 +57,6 @@ class FitRun:
     datamodule: ShardDataModule
     timing: StepTiming
     resume_from: Path | None
-
-
-class WeightsOnlyIO(TorchCheckpointIO):
-    """Lightning's checkpoint reader replaced by ours (weights only, file named in every refusal); saving is
-    Lightning's. Memory-mapped: the ranks of a node share one page-cached copy instead of each holding the whole
-    file. Safe because no checkpoint file is rewritten in place: step files have unique names, ``last.ckpt`` is a
-    link to the newest, and Lightning writes a file to a temporary name then renames it."""
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return read_checkpoint(path, mmap=True)
 
 
 def checkpoint_dir(cfg: FitConfig) -> Path:
@@ -162,10 +151,11 @@ def build_fit(cfg: FitConfig, resume: str | None = "auto", progress: bool = True
     if t.sample_every_n_steps:
         callbacks.append(SampleGrids(out, t.sample_every_n_steps, t.sample_count, t.sample_steps,
                                      t.sample_guidance, t.seed))
-    callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir(cfg), filename="step{step:07d}",
-                                     auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every_n_steps,
-                                     save_top_k=t.keep_checkpoints, monitor="step", mode="max",
-                                     save_last="link"))  # last.ckpt links the newest step file: no second copy
+    if not t.checkpoint_every_n_steps and not t.save_last:
+        logger.warning("train.checkpoint_every_n_steps is 0 and train.save_last is false: this run saves no "
+                       "checkpoint")
+    callbacks.append(StepCheckpoint(checkpoint_dir(cfg), t.checkpoint_every_n_steps, t.keep_checkpoints,
+                                    t.save_last))
     if progress:
         from pytorch_lightning.callbacks import RichProgressBar
 
