@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         vitonprep("convert", "vitonhd", str(OFFICIAL), str(cache / "shards" / "vitonhd-official-upper_body"),
                   "--overwrite")
         built.append("vitonhd-official-upper_body")
+    if not built:
+        print("eval set: nothing built")
+        return 0
     record = cache / "built.json"
     sets_by_code = json.loads(record.read_text()).get("sets", {}) if record.is_file() else {}
     sets_by_code = sets_by_code if isinstance(sets_by_code, dict) else {}

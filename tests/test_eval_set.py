@@ -1,0 +1,170 @@
+"""The graded evaluation set (data/eval/README.md): its tables are well formed and complete, the held-out part
+follows the documented rule, the benches skip with a clear message without the public snapshots, and the report
+computes its shares right (on a small synthetic table: the real photos are not in the repository)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import eval_set  # noqa: E402
+import quality_eval  # noqa: E402
+
+from vitonprep.schema import FIELDS  # noqa: E402
+
+EVAL = ROOT / "data" / "eval"
+COLUMNS = ["set", "category", "key", "person_file", "cloth_file", "part", "grade", "wrong_maps", "note", "code"]
+SETS = {"public", "samples", "dresscode-photos", "vitonhd-official"}
+
+
+def _grades() -> list[dict[str, str]]:
+    with (EVAL / "grades.csv").open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        return list(reader)
+
+
+def _pairs() -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(set, category) -> pairs, from data/eval/pairs and the official sample's own pairs file."""
+    out = {}
+    for f in sorted((EVAL / "pairs").glob("*.txt")):
+        s, _, cat = f.stem.rpartition("-")
+        out[(s, cat)] = eval_set.read_pairs(f)
+    out[("vitonhd-official", "upper_body")] = eval_set.read_pairs(eval_set.OFFICIAL / "test_pairs.txt")
+    return out
+
+
+def test_grades_are_well_formed():
+    rows = _grades()
+    maps = {f.name for f in FIELDS} | {"pose"}
+    assert len({(r["set"], r["category"], r["key"]) for r in rows}) == len(rows), "a sample graded twice"
+    for r in rows:
+        where = f"{r['set']}/{r['category']}/{r['key']}"
+        assert r["set"] in SETS and r["category"] in eval_set.CATEGORIES, where
+        assert r["part"] in ("tuned", "held_out") and r["grade"] in ("good", "usable", "wrong"), where
+        assert r["key"] == f"{Path(r['person_file']).stem}__{Path(r['cloth_file']).stem}", where
+        named = [m for m in r["wrong_maps"].split(";") if m]
+        assert set(named) <= maps, f"{where}: unknown map in {r['wrong_maps']!r}"
+        if r["grade"] == "wrong":
+            assert named and r["note"], f"{where}: a wrong sample names its wrong map and says why"
+        if r["grade"] == "good":
+            assert not named, f"{where}: a good sample has no wrong map"
+        assert "\n" not in r["note"] and re.fullmatch(r"[0-9a-f]{7,40}(\+dirty)?", r["code"]), where
+
+
+def test_every_listed_pair_is_graded_once_and_nothing_else():
+    graded = {(r["set"], r["category"], r["person_file"], r["cloth_file"]) for r in _grades()}
+    listed = {(s, c, p, g) for (s, c), pairs in _pairs().items() for p, g in pairs}
+    assert graded == listed
+    public = [r for r in _grades() if r["set"] == "public"]
+    assert len(public) >= 45
+    per_category = {c: sum(r["category"] == c for r in public) for c in eval_set.CATEGORIES}
+    assert min(per_category.values()) >= 10, per_category
+
+
+def test_public_photos_are_recorded_with_their_source():
+    sources = {r["source"]: r for r in eval_set.read_csv(EVAL / "sources.csv")}
+    assert {r["repo"] for r in sources.values()} == {"Zheng-Chong/CatVTON", "levihsu/OOTDiffusion", "yisol/IDM-VTON"}
+    assert all(re.fullmatch(r"[0-9a-f]{40}", r["commit"]) and r["licence"] for r in sources.values())
+    photos = eval_set.read_csv(EVAL / "photos.csv")
+    names = [p["name"] for p in photos]
+    assert len(set(names)) == len(names)
+    assert all(p["source"] in sources and re.fullmatch(r"[0-9a-f]{40}", p["blob"]) for p in photos)
+    used = {n for (s, _), pairs in _pairs().items() if s == "public" for pair in pairs for n in pair}
+    assert used == set(names), "photos.csv lists exactly the photos the public pairs use"
+
+
+def test_held_out_part_follows_the_documented_rule():
+    rows = _grades()
+    public = [r for r in rows if r["set"] == "public"]
+    for r in public:  # the README's rule, computed here independently of eval_set.part_of
+        first_byte = hashlib.sha1(r["person_file"].encode("utf-8")).digest()[0]
+        assert r["part"] == ("held_out" if first_byte < 0x48 else "tuned"), r["key"]
+        assert r["part"] == eval_set.part_of(r["person_file"])
+    assert all(r["part"] == "tuned" for r in rows if r["set"] != "public"), "bundled rows are tuned rows"
+    parts = {p: {r["person_file"] for r in public if r["part"] == p} for p in ("tuned", "held_out")}
+    assert not parts["tuned"] & parts["held_out"], "a person photo in both parts"
+    bundled_persons = {r["person_file"] for r in rows if r["set"] != "public"}
+    assert not bundled_persons & (parts["tuned"] | parts["held_out"]), "a bundled photo among the public ones"
+    share = sum(r["part"] == "held_out" for r in public) / len(public)
+    assert 0.25 <= share <= 0.40, f"held-out share {share:.2f} is not about a third"
+    assert "0x48" in (EVAL / "README.md").read_text(encoding="utf-8")
+
+
+def test_eval_set_skips_the_public_photos_without_snapshots(tmp_path, capsys):
+    absent = tmp_path / "no-snapshot"
+    argv = ["--cache", str(tmp_path / "cache"), "--only", "public",
+            "--catvton", str(absent), "--ootdiffusion", str(absent), "--idm-vton", str(absent)]
+    assert eval_set.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"skipped the public photos: snapshot of Zheng-Chong/CatVTON not found at {absent}" in out
+    assert "git clone https://github.com/levihsu/OOTDiffusion" in out
+    assert not (tmp_path / "cache" / "shards").exists() and not (tmp_path / "cache" / "photos").exists()
+
+
+def test_eval_set_refuses_a_cache_inside_the_repository(capsys):
+    assert eval_set.main(["--cache", str(ROOT / "data" / "eval" / "cache"), "--only", "public"]) == 2
+    assert "inside the repository" in capsys.readouterr().err
+    assert not (ROOT / "data" / "eval" / "cache").exists()
+
+
+def test_quality_eval_skips_public_rows_without_built_shards(tmp_path, capsys):
+    grades = tmp_path / "grades.csv"
+    rows = [r for r in _grades() if r["set"] == "public"][:3]
+    with grades.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    assert quality_eval.main(["--cache", str(tmp_path / "empty"), "--grades", str(grades), "--part", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "run bench/eval_set.py" in out and "nothing to report" in out
+
+
+_KEYS = itertools.count()
+
+
+def _judged(category: str, part: str, grade: str, flags: set[str] | None) -> quality_eval.Judged:
+    return quality_eval.Judged("public", category, f"k{next(_KEYS)}", part, grade,
+                               None if flags is None else frozenset(flags))
+
+
+def test_report_shares_on_a_synthetic_table():
+    J = _judged
+    rows = [J("upper_body", "tuned", "wrong", {"hand_labels"}),
+            J("upper_body", "tuned", "wrong", set()),
+            J("upper_body", "tuned", "wrong", {"hand_labels", "agn_hands"}),
+            J("upper_body", "tuned", "good", set()),
+            J("upper_body", "tuned", "usable", {"agn_hands"}),
+            J("lower_body", "tuned", "wrong", None),  # not checked: in the wrong share, not in the rates
+            J("dresses", "held_out", "wrong", {"agn_shoes"}),
+            J("dresses", "held_out", "usable", set())]
+    tuned = [r for r in rows if r.part == "tuned"]
+    recall, false_flag = quality_eval.rates(tuned)
+    assert (recall.k, recall.n, false_flag.k, false_flag.n) == (2, 3, 1, 2)
+    assert recall.share == pytest.approx(2 / 3) and false_flag.share == 0.5
+    recall, false_flag = quality_eval.rates(tuned, "hand_labels")
+    assert (recall.k, recall.n, false_flag.k, false_flag.n) == (2, 3, 0, 2)
+    share = quality_eval.wrong_share(tuned)
+    assert (share["upper_body"].k, share["upper_body"].n) == (3, 5)
+    assert (share["lower_body"].k, share["lower_body"].n) == (1, 1)
+    assert share["dresses"].share is None and str(share["dresses"]) == "-"
+    assert (share["all"].k, share["all"].n) == (4, 6)
+    rep = quality_eval.report(rows, ("tuned", "held_out"))
+    assert rep["parts"]["tuned"]["checks"]["any"] == {"recall": [2, 3], "false_flag": [1, 2]}
+    assert rep["parts"]["tuned"]["checks"]["agn_hands"] == {"recall": [1, 3], "false_flag": [1, 2]}
+    assert rep["parts"]["held_out"]["checks"]["agn_shoes"] == {"recall": [1, 1], "false_flag": [0, 1]}
+    assert rep["parts"]["held_out"]["categories"]["upper_body"] == {"recall": [0, 0], "false_flag": [0, 0]}
+    assert rep["wrong_share"]["held_out"]["dresses"] == [1, 2]
+    assert rep["not_checked"] == [f"public/lower_body/{rows[5].key}"]
+    assert set(rep["parts"]["tuned"]["checks"]) == {"any", *quality_eval.CHECKS}
+    only_tuned = quality_eval.report(tuned, ("tuned",))
+    assert set(only_tuned["parts"]) == {"tuned"} and set(only_tuned["wrong_share"]) == {"tuned"}
