@@ -117,6 +117,34 @@ def shard_dirs(groups: set[tuple[str, str]], cache: Path, tmp: Path, workers: in
     return found
 
 
+def built_commits(dirs: dict[tuple[str, str], Path]) -> dict[str, str]:
+    """(set-category) -> commit, from the built.json beside each group's shards folder."""
+    out = {}
+    for (s, cat), d in dirs.items():
+        label = f"{s}-{cat}"
+        out[label] = built_with(d.parent.parent).get(label, "unknown code")
+    return out
+
+
+def built_with(cache: Path) -> dict[str, str]:
+    """(set-category) -> the vitonprep commit that built it, from the cache's built.json (empty if unreadable)."""
+    try:
+        sets = json.loads((cache / "built.json").read_text(encoding="utf-8")).get("sets")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in sets.items()} if isinstance(sets, dict) else {}
+
+
+def stale_groups(grades: list[dict[str, str]], built: dict[str, str]) -> list[str]:
+    """The set-category groups whose graded code differs from the code that built the samples checked now: their
+    grades describe other maps (regrade them, or rebuild at the graded commit)."""
+    graded: dict[str, set[str]] = {}
+    for r in grades:
+        graded.setdefault(f"{r['set']}-{r['category']}", set()).add(r["code"])
+    return [f"{g} (graded on {', '.join(sorted(codes))}, built with {built.get(g, 'unknown code')})"
+            for g, codes in sorted(graded.items()) if codes != {built.get(g)}]
+
+
 def judge(grades: list[dict[str, str]], dirs: dict[tuple[str, str], Path], config: QualityConfig) -> list[Judged]:
     """Each graded row with the checks that flag it now."""
     flags: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
@@ -188,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         dirs = shard_dirs({(r["set"], r["category"]) for r in grades}, args.cache.expanduser(), Path(tmp),
                           args.workers)
         rows = judge(grades, dirs, config)
+        stale = stale_groups([r for r in grades if (r["set"], r["category"]) in dirs], built_commits(dirs))
+    for g in stale:
+        print(f"quality eval: WARNING {g}: the grades may not describe these maps")
     if all(r.flags is None for r in rows):
         print("quality eval: no graded sample could be checked; nothing to report")
         return 0

@@ -168,3 +168,16 @@ def test_report_shares_on_a_synthetic_table():
     assert set(rep["parts"]["tuned"]["checks"]) == {"any", *quality_eval.CHECKS}
     only_tuned = quality_eval.report(tuned, ("tuned",))
     assert set(only_tuned["parts"]) == {"tuned"} and set(only_tuned["wrong_share"]) == {"tuned"}
+
+
+def test_grades_made_on_other_maps_are_named(tmp_path):
+    grades = [{"set": "public", "category": "dresses", "code": "ccd297f"},
+              {"set": "samples", "category": "upper_body", "code": "ccd297f"}]
+    (tmp_path / "built.json").write_text('{"sets": {"public-dresses": "ccd297f", "samples-upper_body": "abc1234"}}')
+    built = quality_eval.built_with(tmp_path)
+    assert quality_eval.stale_groups(grades, built) == [
+        "samples-upper_body (graded on ccd297f, built with abc1234)"]
+    for broken in ("not json", '["a list"]', '{"sets": ["old", "form"]}'):
+        (tmp_path / "built.json").write_text(broken)
+        assert quality_eval.built_with(tmp_path) == {}
+    assert len(quality_eval.stale_groups(grades, {})) == 2
