@@ -22,6 +22,7 @@ from vitonprep.quality.config import QualityConfig, quality_config_from_mapping
 from vitonprep.quality.thresholds import THRESHOLDS
 from vitonprep.quality.thresholds import margin as threshold_margin
 from vitonprep.shards import Sample, iter_tar_samples, list_shards
+from vitonprep.validate.quality_field import read_quality as read_quality_field
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +46,15 @@ class Quality:
 
 def read_quality(meta: dict[str, Any]) -> tuple[Quality | None, str | None]:
     """(quality, problem): (None, None) for a sample never checked (no field), (None, why) for a field of the wrong
-    shape (counted as unchecked, reported as a problem), else the parsed field (problem None)."""
-    if "quality" not in meta:
+    shape (counted as unchecked, reported as a problem), else the parsed field (problem None). The shape rules are
+    validate's (``vitonprep.validate.quality_field``), so inspect and validate agree on every field."""
+    state = read_quality_field(meta)
+    if state.state == "unchecked":
         return None, None
-    q = meta["quality"]
-    if not isinstance(q, dict):
-        return None, "meta.json quality is not an object (counted as unchecked)"
-    flags, scores = q.get("flags"), q.get("scores", {})
-    if not isinstance(flags, list) or not all(
-            isinstance(f, dict) and isinstance(f.get("check"), str) and isinstance(f.get("reason"), str)
-            for f in flags):
-        return None, "meta.json quality.flags is not a list of {check, reason} texts (counted as unchecked)"
-    if not isinstance(scores, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores.values()):
-        return None, "meta.json quality.scores is not an object of finite numbers (counted as unchecked)"
-    return Quality(tuple((f["check"], f["reason"]) for f in flags),
-                   {str(k): float(v) for k, v in scores.items()}), None
+    if state.state == "malformed":
+        return None, f"{state.problem} (counted as unchecked)"
+    scores = meta["quality"]["scores"]  # the reader checked it: an object of finite numbers
+    return Quality(state.flags, {str(k): float(v) for k, v in scores.items()}), None
 
 
 @dataclass
