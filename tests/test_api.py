@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,10 @@ def test_build_validate_export(built, tmp_path):
     assert sorted(_members(out)) == ["00034_00__04469_00", "00035_00__04743_00"]
     assert api.validate(out).ok
     exported = api.export(out, tmp_path / "vitonhd", "vitonhd")
-    assert exported.nsamples == 2 and not exported.refused
+    # the build's quality stage marks samples, and export leaves the flagged ones out
+    flagged = sorted(k for k, m in _members(out).items() if json.loads(m["meta.json"])["quality"]["flags"])
+    assert exported.nsamples == 2 - len(flagged) and not exported.refused
+    assert sorted(r.key for r in exported.flagged) == flagged
     assert (tmp_path / "vitonhd/test_pairs.txt").is_file() or (tmp_path / "vitonhd/train_pairs.txt").is_file()
     again = api.build(raw, out, overrides={"samples_per_shard": 1})  # a rerun resumes: nothing is rebuilt
     assert (again.nsamples, again.skipped_shards) == (2, 2)
