@@ -12,7 +12,7 @@ and false flags <= 20 % on the held-out rows). Whoever tunes the checks runs the
 never checks a held-out sample. It also prints the share of wrong samples per category (a figure of the build, not
 of the checks).
 
-    python bench/quality_eval.py [--part tuned|all] [--cache DIR] [--pipeline default] [--json OUT.json]
+    python bench/quality_eval.py [--part tuned|all] [--samples] [--cache DIR] [--pipeline default] [--json OUT]
 """
 
 from __future__ import annotations
@@ -199,6 +199,16 @@ def print_report(rep: dict) -> None:
                                                         " (held-out figures: --part all, for the final report)"))
 
 
+def print_samples(rows: list[Judged], grades: list[dict[str, str]]) -> None:
+    """One line per graded sample: part, grade, the maps graded wrong and the checks that flag it."""
+    wrong_maps = {(g["set"], g["category"], g["key"]): g["wrong_maps"] for g in grades}
+    print(f"\n{'part':<9} {'grade':<7} {'sample':<52} {'graded wrong':<40} flagged by")
+    for r in sorted(rows, key=lambda r: (r.part, r.category, r.grade, r.set, r.key)):
+        flags = "(not checked)" if r.flags is None else ", ".join(sorted(r.flags)) or "-"
+        print(f"{r.part:<9} {r.grade:<7} {f'{r.set}/{r.category}/{r.key}':<52} "
+              f"{wrong_maps[(r.set, r.category, r.key)] or '-':<40} {flags}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", choices=("tuned", "all"), default="tuned",
@@ -208,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipeline", default="default", help="pipeline YAML (name or path) whose quality thresholds apply")
     ap.add_argument("--workers", "-j", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--samples", action="store_true", help="also list every sample with its grade and its flags")
     args = ap.parse_args(argv)
     parts = PARTS if args.part == "all" else ("tuned",)
     grades = load_grades(args.grades, parts)
@@ -223,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         print("quality eval: no graded sample could be checked; nothing to report")
         return 0
     rep = report(rows, parts)
+    if args.samples:
+        print_samples(rows, grades)
     print_report(rep)
     if args.json is not None:
         args.json.write_text(json.dumps(rep, indent=1) + "\n")

@@ -181,3 +181,15 @@ def test_grades_made_on_other_maps_are_named(tmp_path):
         (tmp_path / "built.json").write_text(broken)
         assert quality_eval.built_with(tmp_path) == {}
     assert len(quality_eval.stale_groups(grades, {})) == 2
+
+
+def test_sample_listing_shows_grade_and_flags(capsys):
+    rows = [_judged("upper_body", "tuned", "wrong", {"hand_labels", "agn_hands"}),
+            _judged("dresses", "tuned", "usable", None)]
+    grades = [{"set": r.set, "category": r.category, "key": r.key, "wrong_maps": m}
+              for r, m in zip(rows, ["parse;agn", ""], strict=True)]
+    quality_eval.print_samples(rows, grades)
+    lines = capsys.readouterr().out.splitlines()
+    wrong = next(line for line in lines if rows[0].key in line)
+    assert "wrong" in wrong and "parse;agn" in wrong and wrong.endswith("agn_hands, hand_labels")
+    assert next(line for line in lines if rows[1].key in line).endswith("(not checked)")
