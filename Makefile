@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= out
 
-.PHONY: demo train-demo lint test test-slow bench bench-model bench-train bench-reference clean
+.PHONY: demo train-demo lint test test-slow bench bench-model bench-train bench-reference eval-quality clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,13 @@ bench-model: $(VENV)/.installed
 bench-train: $(VENV)/.installed
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_train_step.py
+
+# the quality checks against the graded evaluation set (data/eval): extracts the public example photos from clones
+# of CatVTON, OOTDiffusion and IDM-VTON at the recorded commits (skips without them), builds, reports tuned and
+# held-out figures side by side
+eval-quality: $(VENV)/.installed
+	$(PY) bench/eval_set.py
+	$(PY) bench/quality_eval.py --part all
 
 # reference back-ends (DensePose, SCHP, OpenPose ports, random weights, full size) beside the originals' times
 bench-reference: $(VENV)/.installed
