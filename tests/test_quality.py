@@ -291,3 +291,13 @@ def test_cloth_mask_missing_one_side(sound, faces):
         mask[:, xs[0] + 2 * (xs[-1] - xs[0]) // 3:] = False
         flags = _flags({**d, "cloth_mask": mask}, faces)
         assert "cloth_mask_symmetry" in flags and "lopsided" in flags["cloth_mask_symmetry"], (d["__key__"], flags)
+
+
+def test_cloth_mask_symmetry_not_judged_for_dresses(built, faces):
+    """Dresses are often cut asymmetrically: the same lopsided mask is not judged on a dresses sample."""
+    d = built[0]
+    mask = d["cloth_mask"].copy()
+    xs = np.nonzero(mask.any(0))[0]
+    mask[:, xs[0] + 2 * (xs[-1] - xs[0]) // 3:] = False
+    rep = check_sample({**d, "cloth_mask": mask, "meta": {**d["meta"], "category": "dresses"}}, QualityConfig(), faces)
+    assert "cloth_mask_symmetry" not in rep.scores

@@ -87,8 +87,9 @@ class QualityConfig:
     #: ``cloth_mask_symmetry`` (IoU of the cloth mask with its mirror image about an axis near the canvas centre)
     #: below 0.8 flags: a flat, centred garment shot from the front is symmetric up to drape and angle (0.87-0.99
     #: on the bundled garments), and a region of share s missing on one side gives 1 - 2s on a symmetric outline,
-    #: so a lost sleeve (about a tenth of a T-shirt) falls to 0.8 or below; asymmetric designs (one shoulder) and
-    #: garments off the centre by more than 5 % of the width flag too
+    #: so a lost sleeve (about a tenth of a T-shirt) falls to 0.8 or below. Not judged for dresses, often cut
+    #: asymmetrically (one shoulder, drapes); an asymmetric top or a garment off the centre by more than 5 % of
+    #: the width flags
     min_cloth_mask_symmetry: float = 0.8
     #: ``garment_face`` (best face-detector score on the garment photo, among faces at least half on the selfie
     #: segmentation's person) at or above 0.5 flags: mediapipe's own default detection threshold; an in-shop

@@ -92,7 +92,8 @@ def _outcomes(decoded: dict[str, Any], config: QualityConfig, models: PhotoModel
     memo = models.garment_memo(cloth) if models is not None and cloth is not None else {}
     if cloth is not None and cloth_mask is not None and cloth.shape[:2] == cloth_mask.shape:
         outcomes.append(masks.cloth_mask_fit(cloth, cloth_mask, config, memo))
-    if cloth_mask is not None and cloth_mask.ndim == 2:
+    # dresses are often cut asymmetrically (one shoulder, drapes, slits); tops and trousers rarely are
+    if cloth_mask is not None and cloth_mask.ndim == 2 and category != "dresses":
         outcomes.append(masks.cloth_mask_symmetry(cloth_mask, config))
         if (meta.get("pair") == "paired" and image is not None and parse is not None
                 and image.shape[:2] == parse.shape):
