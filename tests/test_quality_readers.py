@@ -32,6 +32,7 @@ from vitonprep.shards import (
     write_shard,
 )
 from vitonprep.validate import read_quality, validate_shards
+from vitontrain.cli import app as train_app
 from vitontrain.data.module import DataConfig, ResumableLoader, ShardDataModule, expand_shard_specs
 from vitontrain.data.quality import quality_state
 from vitontrain.data.shards import ContractError
@@ -271,7 +272,7 @@ def test_trainer_skips_flagged_samples_and_logs_the_counts(mixed_train, keys, ca
     assert len(seen) == 9 and keys[0] not in seen and {keys[1], keys[2]} <= set(seen)
     lines = [r.getMessage() for r in caplog.records if "flagged samples of" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith("epoch 0, rank 0, worker 0: skipped ")
-    skipped, read, unchecked = map(int, re.search(r"skipped (\d+) flagged samples of (\d+); (\d+) never", lines[0])
+    skipped, read, unchecked = map(int, re.search(r"skipped (\d+) flagged samples of (\d+) read; (\d+) never", lines[0])
                                    .groups())
     assert skipped >= 1 and read >= 9 + skipped and unchecked == seen.count(keys[2])
 
@@ -325,6 +326,12 @@ def test_data_pairs_are_checked_when_the_config_is_read(value):
         load_fit_config("tiny", [f"data.pairs={value}"])
     assert load_fit_config("tiny", ["data.pairs=[unpaired]"]).data.pairs == ("unpaired",)
     assert load_fit_config("tiny").data.skip_flagged is True
+
+
+def test_fit_refuses_bogus_pairs_with_exit_2():
+    res = runner.invoke(train_app, ["fit", "--config", "tiny", "--set", "data.pairs=[bogus]"])
+    assert res.exit_code == 2
+    assert "pairs must be a non-empty list of paired, unpaired" in " ".join(res.output.split())
 
 
 # ---------------------------------------------------------------------------------------------- on a real build

@@ -50,7 +50,8 @@ class QualityTally:
             setattr(self, state, getattr(self, state) + 1)
 
     def line(self, skip_flagged: bool) -> str:
-        flagged = (f"skipped {self.flagged} flagged samples of {self.read}" if skip_flagged
-                   else f"kept {self.flagged} flagged samples of {self.read} (data.skip_flagged: false)")
+        # read: the samples of the wanted pairs this worker took from its shards, its shuffle buffer included
+        flagged = (f"skipped {self.flagged} flagged samples of {self.read} read" if skip_flagged
+                   else f"kept {self.flagged} flagged samples of {self.read} read (data.skip_flagged: false)")
         return (f"{flagged}; {self.unchecked + self.malformed} never quality-checked, kept"
                 + (f" ({self.malformed} with a malformed quality field)" if self.malformed else ""))
