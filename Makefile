@@ -14,10 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[train,ray,reference,eval,dev]'
 	touch $@
 
-# Main job on the bundled samples: raw photos -> shards (validated, contact sheet, VITON-HD folders), then the
-# official VITON-HD sample converted and validated.
+# Main job on the bundled samples: raw photos -> shards (quality-checked, validated, contact sheet, VITON-HD
+# folders) and their HTML report, then the official VITON-HD sample converted and validated.
 demo: $(VENV)/.installed
 	$(VENV)/bin/vitonprep build data/samples $(OUT)/shards --workers 2 --export-vitonhd $(OUT)/vitonhd --overwrite
+	$(VENV)/bin/vitonprep inspect $(OUT)/shards --html $(OUT)/report
 	$(VENV)/bin/vitonprep convert vitonhd data/vitonhd-official $(OUT)/official --overwrite
 	$(VENV)/bin/vitonprep validate $(OUT)/official
 	$(VENV)/bin/vitonprep inspect $(OUT)/official --out $(OUT)/official_sheet.png
