@@ -167,6 +167,13 @@ def test_export_cli_says_what_it_left_out(mixed, keys, tmp_path):
     assert list((tmp_path / "all").rglob(f"{person}*"))
 
 
+def test_export_cli_refuses_the_shard_folder_as_out(mixed):
+    before = _files(mixed)
+    res = runner.invoke(app, ["export", str(mixed), str(mixed)])
+    assert res.exit_code == 2 and "equals SHARDS" in res.output
+    assert _files(mixed) == before and not (mixed / "test").exists()
+
+
 def test_export_refuses_a_sample_whose_quality_is_malformed(vitonhd_shards, keys, tmp_path):
     shards = with_quality(vitonhd_shards, tmp_path / "bad", {keys[1]: {"flags": [], "scores": {"x": "1"}}})
     rep = export_dataset("vitonhd", shards, tmp_path / "out")

@@ -11,7 +11,9 @@ import typer
 from rich.markup import escape
 
 from vitonprep.cli._common import console, fail, require_dir
+from vitonprep.errors import ConfigError
 from vitonprep.export import export_dataset
+from vitonprep.outdir import refuse_overlap
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ def export(
     are exported.
     """
     require_dir(shards, "shard folder")
+    try:  # as the library twin (vitonprep.api.export): the exported files would land among the shards
+        refuse_overlap("OUT", out, {"SHARDS": shards}, False)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
     try:
         report = export_dataset(format.value, shards, out, as_shards=shards_out, keep_flagged=keep_flagged)
     except (ValueError, OSError) as exc:  # a wrong option, an unreadable manifest, a full or read-only OUT
