@@ -24,10 +24,10 @@ def quality(
                                                      "thresholds only); default: the built-in thresholds.")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any sample is flagged.")] = False,
     show: Annotated[int, typer.Option(help="How many flagged samples to list.")] = 50,
-    annotate: Annotated[Path | None, typer.Option(help="Write a copy of the shards to this new folder with each "
-                                                       "meta.json carrying its 'quality' (the trainer's "
-                                                       "data.skip_flagged and export read it); SHARDS is only "
-                                                       "read.")] = None,
+    annotate: Annotated[Path | None, typer.Option(
+        metavar="OUT", help="Write a copy of the shards to this new folder with each meta.json carrying its "
+                            "'quality' (the trainer's data.skip_flagged and export read it); SHARDS is only "
+                            "read.")] = None,
     overwrite: Annotated[bool, typer.Option(help="--annotate: clear the folder first if it holds vitonprep "
                                                  "output.")] = False,
 ) -> None:
