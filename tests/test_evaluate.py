@@ -223,3 +223,32 @@ def test_lpips_linear_heads_given_as_a_file_load_like_the_bundled_ones(weights, 
     heads = torch.load(linear, map_location="cpu", weights_only=True)
     torch.save({k: torch.zeros_like(v) for k, v in heads.items()}, zeroed)
     assert float(build_lpips(weights["alex"], zeroed)(x, y).abs().max()) == 0.0
+
+
+def test_cli_evaluate_json_on_stdout_and_a_split_the_shards_lack(vitonhd_shards, weights, tmp_path):
+    from typer.testing import CliRunner
+
+    from vitontrain.cli import app
+
+    _fake_run(vitonhd_shards, tmp_path / "gen", (128, 96))
+    base = ["evaluate", str(tmp_path / "gen"), str(vitonhd_shards), "--height", "128", "--width", "96",
+            "--kid-subsets", "5", "--feature-dim", "64", "--inception-weights", str(weights["inception"]),
+            "--lpips-weights", str(weights["alex"]), "--no-progress"]
+    res = CliRunner().invoke(app, base + ["--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)  # stdout holds the JSON alone: the table and warnings went to stderr
+    assert summary["command"] == "evaluate" and summary["n_real"] == 3 and summary["split"] == "test"
+    assert summary["results"]["paired"]["ssim"] == pytest.approx(1.0) and summary["report"].endswith("metrics.json")
+    # the bundled persons are test samples: asking for train says what the shards hold, not "no person images"
+    res = CliRunner().invoke(app, base + ["--split", "train"])
+    assert res.exit_code == 1
+    message = "0 samples of split train; the shards hold 3 of split test: pass --split test"
+    assert message in " ".join(res.output.split())
+
+
+def test_a_vitonhd_folder_without_the_split_names_the_one_it_has(tmp_path):
+    (tmp_path / "train/image").mkdir(parents=True)
+    shutil.copy(DATA / "vitonhd-official/image/00891_00.jpg", tmp_path / "train/image/00891_00.jpg")
+    with pytest.raises(FileNotFoundError, match="no test/image/ folder; it has train/image/: pass --split train"):
+        real_person_images(tmp_path, "test")
+    assert list(real_person_images(tmp_path, "train")) == ["00891_00"]

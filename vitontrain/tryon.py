@@ -19,6 +19,7 @@ import torch
 import vitonprep
 from vitontrain.data.transforms import collate, to_model_sample
 from vitontrain.sampling.inference import SamplingConfig, generate, model_device, to_uint8
+from vitontrain.sampling.samplers import StepCallback
 from vitontrain.sampling.sources import decode_encoded
 
 logger = logging.getLogger(__name__)
@@ -44,9 +45,10 @@ def prepare_pair(person: Path, cloth: Path, pipeline: str | Path = "default", ca
 
 
 def tryon(model: Any, person: Path, cloth: Path, cfg: SamplingConfig | None = None, height: int = 512,
-          width: int = 384, pipeline: str | Path = "default", category: str | None = None) -> TryOnResult:
+          width: int = 384, pipeline: str | Path = "default", category: str | None = None,
+          on_step: StepCallback | None = None) -> TryOnResult:
     """Prepare the pair with vitonprep, then sample one try-on image with ``cfg`` (default: the official settings;
-    seeded with ``cfg.seed``)."""
+    seeded with ``cfg.seed``). ``on_step(i, n)`` is called after each of the sampler's ``n`` steps (progress)."""
     cfg = cfg if cfg is not None else SamplingConfig()
     t0 = time.perf_counter()
     sample = prepare_pair(person, cloth, pipeline, category)
@@ -55,7 +57,7 @@ def tryon(model: Any, person: Path, cloth: Path, cfg: SamplingConfig | None = No
     batch = collate([to_model_sample(sample, height, width)])
     generator = torch.Generator(device=model_device(model)).manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    out = generate(model, batch, cfg, generator)
+    out = generate(model, batch, cfg, generator, on_step)
     t_sample = time.perf_counter() - t0
     logger.info("sampled 1 image in %.2f s (%d UNet calls)", t_sample, out.nfe)
     return TryOnResult(to_uint8(out.images)[0], sample, t_prep, t_sample)

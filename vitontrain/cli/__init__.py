@@ -14,13 +14,16 @@ app = typer.Typer(
     cls=CommandGroup,
     help=(
         "Train and run StableVITON on vitonprep shards.\n\n"
-        "  vitontrain check-data out/shards   (read samples as the trainer will)\n\n"
+        "  vitontrain check-data out/shards --config tiny   (check shards; read a batch as fit will)\n\n"
         "  vitontrain fit --config tiny        (train; --set KEY=VALUE overrides)\n\n"
         "  vitontrain export-checkpoint RUN.ckpt OUT.safetensors   (full model file, official layout)"
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: at 80 columns rich's option tables cut long option names ("--guidance-scale…"); help
+    # texts are therefore plain text (no rich markup to escape)
+    rich_markup_mode=None,
 )
 
 

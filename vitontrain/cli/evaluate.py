@@ -40,6 +40,8 @@ def evaluate(
                                                   "for quick checks (not comparable).")] = 2048,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON summary (metrics per mode, the report's "
+                                                         "path) on stdout; everything else goes to stderr.")] = False,
     device: Annotated[str, typer.Option(help="Where Inception and LPIPS run: auto (CUDA when visible), cpu, cuda, "
                                              "cuda:N. Written into the report.")] = "auto",
 ) -> None:
@@ -101,3 +103,7 @@ def evaluate(
             f"numbers", "yellow")
     if result["resized"]["generated"]["enlarged"] or result["resized"]["real"]["enlarged"]:
         say(f"warning: some images were enlarged to {height}x{width}: {json.dumps(result['resized'])}", "yellow")
+    if as_json:
+        typer.echo(json.dumps({"command": "evaluate", "report": str(report_path), "split": result["split"],
+                               "size": [height, width], "n_real": len(result["real_persons"]),
+                               "results": result["results"]}))

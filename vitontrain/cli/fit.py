@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -13,12 +15,13 @@ def fit(
     config: Annotated[str, typer.Option("--config", "-c", help="Training YAML: a path, or a name in "
                                          "pipelines/train/ (tiny, stableviton).")] = "tiny",
     overrides: Annotated[Optional[list[str]], typer.Option(
-        # `\[`: help texts are rich markup, and the brackets are part of the example
         "--set", "-s", help="Dotted override KEY=VALUE (value read as YAML), repeatable: "
-                            "--set data.shards=\\[out/shards] --set train.max_steps=50")] = None,
+                            "--set data.shards=[out/shards] --set train.max_steps=50")] = None,
     resume: Annotated[str, typer.Option(help="auto: continue from OUT_DIR/checkpoints/last.ckpt when it exists; "
                                              "none: start fresh; or a checkpoint path.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON summary (step, checkpoints, timings) "
+                                                         "on stdout; everything else goes to stderr.")] = False,
 ) -> None:
     """Train StableVITON on vitonprep shards (PyTorch Lightning; one GPU, many GPUs or CPU).
 
@@ -61,3 +64,12 @@ def fit(
         say(f"trained to step {run.trainer.global_step}; per batch: data wait "
             f"{sum(wait) / max(1, len(wait)):.3f} s, compute {sum(compute) / len(compute):.3f} s", "green")
     say(f"checkpoints: {cfg.train.out_dir}/checkpoints   samples: {cfg.train.out_dir}/samples")
+    if as_json:
+        ckpts = Path(cfg.train.out_dir) / "checkpoints"
+        last = ckpts / "last.ckpt"
+        typer.echo(json.dumps({
+            "command": "fit", "step": run.trainer.global_step, "out_dir": str(cfg.train.out_dir),
+            "last": str(last.resolve()) if last.exists() else None,
+            "checkpoints": sorted(str(p) for p in ckpts.glob("step*.ckpt")),
+            "data_wait_s": round(sum(wait) / len(wait), 4) if wait else None,
+            "compute_s": round(sum(compute) / len(compute), 4) if compute else None}))

@@ -38,6 +38,12 @@ SAMPLE_CONFIG_HELP = ("Model YAML: a path, or a name in pipelines/train/ (stable
                       "stored in a vitontrain checkpoint, else stableviton; given with such a checkpoint, it must "
                       "agree with the stored one.")
 
+HEIGHT_HELP = ("Model input height, a multiple of 64. Default: the size the model was trained at (data.height of "
+               "the checkpoint's or --config's YAML: 256 for tiny, 512 for stableviton).")
+WIDTH_HELP = "Model input width, a multiple of 64. Default: as --height (192 for tiny, 384 for stableviton)."
+RANDOM_INIT_HELP = ("Sample without a checkpoint, with random weights: a smoke run that checks the install and the "
+                    "pipeline end to end (the images are noise), e.g. --config tiny --random-init.")
+
 
 def sample(
     source: Annotated[Path, typer.Argument(help="vitonprep shards, or a VITON-HD folder (converted on the fly).")],
@@ -56,8 +62,8 @@ def sample(
                                               "pure noise.")] = Start.person,
     repaint: Annotated[bool, typer.Option(help="Paste the visible person region back (official --repaint).")] = False,
     mode: Annotated[Mode, typer.Option(help="Which samples: paired, unpaired or all.")] = Mode.all,
-    height: Annotated[int, typer.Option(min=64, help="Model input height (multiple of 64).")] = 512,
-    width: Annotated[int, typer.Option(min=64, help="Model input width (multiple of 64).")] = 384,
+    height: Annotated[Optional[int], typer.Option(min=64, help=HEIGHT_HELP)] = None,
+    width: Annotated[Optional[int], typer.Option(min=64, help=WIDTH_HELP)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 4,
     limit: Annotated[Optional[int], typer.Option(min=1, help="At most N samples per mode.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Only this split (test/train); default: all.")] = None,
@@ -68,8 +74,7 @@ def sample(
                                                            "be much faster than more).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 …")] = "cpu",
     grid_rows: Annotated[int, typer.Option(min=0, help="Rows of each grid image.")] = 8,
-    random_init: Annotated[bool, typer.Option(help="No checkpoint: random weights (smoke runs and benchmarks; "
-                                                   "the images are noise).")] = False,
+    random_init: Annotated[bool, typer.Option("--random-init", help=RANDOM_INIT_HELP)] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
     """Generate try-on images as the official inference does (PLMS, 50 steps, CFG 1.0), batched.
@@ -85,7 +90,7 @@ def sample(
     from vitonprep import ConfigError
     from vitontrain.checkpoints import CheckpointError
     from vitontrain.sampling.inference import MissingFileError, SamplingConfig
-    from vitontrain.sampling.run import load_sampling_model, sample_dataset
+    from vitontrain.sampling.run import load_sampling_model, model_size, sample_dataset
     from vitontrain.sampling.schedule import make_timesteps
     from vitontrain.sampling.sources import iter_samples, source_kind
 
@@ -99,20 +104,24 @@ def sample(
         make_timesteps(steps)  # an impossible grid fails here, before the model is built
         kind = source_kind(source)
         model = load_sampling_model(checkpoint, config, device, random_init=random_init)
+        default_h, default_w = model_size(checkpoint, config)
     except (MissingFileError, FileNotFoundError, ValueError, CheckpointError, ConfigError) as exc:
         raise fail(str(exc)) from exc
+    height, width = height or default_h, width or default_w
     try:
         total = sum(1 for _ in iter_samples(source, modes, split, limit)) if kind == "shards" else None
     except (FileNotFoundError, ValueError) as exc:  # a damaged shard: named with the sample in the message
         raise fail(str(exc), 1) from exc
     say(f"{kind} {source} → {out}: {cfg.sampler} {steps} steps, CFG {guidance_scale}, start "
         f"{cfg.start}{', repaint' if repaint else ''}, {height}x{width}")
-    columns = [TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, disable=not progress) as bar:
         task = bar.add_task("images", total=total)
+        steps_task = bar.add_task("steps of the batch", total=steps)
         try:
             report = sample_dataset(model, source, out, cfg, height, width, modes, batch_size, limit, split,
                                     grid_rows, on_batch=lambda n: bar.advance(task, n),
+                                    on_step=lambda i, n: bar.update(steps_task, completed=i + 1, total=n),
                                     extra_manifest={"checkpoint": str(checkpoint) if checkpoint else None,
                                                     "config": str(config) if config else None,  # None: default
                                                     "random_init": random_init})

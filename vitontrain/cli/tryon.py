@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from vitonprep import ConfigError, VitonprepError
 from vitontrain.cli._common import console, fail, say
-from vitontrain.cli.sample import SAMPLE_CONFIG_HELP, Precision, Sampler, Start
+from vitontrain.cli.sample import RANDOM_INIT_HELP, SAMPLE_CONFIG_HELP, Precision, Sampler, Start
 
 
 def tryon(
@@ -28,14 +29,18 @@ def tryon(
     guidance_scale: Annotated[float, typer.Option("--guidance-scale", "--cfg")] = 1.0,
     start: Annotated[Start, typer.Option()] = Start.person,
     repaint: Annotated[bool, typer.Option()] = False,
-    height: Annotated[int, typer.Option(min=64)] = 512,
-    width: Annotated[int, typer.Option(min=64)] = 384,
+    height: Annotated[Optional[int], typer.Option(min=64, help="Model input height, a multiple of 64. Default: "
+                                                          "the size the model was trained at (256 for tiny, 512 "
+                                                          "for stableviton).")] = None,
+    width: Annotated[Optional[int], typer.Option(min=64, help="Model input width. Default: as --height (192 / "
+                                                         "384).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     precision: Annotated[Precision, typer.Option()] = Precision.auto,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (on a busy machine 1 can "
                                                            "be much faster than more).")] = None,
     device: Annotated[str, typer.Option()] = "cpu",
-    random_init: Annotated[bool, typer.Option(help="No checkpoint: random weights (smoke runs only).")] = False,
+    random_init: Annotated[bool, typer.Option("--random-init", help=RANDOM_INIT_HELP)] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress over the sampling steps.")] = True,
 ) -> None:
     """Dress PERSON in CLOTH: vitonprep's pipeline prepares the pair on the fly (pose, parsing, DensePose,
     agnostic), then StableVITON samples one image (official settings by default).
@@ -49,7 +54,7 @@ def tryon(
 
     from vitontrain.checkpoints import CheckpointError
     from vitontrain.sampling.inference import MissingFileError, SamplingConfig
-    from vitontrain.sampling.run import load_sampling_model
+    from vitontrain.sampling.run import load_sampling_model, model_size
     from vitontrain.sampling.schedule import make_timesteps
     from vitontrain.tryon import tryon as run_tryon
 
@@ -65,11 +70,21 @@ def tryon(
         if out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
             raise ValueError(f"--out {out}: use a .jpg or .png file name")
         model = load_sampling_model(checkpoint, config, device, random_init=random_init)
+        default_h, default_w = model_size(checkpoint, config)
     except (MissingFileError, FileNotFoundError, ValueError, CheckpointError, ConfigError) as exc:
         raise fail(str(exc)) from exc
-    with console.status("preparing the pair with vitonprep, then sampling"):
+    height, width = height or default_h, width or default_w
+    say(f"{person} + {cloth} → {out}: {cfg.sampler} {steps} steps, CFG {guidance_scale}, {height}x{width}")
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        task = bar.add_task("preparing the pair with vitonprep", total=None)
+
+        def on_step(i: int, n: int) -> None:
+            bar.update(task, description="sampling steps", completed=i + 1, total=n)
+
         try:
-            result = run_tryon(model, person, cloth, cfg, height, width, pipeline, category)
+            result = run_tryon(model, person, cloth, cfg, height, width, pipeline, category, on_step)
         except VitonprepError as exc:  # the photo was rejected (no person, cut off, …) or a bad pipeline
             stage = getattr(exc, "stage", None)
             where = f"stage {stage!r} " if stage else ""

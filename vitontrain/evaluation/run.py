@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,7 @@ def real_person_images(source: Path, split: str | None = "test") -> dict[str, An
         raise FileNotFoundError(f"real-image source not found: {source}")
     if any(source.glob("*.tar")):
         out: dict[str, Any] = {}
+        splits: Counter[str] = Counter()  # samples per split, for the message when the asked one has none
         for url in shard_urls(source):
             # the trainer's reader and the contract's decoders (pixel limit, strict JPEG); a damaged shard or
             # member is a ValueError naming shard and sample
@@ -37,6 +39,7 @@ def real_person_images(source: Path, split: str | None = "test") -> dict[str, An
                 meta = decode_sample({k: v for k, v in raw.items() if k in ("__key__", "__url__", "meta.json")})
                 meta = meta.get("meta") or {}
                 pid = meta.get("person_id") or raw["__key__"].split("__")[0]
+                splits[str(meta.get("split"))] += 1
                 if split is not None and meta.get("split") not in (None, split):
                     continue
                 if pid not in out:
@@ -44,12 +47,20 @@ def real_person_images(source: Path, split: str | None = "test") -> dict[str, An
                         raise ValueError(f"shard {url}: sample {raw['__key__']} has no image.jpg")
                     out[pid] = decode_sample({"__key__": raw["__key__"], "__url__": url,
                                               "image.jpg": raw["image.jpg"]})["image"]
+        if not out and splits:
+            held = ", ".join(f"{n} of split {name}" for name, n in splits.most_common())
+            raise ValueError(f"{source}: 0 samples of split {split}; the shards hold {held}: pass --split "
+                             f"{splits.most_common(1)[0][0]}")
         return out
     for folder in ([source / split / "image"] if split else []) + [source / "image", source]:
         if folder.is_dir():
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
             if files:
                 return {p.stem: p for p in files}
+    others = sorted(p.parent.name for p in source.glob("*/image") if p.is_dir())
+    if others:  # a VITON-HD folder without the asked split
+        raise FileNotFoundError(f"{source}: no {split}/image/ folder; it has {', '.join(o + '/image/' for o in others)}"
+                                f": pass --split {others[0]}")
     raise FileNotFoundError(f"{source}: no shards and no person images (looked in {split}/image/, image/, ./)")
 
 

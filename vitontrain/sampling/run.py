@@ -50,6 +50,8 @@ MANIFEST = "samples.json"
 JPEG_QUALITY = 95
 #: the model config used for a checkpoint that carries none (an official VITONHD.ckpt)
 DEFAULT_MODEL_CONFIG = "stableviton"
+#: the official model size, for a config without a ``data`` section
+DEFAULT_SIZE = (512, 384)
 
 
 def first_difference(a: Any, b: Any, where: str = "model") -> str | None:
@@ -97,8 +99,23 @@ def load_sampling_model(checkpoint: str | Path | None, config: str | Path | None
     return model.to(device).eval()
 
 
-__all__ = ["DEFAULT_MODEL_CONFIG", "MissingFileError", "SampleReport", "load_sampling_model", "output_path",
-           "sample_dataset", "write_grid"]
+def model_size(checkpoint: str | Path | None, config: str | Path | None = None) -> tuple[int, int]:
+    """The (height, width) a model was trained at, the default size to sample at: ``data.height``/``data.width`` of
+    the config a ``vitontrain fit`` checkpoint carries, else of the ``config`` YAML (default ``stableviton``),
+    else 512x384 (a tiny 256x192 model samples 256x192, not the official size)."""
+    if checkpoint is not None and Path(checkpoint).is_file():
+        own = checkpoint_config(read_checkpoint(checkpoint), str(checkpoint))  # memory-mapped read, cheap
+        if own is not None:
+            return own.data.height, own.data.width
+    data = load_config(resolve_model_config(config or DEFAULT_MODEL_CONFIG)).get("data")
+    h, w = (data.get("height"), data.get("width")) if isinstance(data, dict) else (None, None)
+    if isinstance(h, int) and isinstance(w, int) and not isinstance(h, bool) and not isinstance(w, bool):
+        return h, w
+    return DEFAULT_SIZE
+
+
+__all__ = ["DEFAULT_MODEL_CONFIG", "DEFAULT_SIZE", "MissingFileError", "SampleReport", "load_sampling_model",
+           "model_size", "output_path", "sample_dataset", "write_grid"]
 
 
 @dataclass
