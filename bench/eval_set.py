@@ -1,7 +1,9 @@
 """Build the graded evaluation set (data/eval/README.md) into a cache outside the repository.
 
-The public photos come from the example folders of three try-on repositories (data/eval/sources.csv: repository,
-commit, licence). Their licences (CC BY-NC-SA 4.0) do not let this repository carry them, so this script reads
+The public photos come from the example folders of five try-on repositories (data/eval/sources.csv: repository,
+commit, licence): three for the ``public`` set (tuned and v1 held-out rows), two others for the ``public_v2`` set
+(the ``held_out_v2`` rows, graded blind). Their licences (CC BY-NC-SA 4.0; VITON-HD's CC BY-NC 4.0) do not let this
+repository carry them, so this script reads
 them from git snapshots of those repositories at the recorded commits (a ``git clone``, bare or not), checks each
 file's git blob id against data/eval/photos.csv, lays them out as vitonprep raw folders (``person/``, ``cloth/``,
 ``pairs.txt``) per category and builds them with ``vitonprep build`` (the default pipeline). The bundled photos
@@ -13,10 +15,11 @@ cache holds every graded sample:
     CACHE/shards/SET-CATEGORY/           built shards (vitonhd-official: converted)
     CACHE/built.json                     the vitonprep commit each set was built with
 
-A snapshot that is absent (CI has no network) is said in one line and the public sets are skipped (exit 0); the
-bundled sets are still built. Nothing is written inside the repository.
+A snapshot that is absent (CI has no network) is said in one line and the public sets that need it are skipped
+(exit 0); the bundled sets are still built. Nothing is written inside the repository.
 
-    python bench/eval_set.py [--cache DIR] [--catvton GITDIR] [--ootdiffusion GITDIR] [--idm-vton GITDIR]
+    python bench/eval_set.py [--cache DIR] [--only all|public|public_v2|bundled]
+        [--catvton GITDIR] [--ootdiffusion GITDIR] [--idm-vton GITDIR] [--fitdit GITDIR] [--catvton-flux GITDIR]
 """
 
 from __future__ import annotations
@@ -40,16 +43,20 @@ DEFAULT_CACHE = Path("~/.cache/vitonprep/eval").expanduser()
 MIRROR = Path("/work/.mirror")
 DEFAULT_SNAPSHOTS = {"catvton": MIRROR / "Zheng-Chong+CatVTON" / "repo",
                      "ootdiffusion": MIRROR / "levihsu+OOTDiffusion" / "repo",
-                     "idm-vton": MIRROR / "yisol+IDM-VTON" / "repo"}
+                     "idm-vton": MIRROR / "yisol+IDM-VTON" / "repo",
+                     "fitdit": MIRROR / "BoyuanJiang+FitDiT" / "repo",
+                     "catvton-flux": MIRROR / "nftblackmagic+catvton-flux" / "repo"}
 #: the held-out rule (data/eval/README.md): sha1 of the person file name, first byte below this cut -> held_out
 HELD_OUT_CUT = 0x48
+#: the part of every public_v2 sample: added after the tuning on the other rows began, graded blind
+V2_PART = "held_out_v2"
 
 
 @dataclass(frozen=True)
 class EvalSet:
     """One raw folder to build: a set of photos in one category, with its pairs file in data/eval/pairs/."""
 
-    name: str  # public | samples | dresscode-photos
+    name: str  # public | public_v2 | samples | dresscode-photos
     category: str
     photos: Path | None  # folder holding person/ and cloth/, or None for the extracted public photos
 
@@ -63,6 +70,10 @@ class EvalSet:
 
 
 PUBLIC_SETS = tuple(EvalSet("public", c, None) for c in CATEGORIES)
+#: the second held-out part (data/eval/README.md): photos of two other repositories, every row held_out_v2
+PUBLIC_V2_SETS = tuple(EvalSet("public_v2", c, None) for c in CATEGORIES)
+#: the snapshots each group of public sets is extracted from (data/eval/sources.csv's `source`)
+PUBLIC_SOURCES = {"public": ("catvton", "ootdiffusion", "idm-vton"), "public_v2": ("fitdit", "catvton-flux")}
 BUNDLED_SETS = (EvalSet("samples", "upper_body", ROOT / "data" / "samples"),
                 *(EvalSet("dresscode-photos", c, ROOT / "data" / "dresscode-photos") for c in CATEGORIES))
 #: converted, not built: the official VITON-HD sample with its own pairs file
@@ -70,7 +81,8 @@ OFFICIAL = ROOT / "data" / "vitonhd-official"
 
 
 def part_of(person_file: str) -> str:
-    """tuned | held_out for a public sample, by its person file name alone (so all its samples go together)."""
+    """tuned | held_out for a sample of the ``public`` set, by its person file name alone (so all its samples go
+    together); every ``public_v2`` sample is held_out_v2 (V2_PART)."""
     return "held_out" if hashlib.sha1(person_file.encode("utf-8")).digest()[0] < HELD_OUT_CUT else "tuned"
 
 
@@ -96,10 +108,12 @@ def git(gitdir: Path, *args: str) -> bytes:
     return subprocess.run(["git", "-C", str(gitdir), *args], check=True, capture_output=True).stdout
 
 
-def missing_snapshots(snapshots: dict[str, Path]) -> list[str]:
-    """One line per snapshot that is absent or lacks its recorded commit (empty: all usable)."""
+def missing_snapshots(snapshots: dict[str, Path], sources: tuple[str, ...]) -> list[str]:
+    """One line per snapshot of ``sources`` that is absent or lacks its recorded commit (empty: all usable)."""
     problems = []
     for row in read_csv(EVAL / "sources.csv"):
+        if row["source"] not in sources:
+            continue
         where = snapshots[row["source"]]
         how = f"git clone https://github.com/{row['repo']} and pass its folder as --{row['source']}"
         if not where.exists():
@@ -112,11 +126,11 @@ def missing_snapshots(snapshots: dict[str, Path]) -> list[str]:
     return problems
 
 
-def extract_photos(snapshots: dict[str, Path], dest: Path) -> int:
-    """Copy every public photo of data/eval/photos.csv out of its snapshot, checking its blob id."""
+def extract_photos(snapshots: dict[str, Path], sources: tuple[str, ...], dest: Path) -> int:
+    """Copy every public photo of data/eval/photos.csv from ``sources`` out of its snapshot, checking its blob id."""
     commits = {r["source"]: r["commit"] for r in read_csv(EVAL / "sources.csv")}
     dest.mkdir(parents=True, exist_ok=True)
-    rows = read_csv(EVAL / "photos.csv")
+    rows = [r for r in read_csv(EVAL / "photos.csv") if r["source"] in sources]
     for row in rows:
         gitdir, spec = snapshots[row["source"]], f"{commits[row['source']]}:{row['path']}"
         blob = git(gitdir, "rev-parse", spec).decode().strip()
@@ -181,7 +195,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.add_argument(f"--{source}", type=Path, default=Path(os.environ.get(env, default)),
                         help=f"git folder of the {source} snapshot (or ${env}; default {default})")
     ap.add_argument("--workers", "-j", type=int, default=1)
-    ap.add_argument("--only", choices=("all", "public", "bundled"), default="all")
+    ap.add_argument("--only", choices=("all", *PUBLIC_SOURCES, "bundled"), default="all",
+                    help="public: the tuned and v1 held-out photos; public_v2: the held_out_v2 photos")
     return ap.parse_args(argv)
 
 
@@ -193,13 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     snapshots = {s: getattr(args, s.replace("-", "_")) for s in DEFAULT_SNAPSHOTS}
     sets: list[EvalSet] = []
-    if args.only in ("all", "public"):
-        problems = missing_snapshots(snapshots)
+    for group, public_sets in (("public", PUBLIC_SETS), ("public_v2", PUBLIC_V2_SETS)):
+        if args.only not in ("all", group):
+            continue
+        sources = PUBLIC_SOURCES[group]
+        problems = missing_snapshots(snapshots, sources)
         for p in problems:
-            print(f"eval set: skipped the public photos: {p}")
+            print(f"eval set: skipped the {group} photos: {p}")
         if not problems:
-            print(f"eval set: {extract_photos(snapshots, cache / 'photos')} public photos -> {cache / 'photos'}")
-            sets += PUBLIC_SETS
+            n = extract_photos(snapshots, sources, cache / "photos")
+            print(f"eval set: {n} {group} photos -> {cache / 'photos'}")
+            sets += public_sets
     if args.only in ("all", "bundled"):
         sets += BUNDLED_SETS
     commit = code_commit()
