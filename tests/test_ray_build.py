@@ -139,7 +139,7 @@ def test_rerun_skips_finished_shards(ray_local, raw, ray_build):
     result = CliRunner().invoke(app, ["build", str(raw), f"file://{out}", "--distributor", "ray",
                                       "--samples-per-shard", "1", "--sheet", "0"])
     assert result.exit_code == 0, result.output
-    assert "2 samples, 0 failures" in result.output and "sound" in result.output
+    assert "2 resumed, 0 failures" in result.output and "sound" in result.output
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in list_shards(out)} == before
     # an unfinished shard (tar without stats, as a killed run leaves it) is the only one made again
     (out / stats_name(1)).unlink()
@@ -202,8 +202,9 @@ def test_a_shard_that_keeps_failing_is_retried_a_bounded_number_of_times(ray_loc
 def test_cli_builds_into_an_fsspec_url(raw, local_build):
     import fsspec
 
-    # memory:// lives in this process, so the local runner (in-process) is the one that can write there
-    result = CliRunner().invoke(app, ["build", str(raw), "memory://cli-test/shards", "--samples-per-shard", "1"])
+    # memory:// lives in this process, so the local runner in this process (-j 1) is the one that can write there
+    result = CliRunner().invoke(app, ["build", str(raw), "memory://cli-test/shards", "--samples-per-shard", "1",
+                                      "-j", "1"])
     assert result.exit_code == 0, result.output
     assert "skipped" in result.output and "remote" in result.output
     fs = fsspec.filesystem("memory")

@@ -269,12 +269,12 @@ def test_errors_are_one_line_with_markup_shown_and_verbose_shows_the_traceback(r
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o/00000.tar.partial"))
 
-    monkeypatch.setattr(vitonprep.build_worker, "write_shard", disk_full)
-    result = runner.invoke(app, ["build", str(raw), str(tmp_path / "o"), "--sheet", "0"])
+    monkeypatch.setattr(vitonprep.build_worker, "write_shard", disk_full)  # in this process: -j 1
+    result = runner.invoke(app, ["build", str(raw), str(tmp_path / "o"), "--sheet", "0", "-j", "1"])
     assert result.exit_code == 1, result.output
     assert "no space left on the device" in result.output and "00000.tar.partial" in result.output
     assert "Traceback" not in result.output and "--verbose" in result.output
-    result = runner.invoke(app, ["--verbose", "build", str(raw), str(tmp_path / "o"), "--sheet", "0"])
+    result = runner.invoke(app, ["--verbose", "build", str(raw), str(tmp_path / "o"), "--sheet", "0", "-j", "1"])
     assert result.exit_code == 1 and "Traceback" in result.output and "disk_full" in result.output
 
 

@@ -5,7 +5,8 @@ The pipeline runs through `Pipeline.run` (or its batched form), never a copy of 
 elsewhere (a Ray stage actor, ``resources.actors > 0``) is replaced in the pipeline by an `OffloadedStage`, whose
 batched call sends its batch to that process; a rebuild from shards replaces the load stage by
 `vitonprep.rebuild.StoredPhotoLoad` and carries the input over after encoding (`vitonprep.rebuild.rebuild_stages`).
-The quality stage's counts of a shard go into its stats file (``quality``).
+The quality stage's counts of a shard go into its stats file (``quality``). After each sample (each batch), the
+maker reports how many samples of its task are done (``on_sample``; `SampleTicks` carries that to the driver).
 """
 
 from __future__ import annotations
@@ -74,9 +75,23 @@ class OffloadedStage(Stage):
         return out
 
 
+@dataclass(frozen=True)
+class SampleTicks:
+    """Per-sample progress from a worker process: puts (shard index, samples of the task done) on ``queue``, a
+    multiprocessing manager's queue (its proxy pickles to the workers; the driver drains it)."""
+
+    queue: Any
+
+    def __call__(self, index: int, done: int) -> None:
+        self.queue.put((index, done))
+
+
 class ShardMaker:
     """Makes one output shard from a task. The pipeline is built and its models loaded once (per worker process);
-    stages named in ``offload`` run elsewhere, ``batch_size`` samples at a time."""
+    stages named in ``offload`` run elsewhere, ``batch_size`` samples at a time. ``on_sample(index, done)``, when
+    set, is told after each sample (or batch) how many samples of the task are done."""
+
+    on_sample: Callable[[int, int], None] | None = None
 
     def __init__(self, cfg: PipelineConfig, offload: Mapping[str, Offload] | None = None):
         self.cfg = cfg
@@ -123,6 +138,8 @@ class ShardMaker:
                         failures.append(_failure(out, item))
                     else:
                         samples.append(out)
+                if self.on_sample is not None:
+                    self.on_sample(task.index, len(samples) + len(failures))
         finally:
             self.loader.finish()
         return samples, failures, timings, (self.quality.take_counts() if self.quality is not None else None)
@@ -163,9 +180,13 @@ class BuildWork:
 
     cfg: PipelineConfig
     offload: Mapping[str, Offload] = field(default_factory=dict)
+    #: per-sample progress (`ShardMaker.on_sample`): a `SampleTicks`, or a plain callable for a run in this process
+    ticks: Callable[[int, int], None] | None = None
 
     def __call__(self) -> ShardMaker:
-        return ShardMaker(self.cfg, self.offload) if self.offload else shard_maker(self.cfg)
+        maker = ShardMaker(self.cfg, self.offload) if self.offload else shard_maker(self.cfg)
+        maker.on_sample = self.ticks  # the kept maker of an earlier run in this process reports to this run
+        return maker
 
 
 def build_shard(cfg: PipelineConfig, task: ShardTask) -> ShardResult:

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitonprep.build import BuildOptions, BuildReport, build_dataset
+from vitonprep.build import BuildOptions, BuildReport, build_dataset, default_workers
 from vitonprep.cli._common import console, fail, progress_bar
 from vitonprep.codecs import DecodeError
 from vitonprep.config import PipelineConfig, load_pipeline_config
@@ -45,8 +45,8 @@ def build(
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline YAML file, or the name of one in "
                                                                    "pipelines/.")] = "default",
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Worker processes, one shard each "
-                                                "(local: default 1; ray: default as many as the cluster's CPUs "
-                                                "hold).")] = None,
+                                                "(local: default the cores this process may use, at most one per "
+                                                "GB of memory; ray: as many as the cluster's CPUs hold).")] = None,
     distributor: Annotated[Distributor, typer.Option(
         # help text is rich markup: without the backslash "[ray]" is taken for a style tag and vanishes
         help="Where shards are made: local processes, or a Ray cluster (pip install 'vitonprep\\[ray]')."
@@ -132,22 +132,28 @@ def _print_quality(cfg: PipelineConfig, report: BuildReport) -> None:
 def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | None, distributor: "Distributor",
                      ray_address: str | None, max_shard_retry: int, pairs: Path | None, strict: bool,
                      export_vitonhd: Path | None, sheet: int) -> None:
+    if workers is None and distributor is Distributor.local:
+        workers = default_workers()
     with progress_bar() as progress:
         task = progress.add_task(f"build ({cfg.name})", total=None, info="")
-        state = {"samples": 0, "failures": 0}
+        state = {"failures": 0, "resumed": 0}
         t0 = time.perf_counter()
 
         def on_shard(result, done, total):
-            state["samples"] += result.nsamples
             state["failures"] += len(result.failures)
-            rate = state["samples"] / max(time.perf_counter() - t0, 1e-9)
+            state["resumed"] += result.nsamples + len(result.failures) if result.skipped else 0
+
+        def on_sample(done, total, this_run):
+            # the rate counts only what this run made: a resumed build's earlier shards took no time here
+            rate = this_run / max(time.perf_counter() - t0, 1e-9)
+            resumed = f"{state['resumed']} resumed, " if state["resumed"] else ""
             progress.update(task, completed=done, total=total,
-                            info=f"{state['samples']} samples, {state['failures']} failures, {rate:.2f} samples/s")
+                            info=f"{resumed}{state['failures']} failures, {rate:.2f} samples/s")
 
         try:
             options = BuildOptions(workers=workers, pairs_file=pairs, strict=strict, distributor=distributor.value,
                                    ray_address=ray_address, max_shard_retry=max_shard_retry)
-            report = build_dataset(cfg, raw, out, options, progress=on_shard)
+            report = build_dataset(cfg, raw, out, options, progress=on_shard, sample_progress=on_sample)
         except ConfigError as exc:
             raise fail(str(exc)) from exc
     table = Table(title=escape(f"build {raw} -> {out}"))
@@ -155,8 +161,12 @@ def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | Non
         table.add_column(col, justify="right")
     table.add_row(str(report.nplanned), str(report.nsamples), str(len(report.failures)), str(report.nshards),
                   str(report.skipped_shards), f"{report.seconds:.1f}",
-                  f"{report.nsamples / max(report.seconds, 1e-9):.2f}")
+                  f"{report.nmade / max(report.seconds, 1e-9):.2f}")  # made by this run: resumed shards took no time
     console.print(table)
+    console.print(f"{report.nshards} shard{'s' if report.nshards != 1 else ''} of up to {report.samples_per_shard} "
+                  "samples"
+                  + (f", {workers} worker process{'es' if workers > 1 else ''}" if distributor is Distributor.local
+                     else ""))
     _print_quality(cfg, report)
     if report.failures:
         ft = Table(title="failures (also in the *_stats.json files)")
