@@ -70,6 +70,10 @@ class QualityConfig:
     max_neck_at_top: float = 0.25
     #: ``agn_face`` / ``agn_hands`` / ``agn_shoes`` (share of inner face / hand / foot keypoints inside agn_mask)
     #: above 0.25 / 0.5 / 0.5 flags: the agnostic keeps face and hands, and for lower_body/dresses the shoes
+    #: For upper_body (HR-VITON's recipe) the hand keypoints within 4 r + 2 px of their wrist are not counted,
+    #: r = int(shoulder width / 16) + 1: HR-VITON's get_agnostic (vitonprep/derive/agnostic.py, step 6) keeps the
+    #: disc of radius 4 r at the wrist grey on purpose, and the official VITON-HD agnostic images grey it too (a
+    #: hand on the hip or in a pocket lies in it). lower_body/dresses (IDM-VTON's recipe) count every hand point.
     max_agn_face: float = 0.25
     max_agn_hands: float = 0.5
     max_agn_shoes: float = 0.5
@@ -80,6 +84,12 @@ class QualityConfig:
     #: 0.005 flags: the worn garment must lie in the region the model repaints; half a percent of a garment (about
     #: a palm) stays visible in agn.jpg as the old garment, thinner edge slivers are drawing differences
     max_gt_outside_agn: float = 0.005
+    #: ``hem_edge`` (share of the parse's boundary between the top garment - upper clothes, dress, coat - and the
+    #: trousers/skirt that lies within 5 px of an edge of the person photo) below 0.5 flags: a top ends at a hem,
+    #: which a photo shows as a line along its length (a colour change, or on a same-colour outfit the hem's fold
+    #: and shadow); a boundary with most of its length on no edge cuts through one fabric (a top's lower part
+    #: parsed as trousers, a dress split in two). Blind to patterned fabric, which has edges everywhere
+    min_hem_edge: float = 0.5
     #: ``cloth_mask_fit`` (share of the garment photo's own foreground - pixels unlike the border colour and edges -
     #: inside the dilated cloth mask) below 0.8 flags: a studio garment photo is the garment on a plain
     #: background, so foreground left outside the mask is garment the mask missed (a mask that covers a print)

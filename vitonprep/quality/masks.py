@@ -27,6 +27,18 @@ def _share_inside(mask: np.ndarray, pts: np.ndarray) -> float | None:
     return float(vals.mean()) if len(vals) >= 3 else None
 
 
+def _beyond_wrist_disc(body: Body, hand: str) -> np.ndarray:
+    """The hand's keypoints outside the disc HR-VITON's agnostic keeps grey at its wrist on purpose (radius 4 r,
+    r = int(shoulder width / 16) + 1; vitonprep/derive/agnostic.py, step 6), plus 2 px of rounding: a hand on the
+    hip or in a pocket lies in it, on the official VITON-HD agnostic images too."""
+    pts = body.part_xy(hand)
+    wrist = "LWrist" if hand == "hand_left" else "RWrist"
+    if not len(pts) or not body.has("RShoulder", "LShoulder", wrist):
+        return pts
+    r = int(np.hypot(*(body.xy("LShoulder") - body.xy("RShoulder"))) / 16) + 1
+    return pts[np.hypot(*(pts - body.xy(wrist)).T) > 4 * r + 2]
+
+
 def agnostic_keeps(body: Body, agn_mask: np.ndarray, category: str, cfg: QualityConfig) -> list[Outcome]:
     """``agn_face`` / ``agn_hands`` / ``agn_shoes``: share of those keypoints inside the region to repaint."""
     out = []
@@ -34,7 +46,8 @@ def agnostic_keeps(body: Body, agn_mask: np.ndarray, category: str, cfg: Quality
     if face is not None:
         out.append(Outcome("agn_face", face, f"the agnostic mask covers {100 * face:.0f} % of the face"
                            if face > cfg.max_agn_face else None))
-    hands = np.concatenate([body.part_xy("hand_left"), body.part_xy("hand_right")])
+    hands = np.concatenate([_beyond_wrist_disc(body, side) if category == "upper_body" else body.part_xy(side)
+                            for side in ("hand_left", "hand_right")])
     share = _share_inside(agn_mask, hands)
     if share is not None:
         out.append(Outcome("agn_hands", share, f"the agnostic mask covers {100 * share:.0f} % of the hand keypoints"

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vitonprep.derive.body25 import OpenPoseKeypoints
-from vitonprep.quality import masks, parse_pose, photo_checks, skeleton
+from vitonprep.quality import masks, parse_pose, photo_checks, regions, skeleton
 from vitonprep.quality.config import QualityConfig
 from vitonprep.quality.garment import garment_face
 from vitonprep.quality.geometry import Body
@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 #: every check name, in report order
 CHECKS = ("orientation", "left_right", "hip_shoulder_ratio", "bone_length", "crossing_limbs", "arm_chain",
           "leg_chain", "hand_labels", "limb_far", "face_label", "hair_far", "neck_at_top", "agn_face", "agn_hands",
-          "agn_shoes", "agn_body", "gt_outside_agn", "cloth_mask_fit", "cloth_mask_symmetry", "garment_face",
-          "two_people", "parse_person", "garment_colour")
+          "agn_shoes", "agn_body", "gt_outside_agn", "hem_edge", "cloth_mask_fit", "cloth_mask_symmetry",
+          "garment_face", "two_people", "parse_person", "garment_colour")
 
 _DEFAULT = QualityConfig()
 
@@ -87,6 +87,8 @@ def _outcomes(decoded: dict[str, Any], config: QualityConfig, models: PhotoModel
         outcomes.append(masks.agnostic_body(agn, parse, config))
     if agn is not None and gt is not None and agn.shape == gt.shape:
         outcomes.append(masks.gt_inside_agn(gt, agn, config))
+    if image is not None and parse is not None:
+        outcomes.append(regions.hem_edge(image, parse, config))
     cloth, cloth_mask = decoded.get("cloth"), decoded.get("cloth_mask")
     # what the checks compute from the garment photo alone, kept across the pairs that share the garment
     memo = models.garment_memo(cloth) if models is not None and cloth is not None else {}

@@ -1,0 +1,112 @@
+"""The garment-region checks against the person photo (``hem_edge``) and the agnostic's wrist disc (``agn_hands``
+for upper_body), on real bundled samples: data/samples built with the default pipeline (5 upper_body samples, each
+a top over trousers or a skirt) and data/vitonhd-official converted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vitonprep.derive.body25 import OpenPoseKeypoints
+from vitonprep.quality import QualityConfig, check_sample, decode_sample
+from vitonprep.quality.regions import hem_edge
+from vitonprep.shards import iter_tar_samples, list_shards
+
+_CONFIG = QualityConfig(detect_garment_faces=False)
+
+
+def _decoded(shard_dir) -> list[dict]:
+    return [{**decode_sample(s.members, s.key), "__key__": s.key}
+            for tar in list_shards(shard_dir) for s in iter_tar_samples(tar)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data_dir) -> list[dict]:
+    from vitonprep import api
+
+    out = tmp_path_factory.mktemp("quality_regions") / "upper"
+    report = api.build(data_dir / "samples", out)
+    assert report.nsamples == 5, report.failures
+    return _decoded(out)
+
+
+@pytest.fixture(scope="module")
+def official(vitonhd_shards) -> list[dict]:
+    return _decoded(vitonhd_shards)
+
+
+def _top_split(parse: np.ndarray, keep: float = 2 / 3) -> np.ndarray:
+    """The parse with the top garment's rows below ``keep`` of its height relabelled as pants: the boundary the
+    parser draws on a same-colour outfit (a white top's lower third called white shorts)."""
+    out = parse.copy()
+    top = np.isin(parse, (5, 6, 7))
+    ys = np.nonzero(top.any(1))[0]
+    top[: ys[0] + int(keep * (ys[-1] - ys[0]))] = False
+    out[top] = 9
+    return out
+
+
+def test_sound_hems_lie_on_photo_edges(built, official):
+    """Every bundled top ends at a visible hem: the parse's top/bottom boundary is scored and passes."""
+    for d in built + official:
+        out = hem_edge(d["image"], d["parse"], _CONFIG)
+        assert out is not None and out.reason is None, (d["__key__"], out)
+        assert out.score >= 0.6, (d["__key__"], out.score)
+
+
+def test_top_split_through_plain_fabric(built):
+    """The top's lower third parsed as pants: the new boundary runs across the top's own fabric, on no edge."""
+    for d in built:
+        flags = {f.check: f.reason for f in check_sample({**d, "parse": _top_split(d["parse"])}, _CONFIG).flags}
+        assert "hem_edge" in flags and "plain fabric" in flags["hem_edge"], (d["__key__"], flags)
+
+
+def test_no_boundary_no_score(built):
+    """A parse without trousers or skirt (a dress, a person-only crop above the waist) gives hem_edge no score."""
+    d = built[0]
+    parse = d["parse"].copy()
+    parse[np.isin(parse, (9, 12))] = 0
+    assert hem_edge(d["image"], parse, _CONFIG) is None
+    assert "hem_edge" not in check_sample({**d, "parse": parse}, _CONFIG).scores
+
+
+def test_hem_edge_threshold_from_the_config(built):
+    d = built[0]
+    score = hem_edge(d["image"], d["parse"], _CONFIG).score
+    assert hem_edge(d["image"], d["parse"], QualityConfig(min_hem_edge=score + 0.01)).reason is not None
+
+
+def _hands_at_wrists(d: dict) -> dict:
+    """Both hands' keypoints pulled onto their wrist (a hand on the hip or in a pocket: the fingers stay within
+    HR-VITON's wrist disc)."""
+    kp = OpenPoseKeypoints.from_json_dict(d["pose"])
+    hands = {}
+    for name, wrist in (("hand_right", 4), ("hand_left", 7)):
+        h = getattr(kp, name).copy()
+        h[:, :2] = kp.pose[wrist, :2] + 0.3 * (h[:, :2] - kp.pose[wrist, :2])
+        h[:, 2] = np.where(kp.pose[wrist, 2] > 0.1, 0.9, 0.0)
+        hands[name] = h
+    return {**d, "pose": OpenPoseKeypoints(kp.pose, kp.face, hands["hand_left"], hands["hand_right"]).to_json_dict()}
+
+
+def test_upper_body_wrist_disc_is_not_a_greyed_hand(built):
+    """HR-VITON's agnostic keeps the disc at the wrist grey by design: hands inside it do not flag upper_body, but
+    the same hands flag when the agnostic follows IDM-VTON's recipe (lower_body) and covers them."""
+    for d in built:
+        agn = d["agn_mask"].copy()
+        kp = OpenPoseKeypoints.from_json_dict(d["pose"])
+        for wrist in (4, 7):
+            x, y = kp.pose[wrist, :2]
+            yy, xx = np.ogrid[: agn.shape[0], : agn.shape[1]]
+            agn |= (yy - y) ** 2 + (xx - x) ** 2 <= 40 ** 2  # the wrist disc, greyed
+        near = {**_hands_at_wrists(d), "agn_mask": agn}
+        assert "agn_hands" not in {f.check for f in check_sample(near, _CONFIG).flags}, d["__key__"]
+        lower = {**near, "meta": {**d["meta"], "category": "lower_body"}}
+        assert "agn_hands" in {f.check for f in check_sample(lower, _CONFIG).flags}, d["__key__"]
+
+
+def test_upper_body_hand_greyed_beyond_the_wrist_disc(built):
+    """A whole hand greyed (the agnostic over the fingers, far past the wrist disc) still flags upper_body."""
+    for d in built:
+        flags = {f.check for f in check_sample({**d, "agn_mask": np.ones_like(d["agn_mask"])}, _CONFIG).flags}
+        assert "agn_hands" in flags, d["__key__"]
