@@ -21,7 +21,7 @@ from vitonprep.config import QualityPolicy
 from vitonprep.errors import SampleError
 from vitonprep.quality import GarmentFaces, QualityReport, check_sample
 from vitonprep.sample_meta import with_quality
-from vitonprep.schema import FIELDS_BY_MEMBER
+from vitonprep.schema import FIELDS_BY_MEMBER, FIELDS_BY_NAME
 from vitonprep.shards import Sample
 from vitonprep.stages.base import SampleContext, Stage
 
@@ -80,6 +80,11 @@ class DecodedOnRead(Mapping[str, Any]):
                          if m in FIELDS_BY_MEMBER}
         self._decoded: dict[str, Any] = {}
 
+    def known(self, name: str, value: Any) -> None:
+        """``value`` is what ``name``'s member decodes to (the caller knows it without decoding it)."""
+        if name in self._encoded:
+            self._decoded[name] = value
+
     def __getitem__(self, name: str) -> Any:
         if name not in self._decoded:
             f, data = self._encoded[name]  # KeyError for a member the sample lacks, as from a dict
@@ -99,7 +104,8 @@ class QualityStage(Stage):
     One garment face detector per stage (loaded in `setup`, freed in `close`), not one per sample. ``counts``
     accumulates over the samples it sees; the shard worker takes them per shard (`take_counts`)."""
 
-    name, reads, writes = "quality", ("sample",), ("sample", "quality")
+    name, writes = "quality", ("sample", "quality")
+    reads = ("sample", "image", "image_jpeg", "cloth", "cloth_jpeg")
 
     def __init__(self, policy: QualityPolicy):
         self.policy = policy
@@ -123,7 +129,14 @@ class QualityStage(Stage):
     def __call__(self, ctx: SampleContext) -> None:
         sample = ctx.sample
         # the bytes were encoded by this process a moment ago: a DecodeError here is a bug, not bad input
-        report = check_sample(DecodedOnRead(sample.members, sample.key), self.policy.thresholds, self.faces)
+        decoded = DecodedOnRead(sample.members, sample.key)
+        for name, jpeg, canvas in (("image", ctx.image_jpeg, ctx.image), ("cloth", ctx.cloth_jpeg, ctx.cloth)):
+            # a photo stored byte for byte as its file decodes to exactly the canvas the pipeline worked on
+            # (`vitonprep.photos.jpeg_stored_as_is`): not decoded again (about 6 ms each). A rebuild's carried-over
+            # photos are other bytes and are decoded.
+            if jpeg and canvas is not None and sample.members.get(FIELDS_BY_NAME[name].member) == jpeg:
+                decoded.known(name, canvas)
+        report = check_sample(decoded, self.policy.thresholds, self.faces)
         ctx.quality = report
         drop = bool(report.flags) and self.policy.on_flag == "drop"
         self.counts.add(report, drop)
