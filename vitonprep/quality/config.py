@@ -90,6 +90,13 @@ class QualityConfig:
     #: and shadow); a boundary with most of its length on no edge cuts through one fabric (a top's lower part
     #: parsed as trousers, a dress split in two). Blind to patterned fabric, which has edges everywhere
     min_hem_edge: float = 0.5
+    #: ``skin_in_garment`` (share of the parse's garment region - the category's garment labels - whose YCrCb
+    #: colour lies within the 99 % ellipsoid of the face's skin, sampled inside the face keypoints' jaw line)
+    #: above 0.2 flags: one whole bare arm parsed as a top is a fifth of the region (rule of nines: an arm's front
+    #: is 4.5 % of the body, the front trunk 18 %) and a crop top's bare midriff a third of the trunk; the face's
+    #: colour model is taken within the 99 % ellipsoid of its own spread, so a sound parse's edges and shadows
+    #: keep a few percent. A garment of the wearer's own skin tone and lightness flags too
+    max_skin_in_garment: float = 0.2
     #: ``cloth_mask_fit`` (share of the garment photo's own foreground - pixels unlike the border colour and edges -
     #: inside the dilated cloth mask) below 0.8 flags: a studio garment photo is the garment on a plain
     #: background, so foreground left outside the mask is garment the mask missed (a mask that covers a print)

@@ -1,5 +1,6 @@
 """The parse's garment regions judged against the person photo itself: where the parse ends the top garment and
-starts the trousers or skirt, the photo must show a hem (``hem_edge``)."""
+starts the trousers or skirt, the photo must show a hem (``hem_edge``); the garment region must not be the
+wearer's bare skin, whose colour the face shows (``skin_in_garment``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import cv2
 import numpy as np
 
 from vitonprep.quality.config import QualityConfig
+from vitonprep.quality.geometry import Body
+from vitonprep.quality.photo_checks import GARMENT_LABELS
 from vitonprep.quality.report import Outcome
 
-__all__ = ["hem_edge"]
+__all__ = ["hem_edge", "skin_in_garment"]
 
 #: CIHP upper clothes, dress, coat (the garment above a hem) and pants, skirt (the garment below it)
 _TOP_LUT, _BOTTOM_LUT = np.zeros(256, bool), np.zeros(256, bool)
@@ -66,3 +69,70 @@ def hem_edge(image: np.ndarray, parse: np.ndarray, cfg: QualityConfig) -> Outcom
     return Outcome("hem_edge", share, f"{100 * (1 - share):.0f} % of the boundary between the top garment and the "
                                       "trousers/skirt runs through plain fabric (no hem in the photo): one garment "
                                       "was split in two, e.g. a top's lower part parsed as trousers")
+
+
+#: skin colour is compared at 1/8 of the size: a bare midriff or arm is thousands of pixels, colour needs no detail
+_SKIN_SCALE = 8
+#: OpenPose face points: 0..16 the jaw line (the face's outline), brows 17..26, eyes 36..47, outer lips 48..59
+_JAW, _NOT_SKIN = slice(0, 17), (slice(17, 22), slice(22, 27), slice(36, 42), slice(42, 48), slice(48, 60))
+#: spread added to the face's own (YCrCb levels): the body is in the photo's light but shaded a little
+#: differently from the face (luma), and the face's chroma spread on a small face is a few pixels' worth
+_SKIN_SPREAD = np.diag([10.0 ** 2, 2.0 ** 2, 2.0 ** 2])
+#: squared Mahalanobis distance within which a pixel has the face's colour: chi-square, 3 degrees of freedom, 99 %
+_SKIN_CHI2 = 11.34
+
+
+def _skin_model(body: Body, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and inverse covariance (YCrCb) of the face's skin: inside the jaw line, brows, eyes and lips left out
+    (grown by a pixel: their edges blend into the skin), on the face's box at half size; None without the whole
+    face in the keypoints (a head cut by the frame, a face turned away)."""
+    face = body.kp.face
+    if len(face) < 60 or not (face[:60, 2] > body.conf).all():
+        return None
+    h, w = image.shape[:2]
+    x0, y0 = np.floor(face[:60, :2].min(0)).astype(int).clip(0, (w, h))
+    x1, y1 = np.ceil(face[:60, :2].max(0)).astype(int).clip(0, (w, h))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    crop = np.ascontiguousarray(image[y0:y1:2, x0:x1:2])
+    pts = (face[:, :2] - (x0, y0)) / 2
+    inside = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillConvexPoly(inside, cv2.convexHull(pts[_JAW].astype(np.int32)), 1)
+    out = np.zeros_like(inside)
+    for part in _NOT_SKIN:
+        cv2.fillConvexPoly(out, cv2.convexHull(pts[part].astype(np.int32)), 1)
+    inside &= 1 - cv2.dilate(out, _NEIGHBOURS)
+    skin = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)[inside > 0].astype(np.float64)
+    if len(skin) < 50:  # a face under ~30 px across: too few pixels for a colour model
+        return None
+    return skin.mean(0), np.linalg.inv(np.cov(skin.T) + _SKIN_SPREAD)
+
+
+def skin_in_garment(body: Body, image: np.ndarray, parse: np.ndarray, category: str,
+                    cfg: QualityConfig) -> Outcome | None:
+    """``skin_in_garment``: share of the parse's garment region (the category's garment labels) that has the
+    colour of the wearer's face.
+
+    The face's skin, found by the face keypoints (not by the parse), is the colour of the wearer's bare arms,
+    midriff and legs under the same light. A garment region with a fifth of its pixels of that colour holds
+    bare skin: a crop top's midriff, a bare arm, bare legs parsed as shorts. Luma counts as well as chroma, so a
+    cream top on dark skin is told apart; a garment of the wearer's own skin tone and lightness would flag."""
+    labels = GARMENT_LABELS.get(category)
+    if labels is None or image.shape[:2] != parse.shape:
+        return None
+    small = np.ascontiguousarray(image[::_SKIN_SCALE, ::_SKIN_SCALE])
+    garment = np.isin(parse[::_SKIN_SCALE, ::_SKIN_SCALE], labels)
+    n = np.count_nonzero(garment)
+    if n < 100:  # 6400 px at full size: no garment region worth judging
+        return None
+    model = _skin_model(body, image)
+    if model is None:
+        return None
+    mean, inv = model
+    d = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)[garment].astype(np.float64) - mean
+    share = np.count_nonzero(np.einsum("ij,jk,ik->i", d, inv, d) < _SKIN_CHI2) / n
+    if share <= cfg.max_skin_in_garment:
+        return Outcome("skin_in_garment", share)
+    return Outcome("skin_in_garment", share, f"{100 * share:.0f} % of the parsed {category} garment has the colour "
+                                             "of the wearer's face: bare skin (a midriff, an arm, legs) parsed as "
+                                             "the garment")

@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 #: every check name, in report order
 CHECKS = ("orientation", "left_right", "hip_shoulder_ratio", "bone_length", "crossing_limbs", "arm_chain",
           "leg_chain", "hand_labels", "limb_far", "face_label", "hair_far", "neck_at_top", "agn_face", "agn_hands",
-          "agn_shoes", "agn_body", "gt_outside_agn", "hem_edge", "cloth_mask_fit", "cloth_mask_symmetry",
-          "garment_face", "two_people", "parse_person", "garment_colour")
+          "agn_shoes", "agn_body", "gt_outside_agn", "hem_edge", "skin_in_garment", "cloth_mask_fit",
+          "cloth_mask_symmetry", "garment_face", "two_people", "parse_person", "garment_colour")
 
 _DEFAULT = QualityConfig()
 
@@ -89,6 +89,8 @@ def _outcomes(decoded: dict[str, Any], config: QualityConfig, models: PhotoModel
         outcomes.append(masks.gt_inside_agn(gt, agn, config))
     if image is not None and parse is not None:
         outcomes.append(regions.hem_edge(image, parse, config))
+        if body is not None:
+            outcomes.append(regions.skin_in_garment(body, image, parse, category, config))
     cloth, cloth_mask = decoded.get("cloth"), decoded.get("cloth_mask")
     # what the checks compute from the garment photo alone, kept across the pairs that share the garment
     memo = models.garment_memo(cloth) if models is not None and cloth is not None else {}

@@ -52,6 +52,7 @@ THRESHOLDS: dict[str, Threshold] = {
     "agn_body": Threshold("max_agn_body", "max"),
     "gt_outside_agn": Threshold("max_gt_outside_agn", "max"),
     "hem_edge": Threshold("min_hem_edge", "min"),
+    "skin_in_garment": Threshold("max_skin_in_garment", "max"),
     "cloth_mask_fit": Threshold("min_cloth_mask_fit", "min"),
     "cloth_mask_symmetry": Threshold("min_cloth_mask_symmetry", "min"),
     "garment_face": Threshold("max_garment_face", "max", inclusive=True),
