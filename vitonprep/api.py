@@ -106,25 +106,28 @@ def convert(fmt: str, src: str | os.PathLike, out: str | os.PathLike, *, overwri
         return convert_dataset(cfg, progress)
 
 
-def validate(shard_dir: str | os.PathLike, *, workers: int = 1) -> ValidationReport:
+def validate(shard_dir: str | os.PathLike, *, workers: int = 1, strict: bool = False) -> ValidationReport:
     """Library twin of ``vitonprep validate``: every member of every shard decoded and checked against the shard
-    contract, the stats files and the manifest. ``report.ok`` is the command's exit status."""
-    return validate_shards(Path(shard_dir), workers=workers)
+    contract, the stats files and the manifest. ``report.ok`` is the command's exit status. Quality flags in
+    meta.json are warnings; ``strict`` makes them errors (``vitonprep validate --strict``)."""
+    return validate_shards(Path(shard_dir), workers=workers, strict=strict)
 
 
 def export(shard_dir: str | os.PathLike, out: str | os.PathLike, fmt: str = "vitonhd", *, as_shards: bool = False,
-           progress: Callable[[str], None] | None = None) -> ExportReport:
+           keep_flagged: bool = False, progress: Callable[[str], None] | None = None) -> ExportReport:
     """Library twin of ``vitonprep export SHARDS OUT --format FMT`` (``fmt``: one of ``EXPORT_FORMATS``).
 
     Only samples that pass validate's checks are written, each whole or not at all; refused ones are listed in
-    ``report.refused``. ``as_shards``: one tar per split and resolution (tryondiffusion only). A wrong format or
+    ``report.refused``; samples the quality checks flagged are left out (``report.flagged``) unless
+    ``keep_flagged``. ``as_shards``: one tar per split and resolution (tryondiffusion only). A wrong format or
     option, or ``out`` equal to ``shard_dir``, raises ``ConfigError``."""
     if fmt not in EXPORTERS:
         raise ConfigError(f"unknown export format {fmt!r}; known: {sorted(EXPORTERS)}")
     if as_shards and fmt != "tryondiffusion":
         raise ConfigError(f"as_shards is only for the tryondiffusion format, not {fmt!r}")
     refuse_overlap("OUT", out, {"SHARDS": shard_dir}, False)  # the exported files would land among the shards
-    return export_dataset(fmt, Path(shard_dir), Path(out), progress, as_shards=as_shards)
+    return export_dataset(fmt, Path(shard_dir), Path(out), progress, as_shards=as_shards,
+                          keep_flagged=keep_flagged)
 
 
 def prepare_pair(person: str | os.PathLike, cloth: str | os.PathLike, pipeline: str | os.PathLike = "default",
