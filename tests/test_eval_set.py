@@ -1,6 +1,7 @@
-"""The graded evaluation set (data/eval/README.md): its tables are well formed and complete, the held-out part
-follows the documented rule, the benches skip with a clear message without the public snapshots, and the report
-computes its shares right (on a small synthetic table: the real photos are not in the repository)."""
+"""The graded evaluation set (data/eval/README.md): its tables are well formed and complete, the v1 held-out part
+follows the documented rule and the held_out_v2 part holds exactly the public_v2 photos (none of them seen before),
+the benches skip with a clear message without the public snapshots, and the report computes its shares right (on a
+small synthetic table: the real photos are not in the repository)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,12 @@ from vitonprep.schema import FIELDS  # noqa: E402
 
 EVAL = ROOT / "data" / "eval"
 COLUMNS = ["set", "category", "key", "person_file", "cloth_file", "part", "grade", "wrong_maps", "note", "code"]
-SETS = {"public", "samples", "dresscode-photos", "vitonhd-official"}
+SETS = {"public", "public_v2", "samples", "dresscode-photos", "vitonhd-official"}
+PARTS = ("tuned", "held_out", "held_out_v2")
+V1_REPOS = {"Zheng-Chong/CatVTON", "levihsu/OOTDiffusion", "yisol/IDM-VTON"}
+V2_REPOS = {"BoyuanJiang/FitDiT", "nftblackmagic/catvton-flux"}
+#: VITON-HD photo ids (person and garment photos of one id show the same garment)
+VITONHD_ID = re.compile(r"\d{5}_\d{2}")
 
 
 def _grades() -> list[dict[str, str]]:
@@ -50,7 +56,7 @@ def test_grades_are_well_formed():
     for r in rows:
         where = f"{r['set']}/{r['category']}/{r['key']}"
         assert r["set"] in SETS and r["category"] in eval_set.CATEGORIES, where
-        assert r["part"] in ("tuned", "held_out") and r["grade"] in ("good", "usable", "wrong"), where
+        assert r["part"] in PARTS and r["grade"] in ("good", "usable", "wrong"), where
         assert r["key"] == f"{Path(r['person_file']).stem}__{Path(r['cloth_file']).stem}", where
         named = [m for m in r["wrong_maps"].split(";") if m]
         assert set(named) <= maps, f"{where}: unknown map in {r['wrong_maps']!r}"
@@ -69,18 +75,55 @@ def test_every_listed_pair_is_graded_once_and_nothing_else():
     assert len(public) >= 45
     per_category = {c: sum(r["category"] == c for r in public) for c in eval_set.CATEGORIES}
     assert min(per_category.values()) >= 10, per_category
+    v2 = [r for r in _grades() if r["set"] == "public_v2"]
+    assert len(v2) >= 25 and {r["category"] for r in v2} == set(eval_set.CATEGORIES)
+    persons = {r["person_file"] for r in v2}
+    for r in v2:  # unpaired: a VITON-HD person never gets its own garment
+        person_id = VITONHD_ID.findall(r["person_file"])
+        assert not person_id or person_id != VITONHD_ID.findall(r["cloth_file"]), r["key"]
+    v2_sources = eval_set.PUBLIC_SOURCES["public_v2"]
+    photos = eval_set.read_csv(EVAL / "photos.csv")
+    v2_persons = {p["name"] for p in photos if p["kind"] == "person" and p["source"] in v2_sources}
+    assert persons == v2_persons, "every public_v2 person photo is graded at least once"
 
 
 def test_public_photos_are_recorded_with_their_source():
     sources = {r["source"]: r for r in eval_set.read_csv(EVAL / "sources.csv")}
-    assert {r["repo"] for r in sources.values()} == {"Zheng-Chong/CatVTON", "levihsu/OOTDiffusion", "yisol/IDM-VTON"}
+    assert {r["repo"] for r in sources.values()} == V1_REPOS | V2_REPOS
+    assert {sources[s]["repo"] for s in eval_set.PUBLIC_SOURCES["public"]} == V1_REPOS
+    assert {sources[s]["repo"] for s in eval_set.PUBLIC_SOURCES["public_v2"]} == V2_REPOS
+    assert set(sources) == set(eval_set.DEFAULT_SNAPSHOTS), "every source has its --option"
     assert all(re.fullmatch(r"[0-9a-f]{40}", r["commit"]) and r["licence"] for r in sources.values())
     photos = eval_set.read_csv(EVAL / "photos.csv")
     names = [p["name"] for p in photos]
     assert len(set(names)) == len(names)
     assert all(p["source"] in sources and re.fullmatch(r"[0-9a-f]{40}", p["blob"]) for p in photos)
-    used = {n for (s, _), pairs in _pairs().items() if s == "public" for pair in pairs for n in pair}
-    assert used == set(names), "photos.csv lists exactly the photos the public pairs use"
+    for group, group_sources in eval_set.PUBLIC_SOURCES.items():
+        used = {n for (s, _), pairs in _pairs().items() if s == group for pair in pairs for n in pair}
+        listed = {p["name"] for p in photos if p["source"] in group_sources}
+        assert used == listed, f"photos.csv lists exactly the photos the {group} pairs use"
+
+
+def _git_blob(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_held_out_v2_photos_were_never_in_the_set_before():
+    """No public_v2 photo is a file of the bundled sets or of the v1 photos (same git blob), and no VITON-HD id of
+    a public_v2 photo (a person or the garment it wears) appears among them."""
+    photos = eval_set.read_csv(EVAL / "photos.csv")
+    v2 = [p for p in photos if p["source"] in eval_set.PUBLIC_SOURCES["public_v2"]]
+    v1 = [p for p in photos if p["source"] in eval_set.PUBLIC_SOURCES["public"]]
+    assert len(v2) >= 30
+    bundled = [f for d in ("samples", "dresscode-photos", "vitonhd-official") for f in (ROOT / "data" / d).rglob("*")
+               if f.is_file() and f.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    assert len(bundled) >= 30
+    old_blobs = {_git_blob(f.read_bytes()) for f in bundled} | {p["blob"] for p in v1}
+    assert not old_blobs & {p["blob"] for p in v2}
+    assert len({p["blob"] for p in v2}) == len(v2), "a public_v2 photo listed twice"
+    old_ids = {i for name in [f.name for f in bundled] + [p["name"] for p in v1] for i in VITONHD_ID.findall(name)}
+    v2_ids = {i for p in v2 for i in VITONHD_ID.findall(p["name"])}
+    assert v2_ids and not v2_ids & old_ids
 
 
 def test_held_out_part_follows_the_documented_rule():
@@ -90,14 +133,19 @@ def test_held_out_part_follows_the_documented_rule():
         first_byte = hashlib.sha1(r["person_file"].encode("utf-8")).digest()[0]
         assert r["part"] == ("held_out" if first_byte < 0x48 else "tuned"), r["key"]
         assert r["part"] == eval_set.part_of(r["person_file"])
-    assert all(r["part"] == "tuned" for r in rows if r["set"] != "public"), "bundled rows are tuned rows"
-    parts = {p: {r["person_file"] for r in public if r["part"] == p} for p in ("tuned", "held_out")}
+    v2 = [r for r in rows if r["set"] == "public_v2"]
+    assert v2 and all(r["part"] == eval_set.V2_PART == "held_out_v2" for r in v2)
+    assert all(r["part"] == "tuned" for r in rows if r["set"] not in ("public", "public_v2")), \
+        "bundled rows are tuned rows"
+    parts = {p: {r["person_file"] for r in rows if r["part"] == p} for p in PARTS}
     assert not parts["tuned"] & parts["held_out"], "a person photo in both parts"
-    bundled_persons = {r["person_file"] for r in rows if r["set"] != "public"}
-    assert not bundled_persons & (parts["tuned"] | parts["held_out"]), "a bundled photo among the public ones"
+    assert not parts["held_out_v2"] & (parts["tuned"] | parts["held_out"]), "a held_out_v2 photo in another part"
+    bundled_persons = {r["person_file"] for r in rows if r["set"] not in ("public", "public_v2")}
+    assert not bundled_persons & (parts["held_out"] | parts["held_out_v2"]), "a bundled photo among the public ones"
     share = sum(r["part"] == "held_out" for r in public) / len(public)
     assert 0.25 <= share <= 0.40, f"held-out share {share:.2f} is not about a third"
-    assert "0x48" in (EVAL / "README.md").read_text(encoding="utf-8")
+    readme = (EVAL / "README.md").read_text(encoding="utf-8")
+    assert "0x48" in readme and "held_out_v2" in readme and "graded blind" in readme
 
 
 def test_eval_set_skips_the_public_photos_without_snapshots(tmp_path, capsys):
@@ -108,6 +156,18 @@ def test_eval_set_skips_the_public_photos_without_snapshots(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"skipped the public photos: snapshot of Zheng-Chong/CatVTON not found at {absent}" in out
     assert "git clone https://github.com/levihsu/OOTDiffusion" in out
+    assert not (tmp_path / "cache" / "shards").exists() and not (tmp_path / "cache" / "photos").exists()
+
+
+def test_eval_set_skips_the_v2_photos_without_their_snapshots(tmp_path, capsys):
+    absent = tmp_path / "no-snapshot"
+    argv = ["--cache", str(tmp_path / "cache"), "--only", "public_v2", "--fitdit", str(absent),
+            "--catvton-flux", str(absent)]
+    assert eval_set.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"skipped the public_v2 photos: snapshot of BoyuanJiang/FitDiT not found at {absent}" in out
+    assert "git clone https://github.com/nftblackmagic/catvton-flux and pass its folder as --catvton-flux" in out
+    assert "CatVTON not found" not in out, "--only public_v2 needs only the v2 snapshots"
     assert not (tmp_path / "cache" / "shards").exists() and not (tmp_path / "cache" / "photos").exists()
 
 
@@ -127,6 +187,28 @@ def test_quality_eval_skips_public_rows_without_built_shards(tmp_path, capsys):
     assert quality_eval.main(["--cache", str(tmp_path / "empty"), "--grades", str(grades), "--part", "all"]) == 0
     out = capsys.readouterr().out
     assert "run bench/eval_set.py" in out and "nothing to report" in out
+    v2 = [r for r in _grades() if r["set"] == "public_v2"][:2]
+    with grades.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(v2)
+    argv = ["--cache", str(tmp_path / "empty"), "--grades", str(grades), "--part", "held_out_v2"]
+    assert quality_eval.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "held_out_v2 rows are graded blind" in out
+    assert f"no built shards at {tmp_path / 'empty' / 'shards' / 'public_v2-'}" in out and "nothing to report" in out
+    assert "building the bundled sets" not in out
+
+
+def test_quality_eval_part_takes_a_comma_list(capsys):
+    assert quality_eval.parse_parts("held_out_v2,tuned") == ("tuned", "held_out_v2")
+    assert quality_eval.parse_parts(" held_out , held_out ") == ("held_out",)
+    assert quality_eval.parse_parts("all") == ("tuned", "held_out"), "all never spends the blind rows"
+    assert quality_eval.parse_parts("held_out_v2,all") == quality_eval.PARTS == PARTS
+    with pytest.raises(SystemExit) as exc:
+        quality_eval.main(["--part", "tuned,held-out"])
+    assert exc.value.code == 2
+    assert "unknown part held-out" in capsys.readouterr().err
 
 
 _KEYS = itertools.count()
@@ -146,7 +228,9 @@ def test_report_shares_on_a_synthetic_table():
             J("upper_body", "tuned", "usable", {"agn_hands"}),
             J("lower_body", "tuned", "wrong", None),  # not checked: in the wrong share, not in the rates
             J("dresses", "held_out", "wrong", {"agn_shoes"}),
-            J("dresses", "held_out", "usable", set())]
+            J("dresses", "held_out", "usable", set()),
+            J("lower_body", "held_out_v2", "usable", {"agn_shoes"}),
+            J("lower_body", "held_out_v2", "wrong", set())]
     tuned = [r for r in rows if r.part == "tuned"]
     recall, false_flag = quality_eval.rates(tuned)
     assert (recall.k, recall.n, false_flag.k, false_flag.n) == (2, 3, 1, 2)
@@ -168,6 +252,21 @@ def test_report_shares_on_a_synthetic_table():
     assert set(rep["parts"]["tuned"]["checks"]) == {"any", *quality_eval.CHECKS}
     only_tuned = quality_eval.report(tuned, ("tuned",))
     assert set(only_tuned["parts"]) == {"tuned"} and set(only_tuned["wrong_share"]) == {"tuned"}
+    v2 = quality_eval.report(rows, ("tuned", "held_out_v2"))
+    assert list(v2["parts"]) == ["tuned", "held_out_v2"], "one column pair per asked part, v1 held-out left out"
+    assert v2["parts"]["held_out_v2"]["checks"]["any"] == {"recall": [0, 1], "false_flag": [1, 1]}
+    assert v2["wrong_share"]["held_out_v2"]["lower_body"] == [1, 2]
+
+
+def test_report_prints_one_column_pair_per_part(capsys):
+    rows = [_judged("upper_body", p, g, f) for p in PARTS for g, f in (("wrong", {"agn_hands"}), ("good", set()))]
+    quality_eval.print_report(quality_eval.report(rows, ("held_out", "held_out_v2")))
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.startswith("check"))
+    assert "held_out recall" in head and "held_out_v2 false flags" in head and "tuned" not in head
+    assert "(blind figures: --part held_out_v2" not in out
+    quality_eval.print_report(quality_eval.report(rows, ("tuned", "held_out")))
+    assert "(blind figures: --part held_out_v2, for the final report)" in capsys.readouterr().out
 
 
 def test_grades_made_on_other_maps_are_named(tmp_path):
