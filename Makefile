@@ -62,7 +62,7 @@ bench-train: $(VENV)/.installed
 # held-out figures side by side
 eval-quality: $(VENV)/.installed
 	$(PY) bench/eval_set.py
-	$(PY) bench/quality_eval.py --part all
+	$(PY) bench/quality_eval.py --part tuned,held_out,held_out_v2
 
 # reference back-ends (DensePose, SCHP, OpenPose ports, random weights, full size) beside the originals' times
 bench-reference: $(VENV)/.installed
