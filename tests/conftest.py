@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A CLI command run in-process (CliRunner) installs its handler on the root logger (`setup_logging`, force=True)
+    and a ``--verbose`` one sets DEBUG: left in place, later tests' library debug lines would reach their captured
+    stderr. Each test gets the root logger back as it found it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
