@@ -253,3 +253,23 @@ def test_the_shipped_pipelines_keep_flagged_samples_with_the_documented_threshol
     # overrides reach the policy and the thresholds
     over = load_pipeline_config(name, {"quality.on_flag": "drop", "quality.max_agn_body": 0.5})
     assert (over.quality.on_flag, over.quality.thresholds.max_agn_body) == ("drop", 0.5)
+
+
+def test_the_builds_export_says_how_many_flagged_samples_it_left_out(raw, drop_yaml, tmp_path):
+    """``build --export-vitonhd`` exports as ``vitonprep export`` does (flagged samples left out) and says so."""
+    data = yaml.safe_load(drop_yaml.read_text())
+    data["quality"]["on_flag"] = "keep"
+    keep_yaml = tmp_path / "keep.yaml"
+    keep_yaml.write_text(yaml.safe_dump(data))
+    out, export = tmp_path / "shards", tmp_path / "vitonhd"
+    res = CliRunner().invoke(app, ["build", str(raw), str(out), "--pipeline", str(keep_yaml), "--sheet", "0",
+                                   "--export-vitonhd", str(export), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    flagged = sorted(k for k, m in _metas(out).items() if m["quality"]["flags"])
+    assert 0 < len(flagged) < len(PERSONS)
+    said = res.output.replace("\n", " ")
+    assert f"exported {len(PERSONS) - len(flagged)} samples" in said
+    assert f"left out {len(flagged)} flagged samples" in said
+    exported = {p.stem for p in (export / "train" / "image").iterdir()}
+    assert len(exported) == len(PERSONS) - len(flagged), exported
+    assert exported.isdisjoint(k.split("__")[0] for k in flagged)

@@ -207,6 +207,9 @@ def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | Non
         except (ValueError, OSError, DecodeError) as exc:
             raise fail(f"VITON-HD export: {exc}", 1) from exc
         console.print(escape(f"exported {exp.nsamples} samples ({exp.nfiles} files) to {export_vitonhd}"))
+        if exp.flagged:  # the export leaves them out (vitonprep export --keep-flagged keeps them)
+            console.print(escape(f"left out {len(exp.flagged)} flagged samples: see vitonprep quality / inspect"),
+                          style="yellow")
         if exp.refused:
             first = exp.refused[0]
             raise fail(f"VITON-HD export: {len(exp.refused)} samples refused, first {first.key or first.shard}: "
