@@ -121,3 +121,15 @@ def test_a_build_prints_no_native_lines_and_verbose_shows_them_as_debug(one_pair
     assert any("INFO: Created TensorFlow Lite XNNPACK delegate" in ln for ln in debug), loud.stderr
     assert any("W inference_feedback_manager.cc" in ln for ln in debug), loud.stderr
     assert not [ln for ln in loud.stderr.splitlines() if ln.startswith(("W0000", "INFO: "))]
+
+
+def test_verbose_shows_the_native_lines_of_pool_workers_too(tmp_path):
+    """Two pairs on two workers: the shards are made in forked pool workers, which get the CLI's log level."""
+    raw = raw_from_bundled_pairs(tmp_path / "raw", ("00034_00.jpg", "00055_00.jpg"))
+    env = {**os.environ, "COLUMNS": "300"}
+    pooled = subprocess.run([sys.executable, "-m", "vitonprep", "--verbose", "build", str(raw), str(tmp_path / "p"),
+                             "--sheet", "0", "-j", "2"], capture_output=True, text=True, env=env, timeout=600)
+    assert pooled.returncode == 0, pooled.stderr
+    worker_lines = [ln for ln in pooled.stderr.splitlines()
+                    if ln.startswith("DEBUG vitonprep.backends.native_logs: Mediapipe")]
+    assert any("inference_feedback_manager" in ln for ln in worker_lines), pooled.stderr

@@ -117,13 +117,14 @@ def start_pool_server() -> None:
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` build workers: forked as :func:`pool_context` says, each initialised by
-    :func:`worker_init` with the caller's current environment."""
+    :func:`worker_init` with the caller's current environment and log level."""
     start_pool_server()
     return ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=worker_init,
-                               initargs=(dict(os.environ), os.getpid()))
+                               initargs=(dict(os.environ), os.getpid(), logging.getLogger().getEffectiveLevel()))
 
 
-def worker_init(environ: dict[str, str] | None = None, driver_pid: int | None = None) -> None:
+def worker_init(environ: dict[str, str] | None = None, driver_pid: int | None = None,
+                log_level: int | None = None) -> None:
     """One shard per process already uses the cores: a build worker computes on one thread (OpenBLAS, OpenCV).
 
     numpy's OpenBLAS is the one that matters: after a matrix product its idle threads spin for a while, and the
@@ -146,6 +147,10 @@ def worker_init(environ: dict[str, str] | None = None, driver_pid: int | None = 
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover - cv2 comes with mediapipe
         pass
+    if log_level is not None and log_level < logging.WARNING:
+        # a forked worker has none of the CLI's handlers: without one, --verbose would show no debug line of a
+        # worker (mediapipe's captured native lines among them); warnings travel back as recorded failures
+        logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     die_with_parent(driver_pid)
 
 
