@@ -155,3 +155,18 @@ def test_no_face_no_skin_model(built):
     face[:, 2] = 0.0
     d = {**d, "pose": OpenPoseKeypoints(kp.pose, face, kp.hand_left, kp.hand_right).to_json_dict()}
     assert skin_in_garment(_body(d), d["image"], d["parse"], "upper_body", _CONFIG) is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1e30, -1e30, -5.0])
+def test_untrusted_face_keypoints_give_no_skin_model(built, bad):
+    """pose.json is untrusted: face points that are not finite or lie off the frame (every third one, or all)
+    give skin_in_garment no score, never a crash or a colour model from the wrong pixels."""
+    d = built[0]
+    kp = OpenPoseKeypoints.from_json_dict(d["pose"])
+    for every in (1, 3):
+        face = kp.face.copy()
+        face[::every, :2] = bad
+        face[:, 2] = 0.9
+        bent = {**d, "pose": OpenPoseKeypoints(kp.pose, face, kp.hand_left, kp.hand_right).to_json_dict()}
+        assert skin_in_garment(_body(bent), d["image"], d["parse"], "upper_body", _CONFIG) is None
+        assert "skin_in_garment" not in check_sample(bent, _CONFIG).scores

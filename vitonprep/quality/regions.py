@@ -87,12 +87,16 @@ def _skin_model(body: Body, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
     (grown by a pixel: their edges blend into the skin), on the face's box at half size; None without the whole
     face in the keypoints (a head cut by the frame, a face turned away)."""
     face = body.kp.face
+    h, w = image.shape[:2]
     if len(face) < 60 or not (face[:60, 2] > body.conf).all():
         return None
-    h, w = image.shape[:2]
-    x0, y0 = np.floor(face[:60, :2].min(0)).astype(int).clip(0, (w, h))
-    x1, y1 = np.ceil(face[:60, :2].max(0)).astype(int).clip(0, (w, h))
-    if x1 - x0 < 8 or y1 - y0 < 8:
+    xy = face[:60, :2]
+    # pose.json is untrusted: points off the frame (a head cut by it) or not finite give no model
+    if not (np.isfinite(xy).all() and (xy >= 0).all() and (xy[:, 0] < w).all() and (xy[:, 1] < h).all()):
+        return None
+    x0, y0 = np.floor(xy.min(0)).astype(int)
+    x1, y1 = np.ceil(xy.max(0)).astype(int) + 1
+    if x1 - x0 < 8 or y1 - y0 < 8 or x1 - x0 > w // 2:  # a face over half the photo's width is no wearer's
         return None
     crop = np.ascontiguousarray(image[y0:y1:2, x0:x1:2])
     pts = (face[:, :2] - (x0, y0)) / 2
