@@ -3,8 +3,10 @@
 Layout: ``config`` (thresholds), ``report`` (Flag, QualityReport: the meta.json ``quality`` form), ``geometry``
 (keypoint helpers), ``skeleton`` (the pose alone and against face/hand keypoints), ``parse_pose`` (the parse
 against the pose), ``masks`` (agnostic, gt and cloth masks), ``garment`` (a person in the garment photo),
-``photo_models`` (the mediapipe models run on the photos, garment answers cached), ``photo_checks`` (the parse
-against a person segmentation, the number of persons, the worn garment's colour against the garment photo),
+``regions`` (the parse's garment regions against the person photo: a hem on the top/trousers boundary, no skin
+colour in the garment), ``photo_models`` (the mediapipe models run on the photos, garment answers cached),
+``photo_checks`` (the parse against a person segmentation, the number of persons, the worn garment's colour
+against the garment photo),
 ``thresholds`` (each check's bound and a sample's margin to it), ``sample`` (check_sample) and ``shards``
 (existing shards). docs/quality.md lists every check.
 """
