@@ -81,7 +81,7 @@ def labels_at(labels: np.ndarray, pts: np.ndarray) -> np.ndarray:
     h, w = labels.shape[:2]
     if len(pts) == 0:
         return np.zeros(0, labels.dtype)
-    xi = np.round(pts[:, 0]).astype(int)
-    yi = np.round(pts[:, 1]).astype(int)
-    ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-    return labels[yi[ok], xi[ok]]
+    # compared as floats before the cast: a non-finite or huge coordinate (pose.json is untrusted) is simply out
+    x, y = np.round(pts[:, 0]), np.round(pts[:, 1])
+    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    return labels[y[ok].astype(int), x[ok].astype(int)]
