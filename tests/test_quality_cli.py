@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vitonprep.cli import app
+from vitonprep.config import PIPELINES_DIR
 from vitonprep.errors import ConfigError
 from vitonprep.quality import QualityConfig, load_quality_config, quality_config_from_mapping
 from vitonprep.shards import iter_tar_samples, list_shards
@@ -73,3 +74,12 @@ def test_config_checks_keys_and_types(tmp_path):
     path = tmp_path / "q.yaml"
     path.write_text("max_garment_face: 0.7\n")
     assert load_quality_config(path) == QualityConfig(max_garment_face=0.7)
+
+
+@pytest.mark.parametrize("name", ["default", "vitonhd-reference"])
+def test_the_shipped_pipelines_are_quality_configs(name):
+    """A pipeline YAML's quality section (policy keys beside the thresholds) is what `vitonprep quality --config`
+    reads: the shipped ones say enabled/on_flag and resolve to the documented thresholds."""
+    path = PIPELINES_DIR / f"{name}.yaml"
+    assert "enabled:" in path.read_text() and "on_flag:" in path.read_text()
+    assert load_quality_config(path) == QualityConfig()

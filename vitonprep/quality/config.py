@@ -140,7 +140,7 @@ def quality_config_from_mapping(values: Mapping[str, Any], where: str = "quality
     fields = {f.name: f for f in dataclasses.fields(QualityConfig)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
-        if key == "on_flag":  # the build's keep/drop policy, not a threshold
+        if key in ("on_flag", "enabled"):  # the build's policy (keep/drop, stage on/off), not thresholds
             continue
         if key not in fields:
             raise ConfigError(f"{where}.{key}: unknown setting (known: {', '.join(sorted(fields))})")
