@@ -83,3 +83,15 @@ def test_the_shipped_pipelines_are_quality_configs(name):
     path = PIPELINES_DIR / f"{name}.yaml"
     assert "enabled:" in path.read_text() and "on_flag:" in path.read_text()
     assert load_quality_config(path) == QualityConfig()
+
+
+def test_the_pipeline_config_reads_thresholds_without_loading_the_checks():
+    """vitonprep.config needs only quality.config: the package's other names load on first use (OpenCV and
+    mediapipe's wrappers stay out of every config reader), and every exported name resolves."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vitonprep.config; print('cv2' in sys.modules, 'vitonprep.quality.sample' in sys.modules); "
+            "import vitonprep.quality as q; print(all(getattr(q, n) is not None for n in q.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "True"]
