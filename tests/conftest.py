@@ -40,6 +40,18 @@ def _official_as_shards(tmp_path_factory, name: str, samples_per_shard: int) -> 
 
 
 @pytest.fixture(scope="session")
+def samples_shards(tmp_path_factory) -> Path:
+    """data/samples built as upper_body with the default pipeline (5 unpaired samples), once per session: read it,
+    never write into it."""
+    from vitonprep import api
+
+    out = tmp_path_factory.mktemp("samples_build") / "upper"
+    report = api.build(DATA / "samples", out)
+    assert report.nsamples == 5, report.failures
+    return out
+
+
+@pytest.fixture(scope="session")
 def vitonhd_shards(tmp_path_factory) -> Path:
     """data/vitonhd-official in shards of 2 (2 shards)."""
     return _official_as_shards(tmp_path_factory, "vitonhd", 2)

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers.shards import decoded_samples
 
 from vitonprep.derive.body25 import OpenPoseKeypoints
 from vitonprep.quality import (
@@ -19,39 +20,22 @@ from vitonprep.quality import (
     QualityConfig,
     QualityReport,
     check_sample,
-    decode_sample,
 )
-from vitonprep.shards import iter_tar_samples, list_shards
 
 #: BODY_25 right/left joint pairs (shoulder..wrist, hip..ankle, eye, ear, feet)
 _MIRROR = ((2, 5), (3, 6), (4, 7), (9, 12), (10, 13), (11, 14), (15, 16), (17, 18), (22, 19), (23, 20), (24, 21))
 
 
-def _decoded(shard_dir) -> list[dict]:
-    out = []
-    for tar in list_shards(shard_dir):
-        for s in iter_tar_samples(tar):
-            d = decode_sample(s.members, s.key)
-            d["__key__"] = s.key
-            out.append(d)
-    return out
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, data_dir) -> list[dict]:
+def built(samples_shards) -> list[dict]:
     """data/samples built as upper_body with the default pipeline (5 samples, BlazePose + heuristic parser)."""
-    from vitonprep import api
-
-    out = tmp_path_factory.mktemp("quality") / "upper"
-    report = api.build(data_dir / "samples", out)
-    assert report.nsamples == 5, report.failures
-    return _decoded(out)
+    return decoded_samples(samples_shards)
 
 
 @pytest.fixture(scope="module")
 def official(vitonhd_shards) -> list[dict]:
     """data/vitonhd-official converted (3 samples: official OpenPose, parse, cloth masks)."""
-    return _decoded(vitonhd_shards)
+    return decoded_samples(vitonhd_shards)
 
 
 @pytest.fixture(scope="module")

@@ -9,32 +9,23 @@ import json
 import cv2
 import numpy as np
 import pytest
+from helpers.shards import decoded_samples
 
-from vitonprep.quality import PhotoModels, QualityConfig, check_sample, decode_sample
-from vitonprep.shards import iter_tar_samples, list_shards
+from vitonprep.quality import PhotoModels, QualityConfig, check_sample
 
 _ON = QualityConfig(person_models=True, detect_garment_faces=False)
 
 
-def _decoded(shard_dir) -> list[dict]:
-    return [{**decode_sample(s.members, s.key), "__key__": s.key}
-            for tar in list_shards(shard_dir) for s in iter_tar_samples(tar)]
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, data_dir) -> list[dict]:
+def built(samples_shards) -> list[dict]:
     """data/samples built with the default pipeline (unpaired: the persons wear other garments)."""
-    from vitonprep import api
-
-    out = tmp_path_factory.mktemp("quality_photos") / "upper"
-    assert api.build(data_dir / "samples", out).nsamples == 5
-    return _decoded(out)
+    return decoded_samples(samples_shards)
 
 
 @pytest.fixture(scope="module")
 def official(vitonhd_shards) -> list[dict]:
     """data/vitonhd-official converted: official parses, no person count in meta.json."""
-    return _decoded(vitonhd_shards)
+    return decoded_samples(vitonhd_shards)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +35,7 @@ def paired(tmp_path_factory, v3_root) -> dict:
 
     out = tmp_path_factory.mktemp("quality_photos") / "v3"
     assert convert_dataset(ConvertConfig("vitonhd", v3_root, out)).nsamples == 1
-    (d,) = _decoded(out)
+    (d,) = decoded_samples(out)
     assert d["meta"]["pair"] == "paired"
     return d
 

@@ -6,34 +6,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.shards import decoded_samples
 
 from vitonprep.derive.body25 import OpenPoseKeypoints
-from vitonprep.quality import QualityConfig, check_sample, decode_sample
+from vitonprep.quality import QualityConfig, check_sample
 from vitonprep.quality.geometry import body_from_pose
 from vitonprep.quality.regions import hem_edge, skin_in_garment
-from vitonprep.shards import iter_tar_samples, list_shards
 
 _CONFIG = QualityConfig(detect_garment_faces=False)
 
 
-def _decoded(shard_dir) -> list[dict]:
-    return [{**decode_sample(s.members, s.key), "__key__": s.key}
-            for tar in list_shards(shard_dir) for s in iter_tar_samples(tar)]
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, data_dir) -> list[dict]:
-    from vitonprep import api
-
-    out = tmp_path_factory.mktemp("quality_regions") / "upper"
-    report = api.build(data_dir / "samples", out)
-    assert report.nsamples == 5, report.failures
-    return _decoded(out)
+def built(samples_shards) -> list[dict]:
+    return decoded_samples(samples_shards)
 
 
 @pytest.fixture(scope="module")
 def official(vitonhd_shards) -> list[dict]:
-    return _decoded(vitonhd_shards)
+    return decoded_samples(vitonhd_shards)
 
 
 def _top_split(parse: np.ndarray, keep: float = 2 / 3) -> np.ndarray:
