@@ -139,10 +139,18 @@ class ShardMaker:
                     else:
                         samples.append(out)
                 if self.on_sample is not None:
-                    self.on_sample(task.index, len(samples) + len(failures))
+                    self._tick(task.index, len(samples) + len(failures))
         finally:
             self.loader.finish()
         return samples, failures, timings, (self.quality.take_counts() if self.quality is not None else None)
+
+    def _tick(self, index: int, done: int) -> None:
+        """Progress is a courtesy: a lost tick (the driver's queue manager gone, a closed pipe) must not fail the
+        shard, whose samples are already made."""
+        try:
+            self.on_sample(index, done)  # type: ignore[misc]  # checked by the caller
+        except Exception:  # noqa: BLE001 - whatever the transport raises, the work goes on
+            logger.debug("progress tick for task %d lost", index, exc_info=True)
 
 
 def run_items(pipe: Pipeline, items: Sequence[Any], timings: dict[str, float]) -> list[Sample | SampleError]:

@@ -144,11 +144,12 @@ def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | Non
             state["resumed"] += result.nsamples + len(result.failures) if result.skipped else 0
 
         def on_sample(done, total, this_run):
-            # the rate counts only what this run made: a resumed build's earlier shards took no time here
+            # the rate counts only what this run processed (pairs made, failed or dropped): a resumed build's earlier
+            # shards took no time here; the closing table's samples/s counts the samples written
             rate = this_run / max(time.perf_counter() - t0, 1e-9)
             resumed = f"{state['resumed']} resumed, " if state["resumed"] else ""
             progress.update(task, completed=done, total=total,
-                            info=f"{resumed}{state['failures']} failures, {rate:.2f} samples/s")
+                            info=f"{resumed}{state['failures']} failures, {rate:.2f} pairs/s")
 
         try:
             options = BuildOptions(workers=workers, pairs_file=pairs, strict=strict, distributor=distributor.value,
