@@ -65,10 +65,13 @@ def native_logs_captured(what: str) -> Iterator[None]:
             finally:
                 _DEPTH["n"] -= 1
             return
+        sink = None
         try:
             sink = tempfile.TemporaryFile()
             saved = os.dup(2)
         except OSError:
+            if sink is not None:  # fd 2 is closed: the file made for it is not needed
+                sink.close()
             yield
             return
         _flush_python_streams()
