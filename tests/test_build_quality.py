@@ -231,6 +231,8 @@ def test_one_face_detector_per_stage(monkeypatch):
     ({"enabled": "yes"}, r"quality\.enabled: expected true or false"),
     ({"min_chain_agreemnt": 0.5}, r"quality\.min_chain_agreemnt: unknown setting"),
     ({"max_agn_body": "high"}, r"quality\.max_agn_body: expected float"),
+    ({"max_agn_body": 10 ** 400}, r"quality\.max_agn_body: expected float \(finite\), got 1000"),
+    ({"max_agn_body": float("nan")}, r"quality\.max_agn_body: expected float \(finite\), got nan"),
     ("drop", r"quality: expected a mapping"),
 ])
 def test_a_wrong_quality_section_is_refused_naming_the_key(tmp_path, section, match):

@@ -51,7 +51,8 @@ MALFORMED = [("no", "not an object"), ([], "not an object"), ({"scores": {}}, "f
              ({"flags": [{"check": 3, "reason": "r"}], "scores": {}}, "flags[0]"), ({"flags": []}, "scores"),
              ({"flags": [], "scores": {"x": "high"}}, "finite"), ({"flags": [], "scores": {"x": True}}, "finite"),
              ({"flags": [], "scores": {"x": float("nan")}}, "finite"),
-             ({"flags": [], "scores": {"x": float("inf")}}, "finite")]
+             ({"flags": [], "scores": {"x": float("inf")}}, "finite"),
+             ({"flags": [], "scores": {"x": 10 ** 400}}, "finite")]  # too large for a float: OverflowError
 
 
 def _all_samples(shards: Path) -> dict[str, dict[str, bytes]]:

@@ -79,5 +79,5 @@ def test_worst_margin_untrusted_values(official, faces):
     assert worst_margin({"flags": [], "scores": {**rep["scores"], "crossing_limbs": 2}}, cfg) == -1.5
     for bad in (None, [], "x", {"flags": []}, {"scores": []}, {"scores": {}},
                 {"scores": {"unknown_check": 0.0, "orientation": "high", "left_right": True,
-                            "bone_length": float("nan"), "agn_body": None}}):
+                            "bone_length": float("nan"), "agn_body": None, "hem_edge": 10 ** 400}}):
         assert worst_margin(bad, cfg) is None, bad

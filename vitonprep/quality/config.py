@@ -151,10 +151,22 @@ def quality_config_from_mapping(values: Mapping[str, Any], where: str = "quality
             ok = isinstance(value, int) and not isinstance(value, bool)
         else:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and isinstance(default, float):
+            try:  # an int too large for a float (400 digits in YAML) raises OverflowError; NaN/inf judge nothing
+                value = float(value)
+                ok = math.isfinite(value)
+            except OverflowError:
+                ok = False
         if not ok:
-            raise ConfigError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
-        kwargs[key] = float(value) if isinstance(default, float) else value
+            finite = " (finite)" if isinstance(default, float) else ""
+            raise ConfigError(f"{where}.{key}: expected {type(default).__name__}{finite}, got {_shown(value)}")
+        kwargs[key] = value
     return QualityConfig(**kwargs)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_quality_config(path: str | Path) -> QualityConfig:

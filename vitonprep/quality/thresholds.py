@@ -7,11 +7,11 @@ is the check closest to (or furthest beyond) failing; inspect sorts by it to sho
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from vitonprep.quality.config import QualityConfig
+from vitonprep.validate.quality_field import finite_number
 
 __all__ = ["Threshold", "THRESHOLDS", "margin", "worst_margin"]
 
@@ -89,6 +89,5 @@ def worst_margin(report: Any, config: QualityConfig) -> float | None:
     if not isinstance(scores, dict):
         return None
     margins = [margin(name, float(value), config) for name, value in scores.items()
-               if name in THRESHOLDS and isinstance(value, (int, float)) and not isinstance(value, bool)
-               and math.isfinite(value)]
+               if name in THRESHOLDS and finite_number(value)]
     return min(margins, default=None)

@@ -16,7 +16,7 @@ from typing import Any
 
 from vitonprep import codecs
 
-__all__ = ["QUALITY_KEY", "QualityField", "read_quality", "cut", "sample_quality", "shown"]
+__all__ = ["QUALITY_KEY", "QualityField", "read_quality", "cut", "finite_number", "sample_quality", "shown"]
 
 #: the meta.json key the quality checks write
 QUALITY_KEY = "quality"
@@ -55,12 +55,23 @@ def read_quality(meta: Any) -> QualityField:
     if not isinstance(scores, dict):
         return QualityField("malformed", problem="meta.quality.scores is missing or not an object")
     for name, score in scores.items():
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        if not finite_number(score):
             return QualityField("malformed", problem=f"meta.quality.scores[{shown(name)}] is {shown(score)}, not "
                                                      "a finite number")
     if not flags:
         return QualityField("passed")
     return QualityField("flagged", tuple((f["check"], f["reason"]) for f in flags))
+
+
+def finite_number(value: Any) -> bool:
+    """A JSON number that is a finite float: not a bool, NaN or infinity, and not an integer too large for a
+    float (json reads ``1`` followed by 400 zeros as an int, and ``math.isfinite`` raises OverflowError on it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def sample_quality(members: dict[str, bytes]) -> QualityField:

@@ -28,10 +28,19 @@ def quality_state(meta: Any) -> tuple[str, str]:
             isinstance(f, dict) and isinstance(f.get("check"), str) and f["check"] and isinstance(f.get("reason"), str)
             for f in flags):
         return "malformed", "quality.flags is not a list of {check, reason} texts"
-    if not isinstance(scores, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores.values()):
+    if not isinstance(scores, dict) or not all(_finite_number(v) for v in scores.values()):
         return "malformed", "quality.scores is not an object of finite numbers"
     return ("flagged" if flags else "passed"), ""
+
+
+def _finite_number(value: Any) -> bool:
+    # an int too large for a float (401 digits in JSON) makes math.isfinite raise OverflowError: malformed
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclass
