@@ -130,6 +130,7 @@ class SampleGrids(pl.Callback):
                else contextlib.nullcontext())
         written = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
         was_training = pl_module.training
         pl_module.eval()
         try:
@@ -145,7 +146,7 @@ class SampleGrids(pl.Callback):
                     written.append(path)
         finally:
             pl_module.train(was_training)
-        logger.info("sample grids: %s", ", ".join(str(p) for p in written))
+        logger.info("sample grids in %.1f s: %s", time.perf_counter() - start, ", ".join(str(p) for p in written))
         return written
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
