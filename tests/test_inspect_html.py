@@ -120,6 +120,36 @@ def test_the_report_folder_is_new_empty_or_an_earlier_report(vitonhd_shards, tmp
     assert result.exit_code == 2 and "notaninspectreport" in "".join(result.output.split()), result.output
 
 
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_report_folder_holding_the_shards_is_refused_before_anything_is_deleted(vitonhd_shards, tmp_path):
+    shards = tmp_path / "shards"
+    with_quality(vitonhd_shards, shards)
+    out = tmp_path / "report"
+    write_report(shards, out, tile_height=128, thumb_height=128)
+    # the earlier report's full/ replaced by a copy of the shards, then inspected with the report as --html
+    shutil.rmtree(out / "full")
+    shutil.copytree(shards, out / "full")
+    before = _listing(out / "full")
+    result = runner.invoke(app, ["inspect", str(out / "full"), "--out", str(tmp_path / "s.png"), "--html", str(out)])
+    assert result.exit_code == 2 and "containsshardfolder" in "".join(result.output.split()), result.output
+    assert _listing(out / "full") == before and any(n.endswith(".tar") for n in before)
+    with pytest.raises(ConfigError, match="contains shard folder"):  # a deeper shard folder alike
+        write_report(out / "full", tmp_path, tile_height=128, thumb_height=128)
+    # another shard folder: the report's full/ holds more than its images, so it is not cleared either
+    with pytest.raises(ConfigError, match="only NNNNN.jpg images"):
+        write_report(shards, out, tile_height=128, thumb_height=128)
+    assert _listing(out / "full") == before
+    # a report folder inside the shard folder is fine, a second run replaces it, and the shards stay
+    tars = {n: b for n, b in _listing(shards).items() if n.endswith(".tar")}
+    for _ in range(2):
+        rep = write_report(shards, shards / "report", tile_height=128, thumb_height=128)
+        assert rep.nsamples == 3 and len(list((shards / "report" / "thumbs").iterdir())) == 3
+    assert {n: b for n, b in _listing(shards).items() if n.endswith(".tar")} == tars
+
+
 def test_malformed_stats_files_are_problems_not_crashes(vitonhd_shards, tmp_path):
     shards = tmp_path / "shards"
     s = samples(vitonhd_shards)
@@ -189,6 +219,10 @@ def test_chromium_filter_from_the_url_hash(report, tmp_path):
     assert len([t for t in _tiles(dom) if "hidden" not in t]) == 2  # the flagged official sample + the crafted one
     dom = _browse(out / "index.html", tmp_path, "--dump-dom", hash_="#flag=unchecked").stdout
     assert [t for t in _tiles(dom) if "hidden" not in t] == [t for t in _tiles(dom) if 'data-status="unchecked"' in t]
+    # a malformed escape filters nothing: every tile shown, the script ran to its end
+    dom = _browse(out / "index.html", tmp_path, "--dump-dom", hash_="#flag=%E0%A4%A").stdout
+    assert 'data-ready="1"' in dom and 'data-shown="4"' in dom
+    assert len([t for t in _tiles(dom) if "hidden" not in t]) == 4
 
 
 def test_chromium_screenshot_shows_the_thumbnails(report, tmp_path):

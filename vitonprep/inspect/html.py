@@ -7,7 +7,8 @@ read from the ``*_stats.json`` files (and ``manifest.json``'s skipped inputs) ne
 
 Shard data is untrusted: every text taken from it is HTML-escaped, the images are named by their position in the
 listing (``thumbs/00001.jpg``, ``full/00001.jpg``), never by a key, and every path is checked to stay inside DIR.
-DIR must be new, empty or an earlier report (recognised by its marker file): anything else is refused.
+DIR must be new, empty or an earlier report (recognised by its marker file, its ``thumbs``/``full`` holding only
+images), and must not be or hold the shard folder: anything else is refused before a file is removed.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from vitonprep.inspect.collect import (
 )
 from vitonprep.inspect.overlays import THUMB_PANELS, closest_text, panels, sample_row
 from vitonprep.inspect.page import render_page
-from vitonprep.outdir import refuse_overlap
+from vitonprep.outdir import relation
 from vitonprep.safepaths import write_atomic
 from vitonprep.schema import safe_path
 from vitonprep.validate import validate_sample
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 MARKER = ".vitonprep-report"
 _OURS = ("index.html", "thumbs", "full", MARKER)
 _STATS = re.compile(r"^\d{5}_stats\.json$")
+#: what an earlier report's thumbs/ and full/ may hold: its images and a killed run's temp files
+_IMAGE = re.compile(r"^(\d{5}\.jpg|\.\d{5}\.jpg\..*\.partial)$")
 #: thumbnails beyond this many tiles load when scrolled to (a large dataset's page stays light)
 _EAGER_TILES = 120
 PALETTE = np.asarray(CIHP_PALETTE, np.uint8).reshape(-1, 3)
@@ -64,10 +67,20 @@ class Report:
     problems: list[tuple[str, str | None, str]] = field(default_factory=list)
 
 
+def _image_folder(folder: Path) -> bool:
+    """Whether ``folder`` (an earlier report's ``thumbs`` or ``full``) holds only what a report writes there:
+    ``NNNNN.jpg`` images and a killed run's temp files. Anything else (a shard, a subfolder) keeps it."""
+    return all(_IMAGE.match(p.name) and (p.is_symlink() or p.is_file()) for p in folder.iterdir())
+
+
 def prepare_dir(out_dir: Path, shard_dir: Path) -> None:
     """Make ``out_dir`` ready: created when new, an earlier report's files removed; ConfigError for the shard
-    folder itself, a file, a link, or a folder holding anything else."""
-    refuse_overlap("report folder", out_dir, {"shard folder": shard_dir}, overwrite=False)
+    folder itself or a folder holding it (clearing the report would delete the shards), a file, a link, or a
+    folder holding anything else. A report folder inside the shard folder is fine (readers list only ``*.tar``)."""
+    rel = relation(out_dir, shard_dir)
+    if rel in ("equals", "contains"):
+        raise ConfigError(f"report folder {out_dir} {rel} shard folder {shard_dir}: replacing a report there would "
+                          "delete the shards; choose a separate folder")
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise ConfigError(f"report folder {out_dir} is a file or a link; choose a new folder")
     if out_dir.is_dir():
@@ -79,6 +92,13 @@ def prepare_dir(out_dir: Path, shard_dir: Path) -> None:
         if names - set(_OURS) - partial:
             raise ConfigError(f"report folder {out_dir} holds files an inspect report never writes: "
                               f"{sorted(names - set(_OURS) - partial)[:5]}; choose a new or empty folder")
+        # a marker file proves nothing about thumbs/ and full/: a folder put there (shards copied in) is refused
+        # before anything is removed
+        for sub in ("thumbs", "full"):
+            p = out_dir / sub
+            if p.is_dir() and not p.is_symlink() and not _image_folder(p):
+                raise ConfigError(f"report folder {out_dir}: {p} holds files an inspect report never writes "
+                                  "(only NNNNN.jpg images); choose a new or empty folder")
         for name in (*_OURS, *sorted(partial)):
             p = out_dir / name
             if p.is_dir() and not p.is_symlink():
