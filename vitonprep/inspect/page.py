@@ -69,7 +69,9 @@ table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid
     var f = {};
     location.hash.replace(/^#/, "").split("&").forEach(function (part) {
       var kv = part.split("=");
-      if (kv.length === 2 && kv[0]) f[decodeURIComponent(kv[0])] = decodeURIComponent(kv[1]);
+      if (kv.length !== 2 || !kv[0]) return;
+      // a malformed escape (a lone %) throws URIError: that part filters nothing, the rest of the page still runs
+      try { f[decodeURIComponent(kv[0])] = decodeURIComponent(kv[1]); } catch (e) { /* no filter */ }
     });
     return f;
   }
