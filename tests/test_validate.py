@@ -59,12 +59,20 @@ def _empty_cloth(s):
     s.members["cloth_mask.png"] = _png(np.zeros((1024, 768), np.uint8))
 
 
+def _nan_wrist(s):
+    pose = json.loads(s.members["pose.json"])
+    kp = pose["people"][0]["pose_keypoints_2d"]
+    kp[3 * 4], kp[3 * 4 + 1], kp[3 * 4 + 2] = float("nan"), float("nan"), 0.9  # RWrist: detected, nowhere
+    s.members["pose.json"] = json.dumps(pose).encode()
+
+
 @pytest.mark.parametrize("change, check, words", [
     (_drop_member, "missing", "agn_mask.png"),
     (_size_mismatch, "size", "cloth_mask.png is 384x512"),
     (_non_binary, "binary_mask", "not binary"),
     (_bad_label, "label_range", "[42]"),
     (_empty_cloth, "mask_area", "cloth_mask is empty"),
+    (_nan_wrist, "keypoints", "pose keypoints [4] lie outside"),
 ])
 def test_each_damage_is_reported_with_the_sample(vitonhd_shards, tmp_path, change, check, words):
     key = _rewrite(vitonhd_shards, tmp_path / "bad", change)

@@ -10,6 +10,9 @@ from vitonprep.derive.body25 import BODY25_NAMES, OpenPoseKeypoints
 
 __all__ = ["J", "Body", "body_from_pose", "chain_points", "labels_at"]
 
+#: a keypoint coordinate further off than this (px) is garbage, not a point outside the photo
+_FAR = 1e6
+
 #: BODY_25 index by name
 J = {name: i for i, name in enumerate(BODY25_NAMES)}
 
@@ -22,6 +25,20 @@ class Body:
     conf: float
     width: int
     height: int
+
+    def __post_init__(self) -> None:
+        # pose.json is untrusted: a point with a NaN/inf coordinate, or one so far off (1e30) that OpenCV cannot
+        # draw it, is absent whatever its confidence (validate reports such body points as errors)
+        def present_only(arr: np.ndarray) -> np.ndarray:
+            bad = ~(np.isfinite(arr[:, :2]) & (np.abs(arr[:, :2]) <= _FAR)).all(axis=1)
+            if not bad.any():
+                return arr
+            arr = arr.copy()
+            arr[bad] = 0.0
+            return arr
+        kp = self.kp
+        object.__setattr__(self, "kp", OpenPoseKeypoints(present_only(kp.pose), present_only(kp.face),
+                                                         present_only(kp.hand_left), present_only(kp.hand_right)))
 
     def has(self, *names: str) -> bool:
         return all(self.kp.pose[J[n], 2] > self.conf for n in names)

@@ -110,7 +110,8 @@ def photo_foreground(rgb: np.ndarray) -> np.ndarray:
     only marks where something is, so a mask that stops inside the garment leaves such pixels outside it.
     """
     h, w = rgb.shape[:2]
-    small = cv2.resize(rgb, (w // _SCALE, h // _SCALE), interpolation=cv2.INTER_AREA)
+    # a garment photo under _SCALE px a side (untrusted input) still gives a one-pixel image, not a cv2 error
+    small = cv2.resize(rgb, (max(1, w // _SCALE), max(1, h // _SCALE)), interpolation=cv2.INTER_AREA)
     blur = cv2.GaussianBlur(small, (3, 3), 0)
     band = max(2, min(small.shape[:2]) // 64)
     border = np.concatenate([blur[:band].reshape(-1, 3), blur[-band:].reshape(-1, 3),

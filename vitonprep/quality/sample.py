@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,6 +45,11 @@ def check_sample(decoded: dict[str, Any], config: QualityConfig = _DEFAULT,
     """Run the checks the sample's members allow (a missing member skips its checks, it is validate's job).
     ``faces`` holds the photo models to reuse across samples (a GarmentFaces is one); without it, and with
     ``config.detect_garment_faces`` or ``config.person_models``, one is made for this call.
+
+    A check that raises on the sample's data (untrusted members of shapes no check foresaw) does not stop the
+    others: it flags the sample under its own name with the reason ``could not be judged: <error>`` and no score,
+    and logs a warning. Such a sample is flagged, never passed, so ``on_flag: drop`` and the trainer's
+    ``skip_flagged`` leave it out like any other suspect sample.
     """
     own = faces is None and (config.detect_garment_faces or config.person_models)
     models = PhotoModels() if own else faces
@@ -60,6 +65,18 @@ def check_sample(decoded: dict[str, Any], config: QualityConfig = _DEFAULT,
     return report
 
 
+def _judged(checks: tuple[str, ...], fn: Callable[..., Any], *args: Any) -> list[Outcome | None]:
+    """``fn(*args)`` as a list of outcomes; when it raises, a ``could not be judged`` flag for each of ``checks``
+    (the checks ``fn`` answers) with a NaN score, which the report's JSON form leaves out."""
+    try:
+        result = fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any error of one check on odd data must not lose the others
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        logger.warning("quality check %s could not judge the sample: %s", "/".join(checks), error)
+        return [Outcome(check, float("nan"), f"could not be judged: {error}") for check in checks]
+    return list(result) if isinstance(result, list) else [result]
+
+
 def _outcomes(decoded: dict[str, Any], config: QualityConfig, models: PhotoModels | None) -> list[Outcome | None]:
     outcomes: list[Outcome | None] = []
     body = _body(decoded, config)
@@ -70,45 +87,53 @@ def _outcomes(decoded: dict[str, Any], config: QualityConfig, models: PhotoModel
     category = str(meta.get("category", "upper_body"))
     image = decoded.get("image")
     if body is not None:
-        outcomes += [skeleton.orientation(body, config), skeleton.left_right(body, parse, config),
-                     skeleton.hip_shoulder_ratio(body, config), skeleton.bone_length(body, config),
-                     skeleton.crossing_limbs(body, config)]
+        outcomes += _judged(("orientation",), skeleton.orientation, body, config)
+        outcomes += _judged(("left_right",), skeleton.left_right, body, parse, config)
+        outcomes += _judged(("hip_shoulder_ratio",), skeleton.hip_shoulder_ratio, body, config)
+        outcomes += _judged(("bone_length",), skeleton.bone_length, body, config)
+        outcomes += _judged(("crossing_limbs",), skeleton.crossing_limbs, body, config)
         if parse is not None:
-            outcomes += parse_pose.limb_chains(body, parse, config)
-            outcomes += [parse_pose.hand_labels(body, parse, config), parse_pose.limb_far(body, parse, config),
-                         parse_pose.face_label(body, parse, config), parse_pose.hair_far(body, parse, config)]
+            outcomes += _judged(("arm_chain", "leg_chain"), parse_pose.limb_chains, body, parse, config)
+            outcomes += _judged(("hand_labels",), parse_pose.hand_labels, body, parse, config)
+            outcomes += _judged(("limb_far",), parse_pose.limb_far, body, parse, config)
+            outcomes += _judged(("face_label",), parse_pose.face_label, body, parse, config)
+            outcomes += _judged(("hair_far",), parse_pose.hair_far, body, parse, config)
         agn = decoded.get("agn_mask")
         if agn is not None:
-            outcomes += masks.agnostic_keeps(body, agn, category, config)
+            outcomes += _judged(("agn_face", "agn_hands", "agn_shoes"), masks.agnostic_keeps, body, agn, category,
+                                config)
     if parse is not None:
-        outcomes.append(parse_pose.neck_at_top(parse, config))
+        outcomes += _judged(("neck_at_top",), parse_pose.neck_at_top, parse, config)
     agn, gt = decoded.get("agn_mask"), decoded.get("gt_cloth_warped_mask")
     if agn is not None and parse is not None and agn.shape == parse.shape:
-        outcomes.append(masks.agnostic_body(agn, parse, config))
+        outcomes += _judged(("agn_body",), masks.agnostic_body, agn, parse, config)
     if agn is not None and gt is not None and agn.shape == gt.shape:
-        outcomes.append(masks.gt_inside_agn(gt, agn, config))
+        outcomes += _judged(("gt_outside_agn",), masks.gt_inside_agn, gt, agn, config)
     if image is not None and parse is not None:
-        outcomes.append(regions.hem_edge(image, parse, config))
+        outcomes += _judged(("hem_edge",), regions.hem_edge, image, parse, config)
         if body is not None:
-            outcomes.append(regions.skin_in_garment(body, image, parse, category, config))
+            outcomes += _judged(("skin_in_garment",), regions.skin_in_garment, body, image, parse, category, config)
     cloth, cloth_mask = decoded.get("cloth"), decoded.get("cloth_mask")
     # what the checks compute from the garment photo alone, kept across the pairs that share the garment
     memo = models.garment_memo(cloth) if models is not None and cloth is not None else {}
     if cloth is not None and cloth_mask is not None and cloth.shape[:2] == cloth_mask.shape:
-        outcomes.append(masks.cloth_mask_fit(cloth, cloth_mask, config, memo))
+        outcomes += _judged(("cloth_mask_fit",), masks.cloth_mask_fit, cloth, cloth_mask, config, memo)
     # dresses are often cut asymmetrically (one shoulder, drapes, slits); tops and trousers rarely are
     if cloth_mask is not None and cloth_mask.ndim == 2 and category != "dresses":
-        outcomes.append(masks.cloth_mask_symmetry(cloth_mask, config))
+        outcomes += _judged(("cloth_mask_symmetry",), masks.cloth_mask_symmetry, cloth_mask, config)
         if (meta.get("pair") == "paired" and image is not None and parse is not None
                 and image.shape[:2] == parse.shape):
-            outcomes.append(photo_checks.garment_colour(image, parse, cloth, cloth_mask, category, config,
-                                                        memo))
+            outcomes += _judged(("garment_colour",), photo_checks.garment_colour, image, parse, cloth, cloth_mask,
+                                category, config, memo)
     if cloth is not None and config.detect_garment_faces and models is not None:
-        outcomes.append(garment_face(models, np.asarray(cloth, np.uint8), config, memo))
+        outcomes += _judged(("garment_face",), garment_face, models, np.asarray(cloth, np.uint8), config, memo)
     evidence = None
     if config.person_models and models is not None and image is not None:
-        evidence = models.person_evidence(image)
+        found = _judged(("parse_person", "two_people"), models.person_evidence, image)
+        if isinstance(found[0], Outcome):  # the person models failed on this photo: both checks unjudged
+            return outcomes + found
+        evidence = found[0]
         if parse is not None:
-            outcomes.append(photo_checks.parse_person(parse, evidence, config))
-    outcomes.append(photo_checks.two_people(meta, evidence, body, config))
+            outcomes += _judged(("parse_person",), photo_checks.parse_person, parse, evidence, config)
+    outcomes += _judged(("two_people",), photo_checks.two_people, meta, evidence, body, config)
     return outcomes
