@@ -259,6 +259,21 @@ def test_annotate_refuses_an_altered_shard(vitonhd_shards, tmp_path):
     assert res.exit_code == 1
     assert tar.name in res.output and "differs" in res.output
     assert not (tmp_path / "out/manifest.json").exists()
+    # the first shard was sound and annotated before the second was refused: a copy goes whole or not at all
+    assert tar != list_shards(src)[0] and not list_shards(tmp_path / "out")
+    assert validate_shards(tmp_path / "out").errors
+
+
+@pytest.mark.parametrize("bad", ["no", {"flags": [], "scores": {"x": 10 ** 400}}])
+def test_annotate_rewrites_a_malformed_quality_field(vitonhd_shards, keys, tmp_path, bad):
+    """validate's message for a malformed field says to rewrite it with --annotate: annotate does not refuse it."""
+    src = with_quality(vitonhd_shards, tmp_path / "bad", {keys[-1]: bad})
+    assert not validate_shards(src).ok
+    res = runner.invoke(app, ["quality", str(src), "--annotate", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert validate_shards(tmp_path / "out").ok
+    meta = json.loads(_all_samples(tmp_path / "out")[keys[-1]]["meta.json"])
+    assert read_quality(meta).state in ("passed", "flagged")
 
 
 # -------------------------------------------------------------------------------------------------------- trainer

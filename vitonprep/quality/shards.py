@@ -30,6 +30,7 @@ from vitonprep.sample_meta import with_quality
 from vitonprep.schema import FIELDS_BY_MEMBER
 from vitonprep.shards import Failure, Sample, iter_tar_samples, list_shards, write_manifest, write_shard
 from vitonprep.validate import checked_samples, read_listing
+from vitonprep.validate.quality_field import QUALITY_KEY
 
 __all__ = ["AnnotateError", "ShardsQuality", "annotate_shards", "check_shards", "decode_sample"]
 
@@ -84,7 +85,13 @@ def check_shards(shard_dir: Path, config: QualityConfig | None = None,
                 except codecs.DecodeError as exc:
                     result.undecodable.append((tar.name, sample.key, str(exc)))
                     continue
-                result.results.append((tar.name, sample.key, check_sample(decoded, config, faces)))
+                try:
+                    report = check_sample(decoded, config, faces)
+                except Exception as exc:  # noqa: BLE001 - one odd sample must not end the run over the others
+                    logger.warning("%s %s: could not be checked: %s", tar.name, sample.key, exc)
+                    result.undecodable.append((tar.name, sample.key, f"could not be checked: {exc}"))
+                    continue
+                result.results.append((tar.name, sample.key, report))
                 if progress is not None:
                     progress(sample.key, 1)
     finally:
@@ -130,6 +137,7 @@ def annotate_shards(shard_dir: Path, out: Path, config: QualityConfig | None = N
                               "vitonprep output there)")
         result = ShardsQuality()
         faces = GarmentFaces() if config.detect_garment_faces else None
+        written = False
         try:
             for tar in tars:
                 first = len(result.results)
@@ -137,19 +145,27 @@ def annotate_shards(shard_dir: Path, out: Path, config: QualityConfig | None = N
                            for sample in _sound_samples(tar, listed.get(tar.name), manifest is not None)]
                 write_shard(out, int(tar.stem), samples, _failures(tar),
                             {"quality": _stats_counts(result.results[first:])})
+                written = True
+            write_manifest(out, _manifest_name(manifest, out), _manifest_info(manifest, shard_dir, config))
+        except BaseException:
+            # a shard refused (or an interrupt) after earlier ones were written: shards without a manifest would
+            # pass validate as a complete copy, so the copy goes whole or not at all
+            if written:
+                clear_output(out)
+            raise
         finally:
             if faces is not None:
                 faces.close()
-        write_manifest(out, _manifest_name(manifest, out), _manifest_info(manifest, shard_dir, config))
     return result
 
 
 def _sound_samples(tar: Path, entry: dict[str, Any] | None, have_manifest: bool) -> list[Sample]:
     """Every sample of ``tar`` (read whole before anything of it is written); AnnotateError at validate's first
-    error."""
+    error. A malformed ``quality`` field is no reason to refuse: the annotation replaces it (and validate's message
+    for it says to run --annotate)."""
     samples = []
     for sample, issues in checked_samples(tar, entry, have_manifest):
-        errors = [i for i in issues if i.level == "error"]
+        errors = [i for i in issues if i.level == "error" and i.check != QUALITY_KEY]
         if errors:
             where = f"{tar} sample {errors[0].key}" if errors[0].key else str(tar)
             raise AnnotateError(f"{where}: {errors[0].message} (vitonprep validate lists every problem; "
@@ -162,9 +178,17 @@ def _sound_samples(tar: Path, entry: dict[str, Any] | None, have_manifest: bool)
 def _annotated(sample: Sample, shard: str, config: QualityConfig, faces: GarmentFaces | None,
                result: ShardsQuality, progress: Callable[[str, int], None] | None) -> Sample:
     """The sample with meta.json's ``quality`` set (last key, an old one replaced); other members untouched."""
-    report = check_sample(decode_sample(sample.members, sample.key), config, faces)  # sound: decodes
-    result.results.append((shard, sample.key, report))
-    meta = with_quality(codecs.decode_json(sample.members["meta.json"]), report.to_dict())
+    meta = codecs.decode_json(sample.members["meta.json"])
+    try:
+        report = check_sample(decode_sample(sample.members, sample.key), config, faces)  # sound: decodes
+    except Exception as exc:  # noqa: BLE001 - one odd sample must not end the run over the others
+        # left unchecked (no field; an old one judged other data or was malformed), listed like an undecodable
+        logger.warning("%s %s: could not be checked, written without a quality field: %s", shard, sample.key, exc)
+        result.undecodable.append((shard, sample.key, f"could not be checked: {exc}"))
+        meta = {k: v for k, v in meta.items() if k != QUALITY_KEY}
+    else:
+        result.results.append((shard, sample.key, report))
+        meta = with_quality(meta, report.to_dict())
     if progress is not None:
         progress(sample.key, 1)
     return Sample(sample.key, {**sample.members, "meta.json": codecs.encode_json(meta)})
