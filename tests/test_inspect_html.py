@@ -169,6 +169,12 @@ def test_malformed_stats_files_are_problems_not_crashes(vitonhd_shards, tmp_path
                                  "--html", str(tmp_path / "r")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "00000_stats.jsonisnotreadableJSON" in "".join(result.output.split())
+    # nested deeper than Python's json parser goes (RecursionError): a problem too
+    (shards / "00000_stats.json").write_text("[" * 100_000)
+    (shards / "manifest.json").write_text("[" * 100_000)
+    rep = write_report(shards, tmp_path / "r", tile_height=128, thumb_height=128)
+    problems = " ".join(r for _, _, r in rep.problems)
+    assert "00000_stats.json is not readable JSON" in problems and "manifest.json is not readable JSON" in problems
 
 
 # ------------------------------------------------------------------------------------------ headless Chromium

@@ -131,7 +131,7 @@ def read_failures(shard_dir: Path) -> tuple[list[dict[str, str]], list[tuple[str
     for path in sorted(p for p in shard_dir.iterdir() if _STATS.match(p.name) and p.is_file()):
         try:
             stats = json.loads(path.read_bytes())
-        except (ValueError, UnicodeDecodeError, OSError) as exc:
+        except (ValueError, UnicodeDecodeError, OSError, RecursionError) as exc:  # RecursionError: nested too deep
             problems.append((path.name, None, f"{path.name} is not readable JSON: {exc}"))
             continue
         if not isinstance(stats, dict):
@@ -142,7 +142,7 @@ def read_failures(shard_dir: Path) -> tuple[list[dict[str, str]], list[tuple[str
     if manifest.is_file():
         try:
             info = json.loads(manifest.read_bytes())
-        except (ValueError, UnicodeDecodeError, OSError) as exc:
+        except (ValueError, UnicodeDecodeError, OSError, RecursionError) as exc:
             problems.append(("manifest.json", None, f"manifest.json is not readable JSON: {exc}"))
             info = {}
         own = info.get("vitonprep") if isinstance(info, dict) else None
