@@ -3,6 +3,7 @@ sample, overlays drawn on the photo, and the command's summary and exit codes.""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -48,6 +49,7 @@ def test_quality_field_absent_is_unchecked_and_a_sound_one_is_read():
     {"flags": [{"check": "c"}]}, {"flags": [["c", "r"]]}, {"flags": [], "scores": []},
     {"flags": [], "scores": {"a": "0.5"}}, {"flags": [], "scores": {"a": True}},
     {"flags": [], "scores": {"a": math.nan}}, {"flags": [], "scores": {"a": math.inf}},
+    {"flags": [], "scores": {"a": 10 ** 400}},  # json reads 401 digits as an int no float holds
 ])
 def test_a_malformed_quality_field_is_a_problem_counted_as_unchecked(bad):
     q, problem = read_quality({"quality": bad})
@@ -137,6 +139,25 @@ def test_the_skeleton_tells_left_from_right(qshards):
     assert right[0] > right[2] + 100 and left[2] > left[0] + 100  # right warm (red), left cool (blue)
 
 
+def test_a_pose_with_huge_coordinates_is_drawn_without_its_far_points(qshards):
+    shards, _ = qshards
+    sample = samples(shards)[0]
+    sound = panels(sample, 256, (0,))[0]
+    pose = json.loads(sample.members["pose.json"])
+    kp = pose["people"][0]["pose_keypoints_2d"]
+    wrist = next(3 * BODY25_NAMES.index(n) for n in ("RWrist", "LWrist", "RElbow", "LElbow")
+                 if kp[3 * BODY25_NAMES.index(n) + 2] > 0.5)  # a point drawn in the sound sample
+    kp[wrist: wrist + 2] = [1e30, -1e30]  # a float OpenCV cannot take as a pixel
+    sample.members["pose.json"] = json.dumps(pose).encode()
+    drawn = panels(sample, 256, (0,))[0]
+    changed = np.abs(drawn.astype(int) - sound.astype(int)).sum(axis=2) > 0
+    assert 0 < changed.mean() < 0.05  # that point and its bones left out, the rest of the skeleton drawn
+    kp[wrist] = 10 ** 400  # an int too large for a float: the panel says the pose is unreadable
+    sample.members["pose.json"] = json.dumps(pose).encode()
+    note = panels(sample, 256, (0,))[0]
+    assert note[..., 0].mean() > note[..., 1].mean() + 30
+
+
 def test_a_missing_or_broken_member_is_a_labelled_panel(qshards):
     shards, _ = qshards
     sample = samples(shards)[0]
@@ -200,4 +221,47 @@ def test_unflagged_samples_worst_scored_first_under_the_built_thresholds(vitonhd
         (shards / "manifest.json").write_text(json.dumps(manifest))
         assert built_thresholds(shards) == QualityConfig()  # untrusted: the defaults, never an error
     (shards / "manifest.json").write_text("{not json")
+    assert built_thresholds(shards) == QualityConfig()
+
+
+def _manifest(shards, **vitonprep) -> None:
+    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest["vitonprep"].update(vitonprep)
+    (shards / "manifest.json").write_text(json.dumps(manifest))  # json writes 10 ** 400 as its 401 digits
+
+
+def test_an_annotated_copy_is_ordered_by_the_thresholds_of_its_annotation(vitonhd_shards, tmp_path):
+    s = samples(vitonhd_shards)
+    set_meta(s[0], quality={"flags": [], "scores": {"left_right": 0.8}})
+    set_meta(s[1], quality={"flags": [], "scores": {"agn_face": 0.2}})
+    shards = tmp_path / "shards"
+    write_shard(shards, 0, s)
+    write_manifest(shards, "t", {"pipeline": {"quality": {"enabled": True, "min_left_right_agreement": 0.5}}})
+    # the build's thresholds: left_right 0.8 is 60% from 0.5, agn_face 0.2 is 20% from 0.25
+    assert [r.key for r in collect(shards).records] == [s[1].key, s[0].key, s[2].key]
+    # vitonprep quality --annotate keeps the input's pipeline section and records its own thresholds
+    annotated = dataclasses.asdict(QualityConfig(min_left_right_agreement=0.78))
+    _manifest(shards, quality_annotated={"from": "in", "config": annotated})
+    assert built_thresholds(shards).min_left_right_agreement == 0.78
+    assert [r.key for r in collect(shards).records] == [s[0].key, s[1].key, s[2].key]  # 0.8 is 3% from 0.78
+    for bad in ({"config": {**annotated, "max_agn_face": "high"}}, {"config": []}, "annotated"):
+        _manifest(shards, quality_annotated=bad)  # present but malformed: the defaults, not the build's
+        assert built_thresholds(shards) == QualityConfig()
+
+
+@pytest.mark.parametrize("setting", ["max_crossing_limbs", "max_persons", "min_left_right_agreement"])
+def test_a_huge_threshold_in_the_manifest_falls_back_to_the_defaults(vitonhd_shards, tmp_path, setting):
+    s = samples(vitonhd_shards)
+    for sample in s:
+        set_meta(sample, quality={"flags": [], "scores": {"crossing_limbs": 0, "two_people": 1, "left_right": 0.9}})
+    shards = tmp_path / "shards"
+    write_shard(shards, 0, s)
+    huge = {setting: 10 ** 400}  # json writes its 401 digits, and reads them back as an int no float holds
+    for info in ({"pipeline": {"quality": huge}}, {"quality_annotated": {"config": huge}}):
+        write_manifest(shards, "t", info)
+        assert built_thresholds(shards) == QualityConfig()
+        assert [r.closest for r in collect(shards).records] == ["left_right"] * 3  # ranked by the defaults
+        result = runner.invoke(app, ["inspect", str(shards), "--out", str(tmp_path / "s.png"), "-n", "1"])
+        assert result.exit_code == 0, result.output
+    (shards / "manifest.json").write_text("[" * 100_000)  # nested deeper than Python's json parser goes
     assert built_thresholds(shards) == QualityConfig()

@@ -7,6 +7,7 @@ samples they draw (``iter_selected``), so paging through a large dataset costs o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -165,25 +166,46 @@ def order_records(records: list[SampleRecord], margin: MarginFn | None = None) -
 
 
 def built_thresholds(shard_dir: Path) -> QualityConfig:
-    """The quality thresholds the shards were built with (manifest.json, ``vitonprep.pipeline.quality``); the
-    defaults when the manifest has none or they do not parse (the manifest is untrusted too)."""
+    """The thresholds the shards' quality fields were written with (manifest.json): those of a ``vitonprep quality
+    --annotate`` run (``vitonprep.quality_annotated.config``) when the manifest has one, since an annotated copy
+    carries its input's build settings too; else the build's (``vitonprep.pipeline.quality``). The defaults when
+    the manifest has none or they do not parse: the manifest is untrusted too, so nothing in it is an error."""
     try:
         manifest = json.loads((shard_dir / "manifest.json").read_bytes())
-        section = manifest["vitonprep"]["pipeline"]["quality"]
-    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):  # missing, not JSON, nested too deep
         return QualityConfig()
-    if not isinstance(section, dict):
+    own = manifest.get("vitonprep") if isinstance(manifest, dict) else None
+    own = own if isinstance(own, dict) else {}
+    if "quality_annotated" in own:
+        annotated = own["quality_annotated"]
+        where = "vitonprep.quality_annotated.config"
+        section = annotated.get("config") if isinstance(annotated, dict) else annotated
+    else:
+        pipeline = own.get("pipeline")
+        where = "vitonprep.pipeline.quality"
+        section = pipeline.get("quality") if isinstance(pipeline, dict) else None
+    if section is None:
         return QualityConfig()
-    try:  # the build's own switches sit beside the thresholds
-        return quality_config_from_mapping({k: v for k, v in section.items() if k not in ("enabled", "on_flag")})
-    except ConfigError as exc:
+    try:
+        config = quality_config_from_mapping(section, where)
+        for f in dataclasses.fields(config):  # an int setting may be 400 digits long: margins divide by it
+            value = getattr(config, f.name)
+            try:
+                finite = isinstance(value, bool) or math.isfinite(value)
+            except OverflowError:
+                finite = False
+            if not finite:
+                raise ValueError(f"{where}.{f.name} is too large for a float")
+    except (ConfigError, ValueError, TypeError, OverflowError) as exc:
         logger.warning("%s: quality thresholds in manifest.json not used (%s); ordering by the defaults",
-                       shard_dir, exc)
+                       shard_dir, str(exc)[:300])
         return QualityConfig()
+    return config
 
 
 def margin_for(config: QualityConfig) -> MarginFn:
-    """How far a score is from its threshold under ``config`` (quality.thresholds; None for an unknown check)."""
+    """How far a score is from its threshold under ``config`` (quality.thresholds; None for an unknown check).
+    ``config`` holds finite numbers only (:func:`built_thresholds` checks the manifest's)."""
     return lambda check, score: threshold_margin(check, score, config) if check in THRESHOLDS else None
 
 

@@ -114,8 +114,10 @@ def _outline(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], th
 def _skeleton(photo: np.ndarray, pose: Any, scale: tuple[float, float], thickness: int) -> np.ndarray:
     kp = OpenPoseKeypoints.from_json_dict(pose).pose  # ValueError on a malformed pose (validate says why)
     out = np.ascontiguousarray(photo.copy())
-    pts = [(int(round(x * scale[0])), int(round(y * scale[1]))) if c > 0.05 and np.isfinite([x, y]).all() else None
-           for x, y, c in kp.tolist()]
+    # a point far outside the panel is a corrupt pose: not drawn (OpenCV takes only 32-bit coordinates)
+    far = 8 * max(out.shape[:2])
+    pts = [(int(round(px)), int(round(py))) if c > 0.05 and abs(px) <= far and abs(py) <= far else None
+           for px, py, c in ((x * scale[0], y * scale[1], c) for x, y, c in kp.astype(np.float64).tolist())]
     for a, b in BODY25_PAIRS:
         if pts[a] is not None and pts[b] is not None:
             # a limb takes its far joint's side; the torso's central bones take the neck's/mid-hip's colour
@@ -145,7 +147,8 @@ def panels(sample: Sample, h: int, which: tuple[int, ...] | None = None) -> list
             return _note(w, h, bad)
         try:
             return draw(value)
-        except ValueError as exc:  # labels out of range, a pose of the wrong length
+        except (ValueError, TypeError, OverflowError) as exc:  # labels out of range, a malformed pose (a text
+            # or an object for a number, an integer too large for a float)
             return _note(w, h, f"{member}: {exc}")
 
     def parse(labels: np.ndarray) -> np.ndarray:
