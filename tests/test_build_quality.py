@@ -275,3 +275,25 @@ def test_the_builds_export_says_how_many_flagged_samples_it_left_out(raw, drop_y
     exported = {p.stem for p in (export / "train" / "image").iterdir()}
     assert len(exported) == len(PERSONS) - len(flagged), exported
     assert exported.isdisjoint(k.split("__")[0] for k in flagged)
+
+
+def test_a_sample_the_checks_cannot_read_is_a_recorded_failure_not_a_failed_shard(raw, tmp_path, monkeypatch):
+    """Whatever check_sample still raises (its checks' own errors are flags) ends one sample, never the shard."""
+    real = quality_stage.check_sample
+    persons = {}
+
+    def check(decoded, *args):
+        person = Path(decoded["meta"]["person_file"]).name
+        persons[person] = persons.get(person, 0) + 1
+        if person == PERSONS[0]:
+            raise RuntimeError("a photo model failed")
+        return real(decoded, *args)
+
+    monkeypatch.setattr(quality_stage, "check_sample", check)
+    out = tmp_path / "out"
+    result = build_dataset(load_pipeline_config("default", {"samples_per_shard": 3}), raw, out)
+    assert result.failed_shards == {} and persons[PERSONS[0]] == 1  # not retried: a sample failure
+    assert [(f.stage, f.reason) for f in result.failures] == [
+        ("quality", "could not be checked: RuntimeError: a photo model failed")]
+    metas = _metas(out)
+    assert len(metas) == len(PERSONS) - 1 and PERSONS[0] not in {Path(m["person_file"]).name for m in metas.values()}

@@ -4,7 +4,8 @@ It judges the encoded members decoded back with the contract's decoders (what `v
 gives, each member decoded when a check first reads it: `DecodedOnRead`), not the arrays in memory: JPEG moves
 pixels, and ``vitonprep quality`` on the written shard must give the same scores as the sample's meta.json. The
 verdict goes into meta.json as its last key (``quality``); with ``on_flag: drop`` a flagged sample is a recorded
-failure of stage ``quality`` instead. ``docs/architecture.md`` ("Quality gate").
+failure of stage ``quality`` instead, and so is, whatever the policy, a sample the checks cannot read at all.
+``docs/architecture.md`` ("Quality gate").
 """
 
 from __future__ import annotations
@@ -136,7 +137,13 @@ class QualityStage(Stage):
             # photos are other bytes and are decoded.
             if jpeg and canvas is not None and sample.members.get(FIELDS_BY_NAME[name].member) == jpeg:
                 decoded.known(name, canvas)
-        report = check_sample(decoded, self.policy.thresholds, self.faces)
+        try:
+            report = check_sample(decoded, self.policy.thresholds, self.faces)
+        except Exception as exc:  # noqa: BLE001 - any other error would fail the whole shard after its retries
+            # check_sample turns a check's error into a flag; what still raises (a member that does not decode,
+            # a photo model that fails) makes this one sample a recorded failure, and the shard goes on
+            raise SampleError(self.name, f"could not be checked: {type(exc).__name__}: {exc}",
+                              ctx.item.person) from exc
         ctx.quality = report
         drop = bool(report.flags) and self.policy.on_flag == "drop"
         self.counts.add(report, drop)
