@@ -136,6 +136,9 @@ def test_a_report_folder_holding_the_shards_is_refused_before_anything_is_delete
     result = runner.invoke(app, ["inspect", str(out / "full"), "--out", str(tmp_path / "s.png"), "--html", str(out)])
     assert result.exit_code == 2 and "containsshardfolder" in "".join(result.output.split()), result.output
     assert _listing(out / "full") == before and any(n.endswith(".tar") for n in before)
+    # with the default --out (the sheet beside the shards) nothing is written there either: refused first
+    result = runner.invoke(app, ["inspect", str(out / "full"), "--html", str(out)])
+    assert result.exit_code == 2 and _listing(out / "full") == before
     with pytest.raises(ConfigError, match="contains shard folder"):  # a deeper shard folder alike
         write_report(out / "full", tmp_path, tile_height=128, thumb_height=128)
     # another shard folder: the report's full/ holds more than its images, so it is not cleared either

@@ -214,3 +214,11 @@ def test_fast_png_path_reads_our_pngs_like_pil_and_leaves_the_rest_to_pil(vitonh
         codecs.decode_rgb(ours[1])
     with pytest.raises(codecs.DecodeError, match=r"single-channel \(L\) mask, found mode RGB"):
         codecs.decode_mask(ours[2])
+
+
+def test_json_members_nested_too_deep_are_decode_errors():
+    """json's parser recurses per nesting level: a crafted member deep enough to exhaust it is one DecodeError
+    (every reader - validate, inspect, quality, the trainer - handles those), not a RecursionError."""
+    with pytest.raises(codecs.DecodeError, match="nested too deep"):
+        codecs.decode_json(b"[" * 100_000 + b"]" * 100_000, "meta.json")
+    assert codecs.decode_json(b"[[[1]]]") == [[[1]]]

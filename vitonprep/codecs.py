@@ -267,6 +267,8 @@ def decode_json(data: bytes, what: str = "json") -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"{what}: invalid JSON ({exc})") from exc
+    except RecursionError as exc:  # json's parser recurses per nesting level: a crafted member can exhaust it
+        raise DecodeError(f"{what}: JSON nested too deep") from exc
 
 
 def decode_caption(data: bytes, what: str = "caption") -> Any:

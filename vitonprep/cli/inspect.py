@@ -13,7 +13,7 @@ from rich.table import Table
 from vitonprep.cli._common import console, fail, require_dir
 from vitonprep.errors import ConfigError
 from vitonprep.inspect import InspectSummary, contact_sheet
-from vitonprep.inspect.html import write_report
+from vitonprep.inspect.html import prepare_dir, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ def inspect(
     require_dir(shards, "shard folder")
     out_png = out or shards / "contact_sheet.png"
     try:
+        if html is not None:  # refused before anything is written (a folder holding the shards, a foreign one)
+            prepare_dir(html, shards)
         summary = contact_sheet(shards, out_png, n=rows, page=page, all_pages=all_pages, tile_height=tile_height)
         report = write_report(shards, html, tile_height=tile_height) if html is not None else None
     except ConfigError as exc:  # a page past the last, a report folder that is not ours
