@@ -248,34 +248,28 @@ class ShardStream(IterableDataset):
                     raise ContractError(self._none_wanted(raw, pair, flagged, len(seen_shards)))
 
     def check_partitions(self, world: int, workers: int) -> None:
-        """Partitioned sampling: ContractError unless every (rank, worker) partition of the shards holds a sample
-        the filters keep (``pairs``, ``skip_flagged``). Otherwise the one worker left with none raises mid-epoch on
-        its rank while the other ranks wait in a collective for it, for ever. Every rank checks every partition
-        (the same shards and config give the same answer), so all ranks refuse alike, before training. A partition
-        is read only up to its first kept sample (meta.json is all that is decoded): usually one sample."""
-        if self.config.sampling != "partitioned":
-            return  # resampled: every worker reads every shard, so a refusal (in _wanted) is the same everywhere
-        for rank in range(world):
-            for worker in range(workers):
-                mine = self.urls[rank::world][worker::workers]
-                if not mine:
-                    raise ValueError(f"partitioned sampling: {len(self.urls)} shards cannot feed {world} ranks × "
-                                     f"{workers} workers (rank {rank}, worker {worker} got none); use more shards, "
-                                     "fewer workers, or sampling: resampled")
-                if not any(self._kept(raw) for raw in self._raw_samples(iter(mine))):
-                    raise ContractError(f"partitioned sampling: rank {rank}, worker {worker} reads {len(mine)} "
-                                        f"shards ({mine[0]}{', ...' if len(mine) > 1 else ''}) and none holds a "
-                                        f"sample with pair in {list(self.config.pairs)}"
-                                        + (" that the quality checks did not flag (data.skip_flagged)"
-                                           if self.config.skip_flagged else "")
-                                        + "; use sampling: resampled, or other shards")
+        """Partitioned sampling: ContractError unless every (rank, worker) partition holds a sample the filters keep
+        (else that worker raises mid-epoch on its rank alone while the other ranks wait in a collective for ever).
+        Every rank checks every partition, read up to its first kept sample: all ranks refuse alike, before training."""
+        cfg = self.config
+        if cfg.sampling != "partitioned":  # resampled: every worker reads every shard, _wanted refuses alike
+            return
+        for rank, worker in itertools.product(range(world), range(workers)):
+            mine = self.urls[rank::world][worker::workers]
+            if not mine:
+                raise ValueError(f"partitioned sampling: {len(self.urls)} shards cannot feed {world} ranks × {workers} "
+                                 f"workers (rank {rank}, worker {worker} got none); use more shards or resampled")
+            if not any(self._kept(raw) for raw in self._raw_samples(iter(mine))):
+                flagged = " that the quality checks did not flag (data.skip_flagged)" if cfg.skip_flagged else ""
+                raise ContractError(f"partitioned sampling: rank {rank}, worker {worker} reads {len(mine)} shards "
+                                    f"({mine[0]}, ...) and none holds a sample with pair in {list(cfg.pairs)}"
+                                    f"{flagged}; use sampling: resampled, or other shards")
 
     def _kept(self, raw: dict[str, Any]) -> bool:
         """The filters of :meth:`_wanted`, without its counting."""
         meta = decode_member("meta.json", raw["meta.json"]) if "meta.json" in raw else None
-        if not isinstance(meta, dict) or meta.get("pair") not in self.config.pairs:
-            return False
-        return not (self.config.skip_flagged and quality_state(meta)[0] == "flagged")
+        pair_ok = isinstance(meta, dict) and meta.get("pair") in self.config.pairs
+        return pair_ok and not (self.config.skip_flagged and quality_state(meta)[0] == "flagged")
 
     def _none_wanted(self, raw: dict[str, Any], pair: Any, flagged: str, n_shards: int) -> str:
         where = f"{raw['__url__']}: sample {raw['__key__']}"
