@@ -48,9 +48,9 @@ bench: $(VENV)/.installed
 	$(PY) bench/bench_derive.py
 	$(PY) bench/bench_parsing.py
 
-# full-size StableVITON forward and one training step on this CPU: minutes, ~12 GiB
+# full-size StableVITON: one training step + checkpoint save + strict reload, peak RSS per phase: minutes, ~12 GiB
 bench-model: $(VENV)/.installed
-	$(PY) bench/bench_model.py
+	$(PY) bench/bench_model.py --save
 
 # data pipeline (shard stream vs an official-style folder loader) and tiny training steps (data wait vs compute)
 bench-train: $(VENV)/.installed
