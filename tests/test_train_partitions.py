@@ -11,6 +11,7 @@ import pytest
 
 from vitonprep import codecs
 from vitonprep.shards import Sample, iter_tar_samples, list_shards, write_manifest, write_shard
+from vitontrain.data.module import DataConfig, ShardDataModule
 from vitontrain.data.shards import ContractError
 from vitontrain.data.stream import ShardStream, StreamConfig
 
@@ -55,3 +56,13 @@ def test_resampled_and_sound_partitions_pass(train_shards, tmp_path):
         _stream(urls, pairs=("paired",)).check_partitions(1, 1)
     with pytest.raises(ValueError, match="cannot feed 2 ranks × 2 workers"):
         _stream(urls).check_partitions(2, 2)
+
+
+def test_the_data_module_refuses_at_setup(train_shards, tmp_path):
+    """ShardDataModule.setup (run on every rank before training) makes the check; workers count as partitions."""
+    urls = _flag_shards(train_shards, tmp_path / "s", {1})
+    cfg = DataConfig(height=64, width=48, batch_size=1, shuffle_buffer=0, pairs=BOTH, sampling="partitioned",
+                     shards=tuple(urls), num_workers=3, epoch_samples=3)
+    with pytest.raises(ContractError, match="did not flag"):
+        ShardDataModule(cfg).setup("fit")
+    ShardDataModule(DataConfig(**{**cfg.__dict__, "num_workers": 1})).setup("fit")  # one partition: sound ones too

@@ -188,6 +188,9 @@ class ShardDataModule(pl.LightningDataModule):
                              "with a manifest.json")
         world = self.trainer.world_size if self.trainer is not None else 1
         workers = max(1, cfg.num_workers)
+        # on every rank alike, before any collective: a (rank, worker) partition with no kept sample would raise on
+        # its rank only mid-epoch while the other ranks wait (partitioned sampling; a no-op for resampled)
+        ShardStream(self.urls, stream_config(cfg), 1).check_partitions(world, workers)
         batches = max(1, math.ceil(epoch_samples / (cfg.batch_size * world)))
         self.batches_per_rank = math.ceil(batches / workers) * workers  # every worker yields the same count
         logger.info("data: %d shards, %d samples/epoch, %d batches of %d per rank (world %d, %d workers)",
