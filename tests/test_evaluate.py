@@ -206,7 +206,8 @@ def test_real_person_sources(vitonhd_shards, tmp_path):
     assert set(folder) == ids and set(shards) == ids
     assert shards["00891_00"].shape == (1024, 768, 3)
     assert np.array_equal(shards["00891_00"], np.asarray(Image.open(folder["00891_00"]).convert("RGB")))
-    assert real_person_images(vitonhd_shards, split="train") == {}  # the bundled sample is the test split
+    with pytest.raises(ValueError, match="0 samples of split train; the shards hold 3 of split test"):
+        real_person_images(vitonhd_shards, split="train")  # the bundled sample is the test split: said, not {}
     with pytest.raises(FileNotFoundError):
         real_person_images(tmp_path)
 
