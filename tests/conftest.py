@@ -13,11 +13,14 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 @pytest.fixture(autouse=True)
 def _root_logging_restored():
-    """A CLI command run in-process (CliRunner) installs its handler on the root logger (`setup_logging`, force=True)
-    and a ``--verbose`` one sets DEBUG: left in place, later tests' library debug lines would reach their captured
-    stderr. Each test gets the root logger back as it found it."""
+    """A CLI command run in-process (CliRunner) installs its handler on the root logger (`setup_logging`,
+    force=True) and a ``--verbose`` one sets DEBUG; a module- or session-scoped fixture may have done so before this
+    test started. Left in place, library log lines would reach later tests' captured stderr. Each test starts with
+    only pytest's own handlers at the default level, and gets the root logger back as it found it."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    root.handlers[:] = [h for h in handlers if type(h).__module__.startswith("_pytest")]
+    root.setLevel(logging.WARNING)
     yield
     root.handlers[:] = handlers
     root.setLevel(level)

@@ -170,7 +170,7 @@ def test_a_shard_that_keeps_failing_is_reported_and_the_rest_is_built(raw, tmp_p
     CLI names the shard and exits 1 (a rerun would retry it)."""
     monkeypatch.setattr(vitonprep.build, "BuildWork", DiesOnShard0)
     result = runner.invoke(app, ["build", str(raw), str(tmp_path / "o"), "--samples-per-shard", "1", "--sheet",
-                                 "0", "--max-shard-retry", "1"])
+                                 "0", "--max-shard-retry", "1", "-j", "1"])  # in this process: the patch holds
     assert result.exit_code == 1, result.output
     assert "shard 0 was not made" in result.output and "simulated crash in shard 0" in result.output
     assert [p.name for p in list_shards(tmp_path / "o")] == ["00001.tar"]
