@@ -89,7 +89,7 @@ def test_installed_wheel_builds_and_trains_outside_the_repository(venv, tmp_path
     assert build.returncode == 0, build.stdout + build.stderr
     report = build.stdout + build.stderr  # the CLI draws on stderr
     assert "build (default-offline)" in report and "validate: 5 samples, 0 errors" in report, report
-    assert len(list((tmp_path / "out/shards").glob("*.tar"))) == 1
+    assert list((tmp_path / "out/shards").glob("*.tar"))  # one per worker: a small build is spread over them
 
     # the shipped tiny config reads out/shards and writes out/train-tiny, relative to the working folder
     overrides = ["train.max_steps=2", "train.checkpoint_every_n_steps=2", "train.sample_every_n_steps=0",
