@@ -18,10 +18,11 @@ Conventions, fixed here once:
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from vitonprep.errors import VitonprepError
 
@@ -200,3 +201,74 @@ def safe_path(root: Path, template: str, **names: object) -> Path:
     if not path.resolve().is_relative_to(Path(root).resolve()):
         raise UnsafeName(f"{path} resolves to {path.resolve()}, outside {root}")
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# meta.json "quality": written by the quality checks, read as untrusted data by validate, export, inspect and the
+# trainer alike (here, so that vitontrain - which imports only vitonprep's contract modules - uses the same rules).
+# {"flags": [{"check": NAME, "reason": TEXT}, ...], "scores": {NAME: NUMBER}}; an empty flags list means passed; no
+# key means never checked; any other shape is malformed. Keys other than flags and scores are ignored.
+
+#: the meta.json key the quality checks write
+QUALITY_KEY = "quality"
+
+
+@dataclass(frozen=True)
+class QualityField:
+    """``state``: ``unchecked`` (no field), ``passed``, ``flagged`` or ``malformed`` (``problem`` says why);
+    ``flags``: (check, reason) of a flagged sample."""
+
+    state: str
+    flags: tuple[tuple[str, str], ...] = ()
+    problem: str = ""
+
+    @property
+    def checks(self) -> list[str]:
+        """The flagged checks, each once, in flag order."""
+        return list(dict.fromkeys(check for check, _ in self.flags))
+
+
+def read_quality(meta: Any) -> QualityField:
+    """The quality state of a decoded meta.json (anything: a meta that is not an object has no field)."""
+    if not isinstance(meta, dict) or QUALITY_KEY not in meta:
+        return QualityField("unchecked")
+    value = meta[QUALITY_KEY]
+    if not isinstance(value, dict):
+        return QualityField("malformed", problem=f"meta.quality is {type(value).__name__}, not an object")
+    flags, scores = value.get("flags"), value.get("scores")
+    if not isinstance(flags, list):
+        return QualityField("malformed", problem="meta.quality.flags is missing or not a list")
+    for i, flag in enumerate(flags):
+        if not (isinstance(flag, dict) and isinstance(flag.get("check"), str) and flag["check"]
+                and isinstance(flag.get("reason"), str)):
+            return QualityField("malformed", problem=f"meta.quality.flags[{i}] is not an object with a check "
+                                                     "name and a reason (text)")
+    if not isinstance(scores, dict):
+        return QualityField("malformed", problem="meta.quality.scores is missing or not an object")
+    for name, score in scores.items():
+        if not finite_number(score):
+            return QualityField("malformed", problem=f"meta.quality.scores[{shown(name)}] is {shown(score)}, not "
+                                                     "a finite number")
+    if not flags:
+        return QualityField("passed")
+    return QualityField("flagged", tuple((f["check"], f["reason"]) for f in flags))
+
+
+def finite_number(value: Any) -> bool:
+    """A JSON number that is a finite float: not a bool, NaN or infinity, and not an integer too large for a
+    float (json reads ``1`` followed by 400 zeros as an int, and ``math.isfinite`` raises OverflowError on it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+def cut(text: str, limit: int) -> str:
+    """Untrusted text cut to ``limit`` characters for a message."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr`` of an untrusted value, cut to ``limit`` characters for a message."""
+    return cut(repr(value), limit)
