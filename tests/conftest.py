@@ -10,6 +10,9 @@ import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
+#: module-scoped fixtures of the quality tests (built, official, faces): one definition, a fresh copy per module
+pytest_plugins = ["helpers.quality_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _root_logging_restored():

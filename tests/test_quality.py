@@ -11,12 +11,10 @@ import json
 
 import numpy as np
 import pytest
-from helpers.shards import decoded_samples
 
 from vitonprep.derive.body25 import OpenPoseKeypoints
 from vitonprep.quality import (
     CHECKS,
-    GarmentFaces,
     QualityConfig,
     QualityReport,
     check_sample,
@@ -24,25 +22,6 @@ from vitonprep.quality import (
 
 #: BODY_25 right/left joint pairs (shoulder..wrist, hip..ankle, eye, ear, feet)
 _MIRROR = ((2, 5), (3, 6), (4, 7), (9, 12), (10, 13), (11, 14), (15, 16), (17, 18), (22, 19), (23, 20), (24, 21))
-
-
-@pytest.fixture(scope="module")
-def built(samples_shards) -> list[dict]:
-    """data/samples built as upper_body with the default pipeline (5 samples, BlazePose + heuristic parser)."""
-    return decoded_samples(samples_shards)
-
-
-@pytest.fixture(scope="module")
-def official(vitonhd_shards) -> list[dict]:
-    """data/vitonhd-official converted (3 samples: official OpenPose, parse, cloth masks)."""
-    return decoded_samples(vitonhd_shards)
-
-
-@pytest.fixture(scope="module")
-def faces():
-    detector = GarmentFaces()
-    yield detector
-    detector.close()
 
 
 @pytest.fixture(scope="module")

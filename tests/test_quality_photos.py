@@ -17,18 +17,6 @@ _ON = QualityConfig(person_models=True, detect_garment_faces=False)
 
 
 @pytest.fixture(scope="module")
-def built(samples_shards) -> list[dict]:
-    """data/samples built with the default pipeline (unpaired: the persons wear other garments)."""
-    return decoded_samples(samples_shards)
-
-
-@pytest.fixture(scope="module")
-def official(vitonhd_shards) -> list[dict]:
-    """data/vitonhd-official converted: official parses, no person count in meta.json."""
-    return decoded_samples(vitonhd_shards)
-
-
-@pytest.fixture(scope="module")
 def paired(tmp_path_factory, v3_root) -> dict:
     """The VITON-HD v3 reference 00006_00: a person wearing the garment of its garment photo (paired)."""
     from vitonprep.convert import ConvertConfig, convert_dataset

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers.shards import decoded_samples
 
 from vitonprep.derive.body25 import OpenPoseKeypoints
 from vitonprep.quality import QualityConfig, check_sample
@@ -14,16 +13,6 @@ from vitonprep.quality.geometry import body_from_pose
 from vitonprep.quality.regions import hem_edge, skin_in_garment
 
 _CONFIG = QualityConfig(detect_garment_faces=False)
-
-
-@pytest.fixture(scope="module")
-def built(samples_shards) -> list[dict]:
-    return decoded_samples(samples_shards)
-
-
-@pytest.fixture(scope="module")
-def official(vitonhd_shards) -> list[dict]:
-    return decoded_samples(vitonhd_shards)
 
 
 def _top_split(parse: np.ndarray, keep: float = 2 / 3) -> np.ndarray:

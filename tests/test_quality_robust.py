@@ -8,28 +8,14 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-from helpers.shards import decoded_samples
 
-from vitonprep.quality import GarmentFaces, QualityConfig, check_sample, check_shards, skeleton
+from vitonprep.quality import QualityConfig, check_sample, check_shards, skeleton
 from vitonprep.quality import shards as quality_shards
 from vitonprep.quality.shards import annotate_shards
 from vitonprep.shards import iter_tar_samples, list_shards
 from vitonprep.validate import sample_quality, validate_shards
 
 _UNJUDGED = "could not be judged"
-
-
-@pytest.fixture(scope="module")
-def official(vitonhd_shards) -> list[dict]:
-    """data/vitonhd-official converted (real photos, official OpenPose, parse and cloth masks)."""
-    return decoded_samples(vitonhd_shards)
-
-
-@pytest.fixture(scope="module")
-def faces():
-    detector = GarmentFaces()
-    yield detector
-    detector.close()
 
 
 def _unjudged(d: dict, faces) -> dict[str, str]:
