@@ -72,7 +72,7 @@ def _nan_wrist(s):
     (_non_binary, "binary_mask", "not binary"),
     (_bad_label, "label_range", "[42]"),
     (_empty_cloth, "mask_area", "cloth_mask is empty"),
-    (_nan_wrist, "keypoints", "pose keypoints [4] lie outside"),
+    (_nan_wrist, "keypoints", "pose keypoints [4] have non-finite coordinates"),
 ])
 def test_each_damage_is_reported_with_the_sample(vitonhd_shards, tmp_path, change, check, words):
     key = _rewrite(vitonhd_shards, tmp_path / "bad", change)

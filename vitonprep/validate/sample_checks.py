@@ -104,9 +104,13 @@ def _check_pose(pose: Any, w: int, h: int, add: Callable[[str, str, str], None])
     for name, arr in (("pose", kp.pose), ("face", kp.face), ("hand_left", kp.hand_left),
                       ("hand_right", kp.hand_right)):
         vis = arr[:, 2] > 0
-        # a NaN coordinate fails every comparison: without the isfinite test it would pass as inside the image
-        out = vis & (~np.isfinite(arr[:, :2]).all(axis=1)
-                     | (arr[:, 0] < 0) | (arr[:, 0] > w) | (arr[:, 1] < 0) | (arr[:, 1] > h))
+        # a NaN coordinate fails every comparison: without its own test it would pass as inside the image
+        not_finite = vis & ~np.isfinite(arr[:, :2]).all(axis=1)
+        if not_finite.any():
+            idx = np.flatnonzero(not_finite)[:5].tolist()
+            add("error", "keypoints", f"{name} keypoints {idx} have non-finite coordinates (NaN or infinity)")
+        with np.errstate(invalid="ignore"):
+            out = vis & ~not_finite & ((arr[:, 0] < 0) | (arr[:, 0] > w) | (arr[:, 1] < 0) | (arr[:, 1] > h))
         if out.any():
             idx = np.flatnonzero(out)[:5].tolist()
             # OpenPose itself extrapolates face/hand points past the border (official 03615_00 has a hand at
