@@ -17,6 +17,10 @@ THIGH = 0.8  # synthetic hip-knee / knee-ankle length, fraction of the neck-midh
 MIN_FACE_POINTS = 60  # of 70: fewer found face points means FaceMesh failed; the face is synthesised instead
 MIN_HAND_POINTS = 15  # of 21: a hand with fewer points is too partial to outline
 HAND_TIP_VISIBILITY = 0.3  # BlazePose visibility above which its pinky / index / thumb landmarks are used
+# chin above the neck joint, in shoulder widths: median of 25 persons with face keypoints (graded set, part
+# tuned; range 0.28-0.46), used when the head is cut by the frame and the face model found nothing
+CHIN_ABOVE_NECK = 0.37
+IOD_PER_SW = 0.21  # inter-ocular distance per shoulder width: median of the same 25 persons (0.17-0.27)
 FAR = 1e6  # distance (px) reported when there is no segment to measure to
 
 
@@ -51,11 +55,7 @@ class Body:
         face[:, :2] *= scale
         self.face = face[:, :2].astype(np.float64) if (face[:, 2] > 0).sum() >= MIN_FACE_POINTS else None
         if self.face is None:
-            eye_r, eye_l = _pt(body, 15), _pt(body, 16)
-            if eye_r is not None and eye_l is not None and 0 <= (eye_r[1] + eye_l[1]) / 2 < h:
-                self.face = synth_face(eye_r, eye_l)
-                if self.face is not None:
-                    logger.debug("no face keypoints: face polygon synthesised from the eyes")
+            self.face = self._face_from_eyes(body, lm, scale, h)
         self.hands = {}
         for side, hand in (("L", kp.hand_left), ("R", kp.hand_right)):
             if (hand[:, 2] > 0).sum() >= MIN_HAND_POINTS:
@@ -96,6 +96,33 @@ class Body:
                 if j[ankle] is None:
                     j[ankle] = j[knee] + THIGH * self.torso_len * down
 
+    @staticmethod
+    def _face_from_eyes(body: np.ndarray, lm: np.ndarray | None, scale: float, h: int) -> np.ndarray | None:
+        """Face polygon from the eyes when the face model found none: the BODY_25 eyes when inside the frame;
+        for a head cut by the frame's top (eyes above it, so no face keypoints), BlazePose's extrapolated eyes
+        give the face's width and direction and the neck gives its chin: the chin sits ``CHIN_ABOVE_NECK``
+        shoulder widths above the neck joint. Without this the visible lips and chin are parsed as neck."""
+        eye_r, eye_l = _pt(body, 15), _pt(body, 16)
+        if eye_r is not None and eye_l is not None and 0 <= (eye_r[1] + eye_l[1]) / 2 < h:
+            logger.debug("no face keypoints: face polygon synthesised from the eyes")
+            return synth_face(eye_r, eye_l)
+        sho_r, sho_l = _pt(body, 2), _pt(body, 5)
+        if lm is None or sho_r is None or sho_l is None:
+            return None
+        eye_l, eye_r = lm[2, :2] * scale, lm[5, :2] * scale
+        if (eye_l[1] + eye_r[1]) / 2 >= 0:
+            return None  # eyes inside the frame but not found: no evidence of a face
+        sw = float(np.linalg.norm(sho_r - sho_l))
+        chin = (sho_r + sho_l) / 2 - np.array([0.0, CHIN_ABOVE_NECK * sw])
+        if chin[1] < 0:
+            return None  # the chin itself is out of frame: no face to keep
+        iod = float(np.linalg.norm(eye_l - eye_r))
+        if 0 < iod < IOD_PER_SW * sw:  # a turned or extrapolated head's eyes come too close: the typical width
+            m = (eye_l + eye_r) / 2
+            eye_l, eye_r = m + (eye_l - m) * (IOD_PER_SW * sw / iod), m + (eye_r - m) * (IOD_PER_SW * sw / iod)
+        logger.debug("head cut by the frame: face polygon synthesised from the landmark eyes and the neck")
+        return synth_face(eye_r, eye_l, chin)
+
     def shift(self, dx: float, dy: float) -> None:
         """Move every point by (dx, dy) (to the coordinates of a crop)."""
         d = np.array([dx, dy], np.float64)
@@ -109,12 +136,13 @@ class Body:
         self.neck, self.mid = self.neck + d, self.mid + d
 
 
-def synth_face(eye_r: np.ndarray, eye_l: np.ndarray) -> np.ndarray | None:
+def synth_face(eye_r: np.ndarray, eye_l: np.ndarray, chin: np.ndarray | None = None) -> np.ndarray | None:
     """70 OpenPose-layout face points from the two eyes alone (used when the face model found no face).
 
     Average frontal proportions in inter-ocular distances (IOD): cheek contour = lower half of an ellipse
     through the eye line, 1.0 IOD wide each side and 1.55 IOD deep (chin); brows 0.35 IOD above the eyes;
-    nostrils 0.65 and mouth 1.05 IOD below them.
+    nostrils 0.65 and mouth 1.05 IOD below them. With ``chin``, the face's axis and depth run from the
+    chin to the eyes' midpoint (eyes extrapolated above the frame are unreliable in depth and tilt).
     """
     iod = float(np.linalg.norm(eye_l - eye_r))
     if iod < 2.0:
@@ -122,6 +150,11 @@ def synth_face(eye_r: np.ndarray, eye_l: np.ndarray) -> np.ndarray | None:
     e = (eye_l - eye_r) / iod
     up = np.array([e[1], -e[0]])
     m = (eye_l + eye_r) / 2
+    if chin is not None:
+        depth = float(np.dot(m - chin, up))
+        if depth > 0.5 * iod:  # a chin below the eyes: the face's axis runs from it to the eyes' midpoint
+            up = (m - chin) / (1.55 * iod)
+            e = np.array([-up[1], up[0]]) / float(np.linalg.norm(up))
     out = np.zeros((70, 2))
     th = np.linspace(0, np.pi, 17)
     out[0:17] = m - np.outer(np.cos(th), e) * iod - np.outer(np.sin(th), up) * 1.55 * iod

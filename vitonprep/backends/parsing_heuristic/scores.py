@@ -48,6 +48,7 @@ SHOE_ZONE = 0.15  # no shoe farther than this many sw from the feet
 KEEP_SKIN_SEED = 0.3  # a seed keeps its skin-coloured pixels when fewer than this share are not skin
 # hair cap above the forehead: between these distances (face widths) from the face, above 0.3 face heights
 HAIR_CAP = (0.05, 0.4, 0.3)
+HAIR_SIDE_ABOVE_CHIN = 0.5  # without a cap: hair seeds beside the face this many face heights above the chin
 # histogram smoothing (a / b bins) and uniform share per colour model: hair and shoes vary more in shade
 HAIR_HIST, GARMENT_HIST, SHOE_HIST = (1.5, 0.05), (1.0, 0.15), (1.5, 0.1)
 # torso window inside which the waist is re-cut as one line
@@ -131,6 +132,11 @@ def colour_models(bins: np.ndarray, mask: np.ndarray, fr: Frame, head: Head, lim
         cap = (head.d_face > near * head.fw) & (head.d_face < far * head.fw) \
             & (((xs - centre[0]) * up[0] + (ys - centre[1]) * up[1]) > above * head.fh)
         hair_seed = cap & mask & ~(skin.md < HAIR_NOT_SKIN_MD)
+        if hair_seed.sum() < MIN_SAMPLES:
+            # the cap is out of the frame (a head cut at the top): hair shows beside the face, above the chin
+            side = (head.d_face > near * head.fw) & (head.d_face < far * head.fw) & head.head_zone \
+                & (((xs - head.chin[0]) * up[0] + (ys - head.chin[1]) * up[1]) > HAIR_SIDE_ABOVE_CHIN * head.fh)
+            hair_seed = side & mask & ~(skin.md < HAIR_NOT_SKIN_MD)
     models[C_HAIR] = hist_model(bins[hair_seed], *HAIR_HIST)
 
     upper_seed = mask & (t > UPPER_SEED_T[0]) & (t < UPPER_SEED_T[1]) & (s < UPPER_SEED_S)
