@@ -158,9 +158,12 @@ def read_dresscode(root: Path, category: str, phase_file: str) -> list[dict]:
 
 
 def read_tryondiffusion(root: Path, split: str, res: int) -> list[dict]:
-    """The batch fashn-AI/tryondiffusion's trainer takes (examples/test_tryon_imagen_trainer.py)."""
+    """The batch fashn-AI/tryondiffusion's trainer takes (examples/test_tryon_imagen_trainer.py), for the training
+    (paired) and the try-on (unpaired) keys alike."""
     items = []
-    for key in json.loads((root / split / "index.json").read_text()):
+    keys = [k for index in ("index.json", "index_unpaired.json")
+            for k in json.loads((root / split / index).read_text())]
+    for key in keys:
         def img(name, key=key):
             a = np.asarray(Image.open(root / split / str(res) / name / f"{key}.png"), np.float32)
             return a.transpose(2, 0, 1) / 127.5 - 1.0  # 3xHxW in [-1, 1] (auto_normalize_img=False)
@@ -183,7 +186,7 @@ def test_every_format_exports_and_reads_back(shards, tmp_path):
     # IDM-VTON
     split = next(iter(samples.values()))[1]["split"]
     idm = read_idm_vton(tmp_path / "idm-vton", split)
-    assert len(idm) == len(reports["idm-vton"].pairs[split])
+    assert len(idm) == len(reports["idm-vton"].pairs[f"{split}_pairs.txt"])
     for it in idm:
         assert it["in_json"], it["c_name"]  # every garment is tagged, none falls back to "shirts"
         assert it["caption"].startswith("model is wearing ")
@@ -272,11 +275,13 @@ def test_tryondiffusion_as_shards_holds_the_same_bytes_as_the_files(vitonhd_shar
     export_dataset("tryondiffusion", vitonhd_shards, tmp_path / "files")
     rep = export_dataset("tryondiffusion", vitonhd_shards, tmp_path / "tars", as_shards=True)
     assert rep.nsamples == 3
+    assert json.loads((tmp_path / "files/test/index.json").read_text()) == []  # the official test pairs: unpaired
     for res in (128, 256):
-        tar_path = tmp_path / "tars/test" / f"tryondiffusion-{res}.tar"
+        assert not (tmp_path / "tars/test" / f"tryondiffusion-{res}.tar").exists()
+        tar_path = tmp_path / "tars/test" / f"tryondiffusion-{res}-unpaired.tar"
         with tarfile.open(tar_path) as tar:
             members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-        keys = json.loads((tmp_path / "files/test/index.json").read_text())
+        keys = json.loads((tmp_path / "files/test/index_unpaired.json").read_text())
         assert sorted(members) == sorted(f"{k}.{n}" for k in keys
                                          for n in ("person.png", "ca.png", "garment.png", "poses.json"))
         for k in keys:
@@ -287,3 +292,81 @@ def test_tryondiffusion_as_shards_holds_the_same_bytes_as_the_files(vitonhd_shar
     result = runner.invoke(app, ["export", str(vitonhd_shards), str(tmp_path / "x"), "--format", "dresscode",
                                  "--shards"])
     assert result.exit_code == 1 and "only for the tryondiffusion" in result.output
+
+
+# ---------------------------------------------------------------- one rule for unpaired samples, every format
+
+#: (paired list, unpaired list) of split train, the paired one being the list the format's trainer reads
+TRAIN_LISTS = {"vitonhd": ("train_pairs.txt", "train_pairs_unpaired.txt"),
+               "idm-vton": ("train_pairs.txt", "train_pairs_unpaired.txt"),
+               "dresscode": ("upper_body/train_pairs.txt", "upper_body/train_pairs_unpaired.txt"),
+               "tryondiffusion": ("train/index.json", "train/index_unpaired.json")}
+
+
+def _listed_keys(root: Path, fmt: str, rel: str, samples: dict) -> list[str]:
+    """The sample keys a list names, read as the format's loader reads it (DressCode through the id map)."""
+    text = (root / rel).read_text()
+    if fmt == "tryondiffusion":
+        return sorted(json.loads(text))
+    ids = json.loads((root / "vitonprep_ids.json").read_text())["ids"] if fmt == "dresscode" else None
+    keys = []
+    for line in text.splitlines():
+        person, cloth = (n.rsplit(".", 1)[0] for n in line.split())
+        if ids is not None:
+            person, cloth = ids[person[:6]], ids[cloth[:6]]
+        keys.append(next(k for k, (_, m) in samples.items() if (m["person_id"], m["cloth_id"]) == (person, cloth)))
+    return sorted(keys)
+
+
+@pytest.mark.parametrize("fmt", sorted(TRAIN_LISTS))
+def test_paired_samples_in_the_training_list_unpaired_only_in_the_unpaired_list(built_shards, tmp_path, fmt):
+    samples = _samples(built_shards)
+    rep = export_dataset(fmt, built_shards, tmp_path / fmt, keep_flagged=True)
+    paired_list, unpaired_list = TRAIN_LISTS[fmt]
+    assert rep.pairing == {"paired": 1, "unpaired": 1}
+    assert rep.lists == {"paired": [paired_list], "unpaired": [unpaired_list]}
+    assert _listed_keys(tmp_path / fmt, fmt, paired_list, samples) == ["00035_00"]
+    assert _listed_keys(tmp_path / fmt, fmt, unpaired_list, samples) == ["00034_00__04469_00"]
+
+
+@pytest.mark.parametrize("fmt", sorted(TRAIN_LISTS))
+def test_all_unpaired_shards_list_every_pair_and_say_where(built_shards, tmp_path, fmt):
+    """The usual case for one's own photos: every person wears another garment. (The paired sample of built_shards
+    is flagged, garment_face, so a default export leaves it out and only the unpaired one remains.)"""
+    samples = _samples(built_shards)
+    result = runner.invoke(app, ["export", str(built_shards), str(tmp_path / fmt), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    paired_list, unpaired_list = TRAIN_LISTS[fmt]
+    assert _listed_keys(tmp_path / fmt, fmt, paired_list, samples) == []  # written, and empty: nothing to train on
+    assert _listed_keys(tmp_path / fmt, fmt, unpaired_list, samples) == ["00034_00__04469_00"]
+    text = " ".join(result.output.split())
+    assert (f"pairs: 0 paired, 1 unpaired in {unpaired_list} (the person wears another garment: try-on inputs, "
+            "never in a training list)") in text
+
+
+def test_test_split_keeps_vitonhd_test_pairs_and_every_format_lists_it_unpaired(vitonhd_shards, tmp_path):
+    """The official test pairs are unpaired: VITON-HD's test_pairs.txt holds them (StableVITON reads it at test
+    time), and every format lists them in its unpaired test list."""
+    samples = _samples(vitonhd_shards)
+    keys = sorted(samples)
+    unpaired = {"vitonhd": "test_pairs_unpaired.txt", "idm-vton": "test_pairs_unpaired.txt",
+                "dresscode": "upper_body/test_pairs_unpaired.txt", "tryondiffusion": "test/index_unpaired.json"}
+    for fmt, rel in unpaired.items():
+        rep = export_dataset(fmt, vitonhd_shards, tmp_path / fmt)
+        assert rep.pairing == {"unpaired": 3}
+        assert _listed_keys(tmp_path / fmt, fmt, rel, samples) == keys
+        paired = rep.lists["paired"]
+        assert len(paired) == 1 and _listed_keys(tmp_path / fmt, fmt, paired[0], samples) == []
+    for fmt in ("vitonhd", "idm-vton"):
+        assert _listed_keys(tmp_path / fmt, fmt, "test_pairs.txt", samples) == keys
+
+
+def test_dresscode_says_its_renamed_ids_on_the_console(vitonhd_shards, tmp_path):
+    result = runner.invoke(app, ["export", str(vitonhd_shards), str(tmp_path / "dc"), "--format", "dresscode"])
+    assert result.exit_code == 0, result.output
+    ids = json.loads((tmp_path / "dc/vitonprep_ids.json").read_text())["ids"]
+    assert len(ids) == 6  # 3 persons, 3 garments
+    text = " ".join(result.output.split())
+    assert f"renamed 6 ids to the format's numbers: the map back is {tmp_path / 'dc/vitonprep_ids.json'}" in text
+    plain = runner.invoke(app, ["export", str(vitonhd_shards), str(tmp_path / "vh"), "--format", "vitonhd"])
+    assert plain.exit_code == 0 and "renamed" not in plain.output

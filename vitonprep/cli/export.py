@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from vitonprep.cli._common import console, fail, require_dir
 from vitonprep.errors import ConfigError
-from vitonprep.export import export_dataset
+from vitonprep.export import ExportReport, export_dataset
 from vitonprep.outdir import refuse_overlap
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ def export(
     OUT; a damaged or crafted sample or shard is refused and listed (exit 1), the others are exported. Samples
     the quality checks flagged (meta.json 'quality') are left out unless --keep-flagged; samples never checked
     are exported.
+
+    Pair lists, every format alike: paired samples (the person wears the garment) in the training list
+    (train_pairs.txt, index.json), unpaired ones (try-on inputs) only in the unpaired list
+    ({split}_pairs_unpaired.txt, index_unpaired.json); one line says where they went.
     """
     require_dir(shards, "shard folder")
     try:  # as the library twin (vitonprep.api.export): the exported files would land among the shards
@@ -54,8 +58,7 @@ def export(
         logger.debug("export failed", exc_info=True)
         raise fail(f"export: {exc}", 1) from exc
     console.print(escape(f"exported {report.nsamples} samples ({report.nfiles} files, {format.value}) to {out}"))
-    for name, lines in report.pairs.items():
-        console.print(escape(f"  {name}: {len(lines)} lines"))
+    print_export_lines(report, out)
     for name, value in report.notes.items():
         console.print(escape(f"  {name}: {value}"))
     if report.flagged:
@@ -67,3 +70,24 @@ def export(
             console.print(escape(f"  {r.shard} {r.key or '(whole shard)'}: {r.reason}"))
     if report.nsamples == 0 or report.refused:
         raise typer.Exit(1)
+
+
+def pairs_line(report: ExportReport) -> str:
+    """The one line on where the exported samples' pairs went (the rule is in vitonprep.export.common)."""
+    parts = []
+    for pairing in ("paired", "unpaired"):
+        n, lists = report.pairing.get(pairing, 0), report.lists.get(pairing, [])
+        parts.append(f"{n} {pairing}" + (f" in {', '.join(lists)}" if n and lists else ""))
+    if report.pairing.get("unpaired"):
+        parts[-1] += " (the person wears another garment: try-on inputs, never in a training list)"
+    if report.pairing.get("person_only"):
+        parts.append(f"{report.pairing['person_only']} without garment (in no list)")
+    return "pairs: " + ", ".join(parts)
+
+
+def print_export_lines(report: ExportReport, out: Path) -> None:
+    """The pairs line and, for formats with their own names (DressCode's numbers), where the map back is."""
+    console.print(escape(pairs_line(report)), soft_wrap=True)
+    if report.renamed and report.id_map:
+        console.print(escape(f"renamed {report.renamed} ids to the format's numbers: the map back is "
+                             f"{out / report.id_map}"), soft_wrap=True)

@@ -7,6 +7,11 @@ is refused and recorded with shard, key and reason. Samples the quality checks f
 are left out unless ``keep_flagged``, in every format alike, and listed apart from the refused ones; samples
 never checked are exported (docs/exports.md). Every path named from data (keys, ids, split, category)
 is made by ``vitonprep.safepaths.safe_path``, and a sample's files are all written or none is.
+
+Pair lists follow one rule in every format (:meth:`Export.list_pair`, :meth:`Export.write_pair_lists`): a paired
+sample (the person wears the garment) is listed in its split's paired list, the one trainers read; an unpaired
+sample (the person wears another garment) is a try-on input, never a training target, and is listed only in its
+split's unpaired list. Both lists of a split with garment samples are written, an empty one included.
 """
 
 from __future__ import annotations
@@ -52,6 +57,22 @@ class ExportReport:
     refused: list[Refusal] = field(default_factory=list)
     #: sound samples the quality checks flagged, left out (``keep_flagged`` False); ``reason`` names the checks
     flagged: list[Refusal] = field(default_factory=list)
+    #: exported samples by meta.json ``pair``: paired, unpaired, person_only (no garment: in no list)
+    pairing: dict[str, int] = field(default_factory=dict)
+    #: pairing -> the lists (paths relative to OUT) that hold its lines
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    #: ids renamed to the format's own names (DressCode's numbers) and the file mapping them back, relative to OUT
+    renamed: int = 0
+    id_map: str | None = None
+
+
+def pair_list_template(split: str, pairing: str) -> str:
+    """The list of a split's samples of one pairing, by VITON-HD's and DressCode's names (``{split}`` is filled in
+    from data): ``train_pairs.txt`` is the list trainers read, so an unpaired line never goes there; the others are
+    ``{split}_pairs_unpaired.txt`` and DressCode's ``test_pairs_paired.txt``."""
+    if pairing == "unpaired":
+        return "{split}_pairs_unpaired.txt"
+    return "{split}_pairs.txt" if split == "train" else "{split}_pairs_paired.txt"
 
 
 class Export:
@@ -65,6 +86,7 @@ class Export:
         self.report = ExportReport()
         self.files: set[Path] = set()
         self.seen: dict[str, str] = {}
+        self.pair_lines: dict[tuple[str, str, str], list[str]] = {}
 
     def refuse(self, shard: str, key: str | None, reason: str) -> None:
         self.report.refused.append(Refusal(shard, key, reason))
@@ -147,6 +169,30 @@ class Export:
         write_atomic(path, data)
         self.files.add(path)
         return path
+
+    def list_pair(self, meta: dict[str, Any], line: str, folder: str = "") -> None:
+        """Count an exported sample by its pairing and keep its ``line`` for its split's list of that pairing (under
+        ``folder``, e.g. DressCode's category); a person-only sample is counted and listed nowhere."""
+        pairing = meta["pair"]
+        self.report.pairing[pairing] = self.report.pairing.get(pairing, 0) + 1
+        if pairing in ("paired", "unpaired"):
+            self.pair_lines.setdefault((folder, meta["split"], pairing), []).append(line)
+
+    def write_pair_lists(self, template: Callable[[str, str], str] = pair_list_template,
+                         encode: Callable[[list[str]], bytes] | None = None) -> None:
+        """Write, for every (folder, split) holding a garment sample, its paired and its unpaired list (``template
+        (split, pairing)``, in the folder; ``encode``: sorted unique lines, one per line by default), empty or not: an
+        empty file says there is none where a reader looks for it."""
+        encode = encode or lines_bytes
+        for folder, split in sorted({(f, s) for f, s, _ in self.pair_lines}):
+            for pairing in ("paired", "unpaired"):
+                lines = sorted(set(self.pair_lines.get((folder, split, pairing), [])))
+                names = {"split": split, **({"folder": folder} if folder else {})}
+                path = self.write_extra(("{folder}/" if folder else "") + template(split, pairing), encode(lines),
+                                        **names)
+                rel = path.relative_to(self.out).as_posix()
+                self.report.pairs[rel] = lines
+                self.report.lists.setdefault(pairing, []).append(rel)
 
     def finish(self) -> ExportReport:
         self.report.nfiles = len(self.files)

@@ -4,6 +4,7 @@ Checked against aimagelab/dress-code@2e9e7ed ``data/dataset.py`` (``Dataset``) a
 ``inference_dc.py`` (``DresscodeTestDataset``)::
 
     {root}/{category}/{train_pairs.txt | test_pairs_paired.txt | test_pairs_unpaired.txt}   "person cloth"
+    {root}/{category}/train_pairs_unpaired.txt   ours: unpaired train samples, never in train_pairs.txt
     {root}/{category}/images/NNNNNN_0.jpg (person) and NNNNNN_1.jpg (garment), 768x1024
     {root}/{category}/keypoints/NNNNNN_2.json   {"keypoints": [[x, y, score, -1] x 18]}, COCO-18, 384x512 space
     {root}/{category}/label_maps/NNNNNN_4.png   SCHP-ATR ids 0..17, single channel (L)
@@ -45,8 +46,6 @@ from vitonprep.export.idm_vton import IDM_TAG_NAMES, sample_caption
 logger = logging.getLogger(__name__)
 
 KEYPOINT_SPACE = (384, 512)  # DressCode keypoints are in this (width, height), loaders rescale by H/512
-PAIR_FILES = {("train", "paired"): "train_pairs.txt", ("train", "unpaired"): "train_pairs.txt",
-              ("test", "paired"): "test_pairs_paired.txt", ("test", "unpaired"): "test_pairs_unpaired.txt"}
 
 
 def dresscode_keypoints(pose_json: dict, size: tuple[int, int]) -> dict:
@@ -66,10 +65,9 @@ def export_dresscode(shard_dir: Path, out: Path, progress: Callable[[str], None]
     samples = list(exp.samples())  # numbers are given over the sorted ids of every sound sample
     ids = sorted({m["person_id"] for _, m, _ in samples} | {m["cloth_id"] for _, m, _ in samples if m["cloth_id"]})
     number = {i: f"{n + 1:06d}" for n, i in enumerate(ids)}
-    pairs: dict[tuple[str, str], list[str]] = {}
     captions: dict[str, dict[str, str]] = {}
     for sample, meta, shard in samples:
-        cat, split, pid, cid = meta["category"], meta["split"], meta["person_id"], meta["cloth_id"]
+        cat, pid, cid = meta["category"], meta["person_id"], meta["cloth_id"]
         p, c = number[pid], number.get(cid)
         caption: list[str | None] = [None]
 
@@ -101,12 +99,10 @@ def export_dresscode(shard_dir: Path, out: Path, progress: Callable[[str], None]
             continue
         if caption[0] is not None:
             captions.setdefault(cat, {})[f"{c}_1.jpg"] = caption[0]
-        if c is not None and meta["pair"] in ("paired", "unpaired"):
-            # train_pairs.txt holds both pairings (DressCode has one train list)
-            pairs.setdefault((cat, PAIR_FILES[(split, meta["pair"])]), []).append(f"{p}_0.jpg {c}_1.jpg")
-    for (cat, name), lines in pairs.items():
-        exp.write_extra(f"{{cat}}/{name}", lines_bytes(lines), cat=cat)
-        exp.report.pairs[f"{cat}/{name}"] = sorted(set(lines))
+        # DressCode trains on train_pairs.txt with both columns as given: an unpaired line there would be a target
+        # that does not wear its garment, so it goes to train_pairs_unpaired.txt (the rule of every format)
+        exp.list_pair(meta, f"{p}_0.jpg {c}_1.jpg", folder=cat)
+    exp.write_pair_lists()
     for cat, caps in captions.items():
         exp.write_extra("{cat}/dc_caption.txt", lines_bytes([f"{k} {v}" for k, v in caps.items()]), cat=cat)
     exp.write_extra("vitonprep_ids.json", json.dumps({
@@ -115,6 +111,8 @@ def export_dresscode(shard_dir: Path, out: Path, progress: Callable[[str], None]
         "skeletons": "BODY_25 render (VITON-HD openpose_img style), not DressCode's 18-point drawing",
         "keypoints_4th_value": "-1 (the meaning of DressCode's 3rd/4th values is undocumented; loaders use x, y)",
     }, indent=1).encode())
+    exp.report.renamed = sum(1 for i in ids if number[i] != i)
+    exp.report.id_map = "vitonprep_ids.json"
     return exp.finish()
 
 

@@ -8,7 +8,8 @@ Checked against yisol/IDM-VTON@0d5f3ec ``train_xl.py`` / ``inference.py`` (``Vit
 <neckLine> <item> "`` from the tags whose category is not null; a garment missing from the JSON becomes "shirts".
 
 Tags come from each sample's ``caption.json`` when the shards have one, otherwise from the offline geometric
-tagger run here on the stored cloth mask (recorded per entry in ``vitonprep_source``).
+tagger run here on the stored cloth mask (recorded per entry in ``vitonprep_source``). Pair lists as
+``vitonhd``'s: IDM-VTON trains on ``train_pairs.txt`` (paired lines only).
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ def export_idm_vton(shard_dir: Path, out: Path, progress: Callable[[str], None] 
     """Library twin of `vitonprep export --format idm-vton`."""
     exp = Export(shard_dir, out, progress, keep_flagged)
     tagger = GeometricTagger()
-    pairs: dict[tuple[str, str], list[str]] = {}
     entries: dict[str, dict[str, dict[str, Any]]] = {}
     sources: dict[str, int] = {}
     for sample, meta, shard in exp.samples():
@@ -74,12 +74,12 @@ def export_idm_vton(shard_dir: Path, out: Path, progress: Callable[[str], None] 
 
         if not exp.write_sample(sample, shard, build):
             continue
-        add_pair(pairs, meta)
+        add_pair(exp, meta)
         cap = caption[0]
         if cap is not None:
             entries.setdefault(split, {})[cid] = tagged_entry(f"{cid}.jpg", meta["category"], cap)
             sources[cap["source"]] = sources.get(cap["source"], 0) + 1
-    write_pair_lists(exp, pairs)
+    write_pair_lists(exp)
     for split, by_id in entries.items():
         data = json.dumps({"data": [by_id[k] for k in sorted(by_id)]}, indent=1).encode()
         exp.write_extra("{split}/vitonhd_{split}_tagged.json", data, split=split)

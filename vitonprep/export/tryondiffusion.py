@@ -13,11 +13,13 @@ Layout written (files; one folder per split and resolution)::
     {root}/{split}/{128,256}/garment/<key>.png   garment photo with the background (cloth mask False) black
     {root}/{split}/poses/<key>.json              {"person_pose": [[x, y] x 18], "garment_pose": ..., visibility,
                                                   "garment_pose_source"}; COCO-18 order
-    {root}/{split}/index.json                    sample keys
+    {root}/{split}/index.json                    keys of the paired samples (training: the person wears the garment)
+    {root}/{split}/index_unpaired.json           keys of the unpaired samples (try-on inputs, never training targets)
 
-or, with ``as_shards`` (CLI ``--shards``), one WebDataset tar per split and resolution,
-``{root}/{split}/tryondiffusion-{res}.tar`` with members ``<key>.person.png``, ``<key>.ca.png``,
-``<key>.garment.png`` and ``<key>.poses.json`` (the same bytes as the files).
+or, with ``as_shards`` (CLI ``--shards``), one WebDataset tar per split, resolution and pairing,
+``{root}/{split}/tryondiffusion-{res}.tar`` (paired) and ``tryondiffusion-{res}-unpaired.tar``, with members
+``<key>.person.png``, ``<key>.ca.png``, ``<key>.garment.png`` and ``<key>.poses.json`` (the same bytes as the
+files), beside the same index files.
 
 Poses are normalised to [-1, 1] in the padded square ((x + pad) / S * 2 - 1, y / S * 2 - 1) so they are
 independent of the resolution; missing joints are (-1, -1) with visibility 0. Images are stored as uint8 PNG
@@ -132,15 +134,19 @@ def tryondiffusion_members(sample: Any, meta: dict[str, Any]) -> tuple[dict[tupl
     return members, source
 
 
+def _index_template(split: str, pairing: str) -> str:
+    return "{split}/index_unpaired.json" if pairing == "unpaired" else "{split}/index.json"
+
+
 def export_tryondiffusion(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
                           as_shards: bool = False, keep_flagged: bool = False) -> ExportReport:
     """Library twin of `vitonprep export --format tryondiffusion` (samples without a garment are skipped)."""
     exp = Export(shard_dir, out, progress, keep_flagged)
     sink = _TarSink(exp) if as_shards else None
-    keys: dict[str, list[str]] = {}
     sources: dict[str, int] = {}
     for sample, meta, shard in exp.samples():
         if "cloth.jpg" not in sample.members:
+            exp.list_pair(meta, sample.key)  # counted as a sample without garment; it has no input here
             continue
         split, key = meta["split"], sample.key
         made: dict[str, Any] = {}
@@ -149,7 +155,8 @@ def export_tryondiffusion(shard_dir: Path, out: Path, progress: Callable[[str], 
             members, made["source"] = tryondiffusion_members(sample, meta)
             if sink is not None:
                 # the poses go into every resolution's tar, so each tar is a complete sample set
-                made["tar"] = {(res, kind, exp.path(f"{{split}}/tryondiffusion-{r}.tar", split=split)): data
+                tail = "-unpaired" if meta["pair"] == "unpaired" else ""  # never among training samples
+                made["tar"] = {(res, kind, exp.path(f"{{split}}/tryondiffusion-{r}{tail}.tar", split=split)): data
                                for (res, kind), data in members.items() for r in ((res,) if res else RESOLUTIONS)}
                 safe_name(key, "sample key")
                 return {}
@@ -162,10 +169,9 @@ def export_tryondiffusion(shard_dir: Path, out: Path, progress: Callable[[str], 
             for (res, kind, path), data in made["tar"].items():
                 sink.put(path, f"{key}.{kind}.{'json' if res is None else 'png'}", data)
         sources[made["source"]] = sources.get(made["source"], 0) + 1
-        keys.setdefault(split, []).append(key)
+        exp.list_pair(meta, key)
     if sink is not None:
         sink.close()
-    for split, ks in keys.items():
-        exp.write_extra("{split}/index.json", json.dumps(sorted(ks)).encode(), split=split)
+    exp.write_pair_lists(_index_template, lambda keys: json.dumps(keys).encode())
     exp.report.notes["garment_pose_sources"] = sources
     return exp.finish()

@@ -5,9 +5,11 @@ Layout and encodings follow the VITON-HD release (docs/architecture.md, "Data co
 ``cloth-mask/`` L JPEG q75, ``image-parse-v3/`` and ``image-parse-agnostic-v3.2/`` palette PNG,
 ``openpose_json/<id>_keypoints.json``, ``openpose_img/<id>_rendered.png``, ``image-densepose/``,
 ``agnostic-v3.2/`` (stored bytes, q75), ``agnostic-mask/<id>_mask.png`` (white = inpaint) and
-``gt_cloth_warped_mask/<id>.jpg`` (L JPEG, StableVITON training), plus ``{split}_pairs.txt`` at the root
-(train: paired lines; test: the unpaired lines when there are any, as VITON-HD ships them) and CatVTON's
-``test_pairs_unpaired.txt``.
+``gt_cloth_warped_mask/<id>.jpg`` (L JPEG, StableVITON training), plus the pair lists at the root by the one
+rule of every format (``vitonprep.export.common``): ``train_pairs.txt`` holds the paired lines only,
+``{split}_pairs_unpaired.txt`` the unpaired ones (CatVTON reads ``test_pairs_unpaired.txt``) and
+``test_pairs_paired.txt`` the paired test lines; ``test_pairs.txt``, which StableVITON and IDM-VTON read at test
+time, repeats the unpaired test lines as VITON-HD ships them (the paired ones when the split has none).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from vitonprep.export.common import Export, ExportReport, _mask_jpeg, lines_bytes
+from vitonprep.export.common import Export, ExportReport, _mask_jpeg, lines_bytes, pair_list_template
 from vitonprep.schema import FIELDS_BY_NAME
 from vitonprep.shards import Sample
 
@@ -52,29 +54,28 @@ def vitonhd_files(exp: Export, sample: Sample, meta: dict[str, Any]) -> dict[Pat
     return files
 
 
-def add_pair(pairs: dict[tuple[str, str], list[str]], meta: dict[str, Any]) -> None:
-    if meta["pair"] != "person_only":
-        pairs.setdefault((meta["split"], meta["pair"]), []).append(f"{meta['person_id']}.jpg {meta['cloth_id']}.jpg")
+def add_pair(exp: Export, meta: dict[str, Any]) -> None:
+    exp.list_pair(meta, f"{meta['person_id']}.jpg {meta['cloth_id']}.jpg")
 
 
-def write_pair_lists(exp: Export, pairs: dict[tuple[str, str], list[str]]) -> None:
-    """``{split}_pairs.txt`` (train: paired; test: unpaired when there are any) and CatVTON's unpaired list."""
-    for split in sorted({s for s, _ in pairs}):
-        paired, unpaired = pairs.get((split, "paired"), []), pairs.get((split, "unpaired"), [])
-        main = paired if split == "train" or not unpaired else unpaired
-        exp.write_extra("{split}_pairs.txt", lines_bytes(main), split=split)
-        if split == "test" and unpaired:
-            exp.write_extra("test_pairs_unpaired.txt", lines_bytes(unpaired))  # CatVTON's name for the same list
-        exp.report.pairs[split] = sorted(set(main))
+def write_pair_lists(exp: Export) -> None:
+    """Each split's paired and unpaired lists, then VITON-HD's ``test_pairs.txt`` (the list its loaders read at
+    test time): the unpaired test lines, or the paired ones when there is no unpaired test sample."""
+    exp.write_pair_lists()
+    if "test_pairs_unpaired.txt" in exp.report.pairs:
+        pairing = "unpaired" if exp.report.pairs["test_pairs_unpaired.txt"] else "paired"
+        lines = exp.report.pairs[pair_list_template("test", pairing).format(split="test")]
+        exp.write_extra("test_pairs.txt", lines_bytes(lines))
+        exp.report.pairs["test_pairs.txt"] = lines
+        exp.report.lists[pairing].append("test_pairs.txt")
 
 
 def export_vitonhd(shard_dir: Path, out: Path, progress: Callable[[str], None] | None = None,
                    keep_flagged: bool = False) -> ExportReport:
     """Library twin of `vitonprep export --format vitonhd`."""
     exp = Export(shard_dir, out, progress, keep_flagged)
-    pairs: dict[tuple[str, str], list[str]] = {}
     for sample, meta, shard in exp.samples():
         if exp.write_sample(sample, shard, lambda: vitonhd_files(exp, sample, meta)):
-            add_pair(pairs, meta)
-    write_pair_lists(exp, pairs)
+            add_pair(exp, meta)
+    write_pair_lists(exp)
     return exp.finish()
