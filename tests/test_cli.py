@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+import typer
 from PIL import Image
+from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from vitonprep.cli import app
@@ -17,6 +20,30 @@ def test_help_teaches():
     for cmd in ("convert", "validate", "inspect", "export"):
         assert cmd in result.output
     assert runner.invoke(app, ["convert", "vitonhd", "--help"]).exit_code == 0
+
+
+def _commands(command, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    """Every command and group, by its path (typer vendors click: groups are told by their ``commands``)."""
+    out = [(prefix, command)]
+    for name, sub in getattr(command, "commands", {}).items():
+        out += _commands(sub, prefix + (name,))
+    return out
+
+
+COMMANDS = _commands(typer.main.get_command(app))
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[" ".join(p) or "vitonprep" for p, _ in COMMANDS])
+def test_help_at_80_columns_shows_every_option_name_whole(path, command):
+    """Every command's help (issue 19): no line over 80 columns, no option name cut ("--samples-per-sh…")."""
+    result = runner.invoke(app, [*path, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80, [line for line in lines if len(line) > 80]
+    names = [n for p in command.params if isinstance(p, TyperOption) for n in p.opts + p.secondary_opts]
+    words = set(result.output.replace(",", " ").split())
+    assert (names or hasattr(command, "commands")) and [n for n in names if n not in words] == []
+    assert "…" not in result.output
 
 
 def test_convert_cli_end_to_end(tmp_path, data_dir):

@@ -27,6 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: at 80 columns rich's option tables cut long option names ("--samples-per-sh…") and fold
+    # the help into a narrow column; help texts are therefore plain text (no rich markup to escape)
+    rich_markup_mode=None,
 )
 
 

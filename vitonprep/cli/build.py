@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
+import json
 import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from vitonprep.build import BuildOptions, BuildReport, build_dataset, default_workers
 from vitonprep.cli._common import console, fail, progress_bar
+from vitonprep.cli.export import print_export_lines
 from vitonprep.codecs import DecodeError
 from vitonprep.config import PipelineConfig, load_pipeline_config
 from vitonprep.errors import ConfigError
@@ -48,8 +50,8 @@ def build(
                                                 "(local: default the cores this process may use, at most one per "
                                                 "GB of memory; ray: as many as the cluster's CPUs hold).")] = None,
     distributor: Annotated[Distributor, typer.Option(
-        # help text is rich markup: without the backslash "[ray]" is taken for a style tag and vanishes
-        help="Where shards are made: local processes, or a Ray cluster (pip install 'vitonprep\\[ray]')."
+        # help is click's plain text (rich_markup_mode=None in vitonprep.cli): "[ray]" is shown as written
+        help="Where shards are made: local processes, or a Ray cluster (pip install 'vitonprep[ray]')."
     )] = Distributor.local,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto | HOST:PORT (default: a running "
                                                          "instance, else a new local one).")] = None,
@@ -69,6 +71,8 @@ def build(
     weights_dir: Annotated[Path | None, typer.Option("--weights-dir", help="Folder holding the weight files of "
                                                      "reference back-ends (after params.weights, before "
                                                      "$VITONPREP_WEIGHTS_DIR); see `vitonprep doctor`.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON summary on stdout (its fields are "
+                                                         "listed above); everything else goes to stderr.")] = False,
 ) -> None:
     """Turn raw person and garment photos into validated VITON-HD-style shards, offline.
 
@@ -77,7 +81,15 @@ def build(
     meta.json. A rerun resumes; bad inputs are recorded (file, stage, reason) and the run goes on.
     `--distributor ray` makes the same shards on a Ray cluster (docs/scale-out.md). RAW may also be a folder or
     URL of vitonprep shards: their stages are re-run on the stored photos (shard-to-shard).
-    Exit 0 if usable samples were made and they validate (with --strict: and nothing failed).
+    Exit 0 if usable samples were made and they validate (with --strict: and nothing failed), 1 if not, 2 if
+    the command is refused (a wrong option, pipeline or output folder; nothing is built).
+
+    --json prints one object on stdout once the build has finished (exit 0 or 1): {"command": "build", "raw", "out",
+    "pipeline": str, "planned", "samples", "made", "failed", "shards", "resumed_shards", "samples_per_shard":
+    int, "workers": int or null, "seconds": float, "failures": [{"source", "stage", "reason", "key"}],
+    "failed_shards": {shard: error}, "unused_garments": int, "quality": {"checked", "flagged", "dropped",
+    "by_check"} or null, "validate": {"ok", "samples", "errors", "warnings"} or null (remote OUT), "export":
+    {"samples", "files", "pairing", "lists", "flagged", "refused"} or null, "exit_code": int}.
     """
     overrides = {k: v for k, v in (("category", category), ("split", split),
                                    ("samples_per_shard", samples_per_shard),
@@ -93,8 +105,16 @@ def build(
                             "--pipeline": pipeline if Path(pipeline).is_file() else None})
         except ConfigError as exc:
             raise fail(str(exc)) from exc
-        _build_and_check(cfg, raw, out, workers, distributor, ray_address, max_shard_retry, pairs, strict,
-                         export_vitonhd, sheet)
+        summary: dict[str, Any] = {"command": "build", "raw": raw, "out": out, "pipeline": cfg.name}
+        try:
+            _build_and_check(cfg, raw, out, workers, distributor, ray_address, max_shard_retry, pairs, strict,
+                             export_vitonhd, sheet, summary)
+        except typer.Exit as exc:
+            if as_json and "samples" in summary:  # the build ran: its summary, with the exit code it ends with
+                typer.echo(json.dumps({**summary, "exit_code": exc.exit_code}))
+            raise
+        if as_json:
+            typer.echo(json.dumps({**summary, "exit_code": 0}))
 
 
 def _claim_outputs(stack: ExitStack, raw: str, out: str, export_vitonhd: Path | None, overwrite: bool,
@@ -131,7 +151,8 @@ def _print_quality(cfg: PipelineConfig, report: BuildReport) -> None:
 
 def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | None, distributor: "Distributor",
                      ray_address: str | None, max_shard_retry: int, pairs: Path | None, strict: bool,
-                     export_vitonhd: Path | None, sheet: int) -> None:
+                     export_vitonhd: Path | None, sheet: int, summary: dict[str, Any]) -> None:
+    """Build, then validate, draw and export what was built; ``summary`` is filled in for --json as it goes."""
     if workers is None and distributor is Distributor.local:
         workers = default_workers()
     with progress_bar() as progress:
@@ -157,6 +178,17 @@ def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | Non
             report = build_dataset(cfg, raw, out, options, progress=on_shard, sample_progress=on_sample)
         except ConfigError as exc:
             raise fail(str(exc)) from exc
+    q = report.quality
+    summary.update({
+        "planned": report.nplanned, "samples": report.nsamples, "made": report.nmade,
+        "failed": len(report.failures), "shards": report.nshards, "resumed_shards": report.skipped_shards,
+        "samples_per_shard": report.samples_per_shard,
+        "workers": workers, "seconds": round(report.seconds, 3), "failures": [f.to_dict() for f in report.failures],
+        "failed_shards": {str(k): str(v) for k, v in sorted(report.failed_shards.items())},
+        "unused_garments": len(report.unused_garments),
+        "quality": None if q is None else {"checked": q.checked, "flagged": q.flagged, "dropped": q.dropped,
+                                           "by_check": dict(sorted(q.by_check.items()))},
+        "validate": None, "export": None})
     table = Table(title=escape(f"build {raw} -> {out}"))
     for col in ("planned", "samples", "failed", "shards", "resumed", "seconds", "samples/s"):
         table.add_column(col, justify="right")
@@ -195,6 +227,8 @@ def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | Non
     out = local_out
     # checked by as many processes as built it (Ray's shard workers may outnumber this machine's cores)
     rep = validate_shards(out, workers=min(workers or 1, os.cpu_count() or 1))
+    summary["validate"] = {"ok": rep.ok, "samples": rep.nsamples, "errors": len(rep.errors),
+                           "warnings": len(rep.warnings)}
     console.print(f"validate: {rep.nsamples} samples, {len(rep.errors)} errors, {len(rep.warnings)} warnings -> "
                   + ("[green]sound[/]" if rep.ok else "[red]NOT SOUND[/]"))
     for issue in rep.errors[:10]:
@@ -207,7 +241,10 @@ def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | Non
             exp = do_export(out, export_vitonhd)
         except (ValueError, OSError, DecodeError) as exc:
             raise fail(f"VITON-HD export: {exc}", 1) from exc
+        summary["export"] = {"samples": exp.nsamples, "files": exp.nfiles, "pairing": exp.pairing,
+                             "lists": exp.lists, "flagged": len(exp.flagged), "refused": len(exp.refused)}
         console.print(escape(f"exported {exp.nsamples} samples ({exp.nfiles} files) to {export_vitonhd}"))
+        print_export_lines(exp, export_vitonhd)
         if exp.flagged:  # the export leaves them out (vitonprep export --keep-flagged keeps them)
             console.print(escape(f"left out {len(exp.flagged)} flagged samples: see vitonprep quality / inspect"),
                           style="yellow")

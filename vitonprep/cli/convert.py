@@ -20,6 +20,7 @@ app = typer.Typer(
     "(agnostic, agnostic-mask, parse-agnostic, gt_cloth_warped_mask, skeleton; DensePose and cloth masks "
     "from the offline back-ends, marked in each sample's meta.json).",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help that fits 80 columns, as the main app's (vitonprep.cli)
 )
 
 Root = Annotated[Path, typer.Argument(help="Dataset root (with train/ and test/, or one split folder).")]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitonprep.cli._common import console, progress_bar, require_dir
+from vitonprep.cli._common import console, fail, progress_bar, require_dir
 from vitonprep.safepaths import write_atomic
 from vitonprep.validate import ValidationReport, validate_shards
 
@@ -27,6 +27,8 @@ def validate(
     workers: Annotated[int, typer.Option("--workers", "-j", min=1,
                                          help="Processes that check shards in parallel (the report is the same).")] = 1,
     strict: Annotated[bool, typer.Option(help="Quality flags (meta.json 'quality') are errors, not warnings.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON summary on stdout (its fields are "
+                                                         "listed above); everything else goes to stderr.")] = False,
 ) -> None:
     """Read every sample back through the trainer's decoders and check the shard contract.
 
@@ -35,9 +37,17 @@ def validate(
     StableVITON's 122,880-px rule are flagged), duplicate keys, pairing, plain ids in meta.json, every shard's
     stats file (its completion marker) and per-member sha256, and manifest.json's size, checksums and counts.
     Samples flagged by the quality checks (meta.json 'quality', see vitonprep quality) are warnings, errors with
-    --strict; a malformed 'quality' is an error. Exit 0 only if there is no error.
+    --strict; a malformed 'quality' is an error. Exit 0 only if there is no error, 1 if there is one, 2 if the
+    command is refused (no such folder, --json with --report -).
+
+    --json prints one object on stdout: {"command": "validate", "shards": path, "ok": bool, "shards_checked": int,
+    "samples": int, "errors": int, "warnings": int, "issues_by_check": {"error|warning:check": int}, "quality":
+    {"passed", "flagged", "unchecked", "malformed": int, "flags_by_check": {check: int}}, "report": path or null,
+    "exit_code": int}. The full list of issues is in the report file.
     """
     require_dir(shards, "shard folder")
+    if as_json and report == "-":
+        raise fail("--json and --report - would both write to stdout; give --report a file")
     with progress_bar() as progress:
         task = progress.add_task("validate", total=None, info="")
         rep = validate_shards(shards, progress=lambda name, n: progress.update(task, advance=1, info=name),
@@ -62,6 +72,7 @@ def validate(
         console.print(f"[{colour}]{issue.level}[/] " + escape(f"{issue.shard} {issue.key or ''}: {issue.message}"))
     # the verdict is out before the report is written: a read-only dataset or a full disk costs the file only
     text = json.dumps(rep.to_dict(), indent=1)
+    written: Path | None = None
     if report == "-":
         typer.echo(text)
     else:
@@ -73,9 +84,21 @@ def validate(
             console.print(escape(f"warning: could not write the report {report_path}: {exc.strerror or exc} "
                                  "(--report PATH or --report - for stdout)"), style="yellow")
         else:
+            written = report_path
             console.print(escape(f"report: {report_path}"))
+    if as_json:
+        typer.echo(json.dumps(json_summary(rep, written)))
     if not rep.ok:
         raise typer.Exit(1)
+
+
+def json_summary(rep: ValidationReport, report_path: Path | None) -> dict[str, Any]:
+    """validate's --json object (the schema is in the command's help)."""
+    return {"command": "validate", "shards": rep.shard_dir, "ok": rep.ok, "shards_checked": rep.nshards,
+            "samples": rep.nsamples, "errors": len(rep.errors), "warnings": len(rep.warnings),
+            "issues_by_check": {f"{level}:{check}": n for (level, check), n in sorted(rep.counts_by_check().items())},
+            "quality": rep.quality_counts(), "report": str(report_path) if report_path else None,
+            "exit_code": 0 if rep.ok else 1}
 
 
 def _print_quality(rep: ValidationReport) -> None:
