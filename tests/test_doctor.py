@@ -159,3 +159,31 @@ def test_doctor_uses_the_pipelines_explicit_paths(tmp_path):
     data = json.loads(res.stdout)
     pose = {b["name"]: b for b in data["backends"]}["pose-openpose-body"]
     assert pose["selected"] and pose["usable"] and pose["weights"][0]["path"] == str(tmp_path / "my_body.pth")
+
+
+def test_doctor_tables_are_readable_at_80_columns(tmp_path):
+    """Issue 19: doctor's tables wrapped names, URLs and licences into fragments at 80 columns. Now no line is wider
+    than 80 unless it is one unbreakable word (a long URL), and every name, file, URL, path and digest is whole."""
+    from vitonprep.cli import app
+
+    wdir = tmp_path / "weights-folder-with-a-rather-long-name-so-that-its-path-is-long"
+    wdir.mkdir()
+    (wdir / "model_final_162be9.pkl").write_bytes(b"not the real weights")  # found, and its sha256 differs
+    res = CliRunner().invoke(app, ["doctor", "--weights-dir", str(wdir), "--pipeline", "default"],
+                             terminal_width=80, env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    lines = text.splitlines()
+    assert [ln for ln in lines if len(ln) > 80 and len(ln.split()) > 1] == []
+    rep = W.diagnose(wdir, hash_files=True)
+    for b in rep.backends:  # one table row per back-end: stage, whole name, usable
+        assert any(ln.split()[:3] in ([b.kind, b.name, "yes" if b.usable else "no"],
+                                      [b.kind, b.name, "*"]) for ln in lines if ln.split()), b.name
+    words = set(text.replace(",", " ").split())
+    for f in rep.weights:
+        assert f.spec.filename in words
+        for url in (w.strip("():;,") for w in f.spec.source.split() if "://" in w):
+            assert url in words or f"({url})" in words or f"{url})" in words, url
+    found = next(f for f in rep.weights if f.path)
+    assert str(found.path) in words and found.sha256 in words and found.spec.sha256 in text
+    assert "densepose-rcnn-r50-fpn  model_final_162be9.pkl  found, 20 B, sha256 differs" in text

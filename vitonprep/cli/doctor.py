@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from vitonprep.cli._common import console, fail, out_console
 from vitonprep.config import load_pipeline_config
 from vitonprep.errors import ConfigError
-from vitonprep.weights import ENV_VAR, diagnose
+from vitonprep.weights import ENV_VAR, DoctorReport, diagnose
 
 
 def _size(n: int | None) -> str:
@@ -61,42 +64,62 @@ def doctor(
             "packages": rep.packages,
         }))
     else:
-        bt = Table(title="back-ends")
-        for col in ("stage", "back-end", "usable", "weight files", "licence"):
-            bt.add_column(col, overflow="fold")
-        notes = []
-        for b in rep.backends:
-            mark = " *" if selected.get(b.kind) == b.name else ""
-            files = ", ".join(f"{f.spec.filename} ({_size(f.size)})" if f.path else f"{f.spec.filename} (missing)"
-                              for f in b.weights)
-            bt.add_row(b.kind, b.name + mark + (" (approximate)" if b.approximate else ""),
-                       "[green]yes[/]" if b.usable else "[red]no[/]", files or "-", b.licence)
-            if b.problem and all(f.path for f in b.weights):  # missing files are explained in the next table
-                notes.append(f"{b.name}: {b.problem}")
-        out_console.print(bt)
-        for note in notes:
-            out_console.print(f"[red]{note}[/]")
-        wt = Table(title=f"weight files (--weights-dir: {rep.weights_dir or '-'}; ${ENV_VAR}: {rep.env_dir or '-'})")
-        for col in ("name", "file", "found at", "size", "sha256", "source", "licence"):
-            wt.add_column(col, overflow="fold")
-        for f in rep.weights:
-            digest = f.sha256 or "-"
-            if f.sha256_ok is False:
-                digest = f"[red]{digest} (expected {f.spec.sha256})[/]"
-            wt.add_row(f.spec.name, f.spec.filename, str(f.path) if f.path else "[red]missing[/]", _size(f.size),
-                       digest, f.spec.source, f.spec.licence)
-        out_console.print(wt)
-        pt = Table(title="packages")
-        pt.add_column("package")
-        pt.add_column("version")
-        for name, version in rep.packages.items():
-            pt.add_row(name, version or "-")
-        out_console.print(pt)
-        if selected:
-            out_console.print("* = selected by the pipeline")
+        _print_report(rep, selected)
     if cfg is not None:
         bad = [b for b in rep.backends if selected.get(b.kind) == b.name and not b.usable]
         for b in bad:
             console.print(f"[red]{b.kind}: {b.name} is not usable:[/] {b.problem}")
         if bad:
             raise typer.Exit(1)
+
+
+def _detail(label: str, text: str, indent: int = 4) -> None:
+    """An indented ``label: text`` wrapped between words and never inside one: a URL or a path longer than the
+    line stays whole (copyable), where a table column folded it into fragments."""
+    width = max(40, out_console.width) - indent
+    lines = textwrap.wrap(f"{label}: {text}", width, break_long_words=False, break_on_hyphens=False,
+                          subsequent_indent="  ") or [f"{label}:"]
+    for line in lines:
+        out_console.print(" " * indent + line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _print_report(rep: DoctorReport, selected: dict[str, str]) -> None:
+    """Back-ends as a table of short columns, then each one's weight files and licence, and each weight file, as
+    indented lines: readable at 80 columns (seven-column tables folded names, URLs and licences into pieces)."""
+    bt = Table(title="back-ends" + (" (* = selected by the pipeline)" if selected else ""), box=box.SIMPLE_HEAD,
+               title_justify="left")
+    for col in ("stage", "back-end", "usable", "approximate"):
+        bt.add_column(col, no_wrap=True)
+    for b in rep.backends:
+        mark = " *" if selected.get(b.kind) == b.name else ""
+        bt.add_row(b.kind, escape(b.name) + mark, "[green]yes[/]" if b.usable else "[red]no[/]",
+                   "yes" if b.approximate else "no")
+    out_console.print(bt)
+    for b in rep.backends:
+        out_console.print("  " + escape(b.name), style="bold", soft_wrap=True)
+        if b.weights:
+            _detail("weight files", ", ".join(f.spec.filename + ("" if f.path else " (missing)") for f in b.weights))
+        if b.problem and all(f.path for f in b.weights):  # a missing file says itself above
+            _detail("not usable", b.problem)
+        _detail("licence", b.licence)
+    out_console.print("\nweight files", style="bold")
+    _detail("--weights-dir", rep.weights_dir or "-", 2)
+    _detail(f"${ENV_VAR}", rep.env_dir or "-", 2)
+    for f in rep.weights:
+        state = f"found, {_size(f.size)}" if f.path else "missing"
+        if f.sha256_ok is False:
+            state += ", sha256 differs"
+        out_console.print(f"  {f.spec.name}  {f.spec.filename}  {state}", soft_wrap=True, markup=False,
+                          style="red" if not f.path or f.sha256_ok is False else None)
+        if f.path:
+            _detail("at", str(f.path))
+        if f.sha256:
+            _detail("sha256", f.sha256 + ("" if f.sha256_ok is not False else f" (expected {f.spec.sha256})"))
+        _detail("source", f.spec.source)
+        _detail("licence", f.spec.licence)
+    pt = Table(title="packages", box=box.SIMPLE_HEAD, title_justify="left")
+    pt.add_column("package", no_wrap=True)
+    pt.add_column("version", no_wrap=True)
+    for name, version in rep.packages.items():
+        pt.add_row(name, version or "-")
+    out_console.print(pt)
