@@ -13,7 +13,7 @@ from vitonprep.backends.parsing_heuristic.colour import lab_bins
 from vitonprep.backends.parsing_heuristic.config import CATEGORIES, HeuristicParsingConfig
 from vitonprep.backends.parsing_heuristic.labels import assign_labels, fit_to_mask
 from vitonprep.backends.parsing_heuristic.regions import head_geometry, limb_distances, torso_frame
-from vitonprep.backends.parsing_heuristic.scores import class_map, colour_models, skin_model
+from vitonprep.backends.parsing_heuristic.scores import class_map, colour_models, horizontal_edges, skin_model
 from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import PoseResult
 from vitonprep.derive.labels import to_hrviton_groups
@@ -105,7 +105,8 @@ def labels_small(rgb: np.ndarray, mask: np.ndarray, body: Body, cfg: HeuristicPa
     limbs = limb_distances(frame, body, cfg)
     skin = skin_model(labc, mask, frame, body, head, cfg)
     models = colour_models(bins, mask, frame, head, limbs, skin, category)
-    cls = class_map(bins, mask, frame, body, head, limbs, skin, models, cfg, category, unit)
+    cls = class_map(bins, mask, frame, body, head, limbs, skin, models, cfg, category, unit,
+                    horizontal_edges(labc, frame.sw))
     return assign_labels(cls, mask, body, head, limbs, cfg, category, unit)
 
 

@@ -30,6 +30,8 @@ FACE_FEATURES = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47), tuple(range
 
 CROTCH_T = 1.2  # along the torso axis (1 = hips): no leg skin above this
 NECK_RADIUS = 2.5  # the neck / chest skin "limb" is this many arm radii thick
+ARM_REACH = 1.6  # arm skin lies within this many arm radii of its chain (joints may sit off-centre) ...
+FAR_PART = 10.0  # ... beyond it the arm's normalised distance gets this handicap
 NECKLINE_T = 0.35  # skin of the chest is expected above this torso position (a neckline), not below
 
 
@@ -141,6 +143,8 @@ class Limbs:
     d_leg_r: np.ndarray
     d_feet: np.ndarray
     cand: np.ndarray
+    d_chain_l: np.ndarray  # distance (px) to the left shoulder-elbow-wrist chain (no hand)
+    d_chain_r: np.ndarray
 
 
 def limb_distances(fr: Frame, body: Body, cfg: HeuristicParsingConfig) -> Limbs:
@@ -153,8 +157,9 @@ def limb_distances(fr: Frame, body: Body, cfg: HeuristicParsingConfig) -> Limbs:
     leg_r = limb_lines(body, (9, 10, 11)) + [(j[11], j[k]) for k in (22, 24)
                                              if j[11] is not None and j[k] is not None]
     # hands are thinner than arms: their distance counts more
-    d_arm_l = np.minimum(chain_map(shape, arm_l), chain_map(shape, hand_l) * cfg.hand_scale)
-    d_arm_r = np.minimum(chain_map(shape, arm_r), chain_map(shape, hand_r) * cfg.hand_scale)
+    chain_l, chain_r = chain_map(shape, arm_l), chain_map(shape, arm_r)
+    d_arm_l = np.minimum(chain_l, chain_map(shape, hand_l) * cfg.hand_scale)
+    d_arm_r = np.minimum(chain_r, chain_map(shape, hand_r) * cfg.hand_scale)
     d_leg_l = chain_map(shape, leg_l)
     d_leg_r = chain_map(shape, leg_r)
     feet = []
@@ -172,9 +177,13 @@ def limb_distances(fr: Frame, body: Body, cfg: HeuristicParsingConfig) -> Limbs:
     cand = np.empty((5, fr.h, fr.w), np.float32)  # written in place (no np.stack copy); every term is float32
     np.divide(d_arm_l, ra, out=cand[0])
     np.divide(d_arm_r, ra, out=cand[1])
+    # an arm is at most ARM_REACH radii thick: skin farther from both chains (a bare midriff between the
+    # forearms) is torso skin, whatever the nearest chain
+    cand[0][cand[0] > ARM_REACH] += FAR_PART
+    cand[1][cand[1] > ARM_REACH] += FAR_PART
     np.add(d_leg_l / (cfg.leg_radius_ratio * ra), leg_pen, out=cand[2])
     np.add(d_leg_r / (cfg.leg_radius_ratio * ra), leg_pen, out=cand[3])
     # neck / chest: close to the torso axis above the neck and at the neckline, penalised (x2) below it
     np.divide(s * fr.sw + np.clip(-t, 0, None) * T + 2.0 * np.clip(t - NECKLINE_T, 0, None) * T,
               NECK_RADIUS * ra, out=cand[4])
-    return Limbs(d_arm_l, d_arm_r, d_leg_l, d_leg_r, d_feet, cand)
+    return Limbs(d_arm_l, d_arm_r, d_leg_l, d_leg_r, d_feet, cand, chain_l, chain_r)

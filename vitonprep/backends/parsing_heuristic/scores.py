@@ -58,6 +58,13 @@ SKIN_TORSO_T, SKIN_TORSO_S = (0.3, 1.1), 0.35  # middle of the torso: skin shows
 NEAR_PART = 1.5  # skin is not penalised within this many normalised units of a skin-showing part
 FACE_NEAR = 0.2  # the face counts as a skin-showing part; its distance unit is this many face widths
 LOWER_GAP = 0.1  # the lower-garment prior starts this far (torso lengths) above the waist line
+SLEEVE_R, SLEEVE_PENALTY = 0.7, 4.0  # lower garment within this many arm radii of a sleeved arm: log handicap
+SHOE_GARMENT_PENALTY = 3.0  # garments below the ankles near the feet: log handicap (a tie goes to the shoe)
+SLIVER = 0.05  # garment strips thinner than twice this many sw ...
+SLIVER_REACH = 2.0  # ... within this many limb radii of an arm or leg chain are skin
+WAIST_PRIOR_KEEP = 0.3  # share of the waist prior kept when the waist is cut as one line ...
+EDGE_BONUS = 0.3  # ... plus this many torso lengths of rows for a full-strength horizontal edge
+EDGE_RUN = 0.1  # horizontal edges are averaged along this many sw
 HAND_DILATE = 0.03  # hand hulls are dilated by this many sw
 
 
@@ -159,7 +166,7 @@ def colour_models(bins: np.ndarray, mask: np.ndarray, fr: Frame, head: Head, lim
 
 def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: Head, limbs: Limbs, skin: Skin,
               models: list[np.ndarray | None], cfg: HeuristicParsingConfig, category: str,
-              unit: int) -> np.ndarray:
+              unit: int, edges: np.ndarray) -> np.ndarray:
     """Colour class of every pixel (uint8, ``C_*``): colour models plus spatial priors, box-blurred, argmax."""
     t, s, sw = fr.t, fr.s, fr.sw
     scores = np.full((NCLS, fr.h, fr.w), NEG, np.float32)
@@ -182,6 +189,18 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
         near = np.minimum(near, head.d_face / (FACE_NEAR * head.fw))
     scores[C_SKIN] -= cfg.skin_far_penalty * np.clip(near - NEAR_PART, 0, 3)
     scores[C_SHOE][limbs.d_feet > SHOE_ZONE * sw] = NEG
+    if category != "dresses":
+        # a sleeved arm's chain runs through its sleeve down to the wrist, never through trousers or a skirt: a
+        # dark sleeve end beside the hip is not the lower garment even when its colour matches it
+        for d_chain, ids in ((limbs.d_chain_l, (5, 6)), (limbs.d_chain_r, (2, 3))):
+            if sleeved(scores, body, ids):
+                scores[C_LOWER][d_chain < SLEEVE_R * cfg.arm_radius * sw] -= SLEEVE_PENALTY
+    # below the ankles, next to the feet, a pixel of a garment's colour is a shoe of the same colour
+    ankles = [body.j[i][1] for i in (11, 14) if body.j[i] is not None]
+    if ankles and models[C_SHOE] is not None:
+        foot = (limbs.d_feet < SHOE_ZONE * sw) & (fr.ys > min(ankles))
+        scores[C_UPPER][foot] -= SHOE_GARMENT_PENALTY
+        scores[C_LOWER][foot] -= SHOE_GARMENT_PENALTY
     if body.hands:  # hands are skin (no gloves in try-on photos)
         hm = np.zeros((fr.h, fr.w), np.uint8)
         for hand in body.hands.values():
@@ -193,27 +212,79 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
         scores[c] = cv2.blur(scores[c], (2 * r + 1, 2 * r + 1))
     cls = argbest(scores)
     if models[C_LOWER] is not None:
-        split_waist(cls, scores, mask & (t > WAIST_T[0]) & (t < WAIST_T[1]) & (s < WAIST_S), sw)
+        split_waist(cls, scores, mask & (t > WAIST_T[0]) & (t < WAIST_T[1]) & (s < WAIST_S), fr, edges, cfg)
+    drop_slivers(cls, limbs, cfg, sw)
     return cls
 
 
-def split_waist(cls: np.ndarray, scores: np.ndarray, region: np.ndarray, sw: float) -> None:
+def sleeved(scores: np.ndarray, body: Body, ids: tuple[int, int]) -> bool:
+    """True when the upper arm (shoulder ``ids[0]`` -> elbow ``ids[1]``) is covered: along its middle, the
+    upper garment outscores skin at most sampled points."""
+    a, b = body.j[ids[0]], body.j[ids[1]]
+    if a is None or b is None:
+        return False
+    h, w = scores.shape[1:]
+    pts = a[None, :] + np.linspace(0.2, 0.9, 8)[:, None] * (b - a)[None, :]
+    xi, yi = np.rint(pts[:, 0]).astype(np.int64), np.rint(pts[:, 1]).astype(np.int64)
+    ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    if ok.sum() < 4:
+        return False
+    return bool(np.mean(scores[C_UPPER, yi[ok], xi[ok]] > scores[C_SKIN, yi[ok], xi[ok]]) > 0.5)
+
+
+def drop_slivers(cls: np.ndarray, limbs: Limbs, cfg: HeuristicParsingConfig, sw: float) -> None:
+    """Garment strips thinner than ``2 SLIVER`` shoulder widths along a limb are skin: the shaded outline of a
+    bare leg or arm takes the colour of a light garment (and of the backdrop it blends into), but no garment
+    is that thin along a limb (a trouser leg or sleeve is a limb's width)."""
+    garment = ((cls == C_UPPER) | (cls == C_LOWER)).view(np.uint8)
+    r = max(1, int(round(SLIVER * sw)))
+    core = cv2.morphologyEx(garment, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    thin = (garment > core)
+    if not thin.any():
+        return
+    ra = cfg.arm_radius * sw
+    near = (np.minimum(limbs.d_leg_l, limbs.d_leg_r) < SLIVER_REACH * cfg.leg_radius_ratio * ra) \
+        | (np.minimum(limbs.d_chain_l, limbs.d_chain_r) < SLIVER_REACH * ra)
+    cls[thin & near] = C_SKIN
+
+
+def horizontal_edges(labc: np.ndarray, sw: float) -> np.ndarray:
+    """Strength (0..1) of horizontal edges: the vertical Lab gradient, averaged along rows over a tenth of a
+    shoulder width (a hem or waistband runs across the body; a print's or a fold's edges are shorter), divided
+    by its 99th percentile."""
+    img = cv2.GaussianBlur(labc, (3, 3), 0).astype(np.float32)
+    gy = np.abs(cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)).sum(2)
+    r = max(1, int(EDGE_RUN * sw))
+    gy = cv2.blur(gy, (2 * r + 1, 1))
+    top = float(np.partition(gy.ravel(), int(0.99 * (gy.size - 1)))[int(0.99 * (gy.size - 1))])
+    return np.minimum(gy / max(top, 1e-3), 1.0)
+
+
+def split_waist(cls: np.ndarray, scores: np.ndarray, region: np.ndarray, fr: Frame, edges: np.ndarray,
+                cfg: HeuristicParsingConfig) -> None:
     """Make the upper/lower garment boundary inside ``region`` (the torso) one smooth line, a row per column.
 
     In each column, the boundary row maximises (upper - lower score) above it plus (lower - upper) below it
-    (a prefix-sum argmax); the rows are then median-filtered across columns (a window of a quarter shoulder
-    width). Outside ``region`` (sleeves, hems that are not horizontal) the per-pixel decision stays.
+    (a prefix-sum argmax) plus a bonus for a horizontal edge on that row (``EDGE_BONUS`` torso lengths of
+    rows at full strength); the waist prior keeps only ``WAIST_PRIOR_KEEP`` of its weight here, so that a top
+    and bottom of the same colour are cut at their hem rather than at the prior's waist. The rows are then
+    median-filtered across columns (a window of a quarter shoulder width). Outside ``region`` (sleeves, hems
+    that are not horizontal) the per-pixel decision stays.
     """
     both = (cls == C_UPPER) | (cls == C_LOWER)
     garment = region & both
     cols = np.nonzero(garment.any(0))[0]
     if cols.size < 3:
         return
+    sw = fr.sw
     x0, x1 = cols[0], cols[-1] + 1
     g = garment[:, x0:x1]
-    d = np.where(g, scores[C_UPPER, :, x0:x1] - scores[C_LOWER, :, x0:x1], 0.0)
+    k, t = cfg.prior_slope, fr.t[:, x0:x1]
+    prior = k * np.clip(cfg.waist - LOWER_GAP - t, 0, None) - k * np.clip(t - cfg.waist, 0, None)
+    d = np.where(g, scores[C_UPPER, :, x0:x1] - scores[C_LOWER, :, x0:x1] - (1 - WAIST_PRIOR_KEEP) * prior, 0.0)
     c = np.cumsum(d, 0)
     c = np.vstack([np.zeros((1, c.shape[1]), c.dtype), c])
+    c[:-1] += np.where(g, EDGE_BONUS * fr.torso * edges[:, x0:x1], 0.0)
     b = np.argmax(c, 0).astype(np.float32)  # first row of the lower garment
     b[~g.any(0)] = np.nan
     win = max(3, int(0.25 * sw) | 1)
