@@ -26,9 +26,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vitonprep.backends import pose_body25_fit as pf
 from vitonprep.backends import pose_mediapipe as pm
+from vitonprep.backends import pose_orientation as po
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.body25 import OpenPoseKeypoints
+from vitonprep.errors import ConfigError
 
 OFFICIAL = ("00891_00", "03615_00", "07445_00")
 
@@ -106,7 +109,7 @@ def test_body_pck_on_v3_reference_render(backend, data_dir):
     torso = np.linalg.norm(gt[1, :2] - gt[8, :2])
     h, n = _pck(res.keypoints.pose, gt, 0.1 * torso)
     assert n >= 12 and h / n >= 0.7, (h, n)
-    # the hips (corrected by HIP_RAISE) stay within 0.15 torso of OpenPose's on this independent person
+    # the hips (corrected by the fit, pose_body25_fit.json) stay within 0.15 torso of OpenPose's on this person
     for j in (9, 12):
         assert np.linalg.norm(res.keypoints.pose[j, :2] - gt[j, :2]) <= 0.15 * torso
 
@@ -243,11 +246,11 @@ def _landmarks(w=768, h=1024) -> np.ndarray:
 
 def test_mapping_rules():
     lm = _landmarks()
-    k = pm.blazepose_to_body25(lm, 768, 1024)
+    ident = pf.Body25Fit(min_visibility=0.2, corrections=(), edge_knee=None)
+    k = pm.blazepose_to_body25(lm, 768, 1024, fit=ident)
     np.testing.assert_allclose(k[1, :2], [384, 320])                        # neck = shoulder midpoint
-    torso = 720 - 320
-    np.testing.assert_allclose(k[9, :2], [314, 720 - pm.HIP_RAISE * torso], atol=1e-3)   # hips raised
-    np.testing.assert_allclose(k[8, :2], [384, 720 - pm.HIP_RAISE * torso], atol=1e-3)
+    np.testing.assert_allclose(k[9, :2], lm[24, :2])                        # RHip <- right hip
+    np.testing.assert_allclose(k[8, :2], [384, 720])                        # MidHip between the hips
     np.testing.assert_allclose(k[2, :2], lm[12, :2])                        # RShoulder <- right shoulder
     np.testing.assert_allclose(k[22, :2], lm[32, :2])                       # RBigToe <- right foot index
     assert k[23, 0] < k[22, 0] and k[20, 0] > k[19, 0]                      # small toes lie outside
@@ -255,21 +258,167 @@ def test_mapping_rules():
     lm2 = lm.copy()
     lm2[14, 3] = 0.1
     lm2[27, 1] = 1100
-    k2 = pm.blazepose_to_body25(lm2, 768, 1024)
+    k2 = pm.blazepose_to_body25(lm2, 768, 1024, fit=ident)
     assert (k2[3] == 0).all() and (k2[14] == 0).all()
 
 
-class _FakeHands:
-    """Stands in for mediapipe Hands: returns the given hands (normalised coordinates, mirrored labels)."""
+def test_corrections_move_joints_in_their_mirrored_frames():
+    lm = _landmarks()
+    torso = 400.0  # shoulder midpoint (384, 320) to hip midpoint (384, 720)
+    fit = pf.Body25Fit(0.2, (
+        pf.JointCorrection(9, "torso", -0.05, 0.02), pf.JointCorrection(12, "torso", -0.05, 0.02),
+        pf.JointCorrection(3, "bone", -0.1, 0.0, parent=2), pf.JointCorrection(6, "bone", -0.1, 0.0, parent=5),
+        pf.JointCorrection(17, "torso", 0.0, 0.05), pf.JointCorrection(18, "torso", 0.0, 0.05),
+    ), None)
+    k = pm.blazepose_to_body25(lm, 768, 1024, fit=fit)
+    # hips up by 0.05 T, and outwards: the right hip (image left) to the left, the left hip to the right
+    np.testing.assert_allclose(k[9, :2], [314 - 0.02 * torso, 720 - 0.05 * torso], atol=1e-3)
+    np.testing.assert_allclose(k[12, :2], [454 + 0.02 * torso, 720 - 0.05 * torso], atol=1e-3)
+    np.testing.assert_allclose(k[8, :2], (k[9, :2] + k[12, :2]) / 2, atol=1e-3)
+    # elbows 10 % of the upper arm back towards the shoulder
+    np.testing.assert_allclose(k[3, :2], lm[14, :2] - 0.1 * (lm[14, :2] - lm[12, :2]), atol=1e-3)
+    np.testing.assert_allclose(k[6, :2], lm[13, :2] - 0.1 * (lm[13, :2] - lm[11, :2]), atol=1e-3)
+    assert k[17, 0] < lm[8, 0] and k[18, 0] > lm[7, 0]  # ears outwards
+    # the same skeleton seen from the back (mirrored, labels kept) gets the mirrored corrections
+    mirrored = lm.copy()
+    mirrored[:, 0] = 767 - mirrored[:, 0]
+    km = pm.blazepose_to_body25(mirrored, 768, 1024, fit=fit)
+    np.testing.assert_allclose(km[9, 0], 767 - k[9, 0], atol=1e-3)
+    np.testing.assert_allclose(km[3, :2], [767 - k[3, 0], k[3, 1]], atol=1e-3)
 
-    def __init__(self, hands):
+
+def test_edge_knee_placed_inside_the_frame():
+    lm = _landmarks()
+    lm[[25, 26], 1] = 1100  # both knees below the frame (an upper-body photo)
+    fit = pf.Body25Fit(0.2, (), pf.EdgeKnee(depth=0.6, min_thigh=0.5))
+    k = pm.blazepose_to_body25(lm, 768, 1024, fit=fit)
+    for hip, knee in ((9, 10), (12, 13)):
+        assert k[knee, 2] > 0 and k[knee, 1] < 1024
+        np.testing.assert_allclose(np.linalg.norm(k[knee, :2] - k[hip, :2]), 0.6 * 400, rtol=1e-4)
+    # too little thigh inside the frame below the hips: no knee
+    k2 = pm.blazepose_to_body25(lm, 768, 1024, fit=pf.Body25Fit(0.2, (), pf.EdgeKnee(depth=0.6, min_thigh=0.8)))
+    assert k2[10, 2] == 0 and k2[13, 2] == 0
+
+
+def test_shipped_fit_loads_with_its_provenance():
+    fit = pf.load_fit(pf.FIT_FILE)
+    assert fit == pf.default_fit()
+    prov = dict(fit.provenance)
+    assert json.loads(prov["fitted_by"]) == "bench/pose_fit.py"
+    assert json.loads(prov["fit_persons"]) >= 10
+    assert 0.0 < fit.min_visibility < 0.5
+    joints = {c.joint for c in fit.corrections}
+    assert {3, 6, 9, 12}.issubset(joints)  # elbows and hips are corrected
+    assert fit.edge_knee is not None
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda d: d.update(version=2), "format/version"),
+    (lambda d: d.update(min_visibility="0.2"), "min_visibility"),
+    (lambda d: d.update(min_visibility=float("nan")), "min_visibility"),
+    (lambda d: d["corrections"].append({"joint": 30, "frame": "torso", "along": 0, "across": 0}), "joint"),
+    (lambda d: d["corrections"].append({"joint": 3, "frame": "bone", "along": 0.1, "across": 0}), "parent"),
+    (lambda d: d["corrections"].append({"joint": 0, "frame": "torso", "along": 5.0, "across": 0}), "along"),
+    (lambda d: d["corrections"].append({"joint": 0, "frame": "torso", "along": True, "across": 0}), "along"),
+    (lambda d: d["corrections"].append({"joint": 0, "frame": "eye", "along": 0, "across": 0}), "frame"),
+    (lambda d: d["corrections"].extend([d["corrections"][0]]), "twice"),
+    (lambda d: d.update(edge_knee={"depth": 0.5}), "edge_knee"),
+    (lambda d: d.update(extra=1), "unknown keys"),
+])
+def test_malformed_fit_file_is_refused(tmp_path, edit, reason):
+    doc = json.loads(pf.FIT_FILE.read_text())
+    edit(doc)
+    bad = tmp_path / "fit.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=reason) as err:
+        pf.load_fit(bad)
+    assert str(bad) in str(err.value)
+
+
+@pytest.mark.parametrize("payload", [b"", b"[1, 2]", b"{\"format\": ", b"\xff\xfe", b"[" * 100_000])
+def test_unreadable_fit_file_is_refused(tmp_path, payload):
+    bad = tmp_path / "fit.json"
+    bad.write_bytes(payload)
+    with pytest.raises(ConfigError, match="not a usable BODY_25 fit file"):
+        pf.load_fit(bad)
+
+
+def test_mapping_on_a_bundled_photo(backend, official):
+    # the back-end's keypoints are the raw BlazePose mapping plus the shipped corrections, nothing else
+    rgb, gt, res = official["07445_00"]
+    raw, _ = pm.raw_body25(res.landmarks)
+    k = res.keypoints.pose
+    fit = pf.default_fit()
+    np.testing.assert_allclose(k[:, :2][k[:, 2] > 0],
+                               pm.blazepose_to_body25(res.landmarks, 768, 1024, fit)[:, :2][k[:, 2] > 0], atol=1e-3)
+    torso = np.linalg.norm(gt.pose[1, :2] - gt.pose[8, :2])
+    # OpenPose's elbows sit higher on the arm than BlazePose's: the corrected elbow is nearer the shoulder
+    for elbow, sho in ((3, 2), (6, 5)):
+        assert np.linalg.norm(k[elbow, :2] - raw[sho]) < np.linalg.norm(raw[elbow] - raw[sho])
+    # the knees OpenPose marks at this skirt's hem (BlazePose's knees are below the frame) are found now
+    assert k[10, 2] > 0 and k[13, 2] > 0 and max(k[10, 1], k[13, 1]) < 1024
+    assert np.linalg.norm(k[13, :2] - gt.pose[13, :2]) <= 0.1 * torso
+    # and the hips, raised by the fit, lie within PCK@0.1 of OpenPose's
+    for j in (8, 9, 12):
+        assert np.linalg.norm(k[j, :2] - gt.pose[j, :2]) <= 0.1 * torso, j
+
+
+def test_mirrored_body_is_corrected_on_a_real_photo(backend, official, caplog):
+    rgb, gt, res = official["03615_00"]
+    face = res.keypoints.face
+    swapped = res.landmarks.copy()
+    for a, b in po.BODY_PAIRS:  # BlazePose's mistake: the body's left/right exchanged, the face right
+        swapped[[a, b]] = swapped[[b, a]]
+    fixed, why = po.check_orientation(swapped, face)
+    assert why.status == "corrected" and "body" in why.reason
+    np.testing.assert_array_equal(fixed, res.landmarks)
+    # the photo's own skeleton is left alone
+    same, why = po.check_orientation(res.landmarks, face)
+    assert why.status == "ok"
+    np.testing.assert_array_equal(same, res.landmarks)
+    # shoulders against hips: unclear, recorded and not changed
+    half = res.landmarks.copy()
+    half[[23, 24]] = half[[24, 23]]
+    kept, why = po.check_orientation(half, face)
+    assert why.status == "unclear"
+    np.testing.assert_array_equal(kept, half)
+    # no face (a back view): not checked
+    assert po.check_orientation(swapped, np.zeros((70, 3)))[1].status == "unchecked"
+
+
+def test_mirrored_body_warns_through_the_backend(backend, official, caplog, monkeypatch):
+    rgb, _, res = official["03615_00"]
+    real = backend.landmarks
+
+    def swapped_landmarks(image):
+        lm, mask = real(image)
+        lm = lm.copy()
+        for a, b in po.BODY_PAIRS:
+            lm[[a, b]] = lm[[b, a]]
+        return lm, mask
+
+    monkeypatch.setattr(backend, "landmarks", swapped_landmarks)
+    with caplog.at_level("WARNING", logger="vitonprep.backends.pose_mediapipe"):
+        out = backend(rgb)
+    assert any("corrected" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(out.keypoints.pose, res.keypoints.pose, atol=1e-4)
+
+
+class _FakeHands:
+    """Stands in for mediapipe Hands: returns the given hands (normalised coordinates, mirrored labels). On a crop
+    (any image smaller than the photo) it answers ``crops`` instead, given in crop pixels."""
+
+    def __init__(self, hands, crops=()):
         self.hands = hands
+        self.crops = crops
+        self.calls = []
 
     def process(self, rgb):
         from types import SimpleNamespace as NS
         h, w = rgb.shape[:2]
+        self.calls.append((w, h))
         lms, hds = [], []
-        for label, wrist in self.hands:
+        for label, wrist in (self.hands if (w, h) == (768, 1024) else self.crops):
             pts = [NS(x=(wrist[0] + 3 * i) / w, y=(wrist[1] + 4 * i) / h, z=0.0) for i in range(21)]
             lms.append(NS(landmark=pts))
             hds.append(NS(classification=[NS(label=label, score=0.9)]))
@@ -327,3 +476,25 @@ def test_graphs_run_on_one_executor_thread():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     default, one = map(int, run.stdout.split())
     assert one == 1 and default >= 2  # one thread per core by default
+
+
+def test_missed_hand_is_looked_for_again_around_its_wrist():
+    b = pm.MediapipePose()
+    b._pose = object()  # skip the real setup
+    rgb = np.zeros((1024, 768, 3), np.uint8)
+    lm = _landmarks()
+    scale = 240.0  # shoulder width of _landmarks
+    half = int(pm.HAND_CROP * scale / 2)
+    # the whole photo shows only the right hand; the crop around the left wrist (540, 700) shows the left one
+    b._hands = _FakeHands([("Left", (228, 700))], crops=[("Right", (half + 2, half + 1))])
+    left, right = b.hand_keypoints(rgb, lm)
+    np.testing.assert_allclose(right[0, :2], [228, 700], atol=1e-3)
+    np.testing.assert_allclose(left[0, :2], [540 - half + half + 2, 700 - half + half + 1], atol=1.0)
+    assert b._hands.calls[0] == (768, 1024) and len(b._hands.calls) == 2  # one retry, for the left wrist only
+    # an invisible wrist is not searched again
+    lm2 = lm.copy()
+    lm2[15, 3] = 0.05
+    b._hands = _FakeHands([("Left", (228, 700))], crops=[("Right", (half, half))])
+    left, _ = b.hand_keypoints(rgb, lm2)
+    assert (left == 0).all() and len(b._hands.calls) == 1
+

@@ -6,32 +6,26 @@ mediapipe 0.10.21 wheel (BlazePose full, FaceMesh with iris refinement, Hands li
 downloaded; BlazePose ``model_complexity`` 0/2 would try to download and are never used) and maps their outputs
 onto the OpenPose layouts. The result approximates OpenPose; it is not OpenPose.
 
-BODY_25 from BlazePose's 33 landmarks (right/left are the person's)::
+BODY_25 from BlazePose's 33 landmarks (right/left are the person's), before the learned corrections::
 
     0 Nose <- 0 nose                 15 REye <- 5 right eye        17 REar <- 8 right ear
     1 Neck <- midpoint 11/12         16 LEye <- 2 left eye         18 LEar <- 7 left ear
     2/3/4 RShoulder/RElbow/RWrist <- 12/14/16     5/6/7 LShoulder/LElbow/LWrist <- 11/13/15
-    9/10/11 RHip/RKnee/RAnkle <- 24*/26/28        12/13/14 LHip/LKnee/LAnkle <- 23*/25/27
+    9/10/11 RHip/RKnee/RAnkle <- 24/26/28         12/13/14 LHip/LKnee/LAnkle <- 23/25/27
     8 MidHip <- midpoint of the corrected hips
     22 RBigToe <- 32 right foot index   24 RHeel <- 30   19 LBigToe <- 31 left foot index   21 LHeel <- 29
     23 RSmallToe / 20 LSmallToe: synthesised (BlazePose has no little toe), see below.
 
+* Learned corrections (``pose_body25_fit.py``, coefficients in ``pose_body25_fit.json``, fitted by
+  ``bench/pose_fit.py`` on photos with official OpenPose keypoints, docs/pose.md): each joint moves by a fixed
+  fraction of its torso or bone vector (OpenPose's elbows and wrists sit higher on the arm, its ears further
+  out, its hips higher), and a knee OpenPose would report at the hem or the frame edge of an upper-body photo is
+  placed where BlazePose's knee has left the frame.
 * Confidence = BlazePose visibility. As in OpenPose's JSON, a joint is written as (0, 0, 0) when it is not
-  found: visibility below ``MIN_VISIBILITY`` (0.2; OpenPose itself keeps joints down to ~0.1 confidence, e.g.
-  a half-hidden ear or a faint elbow, and BlazePose marks invisible joints with 0.0-0.1) or a position outside
-  the image (BlazePose extrapolates out-of-frame joints, OpenPose cannot see them). Neck / MidHip need both
-  of their source joints.
-* ``*`` Hip correction. Measured on the 3 official VITON-HD persons (``openpose_json``) and on the v3 reference
-  person 00006_00 (joints recovered exactly from its official ``openpose_img``), in units of the BlazePose
-  torso length T (shoulder midpoint to hip midpoint): OpenPose's hip midpoint lies +0.03, -0.07, -0.12 and
-  +0.05 T along the torso axis from BlazePose's (negative = higher), hip width ratio 1.03 / 0.96 / 0.98 / 1.13.
-  The width has no systematic offset (no correction). Vertically the persons scatter by +-0.08 T around a
-  small mean offset upwards, so the rule is one constant: both hips are moved ``HIP_RAISE`` = 0.04 T
-  towards the shoulders along the torso axis. 0.04 is where the mean hip error over all 4 persons is
-  lowest, and that minimum is shallow (0.079 T uncorrected, 0.075-0.077 T for raises 0.02-0.06); the 3 official
-  persons alone would favour 0.05-0.07 (their mean error 0.080 -> 0.064 T at 0.04), while 00006_00 gets
-  worse with any raise (0.076 -> 0.109 T). So expect roughly +-0.1 T hip disagreement with OpenPose per
-  person whatever the rule; the raise mainly removes the average bias.
+  found: visibility below the fitted ``min_visibility`` or a position outside the image (BlazePose
+  extrapolates out-of-frame joints, OpenPose cannot see them). Neck / MidHip need both of their source joints.
+* Left/right: BlazePose's body is checked against FaceMesh's face (``pose_orientation.py``): swapped when the
+  evidence is clear, a warning otherwise.
 * Small toes: OpenPose's small toe sits about one foot width lateral to the big toe. It is placed at
   big toe + 0.2 (heel - big toe) + 0.15 x shin length (knee-ankle) towards the outside (away from the
   body midline, horizontally), confidence = min(foot index, heel) visibility. Only approximate (not measured:
@@ -82,6 +76,9 @@ from typing import Any
 import numpy as np
 
 from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
+from vitonprep.backends.pose_body25_fit import Body25Fit, apply_corrections, body_frame, default_fit
+from vitonprep.backends.pose_hands import assign_hands, fill_hand
+from vitonprep.backends.pose_orientation import check_orientation
 from vitonprep.backends.protocols import Backend
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.body25 import OpenPoseKeypoints
@@ -100,11 +97,11 @@ __all__ = [
     "BODY25_FROM_BLAZEPOSE",
     "FACE70_FROM_FACEMESH",
     "MIN_VISIBILITY",
-    "HIP_RAISE",
+    "raw_body25",
     "blazepose_to_body25",
 ]
 
-#: BODY_25 index -> BlazePose landmark index for the joints copied directly (hips get HIP_RAISE).
+#: BODY_25 index -> BlazePose landmark index for the joints copied directly (then corrected, pose_body25_fit).
 BODY25_FROM_BLAZEPOSE: dict[int, int] = {
     0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15,
     9: 24, 10: 26, 11: 28, 12: 23, 13: 25, 14: 27,
@@ -112,15 +109,16 @@ BODY25_FROM_BLAZEPOSE: dict[int, int] = {
     19: 31, 21: 29, 22: 32, 24: 30,
 }
 
-#: Joints below this BlazePose visibility are written as missing (0, 0, 0).
+#: A face is looked for, and a missed hand looked for again, only when the nose / wrist is this visible (body
+#: joints use the fitted ``min_visibility`` of pose_body25_fit.json).
 MIN_VISIBILITY = 0.2
-#: Hips are moved this fraction of the torso length towards the shoulders (see module docstring).
-HIP_RAISE = 0.04
 #: Small toe offsets (fractions of heel - big toe, and of the shin length, laterally).
 _SMALL_TOE_BACK = 0.2
 _SMALL_TOE_SIDE = 0.15
 #: A detected hand must lie within this many shoulder widths of a body wrist.
 HAND_MAX_DIST = 1.5
+#: Side of the square crop around a visible wrist searched again for a missed hand, in shoulder widths.
+HAND_CROP = 1.2
 #: ``hands_model`` -> mediapipe Hands ``model_complexity`` (both models ship in the 0.10.21 wheel)
 _HAND_COMPLEXITY = {"lite": 0, "full": 1}
 
@@ -162,51 +160,61 @@ def _inside(xy: np.ndarray, w: int, h: int) -> np.ndarray:
     return (xy[..., 0] >= 0) & (xy[..., 0] < w) & (xy[..., 1] >= 0) & (xy[..., 1] < h)
 
 
-def blazepose_to_body25(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
-    """BODY_25 (25, 3) float32 from BlazePose landmarks (33, >=4: x px, y px, z, visibility).
+def raw_body25(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Uncorrected BODY_25 positions (25, 2) and source visibilities (25,) from BlazePose landmarks (33, >=4).
 
-    Implements the mapping, hip correction, small-toe synthesis and missing-joint rules of the module
-    docstring.
+    Neck and MidHip are midpoints (their visibility the lower of the two); small toes are synthesised (module
+    docstring).
     """
     lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.shape[0] != 33 or lm.ndim != 2 or lm.shape[1] < 4:
+    if lm.ndim != 2 or lm.shape[0] != 33 or lm.shape[1] < 4:
         raise ValueError(f"expected (33, 4) BlazePose landmarks, got {lm.shape}")
-    xy = lm[:, :2].copy()
-    vis = lm[:, 3]
-    found = (vis >= MIN_VISIBILITY) & _inside(xy, width, height)
-
-    sho_mid = (xy[_L_SHO] + xy[_R_SHO]) / 2
-    hip_mid = (xy[_L_HIP] + xy[_R_HIP]) / 2
-    torso = hip_mid - sho_mid
-    # hip correction on the positions (the "found" test uses the corrected position below)
-    xy[[_L_HIP, _R_HIP]] -= HIP_RAISE * torso
-
-    out = np.zeros((25, 3), np.float64)
+    xy, vis = lm[:, :2], lm[:, 3]
+    pos = np.zeros((25, 2))
+    v = np.zeros(25)
     for b25, bp in BODY25_FROM_BLAZEPOSE.items():
-        out[b25] = (xy[bp, 0], xy[bp, 1], vis[bp])
+        pos[b25], v[b25] = xy[bp], vis[bp]
     for b25, (a, b) in ((1, (_L_SHO, _R_SHO)), (8, (_L_HIP, _R_HIP))):
-        out[b25] = (*((xy[a] + xy[b]) / 2), min(vis[a], vis[b]))
-    ok = np.zeros(25, bool)
-    for b25, bp in BODY25_FROM_BLAZEPOSE.items():
-        ok[b25] = vis[bp] >= MIN_VISIBILITY
-    ok[1] = vis[_L_SHO] >= MIN_VISIBILITY and vis[_R_SHO] >= MIN_VISIBILITY
-    ok[8] = vis[_L_HIP] >= MIN_VISIBILITY and vis[_R_HIP] >= MIN_VISIBILITY
-
-    # small toes
+        pos[b25], v[b25] = (xy[a] + xy[b]) / 2, min(vis[a], vis[b])
+    hip_mid = pos[8]
     for b25, toe, heel, knee, ank in ((23, _R_TOE, _R_HEEL, _R_KNEE, _R_ANK),
                                       (20, _L_TOE, _L_HEEL, _L_KNEE, _L_ANK)):
         side = np.sign(xy[ank, 0] - hip_mid[0])
         if side == 0:
             side = 1.0 if toe == _L_TOE else -1.0
         shin = float(np.linalg.norm(xy[knee] - xy[ank]))
-        pos = xy[toe] + _SMALL_TOE_BACK * (xy[heel] - xy[toe]) + np.array([side * _SMALL_TOE_SIDE * shin, 0.0])
-        out[b25] = (pos[0], pos[1], min(vis[toe], vis[heel]))
-        ok[b25] = bool(found[toe] and found[heel])
+        pos[b25] = xy[toe] + _SMALL_TOE_BACK * (xy[heel] - xy[toe]) + np.array([side * _SMALL_TOE_SIDE * shin, 0.0])
+        v[b25] = min(vis[toe], vis[heel])
+    return pos, v
 
-    ok &= _inside(out[:, :2], width, height)
-    ok &= np.isfinite(out).all(1)
-    out[~ok] = 0.0
-    out[ok, 2] = np.clip(out[ok, 2], 1e-3, 1.0)
+
+def blazepose_to_body25(landmarks: np.ndarray, width: int, height: int, fit: Body25Fit | None = None) -> np.ndarray:
+    """BODY_25 (25, 3) float32 from BlazePose landmarks (33, >=4: x px, y px, z, visibility).
+
+    The raw mapping of the module docstring, then the learned corrections and visibility rules of ``fit``
+    (default: the shipped ``pose_body25_fit.json``; docs/pose.md).
+    """
+    fit = fit if fit is not None else default_fit()
+    raw, vis = raw_body25(landmarks)
+    pos = apply_corrections(raw, fit)
+    pos[8] = (pos[9] + pos[12]) / 2  # OpenPose's MidHip lies between its hips
+    seen = vis >= fit.min_visibility
+    ok = seen & _inside(pos, width, height) & np.isfinite(pos).all(1)
+    for small, big, heel in ((20, 19, 21), (23, 22, 24)):
+        ok[small] &= bool(_inside(raw[big], width, height) and _inside(raw[heel], width, height))
+    if fit.edge_knee is not None:
+        u, t, _, _ = body_frame(raw)
+        for hip, knee in ((9, 10), (12, 13)):
+            if ok[knee] or not ok[hip] or (height - pos[hip, 1]) < fit.edge_knee.min_thigh * t:
+                continue
+            d = raw[knee] - raw[hip]
+            n = float(np.hypot(*d))
+            cand = pos[hip] + fit.edge_knee.depth * t * (d / n if n > 1e-6 else u)
+            if _inside(cand, width, height):
+                pos[knee], vis[knee], ok[knee] = cand, min(vis[hip], 0.3), True
+    out = np.zeros((25, 3), np.float64)
+    out[ok, :2] = pos[ok]
+    out[ok, 2] = np.clip(vis[ok], 1e-3, 1.0)
     return out.astype(np.float32)
 
 
@@ -333,57 +341,62 @@ class MediapipePose(MediapipeGraphs, Backend):
         rgb = _check_rgb(rgb)
         self.setup()
         h, w = rgb.shape[:2]
-        res = self._process("_hands", rgb)
-        if not res.multi_hand_landmarks:
-            return left, right
         lm = np.asarray(landmarks, dtype=np.float64)
         wrists = {"L": lm[_L_WRI, :2], "R": lm[_R_WRI, :2]}
         scale = max(float(np.linalg.norm(lm[_L_SHO, :2] - lm[_R_SHO, :2])), 1.0)
-        hands = []
-        for hl, hd in zip(res.multi_hand_landmarks, res.multi_handedness, strict=True):
-            cls = hd.classification[0]
-            pts = np.array([[p.x * w, p.y * h] for p in hl.landmark])
-            # mediapipe's label assumes a mirrored (selfie) image: flip it for a normal photo
-            side = "R" if cls.label == "Left" else "L"
-            hands.append((pts, side, float(cls.score)))
-
-        def cost(pts: np.ndarray, label: str, side: str) -> float:
-            d = float(np.linalg.norm(pts[0] - wrists[side])) / scale
-            return d + (0.0 if label == side else 0.25)
-
-        best: dict[str, int] = {}
-        if len(hands) == 1:
-            pts, label, _ = hands[0]
-            side = min("LR", key=lambda s: cost(pts, label, s))
-            best[side] = 0
-        else:
-            # two (or more) hands: best joint assignment of two hands to the two sides
-            options = []
-            for i in range(len(hands)):
-                for j in range(len(hands)):
-                    if i != j:
-                        c = cost(hands[i][0], hands[i][1], "L") + cost(hands[j][0], hands[j][1], "R")
-                        options.append((c, i, j))
-            _, i, j = min(options)
-            best = {"L": i, "R": j}
         outs = {"L": left, "R": right}
-        for side, k in best.items():
+        hands = self._hands_in(rgb, 0, 0)
+        for side, k in assign_hands(hands, wrists, scale).items():
             pts, _, score = hands[k]
             if np.linalg.norm(pts[0] - wrists[side]) / scale > HAND_MAX_DIST:
                 logger.debug("hand far from the %s wrist dropped", side)
                 continue
-            ok = np.isfinite(pts).all(1)
-            outs[side][ok, :2] = pts[ok]
-            outs[side][ok, 2] = float(np.clip(score, 1e-3, 1.0))
+            fill_hand(outs[side], pts, score)
+        # A visible wrist without a hand: look again in a crop around it. The palm detector sees the whole photo
+        # at 192 px (lite) and misses small or low-contrast hands that it finds in the crop (official 08909_00).
+        for side, wi in (("L", _L_WRI), ("R", _R_WRI)):
+            if outs[side][0, 2] > 0 or lm[wi, 3] < MIN_VISIBILITY or not _inside(lm[wi, :2], w, h):
+                continue
+            half = HAND_CROP * scale / 2
+            x0, y0 = int(max(0, np.floor(wrists[side][0] - half))), int(max(0, np.floor(wrists[side][1] - half)))
+            x1, y1 = int(min(w, np.ceil(wrists[side][0] + half))), int(min(h, np.ceil(wrists[side][1] + half)))
+            if x1 - x0 < 16 or y1 - y0 < 16:
+                continue
+            found = self._hands_in(np.ascontiguousarray(rgb[y0:y1, x0:x1]), x0, y0)
+            other = outs["R" if side == "L" else "L"]
+            found = [c for c in found if other[0, 2] <= 0 or np.linalg.norm(c[0][0] - other[0, :2]) > 0.2 * scale]
+            if not found:
+                continue
+            pts, _, score = min(found, key=lambda c: float(np.linalg.norm(c[0][0] - wrists[side])))
+            if np.linalg.norm(pts[0] - wrists[side]) / scale <= HAND_MAX_DIST:
+                fill_hand(outs[side], pts, score)
         return left, right
+
+    def _hands_in(self, rgb: np.ndarray, x0: int, y0: int) -> list[tuple[np.ndarray, str, float]]:
+        """mediapipe Hands on ``rgb`` (a crop at x0, y0 of the photo): [(21 x 2 points in photo pixels, the
+        person's side "L"/"R" from the label, score)]."""
+        h, w = rgb.shape[:2]
+        res = self._process("_hands", rgb)
+        if not res.multi_hand_landmarks:
+            return []
+        hands = []
+        for hl, hd in zip(res.multi_hand_landmarks, res.multi_handedness, strict=True):
+            cls = hd.classification[0]
+            pts = np.array([[p.x * w + x0, p.y * h + y0] for p in hl.landmark])
+            # mediapipe's label assumes a mirrored (selfie) image: flip it for a normal photo
+            hands.append((pts, "R" if cls.label == "Left" else "L", float(cls.score)))
+        return hands
 
     # ------------------------------------------------------------------ main entry
     def __call__(self, rgb: np.ndarray) -> PoseResult:
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
         lm, mask = self.landmarks(rgb)
-        pose = blazepose_to_body25(lm, w, h)
         face = self.face_keypoints(rgb, lm)
+        lm, orientation = check_orientation(lm, face)
+        if orientation.status in ("corrected", "unclear"):
+            logger.warning("pose: left/right of the skeleton %s: %s", orientation.status, orientation.reason)
+        pose = blazepose_to_body25(lm, w, h)
         hand_left, hand_right = self.hand_keypoints(rgb, lm)
         kp = OpenPoseKeypoints(pose=pose, face=face, hand_left=hand_left, hand_right=hand_right)
         return PoseResult(keypoints=kp, landmarks=lm, person_mask=mask)
