@@ -23,11 +23,14 @@ def score(
                                                "(e.g. data/vitonhd-official).")],
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline whose back-ends are scored.")] = "default",
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report on stdout (tables stay on "
+                                                         "stderr).")] = False,
 ) -> None:
     """Score the pipeline's pose, parsing and cloth-mask back-ends against official annotations.
 
-    PCK@0.1 (torso) for BODY_25 joints, mIoU over HR-VITON's 13 groups, cloth-mask IoU. On a few images
-    these are smoke signals, not benchmarks.
+    PCK@0.1 (torso) for BODY_25 joints, overall and per joint group (head, arms, hips, legs, feet; hands at
+    0.2 x hand size, docs/pose.md), mIoU over HR-VITON's 13 groups, cloth-mask IoU. On a few images these are
+    smoke signals, not benchmarks.
     """
     try:
         cfg = load_pipeline_config(pipeline)
@@ -44,6 +47,12 @@ def score(
     d = rep.to_dict()
     console.print(f"PCK overall {d['pck@0.1_torso']['overall']:.3f}; mean mIoU {d['miou_13_groups']['mean']}; "
                   f"cloth-mask IoU mean {d['cloth_mask_iou']['mean']}")
+    p = Table(title="PCK per joint group (hands: PCK@0.2 of hand size)")
+    for col in ("group", "PCK", "correct / total"):
+        p.add_column(col)
+    for name, v in d["pck@0.1_torso"]["per_group"].items():
+        p.add_row(name, "-" if v["pck"] is None else f"{v['pck']:.3f}", f"{v['correct']}/{v['total']}")
+    console.print(p)
     g = Table(title="IoU per HR-VITON group (mean over images where present)")
     g.add_column("group")
     g.add_column("IoU")
@@ -53,3 +62,5 @@ def score(
     if report:
         report.write_text(json.dumps(d, indent=1))
         console.print(f"report: {report}")
+    if as_json:
+        typer.echo(json.dumps(d, indent=1))
