@@ -40,6 +40,18 @@ def hist_model(bins: np.ndarray, sigma_ab: float = 1.0, uniform: float = 0.0) ->
     return np.log(hist.ravel() + 1e-7)
 
 
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Bhattacharyya coefficient (0: disjoint, 1: equal) of the colour distributions of two sets of
+    histogram bins (``lab_bins``), on a coarse grid (4 lightness x 8 x 8 a / b cells: shading and folds of
+    one fabric stay in one or two cells); 0 when either set is empty."""
+    if a.size == 0 or b.size == 0:
+        return 0.0
+    def coarse(x: np.ndarray) -> np.ndarray:
+        cell = ((x // (AB * AB)) >> 1) * 64 + (((x // AB) % AB) >> 2) * 8 + ((x % AB) >> 2)
+        return np.bincount(cell.ravel(), minlength=256) / x.size
+    return float(np.sqrt(coarse(a) * coarse(b)).sum())
+
+
 def gauss_fit(x: np.ndarray, keep: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """Robust Gaussian (mean, inverse covariance) of the rows of x: refit on the closest ``keep`` fraction.
 

@@ -38,16 +38,23 @@ MIN_PART_PX = 4  # pieces of at most this many pixels are always merged into the
 SKIRT_LEG_SHARE, SKIRT_LEG_ROWS = 0.02, 0.03
 SKIRT_BAND = 0.2  # the split-between-the-legs test looks at this lowest fraction of the garment's height
 HIP_MARGIN = 0.1  # ... between the hips widened by this many shoulder widths
+# trousers: the garment's lowest row in the middle (within NOTCH_MID sw of the legs' midline) lies NOTCH sw above
+# its median lowest row on both sides (NOTCH_SIDE sw from the midline); a dress on apart legs dips ~0.2 sw
+NOTCH, NOTCH_MID, NOTCH_SIDE = 0.3, 0.1, (0.15, 0.5)
+SHORTS_NOTCH = 0.05  # shorts on closed legs still end ~0.07 sw higher between the legs; skirts -0.05..0.01 (tuned)
+# colour similarity of the upper and lower garment seeds (Bhattacharyya, coarse Lab cells) from which top and an
+# unsplit bottom are one dress, per category of the pair (a prior: dresses are expected with "dresses")
+DRESS_ALIKE = {"upper_body": 0.9, "lower_body": 0.9, "dresses": 0.6}
 
 
 def assign_labels(cls: np.ndarray, mask: np.ndarray, body: Body, head: Head, limbs: Limbs,
-                  cfg: HeuristicParsingConfig, category: str, unit: int) -> np.ndarray:
+                  cfg: HeuristicParsingConfig, category: str, unit: int, alike: float | None) -> np.ndarray:
     """CIHP label map of the crop from its colour classes ``cls`` (modified: hair cut off the head becomes
-    upper garment); ``limbs.cand`` is modified too (covered legs)."""
+    upper garment); ``limbs.cand`` is modified too (covered legs). ``alike``: colour similarity of the upper
+    and lower garment seeds (None: no lower garment), for the one-piece decision (`one_piece`)."""
     h, w = mask.shape
     out = np.zeros((h, w), np.uint8)
-    upper_label = DRESS if category == "dresses" else UPPER
-    out[mask & (cls == C_UPPER)] = upper_label
+    out[mask & (cls == C_UPPER)] = UPPER
     out[mask & (cls == C_LOWER)] = PANTS
     hair = mask & (cls == C_HAIR)
     if hair.any():
@@ -63,8 +70,7 @@ def assign_labels(cls: np.ndarray, mask: np.ndarray, body: Body, head: Head, lim
     # skin -> face / neck / arms / legs
     skin = mask & (cls == C_SKIN)
     # legs show only below the skirt / shorts / dress: no leg where the garment continues further down
-    lower_cls = C_UPPER if category == "dresses" else C_LOWER
-    lower = mask & (cls == lower_cls)
+    lower = mask & (cls == C_LOWER)
     below = np.cumsum(lower[::-1], 0, dtype=np.int32)[::-1]  # counts <= h: int32 is exact
     covered = below > max(2, int(HEM_MARGIN * unit))
     hem = hem_row(lower)
@@ -86,8 +92,24 @@ def assign_labels(cls: np.ndarray, mask: np.ndarray, body: Body, head: Head, lim
         out[shoe] = np.where(limbs.d_leg_l[shoe] < limbs.d_leg_r[shoe], L_SHOE, R_SHOE)
 
     pants_or_skirt(out, body, body.sw, unit)
+    one_piece(out, body, body.sw, category, alike)
     remove_small(out, mask, cfg.min_part_frac)
     return out
+
+
+def one_piece(out: np.ndarray, body: Body, sw: float, category: str, alike: float | None) -> None:
+    """Relabel top and bottom as one dress when the evidence says the person wears one garment: its upper and
+    lower seeds share one colour (``alike`` at least ``DRESS_ALIKE[category]``: the pair's category is a prior,
+    lower for ``dresses``) and the lower part does not end at a crotch (`crotch_notch`: trousers do). With
+    ``dresses`` and no lower garment at all (a top cut by the frame), the top is the dress."""
+    low = (out == PANTS) | (out == SKIRT)
+    if not low.any():
+        if category == "dresses":
+            out[out == UPPER] = DRESS
+        return
+    if alike is None or alike < DRESS_ALIKE[category] or (crotch_notch(low, body, sw) or 0.0) >= NOTCH:
+        return
+    out[low | (out == UPPER)] = DRESS
 
 
 def hem_row(garment: np.ndarray) -> int | None:
@@ -107,22 +129,29 @@ def hem_row(garment: np.ndarray) -> int | None:
 def pants_or_skirt(out: np.ndarray, body: Body, sw: float, unit: int) -> None:
     """Relabel the lower garment (pants so far) as a skirt when it is short and not split between the legs.
 
-    Short: leg skin shows below its hem. Split: near the hem, the garment between the hips forms two runs
-    (shorts) rather than one (skirt) in at least half of the rows. Otherwise (reaching the image border or the
-    ankles) it stays pants.
+    Short: leg skin shows below its hem. Split: `split_between_legs` (shorts on apart legs), or a
+    `crotch_notch` of ``SHORTS_NOTCH`` sw (shorts or cropped trousers on legs held together). Otherwise
+    (reaching the image border or the ankles) it stays pants.
     """
     low = out == PANTS
     n = int(low.sum())
     if n == 0:
         return
-    w = out.shape[1]
     hem = hem_row(low)
     if hem is None:
         return
-    top = int(np.nonzero(low.any(1))[0][0])
     legs = np.isin(out[hem + 1:], (L_LEG, R_LEG))
     if legs.sum() < SKIRT_LEG_SHARE * n or legs.any(1).sum() < SKIRT_LEG_ROWS * unit:
         return  # no leg skin below the hem: long garment
+    top = int(np.nonzero(low.any(1))[0][0])
+    if split_between_legs(low, body, sw, hem, top) is False and (crotch_notch(low, body, sw) or 0.0) < SHORTS_NOTCH:
+        out[low] = SKIRT
+
+
+def split_between_legs(low: np.ndarray, body: Body, sw: float, hem: int, top: int) -> bool | None:
+    """Whether the lower garment ``low`` forms two runs (shorts) rather than one (a skirt) between the hips
+    widened by ``HIP_MARGIN`` sw, in at least half of the rows of its lowest ``SKIRT_BAND`` (None: no rows)."""
+    w = low.shape[1]
     hips = [p for p in (body.j[9], body.j[12]) if p is not None]
     if len(hips) == 2:
         xa = int(max(0, min(hips[0][0], hips[1][0]) - HIP_MARGIN * sw))
@@ -133,10 +162,41 @@ def pants_or_skirt(out: np.ndarray, body: Body, sw: float, unit: int) -> None:
     band = low[max(top, hem - max(2, int(SKIRT_BAND * (hem - top)))):hem + 1, xa:xb]
     band = band[band.any(1)]
     if band.size == 0:
-        return
+        return None
     starts = (np.diff(band.astype(np.int8), axis=1) == 1).sum(1) + band[:, 0]
-    if np.mean(starts >= 2) < 0.5:
-        out[low] = SKIRT
+    return bool(np.mean(starts >= 2) >= 0.5)
+
+
+def crotch_notch(low: np.ndarray, body: Body, sw: float) -> float | None:
+    """How far (shoulder widths) the lower garment's main piece ends higher between the legs than beside them:
+    the median lowest row on either side (``NOTCH_SIDE`` sw from the legs' midline, the smaller of the two)
+    minus the highest lowest row in the middle (within ``NOTCH_MID`` sw). Trousers end at the crotch, far
+    above their hems; a skirt's or dress's hem runs across, dipping a little where the legs push it.
+    None when the garment or the legs' midline is unknown."""
+    pts = [p for p in (body.j[10], body.j[13]) if p is not None]
+    if len(pts) < 2:
+        pts = [p for p in (body.j[9], body.j[12]) if p is not None]
+    if len(pts) < 2 or not low.any():
+        return None
+    xc = (pts[0][0] + pts[1][0]) / 2
+    h, w = low.shape
+    n, cc, stats, _ = cv2.connectedComponentsWithStats(low.view(np.uint8), connectivity=8)
+    if n > 2:  # the garment's main piece: stray pieces on the shins would fake a hem below the crotch
+        low = cc == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    has = low.any(0)
+    bottom = np.where(has, h - 1 - np.argmax(low[::-1], 0), -1).astype(np.float64)
+    cols = np.arange(w)
+
+    def side(lo: float, hi: float, pick) -> float | None:
+        sel = has & (cols >= xc + lo * sw) & (cols <= xc + hi * sw)
+        return float(pick(bottom[sel])) if sel.any() else None
+
+    left, right = side(-NOTCH_SIDE[1], -NOTCH_SIDE[0], np.median), side(NOTCH_SIDE[0], NOTCH_SIDE[1], np.median)
+    if left is None or right is None:
+        return None
+    centre = side(-NOTCH_MID, NOTCH_MID, np.min)
+    top = float(np.nonzero(low.any(1))[0][0])
+    return (min(left, right) - (top if centre is None else centre)) / sw
 
 
 def remove_small(out: np.ndarray, mask: np.ndarray, frac: float) -> None:

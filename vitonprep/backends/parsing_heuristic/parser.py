@@ -46,8 +46,9 @@ def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConf
     """HxW uint8 CIHP label map of the person in ``rgb`` (HxWx3 uint8) from its pose result.
 
     ``pose`` must carry a person mask (``MediapipePose`` with segmentation on). ``category`` is the garment
-    category of the photo: ``"dresses"`` makes the main garment CIHP 6 (dress) over torso and lower body;
-    ``"upper_body"`` / ``"lower_body"`` give separate upper clothes (5) and pants (9) / skirt (12).
+    category of the pair, a prior only: the photo decides what the person wears. Upper clothes (5) and pants (9)
+    / skirt (12) become one dress (6) when they share one colour and the lower part is not split between the
+    legs (with ``"dresses"`` at a lower colour similarity, and a top without any lower garment is a dress).
     Raises `InputError` for a bad image, an unknown category or a missing / misshapen person mask, and
     `NoPersonError` (an InputError) for an empty person mask.
     """
@@ -104,10 +105,9 @@ def labels_small(rgb: np.ndarray, mask: np.ndarray, body: Body, cfg: HeuristicPa
     head = head_geometry(frame, body, cfg)
     limbs = limb_distances(frame, body, cfg)
     skin = skin_model(labc, mask, frame, body, head, cfg)
-    models = colour_models(bins, mask, frame, head, limbs, skin, category)
-    cls = class_map(bins, mask, frame, body, head, limbs, skin, models, cfg, category, unit,
-                    horizontal_edges(labc, frame.sw))
-    return assign_labels(cls, mask, body, head, limbs, cfg, category, unit)
+    models, alike = colour_models(bins, mask, frame, head, limbs, skin)
+    cls = class_map(bins, mask, frame, body, head, limbs, skin, models, cfg, unit, horizontal_edges(labc, frame.sw))
+    return assign_labels(cls, mask, body, head, limbs, cfg, category, unit, alike)
 
 
 def resize_area_box(img: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:

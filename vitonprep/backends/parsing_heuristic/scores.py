@@ -3,6 +3,7 @@ spatial priors, then the class map (argmax of the blurred scores, waist re-cut a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
@@ -20,6 +21,7 @@ from vitonprep.backends.parsing_heuristic.colour import (
     gauss_fit,
     hist_model,
     mahal,
+    similarity,
 )
 from vitonprep.backends.parsing_heuristic.config import (
     C_HAIR,
@@ -32,6 +34,8 @@ from vitonprep.backends.parsing_heuristic.config import (
     HeuristicParsingConfig,
 )
 from vitonprep.backends.parsing_heuristic.regions import Frame, Head, Limbs
+
+logger = logging.getLogger(__name__)
 
 NOFACE_LIMB_SKIN = 0.04  # without a face, skin is sampled within this many shoulder widths of forearms / shins
 GENERIC_SKIN_MD = 4.0  # ... where the colour is this close to the generic skin Gaussian
@@ -127,9 +131,11 @@ def drop_skin(seed: np.ndarray, skin_like: np.ndarray) -> np.ndarray:
     return rest if rest.sum() >= KEEP_SKIN_SEED * n else seed
 
 
-def colour_models(bins: np.ndarray, mask: np.ndarray, fr: Frame, head: Head, limbs: Limbs, skin: Skin,
-                  category: str) -> list[np.ndarray | None]:
-    """Log histograms per colour class (None: no model), fitted on geometric seeds."""
+def colour_models(bins: np.ndarray, mask: np.ndarray, fr: Frame, head: Head, limbs: Limbs,
+                  skin: Skin) -> tuple[list[np.ndarray | None], float | None]:
+    """Log histograms per colour class (None: no model), fitted on geometric seeds, and the colour similarity
+    of the upper and lower garment seeds (None without a lower garment): a one-piece garment has one colour
+    above and below the waist, separates usually do not."""
     xs, ys, t, s, sw = fr.xs, fr.ys, fr.t, fr.s, fr.sw
     models: list[np.ndarray | None] = [None] * NCLS
     hair_seed = np.zeros((fr.h, fr.w), bool)
@@ -153,20 +159,20 @@ def colour_models(bins: np.ndarray, mask: np.ndarray, fr: Frame, head: Head, lim
                             & (t > THIGH_SEED_T)))
     lower_seed &= (limbs.d_arm_l > ARM_CLEARANCE * sw) & (limbs.d_arm_r > ARM_CLEARANCE * sw)
     lower_seed = drop_skin(lower_seed, skin.skin_like)
-    if category == "dresses":
-        upper_seed |= lower_seed
-        lower_seed[:] = False
     models[C_UPPER] = hist_model(bins[upper_seed], *GARMENT_HIST)
+    alike = None
     if lower_seed.sum() > MIN_LOWER_SEED * upper_seed.sum():
         models[C_LOWER] = hist_model(bins[lower_seed], *GARMENT_HIST)
+        alike = similarity(bins[upper_seed], bins[lower_seed])
+        logger.debug("upper / lower garment seeds: colour similarity %.3f", alike)
     shoe_seed = drop_skin(mask & (limbs.d_feet < SHOE_SEED * sw), skin.skin_like)
     models[C_SHOE] = hist_model(bins[shoe_seed], *SHOE_HIST)
-    return models
+    return models, alike
 
 
 def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: Head, limbs: Limbs, skin: Skin,
-              models: list[np.ndarray | None], cfg: HeuristicParsingConfig, category: str,
-              unit: int, edges: np.ndarray) -> np.ndarray:
+              models: list[np.ndarray | None], cfg: HeuristicParsingConfig, unit: int,
+              edges: np.ndarray) -> np.ndarray:
     """Colour class of every pixel (uint8, ``C_*``): colour models plus spatial priors, box-blurred, argmax."""
     t, s, sw = fr.t, fr.s, fr.sw
     scores = np.full((NCLS, fr.h, fr.w), NEG, np.float32)
@@ -180,21 +186,19 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
     if head.chin is not None:
         for c in (C_UPPER, C_LOWER, C_SHOE):
             scores[c][head.head_zone] = NEG
-    if category != "dresses":
-        scores[C_UPPER] -= k * np.clip(t - cfg.waist, 0, None)
-        scores[C_LOWER] -= k * np.clip(cfg.waist - LOWER_GAP - t, 0, None)
+    scores[C_UPPER] -= k * np.clip(t - cfg.waist, 0, None)
+    scores[C_LOWER] -= k * np.clip(cfg.waist - LOWER_GAP - t, 0, None)
     scores[C_SKIN] -= cfg.skin_torso_penalty * ((t > SKIN_TORSO_T[0]) & (t < SKIN_TORSO_T[1]) & (s < SKIN_TORSO_S))
     near = limbs.cand.min(0)
     if head.chin is not None:
         near = np.minimum(near, head.d_face / (FACE_NEAR * head.fw))
     scores[C_SKIN] -= cfg.skin_far_penalty * np.clip(near - NEAR_PART, 0, 3)
     scores[C_SHOE][limbs.d_feet > SHOE_ZONE * sw] = NEG
-    if category != "dresses":
-        # a sleeved arm's chain runs through its sleeve down to the wrist, never through trousers or a skirt: a
-        # dark sleeve end beside the hip is not the lower garment even when its colour matches it
-        for d_chain, ids in ((limbs.d_chain_l, (5, 6)), (limbs.d_chain_r, (2, 3))):
-            if sleeved(scores, body, ids):
-                scores[C_LOWER][d_chain < SLEEVE_R * cfg.arm_radius * sw] -= SLEEVE_PENALTY
+    # a sleeved arm's chain runs through its sleeve down to the wrist, never through trousers or a skirt: a
+    # dark sleeve end beside the hip is not the lower garment even when its colour matches it
+    for d_chain, ids in ((limbs.d_chain_l, (5, 6)), (limbs.d_chain_r, (2, 3))):
+        if sleeved(scores, body, ids):
+            scores[C_LOWER][d_chain < SLEEVE_R * cfg.arm_radius * sw] -= SLEEVE_PENALTY
     # below the ankles, next to the feet, a pixel of a garment's colour is a shoe of the same colour
     ankles = [body.j[i][1] for i in (11, 14) if body.j[i] is not None]
     if ankles and models[C_SHOE] is not None:
@@ -213,7 +217,7 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
     cls = argbest(scores)
     if models[C_LOWER] is not None:
         split_waist(cls, scores, mask & (t > WAIST_T[0]) & (t < WAIST_T[1]) & (s < WAIST_S), fr, edges, cfg)
-    drop_slivers(cls, limbs, cfg, sw)
+    drop_slivers(cls, mask, limbs, cfg, sw)
     return cls
 
 
@@ -232,11 +236,11 @@ def sleeved(scores: np.ndarray, body: Body, ids: tuple[int, int]) -> bool:
     return bool(np.mean(scores[C_UPPER, yi[ok], xi[ok]] > scores[C_SKIN, yi[ok], xi[ok]]) > 0.5)
 
 
-def drop_slivers(cls: np.ndarray, limbs: Limbs, cfg: HeuristicParsingConfig, sw: float) -> None:
+def drop_slivers(cls: np.ndarray, mask: np.ndarray, limbs: Limbs, cfg: HeuristicParsingConfig, sw: float) -> None:
     """Garment strips thinner than ``2 SLIVER`` shoulder widths along a limb are skin: the shaded outline of a
     bare leg or arm takes the colour of a light garment (and of the backdrop it blends into), but no garment
     is that thin along a limb (a trouser leg or sleeve is a limb's width)."""
-    garment = ((cls == C_UPPER) | (cls == C_LOWER)).view(np.uint8)
+    garment = (((cls == C_UPPER) | (cls == C_LOWER)) & mask).view(np.uint8)
     r = max(1, int(round(SLIVER * sw)))
     core = cv2.morphologyEx(garment, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
     thin = (garment > core)
