@@ -20,6 +20,8 @@ HAND_TIP_VISIBILITY = 0.3  # BlazePose visibility above which its pinky / index 
 # chin above the neck joint, in shoulder widths: median of 25 persons with face keypoints (graded set, part
 # tuned; range 0.28-0.46), used when the head is cut by the frame and the face model found nothing
 CHIN_ABOVE_NECK = 0.37
+CHIN_SEARCH = (0.2, 0.55)  # the jaw line is looked for this many sw above the neck ...
+CHIN_EDGE, CHIN_MIN_EDGE = 0.3, 0.15  # ... as the lowest row with this share of the strongest edge (if any)
 IOD_PER_SW = 0.21  # inter-ocular distance per shoulder width: median of the same 25 persons (0.17-0.27)
 FAR = 1e6  # distance (px) reported when there is no segment to measure to
 
@@ -54,6 +56,7 @@ class Body:
         face = kp.face.copy()
         face[:, :2] *= scale
         self.face = face[:, :2].astype(np.float64) if (face[:, 2] > 0).sum() >= MIN_FACE_POINTS else None
+        self.cut_eyes: tuple[np.ndarray, np.ndarray] | None = None  # set when the face hangs on the neck
         if self.face is None:
             self.face = self._face_from_eyes(body, lm, scale, h)
         self.hands = {}
@@ -96,8 +99,7 @@ class Body:
                 if j[ankle] is None:
                     j[ankle] = j[knee] + THIGH * self.torso_len * down
 
-    @staticmethod
-    def _face_from_eyes(body: np.ndarray, lm: np.ndarray | None, scale: float, h: int) -> np.ndarray | None:
+    def _face_from_eyes(self, body: np.ndarray, lm: np.ndarray | None, scale: float, h: int) -> np.ndarray | None:
         """Face polygon from the eyes when the face model found none: the BODY_25 eyes when inside the frame;
         for a head cut by the frame's top (eyes above it, so no face keypoints), BlazePose's extrapolated eyes
         give the face's width and direction and the neck gives its chin: the chin sits ``CHIN_ABOVE_NECK``
@@ -121,7 +123,31 @@ class Body:
             m = (eye_l + eye_r) / 2
             eye_l, eye_r = m + (eye_l - m) * (IOD_PER_SW * sw / iod), m + (eye_r - m) * (IOD_PER_SW * sw / iod)
         logger.debug("head cut by the frame: face polygon synthesised from the landmark eyes and the neck")
+        self.cut_eyes = (eye_r, eye_l)
         return synth_face(eye_r, eye_l, chin)
+
+    def refine_cut_chin(self, edges: np.ndarray) -> None:
+        """For a face hung on the neck (`_face_from_eyes`), move its chin to the jaw line: the lowest row, in
+        ``CHIN_SEARCH`` shoulder widths above the neck and within a fifth of a shoulder width of the chin's
+        column, whose horizontal edge strength (``edges``, 0..1) reaches ``CHIN_EDGE`` of the strongest there
+        (lips and nostrils are edges too, higher up). The neck-to-chin length varies by +-0.1 sw between persons."""
+        if self.cut_eyes is None or self.face is None:
+            return
+        h, w = edges.shape
+        sho_r, sho_l = self.j[2], self.j[5]
+        neck_y = (sho_r[1] + sho_l[1]) / 2
+        cx = self.face[8][0]
+        xa, xb = max(0, int(cx - 0.2 * self.sw)), min(w, int(cx + 0.2 * self.sw) + 1)
+        ya, yb = max(0, int(neck_y - CHIN_SEARCH[1] * self.sw)), min(h, int(neck_y - CHIN_SEARCH[0] * self.sw))
+        if xb - xa < 3 or yb - ya < 3:
+            return
+        profile = edges[ya:yb, xa:xb].mean(1)
+        if profile.max() < CHIN_MIN_EDGE:
+            return
+        y = ya + int(np.nonzero(profile >= CHIN_EDGE * profile.max())[0][-1])
+        face = synth_face(*self.cut_eyes, np.array([cx, float(y)]))
+        if face is not None:
+            self.face = face
 
     def shift(self, dx: float, dy: float) -> None:
         """Move every point by (dx, dy) (to the coordinates of a crop)."""
@@ -131,6 +157,8 @@ class Body:
                 self.j[i] = p + d
         if self.face is not None:
             self.face = self.face + d
+        if self.cut_eyes is not None:
+            self.cut_eyes = (self.cut_eyes[0] + d, self.cut_eyes[1] + d)
         self.hands = {k: v + d for k, v in self.hands.items()}
         self.hand_tips = {k: v + d for k, v in self.hand_tips.items()}
         self.neck, self.mid = self.neck + d, self.mid + d

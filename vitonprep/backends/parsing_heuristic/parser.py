@@ -101,12 +101,14 @@ def labels_small(rgb: np.ndarray, mask: np.ndarray, body: Body, cfg: HeuristicPa
     """Labels of a crop at the working resolution; ``unit`` = working image height (sets filter sizes)."""
     labc = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
     bins = lab_bins(labc)
+    edges = horizontal_edges(labc, body.sw)
+    body.refine_cut_chin(edges)
     frame = torso_frame(mask, body)
     head = head_geometry(frame, body, cfg)
     limbs = limb_distances(frame, body, cfg)
     skin = skin_model(labc, mask, frame, body, head, cfg)
     models, alike = colour_models(bins, mask, frame, head, limbs, skin)
-    cls = class_map(bins, mask, frame, body, head, limbs, skin, models, cfg, unit, horizontal_edges(labc, frame.sw))
+    cls = class_map(bins, mask, frame, body, head, limbs, skin, models, cfg, unit, edges)
     return assign_labels(cls, mask, body, head, limbs, cfg, category, unit, alike)
 
 
