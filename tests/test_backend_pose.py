@@ -382,6 +382,14 @@ def test_mirrored_body_is_corrected_on_a_real_photo(backend, official, caplog):
     kept, why = po.check_orientation(half, face)
     assert why.status == "unclear"
     np.testing.assert_array_equal(kept, half)
+    # shoulders swapped but nearly on top of each other (a collapsed skeleton): unclear, not swapped
+    collapsed = res.landmarks.copy()
+    mid = (collapsed[11, 0] + collapsed[12, 0]) / 2
+    collapsed[11, 0], collapsed[12, 0] = mid - 20, mid + 20
+    collapsed[[23, 24], 0] = mid
+    kept, why = po.check_orientation(collapsed, face)
+    assert why.status == "unclear" and "too close" in why.reason
+    np.testing.assert_array_equal(kept, collapsed)
     # no face (a back view): not checked
     assert po.check_orientation(swapped, np.zeros((70, 3)))[1].status == "unchecked"
 

@@ -26,10 +26,8 @@ BODY_25 from BlazePose's 33 landmarks (right/left are the person's), before the 
   extrapolates out-of-frame joints, OpenPose cannot see them). Neck / MidHip need both of their source joints.
 * Left/right: BlazePose's body is checked against FaceMesh's face (``pose_orientation.py``): swapped when the
   evidence is clear, a warning otherwise.
-* Small toes: OpenPose's small toe sits about one foot width lateral to the big toe. It is placed at
-  big toe + 0.2 (heel - big toe) + 0.15 x shin length (knee-ankle) towards the outside (away from the
-  body midline, horizontally), confidence = min(foot index, heel) visibility. Only approximate (not measured:
-  no official full-body OpenPose file is available).
+* Small toes (OpenPose's sits about one foot width lateral to the big toe): big toe + 0.2 (heel - big toe) +
+  0.15 x shin length outwards, confidence = min(foot index, heel) visibility. Not measured (no full-body truth).
 
 Face: 68 iBUG-style points + 2 pupils from FaceMesh (468 landmarks + 10 iris landmarks with
 ``refine_landmarks=True``, whose model is inside the wheel) through the fixed table ``FACE70_FROM_FACEMESH``.

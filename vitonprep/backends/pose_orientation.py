@@ -6,9 +6,9 @@ eyes independently; a frontal face whose eyes say "the person's left is on the i
 whose shoulders and hips say the opposite. When the face and both body parts are clear (eyes, shoulders and hips
 each far enough apart to tell their order) and the body disagrees with the face, the body's landmark pairs are
 swapped (``corrected``); BlazePose's own eyes and ears are swapped the same way when they disagree with FaceMesh.
-When the evidence conflicts (shoulders against hips) or is too weak to decide while BlazePose's head disagrees
-with its body, nothing is changed and the result says ``unclear``. No face (a back view, a cropped head): no
-check.
+When the evidence conflicts (shoulders against hips), or the shoulders contradict the face but lie too close
+together to tell (a collapsed or side-on skeleton), nothing is changed and the result says ``unclear``. No face
+(a back view, a cropped head, a face too small for FaceMesh): no check (``unchecked``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ BODY_PAIRS: tuple[tuple[int, int], ...] = tuple((i, i + 1) for i in range(11, 33
 HEAD_PAIRS: tuple[tuple[int, int], ...] = ((2, 5), (1, 4), (3, 6), (7, 8), (9, 10))
 #: A pair's order is clear when its horizontal gap is at least this share of the torso length (shoulders,
 #: hips) or of the pair's own length (eyes).
-_BODY_GAP = 0.2
+_BODY_GAP = 0.3  # frontal shoulders span 0.57-0.74 T on the fit photos (docs/pose.md); 0.3 T is a turned body
 _EYE_GAP = 0.5
 
 
@@ -63,6 +63,9 @@ def check_orientation(landmarks: np.ndarray, face70: np.ndarray) -> tuple[np.nda
     body = sho if sho == hip or hip == 0 else (hip if sho == 0 else None)
     if body is None:
         return lm, Orientation("unclear", "shoulders and hips disagree on left/right")
+    if body == 0 and _order(lm[11, :2], lm[12, :2], 0.0) == -face:
+        return lm, Orientation("unclear", "the shoulders' order contradicts the face but they are too close "
+                                          "together to tell (a collapsed or side-on skeleton)")
     if body and body != face:
         for a, b in BODY_PAIRS:
             out[[a, b]] = out[[b, a]]
