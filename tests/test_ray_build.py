@@ -17,10 +17,14 @@ from typer.testing import CliRunner
 
 import vitonprep.build
 from vitonprep.build import BuildOptions, build_dataset
+from vitonprep.build_worker import BuildWork
 from vitonprep.cli import app
 from vitonprep.config import load_pipeline_config
-from vitonprep.engine import ShardTask
+from vitonprep.distribute.ray_build import RayBuildDistributor
+from vitonprep.distribute.ray_runner import RayOptions
+from vitonprep.engine import ShardLedger, ShardTask
 from vitonprep.errors import ConfigError
+from vitonprep.raw import plan_raw
 from vitonprep.shards import completed_shards, list_shards, stats_name
 from vitonprep.validate import validate_shards
 
@@ -314,3 +318,31 @@ def test_the_cluster_watch_waits_its_grace_period_before_giving_up():
     assert _Watch(fake, patient, 0.0, 0.0).verdict() is None
     watch = _Watch(fake, hasty, 0.0, 0.0)
     assert watch.verdict().startswith("the Ray head node was lost") and watch.head_lost
+
+
+# ------------------------------------------------------- issue 19: split over the workers, progress per sample
+
+def test_cli_splits_a_small_build_over_the_clusters_workers(ray_local, raw, tmp_path):
+    """Without -j the command line asks the cluster how many shard workers it holds before planning: 2 pairs on
+    2 CPUs are 2 shards of 1, not one shard of up to 50 (the pipeline's samples_per_shard) on one worker."""
+    out = tmp_path / "shards"
+    result = CliRunner().invoke(app, ["build", str(raw), str(out), "--distributor", "ray", "--sheet", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["workers"], summary["shards"], summary["samples_per_shard"]) == (2, 2, 1)
+    assert json.loads((out / "_plan.json").read_text())["samples_per_shard"] == 1
+    assert "2 Ray shard workers" in " ".join(result.stderr.split())
+    assert ray.is_initialized()  # the command joined the running instance and left it running
+
+
+def test_ray_shard_workers_report_every_sample_to_the_driver(ray_local, raw, tmp_path):
+    """A work carrying a tick callable (the build's per-sample counter) gets it called in the driver for every
+    sample, through the tick sink the shard workers report to."""
+    cfg = _cfg(samples_per_shard=2)
+    ticks: list[tuple[int, int]] = []
+    ledger = ShardLedger([ShardTask(0, tmp_path / "out", plan_raw(raw).items)])
+    (tmp_path / "out").mkdir()
+    work = BuildWork(cfg, ticks=lambda index, done: ticks.append((index, done)))
+    RayBuildDistributor(cfg, RayOptions(workers=1)).run(ledger, work)
+    assert [r.nsamples for r in ledger.ordered()] == [len(PERSONS)]
+    assert ticks == [(0, n) for n in range(1, len(PERSONS) + 1)]

@@ -19,6 +19,8 @@ from vitonprep.cli._common import console, fail, progress_bar
 from vitonprep.cli.export import print_export_lines
 from vitonprep.codecs import DecodeError
 from vitonprep.config import PipelineConfig, load_pipeline_config
+from vitonprep.distribute.ray_build import cluster_workers
+from vitonprep.distribute.ray_runner import import_ray
 from vitonprep.errors import ConfigError
 from vitonprep.export import export_vitonhd as do_export
 from vitonprep.inspect import contact_sheet
@@ -48,7 +50,8 @@ def build(
                                                                    "pipelines/.")] = "default",
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Worker processes, one shard each "
                                                 "(local: default the cores this process may use, at most one per "
-                                                "GB of memory; ray: as many as the cluster's CPUs hold).")] = None,
+                                                "GB of memory; ray: as many as the cluster's CPUs hold). A small "
+                                                "build is cut into one shard per worker.")] = None,
     distributor: Annotated[Distributor, typer.Option(
         # help is click's plain text (rich_markup_mode=None in vitonprep.cli): "[ray]" is shown as written
         help="Where shards are made: local processes, or a Ray cluster (pip install 'vitonprep[ray]')."
@@ -105,6 +108,13 @@ def build(
                             "--pipeline": pipeline if Path(pipeline).is_file() else None})
         except ConfigError as exc:
             raise fail(str(exc)) from exc
+        if workers is None and distributor is Distributor.ray:
+            try:  # the shard workers the cluster holds, known before planning: a small build is split over them
+                workers, started = cluster_workers(cfg, ray_address)
+            except ConfigError as exc:
+                raise fail(str(exc)) from exc
+            if started:  # the build joins this instance; it ends with the command
+                stack.callback(import_ray().shutdown)
         summary: dict[str, Any] = {"command": "build", "raw": raw, "out": out, "pipeline": cfg.name}
         try:
             _build_and_check(cfg, raw, out, workers, distributor, ray_address, max_shard_retry, pairs, strict,
@@ -199,7 +209,7 @@ def _build_and_check(cfg: PipelineConfig, raw: str, out: str, workers: int | Non
     console.print(f"{report.nshards} shard{'s' if report.nshards != 1 else ''} of up to {report.samples_per_shard} "
                   "samples"
                   + (f", {workers} worker process{'es' if workers > 1 else ''}" if distributor is Distributor.local
-                     else ""))
+                     else f", {workers} Ray shard workers" if workers else ""))
     _print_quality(cfg, report)
     if report.failures:
         ft = Table(title="failures (also in the *_stats.json files)")

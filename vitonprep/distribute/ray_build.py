@@ -7,6 +7,11 @@ those resources; shard workers send it ``batch_size`` samples per call and sprea
 the actor runs the back-end once per call (`Stage.run_batch`). A back-end's ``device: auto`` is resolved inside
 the actor, so a ``num_gpus: 1`` actor computes on the GPU Ray gave it. Photo I/O, the deterministic maps, encoding
 and shard writes stay in the shard workers, so a GPU only runs models.
+
+Per-sample progress: when the work carries a tick callable (``BuildWork.ticks``, in the driver), the shard workers
+report each sample to a `TickSink` actor instead, and the driver drains it into that callable while it waits for
+shards (`RayDistributor.on_poll`). `cluster_workers` tells the command line how many shard workers the cluster
+holds before it plans, so a small build is cut into one shard per worker as the local pool's is.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from vitonprep.build_worker import BuildWork, Offload
 from vitonprep.config import PipelineConfig, StageResources
@@ -75,6 +80,76 @@ class _ActorStage:
         return ray.get(self.actors[n % len(self.actors)].run.remote(ctxs))
 
 
+class TickSink:
+    """Collects the shard workers' per-sample ticks (shard index, samples of its attempt done) until the driver
+    takes them. Decorated with ``ray.remote`` at run time; it holds no CPU."""
+
+    def __init__(self) -> None:
+        self.ticks: list[tuple[int, int]] = []
+
+    def put(self, index: int, done: int) -> None:
+        self.ticks.append((index, done))
+
+    def take(self) -> list[tuple[int, int]]:
+        ticks, self.ticks = self.ticks, []
+        return ticks
+
+
+class _SinkTicks:
+    """The picklable tick callable shard workers get: waits for the sink to hold the tick, so every tick of a shard
+    is there before its result reaches the driver (a lost one is logged by `ShardMaker`, never fails the shard)."""
+
+    def __init__(self, sink: Any):
+        self.sink = sink
+
+    def __call__(self, index: int, done: int) -> None:
+        ray = import_ray()
+        ray.get(self.sink.put.remote(index, done), timeout=30)
+
+
+class _Drain:
+    """The driver's side: takes the sink's ticks and hands them to ``forward``; after one failed call (the sink or
+    the head lost) it stops trying, since progress is a courtesy and a blocked call would hold the run."""
+
+    def __init__(self, ray: Any, sink: Any, forward: Callable[[int, int], None]):
+        self.ray, self.sink, self.forward, self.alive = ray, sink, forward, True
+
+    def __call__(self) -> None:
+        if not self.alive:
+            return
+        try:
+            ticks = self.ray.get(self.sink.take.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - whatever Ray raises, the shards go on without per-sample progress
+            logger.debug("per-sample progress lost", exc_info=True)
+            self.alive = False
+            return
+        for index, done in ticks:
+            self.forward(index, done)
+
+
+def _tick_sink(ray: Any) -> Any:
+    """A `TickSink` on the driver's node (soft: anywhere if that node cannot take it), holding no resources."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # ray is installed: import_ray ran
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return ray.remote(TickSink).options(num_cpus=0, scheduling_strategy=here).remote()
+
+
+def cluster_workers(cfg: PipelineConfig, address: str | None) -> tuple[int, bool]:
+    """Shard workers the Ray cluster at ``address`` holds after the pipeline's stage actors (the command line's
+    default, known before planning so a small build is split over them), and whether this call started Ray (the
+    caller then shuts it down; the build joins the running instance)."""
+    ray = import_ray()
+    started = connect(ray, address)
+    try:
+        reserved = sum(r.actors * r.num_cpus for r in stage_resources(cfg).values())
+        return worker_count(ray, RayOptions(address=address), reserved), started
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
+
+
 def stage_resources(cfg: PipelineConfig) -> dict[str, StageResources]:
     """The stages that asked for their own actors (``resources.actors > 0``)."""
     return {name: getattr(cfg.stages, name).resources for name in cfg.stages.__dataclass_fields__
@@ -115,7 +190,13 @@ class RayBuildDistributor:
                                 res.num_gpus, res.batch_size)
                 wait_ready(ray, stage_actors, "stage actors")
                 work = dataclasses.replace(factory, offload=offload) if offload else factory
-                RayDistributor(self.options, reserved, need_gpus).run(ledger, work)
+                drain = None
+                if work.ticks is not None:  # a callable of this process: the workers tick a sink it drains
+                    sink = _tick_sink(ray)
+                    stage_actors.append(sink)  # killed with the stage actors at the end
+                    work = dataclasses.replace(work, ticks=_SinkTicks(sink))
+                    drain = _Drain(ray, sink, factory.ticks)
+                RayDistributor(self.options, reserved, need_gpus, on_poll=drain).run(ledger, work)
             finally:
                 if stage_actors and head_reachable(ray):  # with the head gone, ray.kill would block
                     for a in stage_actors:

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from vitonprep.engine import (
     ProgressCallback,
@@ -45,6 +45,8 @@ RAY_MISSING = "--distributor ray needs Ray, which is not installed: pip install 
 
 #: how often the driver looks at the cluster while no shard finishes (seconds)
 POLL_SECONDS = 2.0
+#: how often it takes per-sample progress ticks, when it has an ``on_poll``
+TICK_SECONDS = 0.5
 
 
 def import_ray() -> Any:
@@ -167,6 +169,8 @@ class RayDistributor:
     options: RayOptions = RayOptions()
     reserved_cpus: float = 0.0
     reserved_gpus: float = 0.0
+    #: called after every wait, before finished shards are recorded (per-sample progress drains its ticks here)
+    on_poll: Callable[[], None] | None = None
 
     def run(self, ledger: ShardLedger, factory: WorkFactory) -> None:
         ray, options = import_ray(), self.options
@@ -186,7 +190,10 @@ class RayDistributor:
                 task = todo.popleft()
                 budget.charge(task)
                 pending[remote.remote(token, factory, task)] = task
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS if self.on_poll is None
+                                else min(POLL_SECONDS, TICK_SECONDS))
+            if self.on_poll is not None and (ready or not watch.head_lost_at):  # no Ray call while the head is away
+                self.on_poll()
             if not ready:
                 reason = watch.verdict()
                 if reason is None:
