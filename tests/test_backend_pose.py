@@ -1,20 +1,22 @@
 """mediapipe BlazePose/FaceMesh/Hands -> OpenPose keypoints, against the official VITON-HD OpenPose JSONs.
 
-The hand figures below hold for both hand models (``hands_model`` lite, the default, and full).
+The figures below are for the lite hand model (``hands_model: lite``, the default).
 
 Measured on this machine (PCK@0.1; body radius = 0.1 x official Neck-MidHip distance, face/hand radius =
 0.1 x the larger side of the official face/hand keypoint box), official joints with confidence > 0 only:
 
     person     body    face    hand left  hand right
     00891_00   16/16   70/70   20/21      (official: none; ours: none)
-    03615_00   15/15   69/70   13/21      15/21
-    07445_00   15/17   70/70   21/21      21/21
-    overall    46/48 = 0.958            hands 90/105 = 0.857 (at 0.2 x hand box: 102/105 = 0.971)
+    03615_00   15/15   69/70   18/21      15/21
+    07445_00   16/17   70/70   16/21      21/21
+    overall    47/48 = 0.979            hands 90/105 = 0.857 (at 0.2 x hand box: 102/105 = 0.971)
 
-The two body misses are the knees of 07445_00: OpenPose puts them on the skirt hem (y ~ 910-940), BlazePose
-below the frame (y ~ 1040-1075), so they are dropped. The FaceMesh -> face-70 table was chosen on these same
-three faces (in-sample figure). Independent check: v3 reference 00006_00, joints recovered from its official
-``openpose_img``: body 12/15 (its left elbow/wrist disagree: the arm is black on a black top).
+The body figures are with the learned mapping (pose_body25_fit.json), which saw these three persons among its 12
+(docs/pose.md has the held-out figures). The one body miss is 07445_00's right knee: OpenPose puts both knees on
+the skirt hem (y ~ 910-940), BlazePose below the frame; the edge-knee rule places them 0.57 torso below the hips
+along BlazePose's thighs, the left within reach, the right 0.16 torso off. The FaceMesh -> face-70 table was
+chosen on these same three faces (in-sample figure). Independent check: v3 reference 00006_00, joints recovered
+from its official ``openpose_img``: body 12/15 (its left elbow/wrist disagree: the arm is black on a black top).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def test_body_pck_on_official_persons(official):
         assert h / n >= 0.85, (pid, h, n)
         hits, total = hits + h, total + n
     assert total >= 45
-    assert hits / total >= 0.9, (hits, total)
+    assert hits / total >= 46 / 48, (hits, total)  # no worse than the mapping before the learned one
 
 
 def test_face_pck_on_official_persons(official):
