@@ -10,9 +10,11 @@
 2. Truth: OpenPose BODY_25 JSON, OpenPose COCO-18 JSON (VITON 2017 ``pose_keypoints``; no MidHip or feet), or
    an official OpenPose render (joints recovered by ``vitonprep.derive.pose_from_render``). Photos smaller
    than 768 x 1024 are resized to it (as a build does), and their keypoints with them.
-3. Fit (``fit`` rows only, never ``held_out``): per joint, the mean offset from BlazePose's joint to OpenPose's in
-   the joint's frame (vitonprep/backends/pose_body25_fit.py), shrunk towards 0 (ridge, lambda chosen by
-   leave-one-person-out); the edge-knee rule; the visibility threshold.
+3. Fit (``fit`` rows only, never ``held_out``): per joint, the offset from BlazePose's joint to OpenPose's in
+   the joint's frame (vitonprep/backends/pose_body25_fit.py), left and right twins pooled, shrunk towards 0
+   (ridge, lambda chosen by leave-one-person-out) and kept only when it predicts left-out persons better than
+   none; joints seen on fewer than MIN_GATE persons take the offset with the most PCK hits instead. Then the
+   edge-knee rule and the visibility threshold. Hips are fitted on BODY_25 truth only (BODY25_ONLY).
 4. Report: PCK@0.1 (torso) per joint group — the code before this change (the mapping at commit ``--old``,
    loaded from git) and after — on the fit set (in-sample and leave-one-person-out), the bundled 3 and the
    held-out set; hands at 0.2 x hand box.
