@@ -83,6 +83,8 @@ def assign_labels(cls: np.ndarray, mask: np.ndarray, body: Body, head: Head, lim
     part_labels = np.array([L_ARM, R_ARM, L_LEG, R_LEG, NECK], np.uint8)
     out[skin] = part_labels[part[skin]]
     if head.chin is not None:
+        # skin-coloured pixels above the mouth outside face and ears are the hair's rim against a light backdrop
+        out[skin & head.above_mouth & ~head.ear_zone] = HAIR
         face_in_b, face_out_b = head.face_in.astype(bool) & mask, head.face_out.astype(bool) & mask
         out[skin & head.ear_zone] = FACE
         out[face_out_b & (out != HAIR)] = FACE

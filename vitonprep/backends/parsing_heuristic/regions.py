@@ -18,6 +18,7 @@ FEATURE_DILATE = 0.05  # ... minus eyes, brows, nostrils and mouth dilated by th
 CHIN_MARGIN = 0.05  # "above the chin" starts this many fh below the chin point
 HEAD_ZONE = 0.6  # the head zone reaches this many fw around the face polygon
 EAR_ZONE = 0.25  # ears lie within this many fw beside the face polygon
+ABOVE_MOUTH = 0.5  # face heights above the chin: the mouth's level (no garment, no neck skin above it)
 HAIR_BAND = 1.2  # long hair: within this many fw of the face centre ...
 HAIR_BAND_T = 0.5  # ... down to this far along the torso (chest)
 # without a face: a head disc around nose / eyes / ears and a band below it, in shoulder widths (sw)
@@ -81,6 +82,7 @@ class Head:
     fw: float = 0.0
     centre: np.ndarray | None = None
     d_face: np.ndarray | None = None  # distance (px) to face_out
+    above_mouth: np.ndarray | None = None  # bool: above the chin by ABOVE_MOUTH face heights (no garment, no neck)
 
 
 def head_geometry(fr: Frame, body: Body, cfg: HeuristicParsingConfig) -> Head:
@@ -129,7 +131,9 @@ def head_geometry(fr: Frame, body: Body, cfg: HeuristicParsingConfig) -> Head:
     # long hair: beside the head down to the chest
     band = (np.abs(xs - centre[0]) < HAIR_BAND * fw) & (t < HAIR_BAND_T) & ~above_chin
     hair_zone = head_zone | band
-    return Head(face_in, face_out, face_core, head_zone, hair_zone, ear_zone, chin, up, fh, fw, centre, d_face)
+    above_mouth = ((xs - chin[0]) * up[0] + (ys - chin[1]) * up[1]) > ABOVE_MOUTH * fh
+    return Head(face_in, face_out, face_core, head_zone, hair_zone, ear_zone, chin, up, fh, fw, centre, d_face,
+                above_mouth)
 
 
 @dataclass

@@ -57,6 +57,7 @@ HAIR_SIDE_ABOVE_CHIN = 0.5  # without a cap: hair seeds beside the face this man
 HAIR_HIST, GARMENT_HIST, SHOE_HIST = (1.5, 0.05), (1.0, 0.15), (1.5, 0.1)
 # torso window inside which the waist is re-cut as one line
 WAIST_T, WAIST_S = (0.3, 2.0), 0.45
+WAIST_S_WIDE, WAIST_ARM_CLEAR = 0.8, 1.5  # ... up to this many sw where farther than this many arm radii from an arm
 HAIR_BELOW_CHIN = 1.0  # hair below the chin must be clearly hair coloured: log-score handicap
 SKIN_TORSO_T, SKIN_TORSO_S = (0.3, 1.1), 0.35  # middle of the torso: skin shows only through a neckline
 NEAR_PART = 1.5  # skin is not penalised within this many normalised units of a skin-showing part
@@ -184,8 +185,9 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
     scores[C_HAIR][~head.hair_zone] = NEG
     scores[C_HAIR][head.hair_zone & ~head.head_zone] -= HAIR_BELOW_CHIN
     if head.chin is not None:
+        # no garment around the face, nor anywhere above the mouth: big hair reaches beyond the head zone
         for c in (C_UPPER, C_LOWER, C_SHOE):
-            scores[c][head.head_zone] = NEG
+            scores[c][head.head_zone | head.above_mouth] = NEG
     scores[C_UPPER] -= k * np.clip(t - cfg.waist, 0, None)
     scores[C_LOWER] -= k * np.clip(cfg.waist - LOWER_GAP - t, 0, None)
     scores[C_SKIN] -= cfg.skin_torso_penalty * ((t > SKIN_TORSO_T[0]) & (t < SKIN_TORSO_T[1]) & (s < SKIN_TORSO_S))
@@ -216,7 +218,10 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
         scores[c] = cv2.blur(scores[c], (2 * r + 1, 2 * r + 1))
     cls = argbest(scores)
     if models[C_LOWER] is not None:
-        split_waist(cls, scores, mask & (t > WAIST_T[0]) & (t < WAIST_T[1]) & (s < WAIST_S), fr, edges, cfg)
+        # the torso across its whole width, less the arms (a sleeve hanging past the waist stays a sleeve)
+        off_arms = np.minimum(limbs.d_chain_l, limbs.d_chain_r) > WAIST_ARM_CLEAR * cfg.arm_radius * sw
+        region = mask & (t > WAIST_T[0]) & (t < WAIST_T[1]) & ((s < WAIST_S) | ((s < WAIST_S_WIDE) & off_arms))
+        split_waist(cls, scores, region, fr, edges, cfg)
     drop_slivers(cls, mask, limbs, cfg, sw)
     return cls
 
