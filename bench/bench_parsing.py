@@ -1,20 +1,33 @@
-"""Heuristic human parsing (``parse_person``): time per image next to the ``MediapipePose`` call it needs, and
-mIoU over HR-VITON's 13 groups against the official CIHP parses.
+"""Heuristic human parsing (``parse_person``): CPU per image against the parser of a baseline commit, next to the
+``MediapipePose`` call it needs, and mIoU over HR-VITON's 13 groups against the official CIHP parses.
 
 Images: the 5 VITON-HD samples, the 4 DressCode full-body photos (2 dresses, parsed with ``category="dresses"``)
 and the 4 labelled persons (3 official ``image-parse`` + v3 reference ``image-parse-v3`` 00006_00), all
-768x1024. Timing: one warm-up pass, then ``rounds`` passes; the per-image figure is the median over rounds,
-the table shows the mean over images. Absolute times on a shared machine are noisy: the ratio of the two
-calls, measured in the same process, is the figure that travels.
+768x1024.
 
-Usage: ``python bench/bench_parsing.py [rounds]`` (default 5).
+Timing: the baseline parser is the package ``vitonprep/backends/parsing_heuristic`` as committed at
+``--baseline`` (read with ``git show`` from this repository into a temporary folder, imported under another
+name); both parsers and the pose call run in this process, under the build's one-thread compute policy
+(``runner.single_threaded_compute``), on the same pose results, in interleaved rounds (round r times every image
+with the current parser, the baseline and the pose call in turn; the machine's load drifts, and a figure timed
+once at the end would carry the drift into the ratio). CPU time (``time.process_time``); per call the median
+over rounds, summed over the images; the ratio new/old is the median of the rounds' ratios. "per person" adds
+the pose call to both sides: the parser's share of a person's CPU in a build is smaller still (the build also
+runs the person checks, DensePose approximation, cloth mask, derive and encode).
+
+Usage: ``python bench/bench_parsing.py [--rounds N] [--baseline COMMIT]`` (defaults 7, aee6528: the parser
+before issue 18).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import importlib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from vitonprep.backends.parsing_heuristic import parse_person, parsing_miou  # noqa: E402
 from vitonprep.backends.pose_mediapipe import MediapipePose  # noqa: E402
+from vitonprep.runner import single_threaded_compute  # noqa: E402
 
 DATA = ROOT / "data"
+PACKAGE = "vitonprep/backends/parsing_heuristic"
 #: labelled persons: (image, official CIHP parse)
 LABELLED = {
     "00891_00": (DATA / "vitonhd-official/image/00891_00.jpg", DATA / "vitonhd-official/image-parse/00891_00.png"),
@@ -65,46 +80,91 @@ def images() -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
-def ms(fn) -> float:
-    t0 = time.perf_counter()
+def baseline_parser(commit: str, folder: Path):
+    """``parse_person`` of the parser package at ``commit``, imported as ``_baseline_parsing_heuristic``."""
+    name = "_baseline_parsing_heuristic"
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", f"{commit}:{PACKAGE}"],
+                           check=True, capture_output=True, text=True).stdout.split()
+    (folder / name).mkdir()
+    for f in files:
+        if f.endswith(".py"):
+            text = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{PACKAGE}/{f}"], check=True,
+                                  capture_output=True, text=True).stdout
+            (folder / name / f).write_text(text.replace("vitonprep.backends.parsing_heuristic", name))
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(name).parse_person
+
+
+def cpu_ms(fn) -> float:
+    t0 = time.process_time()
     fn()
-    return (time.perf_counter() - t0) * 1000.0
+    return (time.process_time() - t0) * 1000.0
 
 
-def main(rounds: int = 5) -> None:
-    imgs = images()
-    pose = MediapipePose().setup()
-    results = {name: pose(rgb) for name, rgb, _ in imgs}  # warm-up of the pose graphs
-    for name, rgb, cat in imgs:  # warm-up of the parser
-        parse_person(rgb, results[name], category=cat)
-    t_pose, t_parse = [], []
-    for name, rgb, cat in imgs:
-        t_pose.append(statistics.median(ms(lambda rgb=rgb: pose(rgb)) for _ in range(rounds)))
-        def parse(rgb=rgb, p=results[name], cat=cat):
-            return parse_person(rgb, p, category=cat)
+def timing(imgs, results, old_parse, pose, rounds: int) -> None:
+    calls = {"new": lambda rgb, p, cat: parse_person(rgb, p, category=cat),
+             "old": lambda rgb, p, cat: old_parse(rgb, p, category=cat),
+             "pose": lambda rgb, p, cat: pose(rgb)}
+    for name, rgb, cat in imgs:  # warm-up
+        for call in calls.values():
+            call(rgb, results[name], cat)
+    per_round = {k: [] for k in calls}  # the round's CPU summed over the images
+    per_image = {k: {name: [] for name, _, _ in imgs} for k in calls}
+    for _ in range(rounds):
+        total = dict.fromkeys(calls, 0.0)
+        for name, rgb, cat in imgs:
+            for k, call in calls.items():
+                t = cpu_ms(lambda call=call, rgb=rgb, name=name, cat=cat: call(rgb, results[name], cat))
+                total[k] += t
+                per_image[k][name].append(t)
+        for k in calls:
+            per_round[k].append(total[k])
+    n = len(imgs)
+    med = {k: sum(statistics.median(v) for v in per_image[k].values()) / n for k in calls}
+    ratio = statistics.median(a / b for a, b in zip(per_round["new"], per_round["old"], strict=True))
+    person = statistics.median((a + p) / (b + p) for a, b, p in
+                               zip(per_round["new"], per_round["old"], per_round["pose"], strict=True))
+    print(f"{n} images 768x1024, {rounds} interleaved rounds, one compute thread (CPU ms per image: median over "
+          "rounds, mean over images)")
+    print(f"{'parse_person, this tree':34s} {med['new']:8.1f}")
+    print(f"{'parse_person, baseline':34s} {med['old']:8.1f}")
+    print(f"{'MediapipePose()(rgb)':34s} {med['pose']:8.1f}")
+    print(f"ratio new / old, parser:            {ratio:.3f}")
+    print(f"ratio new / old, pose + parser:     {person:.3f}")
 
-        t_parse.append(statistics.median(ms(parse) for _ in range(rounds)))
-    pose.close()
-    mp, mh = float(np.mean(t_pose)), float(np.mean(t_parse))
-    print(f"{len(imgs)} images 768x1024, {rounds} rounds (median per image, mean over images)")
-    print(f"{'call':34s} {'ms/image':>9s} {'max':>7s}")
-    print(f"{'MediapipePose()(rgb)':34s} {mp:9.1f} {max(t_pose):7.1f}")
-    print(f"{'parse_person(rgb, pose)':34s} {mh:9.1f} {max(t_parse):7.1f}")
-    print(f"ratio parse_person / MediapipePose: {mh / mp:.2f}")
 
+def accuracy(results, old_parse) -> None:
     print("\nmIoU over HR-VITON's 13 groups (groups present in either map), MediapipePose -> parse_person")
     rows = {}
     for name, (img, parse) in LABELLED.items():
-        pred = parse_person(load(img), results[name])
-        rows[name] = parsing_miou(pred, np.asarray(Image.open(parse)))
-    present = sorted({g for _, per in rows.values() for g in per})
-    print(f"{'image':10s} {'mIoU':>6s} " + " ".join(f"{GROUPS[g]:>7s}" for g in present))
-    for name, (m, per) in rows.items():
-        print(f"{name:10s} {m:6.3f} " + " ".join(f"{per[g]:7.2f}" if g in per else f"{'-':>7s}" for g in present))
-    means = {g: float(np.mean([per[g] for _, per in rows.values() if g in per])) for g in present}
-    overall = float(np.mean([m for m, _ in rows.values()]))
-    print(f"{'mean':10s} {overall:6.3f} " + " ".join(f"{means[g]:7.2f}" for g in present))
+        truth = np.asarray(Image.open(parse))
+        rgb = load(img)
+        rows[name] = (parsing_miou(parse_person(rgb, results[name]), truth),
+                      parsing_miou(old_parse(rgb, results[name]), truth)[0])
+    present = sorted({g for (_, per), _ in rows.values() for g in per})
+    print(f"{'image':10s} {'old':>6s} {'mIoU':>6s} " + " ".join(f"{GROUPS[g]:>7s}" for g in present))
+    for name, ((m, per), old) in rows.items():
+        print(f"{name:10s} {old:6.3f} {m:6.3f} "
+              + " ".join(f"{per[g]:7.2f}" if g in per else f"{'-':>7s}" for g in present))
+    official = [k for k in rows if k != "00006_00"]
+    print(f"mean of the 3 official persons: old {np.mean([rows[k][1] for k in official]):.3f}, "
+          f"this tree {np.mean([rows[k][0][0] for k in official]):.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--baseline", default="aee6528", help="commit of the parser to compare with")
+    args = ap.parse_args(argv)
+    imgs = images()
+    with tempfile.TemporaryDirectory() as tmp, single_threaded_compute():
+        old_parse = baseline_parser(args.baseline, Path(tmp))
+        pose = MediapipePose().setup()
+        results = {name: pose(rgb) for name, rgb, _ in imgs}
+        timing(imgs, results, old_parse, pose, args.rounds)
+        accuracy(results, old_parse)
+        pose.close()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
+    main()
