@@ -7,9 +7,10 @@
    files; the others are read with ``git cat-file`` from snapshots ``MIRRORS/OWNER+NAME/repo`` (get one with
    ``git clone https://github.com/OWNER/NAME``); a missing snapshot or blob is said and its rows skipped (exit 0).
    Nothing is written into the repository except, with ``--write``, the coefficients file.
-2. Truth: OpenPose BODY_25 JSON, OpenPose COCO-18 JSON (VITON 2017 ``pose_keypoints``; no MidHip or feet), or
-   an official OpenPose render (joints recovered by ``vitonprep.derive.pose_from_render``). Photos smaller
-   than 768 x 1024 are resized to it (as a build does), and their keypoints with them.
+2. Truth: OpenPose BODY_25 JSON, OpenPose COCO-18 JSON (VITON 2017 ``pose_keypoints``; no MidHip or feet),
+   DressCode's ``keypoints/*_2.json`` (COCO-18 order at half size), or an official OpenPose render (joints
+   recovered by ``vitonprep.derive.pose_from_render``). Photos smaller than 768 x 1024 are resized to it (as a
+   build does), and their keypoints with them.
 3. Fit (``fit`` rows only, never ``held_out``): per joint, the offset from BlazePose's joint to OpenPose's in
    the joint's frame (vitonprep/backends/pose_body25_fit.py), left and right twins pooled, shrunk towards 0
    (ridge, lambda chosen by leave-one-person-out) and kept only when it predicts left-out persons better than
@@ -56,6 +57,7 @@ JOINTS: tuple[tuple[int, str, int], ...] = (
 )
 #: OpenPose's COCO-18 model places the hips elsewhere than BODY_25 (lower): hips are fitted on BODY_25 truth only.
 BODY25_ONLY = (8, 9, 12)
+COCO_FORMATS = ("coco18_json", "dresscode_json")
 MIN_GATE = 6
 #: left <-> right twins (BODY_25)
 MIRROR = {a: b for x, y in ((2, 5), (3, 6), (4, 7), (9, 12), (10, 13), (11, 14), (15, 16), (17, 18))
@@ -94,6 +96,16 @@ def truth_of(row: dict, data: bytes, scale: float) -> OpenPoseKeypoints:
         k18 = np.asarray(person["pose_keypoints"], np.float32).reshape(18, 3)
         k25 = coco18_to_body25(k18)
         if k25[9, 2] > 0 and k25[12, 2] > 0:  # the torso size of PCK needs a MidHip: between the hips
+            k25[8] = ((k25[9, 0] + k25[12, 0]) / 2, (k25[9, 1] + k25[12, 1]) / 2, min(k25[9, 2], k25[12, 2]))
+        kp = OpenPoseKeypoints(pose=k25)
+    elif fmt == "dresscode_json":
+        # DressCode: 18 COCO-order rows [x, y, score, id] at half size (384 x 512); a joint of the cut-off face is
+        # written at the border (y = 0), a position OpenPose did not see: it counts as absent
+        k = np.asarray(json.loads(data)["keypoints"], np.float32).reshape(18, 4)[:, :3]
+        k[:, :2] *= 2.0
+        k[(k[:, 0] <= 0) | (k[:, 1] <= 0)] = 0
+        k25 = coco18_to_body25(k)
+        if k25[9, 2] > 0 and k25[12, 2] > 0:
             k25[8] = ((k25[9, 0] + k25[12, 0]) / 2, (k25[9, 1] + k25[12, 1]) / 2, min(k25[9, 2], k25[12, 2]))
         kp = OpenPoseKeypoints(pose=k25)
     elif fmt == "body25_render":
@@ -162,7 +174,7 @@ def joint_rows(samples: list[dict], joint: int, frame: str, parent: int) -> list
     for s in samples:
         raw, vis = s["raw"], s["vis"]
         gt = s["truth"].pose
-        if joint in BODY25_ONLY and not s["truth_format"].startswith("body25"):
+        if joint in BODY25_ONLY and s["truth_format"] in COCO_FORMATS:
             continue
         if gt[joint, 2] <= 0 or vis[joint] < 0.1 or not pm._inside(raw[joint], *CANVAS):
             continue
@@ -235,12 +247,15 @@ def fit_all(samples: list[dict], exclude: str | None = None) -> dict:
         if len({q for q, *_ in rows}) < 3:
             continue  # fewer than 3 persons: no correction
         few = len({q for q, *_ in rows}) < MIN_GATE
-        c = solve_hits(rows) if few else solve(rows, lam)
-        # keep a correction only if it predicts unseen persons better than none (with fewer than
-        # MIN_GATE persons the leave-one-out test and lambda are noise: the offset with the most PCK hits on
-        # them is kept, as the one hip constant of the previous mapping was chosen on them)
-        if not few and loo_error(rows, lam) >= loo_error(rows, 1e12):
-            continue
+        if few and j in BODY25_ONLY:
+            # the hips: BODY_25 truth on too few persons for ridge and leave-one-out to mean much; the offset
+            # with the most PCK hits on them, as the previous mapping's one hip constant was chosen on them
+            c = solve_hits(rows)
+        else:
+            # kept only if it predicts left-out persons better than no correction
+            c = solve(rows, lam)
+            if loo_error(rows, lam) >= loo_error(rows, 1e12):
+                continue
         item = {"joint": j, "frame": f, "along": round(float(c[0]), 4), "across": round(float(c[1]), 4),
                 "n": len(rows)}
         if f == "bone":
@@ -377,7 +392,7 @@ def main() -> int:
     for name, group in (("fit", fit_set), ("bundled", bundled), ("held_out", held)):
         if not group:
             continue
-        coco = [s["truth_format"] == "coco18_json" for s in group]
+        coco = [s["truth_format"] in COCO_FORMATS for s in group]
         after = [(pose_of(backend, s, fit), s["truth"], c) for s, c in zip(group, coco, strict=True)]
         if args.verbose:
             for s, (ours, truth, c) in zip(group, after, strict=True):
@@ -391,7 +406,7 @@ def main() -> int:
             for s in group:
                 r = fit_all(fit_set, exclude=s["person"])
                 d = {**doc, "corrections": r["corrections"], "edge_knee": r["edge_knee"]}
-                loo.append((pose_of(backend, s, pf.parse_fit(d)), s["truth"], s["truth_format"] == "coco18_json"))
+                loo.append((pose_of(backend, s, pf.parse_fit(d)), s["truth"], s["truth_format"] in COCO_FORMATS))
             rows["after_loo"] = table(loo)
         for k, t in rows.items():
             print(f"{name:9s} {k:9s} {fmt(t)}")
