@@ -56,7 +56,7 @@ def persons():
 def test_shoes_kept_and_mask_ends_near_the_hem(persons, pid):
     image, parse, kp = persons[pid]
     category, hem, shoes, hands = TRUTH[pid]
-    mask = mc.category_mask(parse, kp, category)
+    mask = mc.category_mask(parse, kp, category, image)
     assert mask.shape == parse.shape and mask.dtype == bool
     for x0, y0, x1, y1 in shoes:
         assert mask[y0:y1, x0:x1].mean() <= 0.02, (pid, "shoe", (x0, y0), mask[y0:y1, x0:x1].mean())
@@ -72,7 +72,7 @@ def test_maps_agree_with_the_mask(persons, pid):
     image, parse, kp = persons[pid]
     category = TRUTH[pid][0]
     agn, mask, parse_agn, gt = mc.category_maps(image, parse, kp, category)
-    np.testing.assert_array_equal(mask, mc.category_mask(parse, kp, category))
+    np.testing.assert_array_equal(mask, mc.category_mask(parse, kp, category, image))
     np.testing.assert_array_equal(agn, np.where(mask[..., None], np.uint8(128), image))
     np.testing.assert_array_equal(parse_agn, np.where(mask, 0, parse))
     assert gt.any() and not (gt & ~mask).any()  # the worn garment lies inside the region to inpaint
@@ -82,8 +82,8 @@ def test_maps_agree_with_the_mask(persons, pid):
 def test_bounds_only_remove_pixels_from_idm_mask(persons):
     """Every bound takes pixels out of IDM-VTON's mask; none adds any."""
     for pid, (category, *_rest) in TRUTH.items():
-        _, parse, kp = persons[pid]
-        bounded = mc.category_mask(parse, kp, category)
+        image, parse, kp = persons[pid]
+        bounded = mc.category_mask(parse, kp, category, image)
         idm = mc.idm_mask(parse, kp.pose, category)
         assert not (bounded & ~idm).any() and bounded.sum() < idm.sum(), pid
 
