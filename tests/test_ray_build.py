@@ -346,3 +346,13 @@ def test_ray_shard_workers_report_every_sample_to_the_driver(ray_local, raw, tmp
     RayBuildDistributor(cfg, RayOptions(workers=1)).run(ledger, work)
     assert [r.nsamples for r in ledger.ordered()] == [len(PERSONS)]
     assert ticks == [(0, n) for n in range(1, len(PERSONS) + 1)]
+
+
+def test_build_dataset_on_ray_reports_progress_per_sample(ray_local, raw, tmp_path):
+    """The library's per-sample callback fires for every sample on Ray too, not once per shard."""
+    seen: list[tuple[int, int, int]] = []
+    build_dataset(_cfg(samples_per_shard=2), raw, tmp_path / "out", BuildOptions(distributor="ray", workers=1),
+                  sample_progress=lambda done, planned, made: seen.append((done, planned, made)))
+    # the shard's result repeats its last tick's count; before, Ray builds sent only that one per shard
+    distinct = [t for i, t in enumerate(seen) if i == 0 or t != seen[i - 1]]
+    assert distinct == [(n, len(PERSONS), n) for n in range(1, len(PERSONS) + 1)]

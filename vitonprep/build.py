@@ -9,8 +9,9 @@ so a killed build loses at most its in-flight shards and never duplicates a samp
 A raw build's shards hold the pipeline's ``samples_per_shard`` samples, fewer when that would leave workers idle
 (`shard_size`: 12 pairs on 2 workers make 2 shards of 6, not 1 of 12); the size used is recorded in ``_plan.json``
 and a rerun into the same folder takes it from there, whatever its ``-j``, so a resume stays exact. Progress comes
-per shard (``progress``) and, locally, per sample (``sample_progress``: workers report each sample through a
-queue of a manager process), counting what this run made apart from what earlier runs left.
+per shard (``progress``) and per sample (``sample_progress``: workers report each sample, locally through a queue
+of a manager process, on Ray through a tick-sink actor), counting what this run made apart from what earlier runs
+left.
 
 IN is a raw folder (``vitonprep.raw``) or a folder of vitonprep shards (`vitonprep.rebuild`): then output shard i
 is input shard i with the pipeline's stages re-run on its person and garment photos; members the pipeline does not
@@ -202,7 +203,7 @@ def build_dataset(cfg: PipelineConfig, raw: Location, out: Location, options: Bu
                   sample_progress: SampleProgress | None = None) -> BuildReport:
     """Library twin of `vitonprep build`. Raises ConfigError before any image is touched if the pipeline, the
     input or the distributor is wrong. ``progress`` is called per finished shard; ``sample_progress`` per sample
-    (per shard on Ray)."""
+    (locally through a manager queue, on Ray through a tick-sink actor)."""
     t0 = time.perf_counter()
     if options.distributor not in ("local", "ray"):
         raise ConfigError(f"distributor: {options.distributor!r} is not one of local, ray")
@@ -243,8 +244,7 @@ def build_dataset(cfg: PipelineConfig, raw: Location, out: Location, options: Bu
             counter.shard(result)
 
     pooled = options.distributor == "local" and (options.workers or 1) > 1
-    ray = options.distributor == "ray"  # Ray's workers may be on other machines: per shard only
-    with _sample_ticks(None if ray else counter, pooled) as ticks:
+    with _sample_ticks(counter, pooled) as ticks:
         job = ShardJob(out=out, name=cfg.name, tasks=tuple(tasks), plan=plan, work=BuildWork(cfg, ticks=ticks),
                        manifest_info=lambda results: manifest, extra_json={"_config.json": cfg.to_dict()},
                        mismatch="holds shards of a different build (other inputs or pipeline); use an empty "
