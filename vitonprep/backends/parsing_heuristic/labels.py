@@ -41,6 +41,7 @@ HIP_MARGIN = 0.1  # ... between the hips widened by this many shoulder widths
 # trousers: the garment's lowest row in the middle (within NOTCH_MID sw of the legs' midline) lies NOTCH sw above
 # its median lowest row on both sides (NOTCH_SIDE sw from the midline); a dress on apart legs dips ~0.2 sw
 NOTCH, NOTCH_MID, NOTCH_SIDE = 0.3, 0.1, (0.15, 0.5)
+LEG_HEM_MARGIN, LEG_REACH = 0.05, 1.5  # below a skirt's hem by this many sw, within this many leg radii: leg
 SHORTS_NOTCH = 0.05  # shorts on closed legs still end ~0.07 sw higher between the legs; skirts -0.05..0.01 (tuned)
 # colour similarity of the upper and lower garment seeds (Bhattacharyya, coarse Lab cells) from which top and an
 # unsplit bottom are one dress, per category of the pair (a prior: dresses are expected with "dresses")
@@ -95,8 +96,27 @@ def assign_labels(cls: np.ndarray, mask: np.ndarray, body: Body, head: Head, lim
 
     pants_or_skirt(out, body, body.sw, unit)
     one_piece(out, body, body.sw, category, alike)
+    legs_below_hem(out, skin_part=part, limbs=limbs, cfg=cfg, sw=body.sw)
     remove_small(out, mask, cfg.min_part_frac)
     return out
+
+
+def legs_below_hem(out: np.ndarray, skin_part: np.ndarray, limbs: Limbs, cfg: HeuristicParsingConfig,
+                   sw: float) -> None:
+    """A skirt or dress ends at its hem: its pixels lower than ``LEG_HEM_MARGIN`` sw below the hem (median
+    lowest row of its central columns) and within a leg's reach of a leg chain are the leg they cover (a bare
+    thigh in the dress's colour or shade)."""
+    for label in (SKIRT, DRESS):
+        g = out == label
+        hem = hem_row(g)
+        if hem is None:
+            continue
+        low = g.copy()
+        low[:hem + max(1, int(LEG_HEM_MARGIN * sw))] = False
+        near = np.minimum(limbs.d_leg_l, limbs.d_leg_r) < LEG_REACH * cfg.leg_radius_ratio * cfg.arm_radius * sw
+        low &= near
+        if low.any():
+            out[low] = np.array([L_ARM, R_ARM, L_LEG, R_LEG, NECK], np.uint8)[skin_part[low]]
 
 
 def one_piece(out: np.ndarray, body: Body, sw: float, category: str, alike: float | None) -> None:
