@@ -269,7 +269,7 @@ def test_other_categories_on_dresscode_photos(tmp_path, data_dir, category, pers
         assert meta["producers"]["agn_mask"]["backend"] == "vitonprep-idm-mask"
         gt = decode_mask(s.members["gt_cloth_warped_mask.png"])
         parse = decode_labels(s.members["parse.png"])
-        assert gt.any() and np.array_equal(gt, np.isin(parse, labels))
+        assert gt.any() and not (gt & ~np.isin(parse, labels)).any()  # the garment labels inside agn_mask
         # the region to inpaint covers the garment being replaced
         assert decode_mask(s.members["agn_mask.png"])[gt].mean() > 0.9
 

@@ -2,22 +2,18 @@
 
 upper_body: HR-VITON agnostic-v3.2, agnostic-mask and parse-agnostic (what VITON-HD ships).
 lower_body / dresses: HR-VITON's agnostic covers only the upper body, so the agnostic mask is IDM-VTON's
-``get_mask_location('hd', category)`` (yisol/IDM-VTON ``preprocess/humanparsing`` + ``utils_mask.py``) at 384x512,
-upsampled (nearest); the agnostic image is the photo grayed under it and parse-agnostic is the parse with that
-region cleared.
+``get_mask_location('hd', category)`` (yisol/IDM-VTON ``utils_mask.py``) bounded by the hem, shoes, hands and face
+(`vitonprep.derive.masks_category`, docs/masks.md); the agnostic image is the photo grayed under it, parse-agnostic
+is the parse with that region cleared and gt_cloth_warped_mask the garment labels inside it.
 
 Provenance: a map is approximate when an input it is computed from is (see `DeriveStage.INPUTS`).
 """
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
-
 from vitonprep.assemble import Producer
 from vitonprep.derive import agnostic as agn
-from vitonprep.derive.body25 import body25_to_coco18
-from vitonprep.derive.masks_idm import cihp_to_idm_parse, get_mask_location
+from vitonprep.derive.masks_category import category_maps
 from vitonprep.derive.pose_render import render_pose
 from vitonprep.errors import SampleError
 from vitonprep.stages.base import SampleContext, Stage
@@ -34,9 +30,11 @@ class DeriveStage(Stage):
 
     #: CIHP labels of the worn garment per category (gt_cloth_warped_mask)
     GARMENT_LABELS = {"upper_body": (5, 6, 7), "lower_body": (9, 12), "dresses": (6,)}
-    #: the model-made inputs of each map: it is approximate when one of them is
+    #: the model-made inputs of each map: it is approximate when one of them is (lower_body / dresses: the
+    #: garment labels inside the pose-bounded mask, so gt_cloth_warped_mask reads the pose too)
     INPUTS = {"agn": ("parse", "pose"), "agn_mask": ("parse", "pose"), "parse_agn": ("parse", "pose"),
               "gt_cloth_warped_mask": ("parse",), "pose_render": ("pose",)}
+    CATEGORY_INPUTS = {**INPUTS, "gt_cloth_warped_mask": ("parse", "pose")}
 
     def __init__(self, category: str = "upper_body"):
         self.category = category
@@ -47,18 +45,20 @@ class DeriveStage(Stage):
             self._check_agnostic_pose(ctx)
             ctx.agn, ctx.agn_mask = agn.agnostic_image_and_mask(image, parse, kp.pose)
             ctx.parse_agn = agn.parse_agnostic(parse, kp.pose)
+            ctx.gt_cloth_warped_mask = agn.gt_cloth_warped_mask(parse, self.GARMENT_LABELS[self.category])
             derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON geometry on the parse and keypoints")
+            inputs = self.INPUTS
         else:
-            ctx.agn_mask = self._idm_mask(parse, kp.pose, image.shape[:2])
-            ctx.agn = np.where(ctx.agn_mask[..., None], np.uint8(128), image).astype(np.uint8)
-            ctx.parse_agn = np.where(ctx.agn_mask, 0, parse).astype(np.uint8)
-            derived = Producer("vitonprep-idm-mask", note=f"IDM-VTON get_mask_location('hd', '{self.category}')")
-        ctx.gt_cloth_warped_mask = agn.gt_cloth_warped_mask(parse, self.GARMENT_LABELS[self.category])
+            ctx.agn, ctx.agn_mask, ctx.parse_agn, ctx.gt_cloth_warped_mask = category_maps(
+                image, parse, kp, self.category)
+            derived = Producer("vitonprep-idm-mask", note=f"IDM-VTON get_mask_location('hd', '{self.category}') "
+                               "bounded by the hem, shoes, hands and face")
+            inputs = self.CATEGORY_INPUTS
         ctx.pose_render = render_pose(kp, (image.shape[1], image.shape[0]))
         rendered = Producer("vitonprep-render-pose")
         for name in self.writes:
             made_by = rendered if name == "pose_render" else derived
-            approximate = any(ctx.producers[src].approximate for src in self.INPUTS[name])
+            approximate = any(ctx.producers[src].approximate for src in inputs[name])
             ctx.producers[name] = Producer(made_by.backend, approximate, made_by.note)
 
     @staticmethod
@@ -71,11 +71,3 @@ class DeriveStage(Stage):
                                   ctx.item.person)
         if pose[9, 0] == pose[12, 0] and pose[9, 1] == pose[12, 1]:
             raise SampleError("derive", "agnostic: hip width is 0 (joints 9 and 12 coincide)", ctx.item.person)
-
-    def _idm_mask(self, parse: np.ndarray, pose25: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-        h, w = hw
-        coco = body25_to_coco18(pose25)
-        pose18 = coco[:, :2] * np.array([384 / w, 512 / h], np.float32)
-        pose18[coco[:, 2] <= 0] = 0
-        small = get_mask_location("hd", self.category, cihp_to_idm_parse(parse), pose18, 384, 512)
-        return cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
