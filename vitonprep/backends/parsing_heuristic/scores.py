@@ -71,7 +71,6 @@ WAIST_PRIOR_KEEP = 0.3  # share of the waist prior kept when the waist is cut as
 EDGE_BONUS = 0.3  # ... plus this many torso lengths of rows for a full-strength horizontal edge
 EDGE_RUN = 0.1  # horizontal edges are averaged along this many sw
 HAND_DILATE = 0.03  # hand hulls are dilated by this many sw
-PALM = (0, 1, 5, 9, 13, 17)  # hand keypoints around the palm: wrist, thumb base, knuckles
 
 
 @dataclass
@@ -214,13 +213,6 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
             cv2.fillConvexPoly(hm, cv2.convexHull(np.round(hand).astype(np.int32)), 1)
         hm = cv2.dilate(hm, np.ones((3, 3), np.uint8), iterations=max(1, int(HAND_DILATE * sw)))
         scores[C_SKIN][hm.astype(bool)] += cfg.hand_bonus
-        # the palm (wrist and knuckles) is skin whatever its colour: a shaded hand at the hip matched dark trousers
-        palm = np.zeros((fr.h, fr.w), np.uint8)
-        for hand in body.hands.values():
-            cv2.fillConvexPoly(palm, cv2.convexHull(np.round(hand[list(PALM)]).astype(np.int32)), 1)
-        palm = palm.astype(bool)
-        for c in (C_HAIR, C_UPPER, C_LOWER, C_SHOE):
-            scores[c][palm] = NEG
     r = max(1, int(round(cfg.score_blur * unit)))
     for c in range(NCLS):
         scores[c] = cv2.blur(scores[c], (2 * r + 1, 2 * r + 1))
