@@ -126,7 +126,8 @@ def load_samples(mirrors: Path, cache: Path) -> list[dict]:
     rows = list(csv.DictReader(SOURCES.open(newline="", encoding="utf-8")))
     out = []
     for row in rows:
-        img, kp = read_blob(row, "image", mirrors), read_blob(row, "keypoints", mirrors)
+        img = read_blob(row, "image", mirrors)
+        kp = read_blob(row, "keypoints", mirrors) if img is not None else None
         if img is None or kp is None:
             continue
         im = Image.open(io.BytesIO(img)).convert("RGB")
@@ -411,7 +412,9 @@ def main() -> int:
         for k, t in rows.items():
             print(f"{name:9s} {k:9s} {fmt(t)}")
         report[name] = {k: {g: list(v) for g, v in t.items()} for k, t in rows.items()}
-    if args.write:
+    if args.write and len(samples) < sum(1 for _ in csv.DictReader(SOURCES.open(newline="", encoding="utf-8"))):
+        print(f"not written: {pf.FIT_FILE.name} is fitted on every source of {SOURCES.name}, some are missing")
+    elif args.write:
         pf.FIT_FILE.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {pf.FIT_FILE}")
     if args.report:
