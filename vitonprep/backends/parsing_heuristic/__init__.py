@@ -34,9 +34,8 @@ How (all at ``work_height`` rows, inside the person's box, vectorised numpy / Op
 4. Spatial priors (log-score terms): hair only around the head and, penalised, beside the neck down to the
    chest; no garment above the mouth; upper garment penalised below ``waist`` along the torso axis, lower
    garment above it (``prior_slope`` per torso length); skin penalised far from the arm / leg chains, the
-   neck and the face and in the middle of the torso; hands (hand keypoint hulls) favour skin and palms are
-   skin; a sleeved arm's chain keeps the lower garment off its forearm; below the ankles garments yield to
-   the shoe model.
+   neck and the face and in the middle of the torso; hands (hand keypoint hulls) favour skin; a sleeved
+   arm's chain keeps the lower garment off its forearm; below the ankles garments yield to the shoe model.
 5. Per pixel argmax of the box-blurred scores; then the upper/lower boundary inside the torso is re-cut as
    one line (per column, the row that best separates the two garment scores plus a bonus for a horizontal
    lightness edge - a hem, a waistband -, with only 0.3 of the waist prior; median-filtered across columns);
@@ -58,24 +57,23 @@ HR-VITON's 13 groups against the official parses, before (commit aee6528) and af
 ==========  =====  =====  ====  ====  ====  =====  ======  =====  =====  =====  =====
 image       old    mIoU   bg    hair  face  upper  bottom  l_arm  r_arm  l_leg  r_leg
 ==========  =====  =====  ====  ====  ====  =====  ======  =====  =====  =====  =====
-00891_00    0.882  0.891  0.98  0.76  0.91  0.93   0.93    0.84   -      -      -
-03615_00    0.844  0.857  0.97  0.76  0.86  0.91   0.92    0.81   0.77   -      -
-07445_00    0.689  0.723  0.98  0.86  0.88  0.66   0.91    0.22   0.28   0.88   0.84
-00006_00    0.843  0.831  0.97  0.74  0.81  0.95   0.90    0.64   0.80   -      -
+00891_00    0.882  0.890  0.98  0.76  0.91  0.93   0.93    0.84   -      -      -
+03615_00    0.844  0.856  0.97  0.76  0.86  0.91   0.92    0.80   0.77   -      -
+07445_00    0.689  0.722  0.98  0.86  0.88  0.66   0.91    0.21   0.28   0.88   0.84
+00006_00    0.843  0.836  0.97  0.74  0.81  0.95   0.90    0.64   0.83   -      -
 ==========  =====  =====  ====  ====  ====  =====  ======  =====  =====  =====  =====
 
 Four images are a smoke signal, not a benchmark; docs/parsing.md has the by-eye counts on the graded set. Time:
-~45 ms per 768x1024 image on one thread, 1.2x the parser before the fixes (pose + parser 1.05x).
+~41 ms per 768x1024 image on one thread, 1.2x the parser before the fixes (pose + parser 1.05x).
 
 Known failure modes (docs/parsing.md lists them with the photos that show them):
 
-* Tight long sleeves: CIHP parsers sometimes call them arms (07445_00: arms 0.22/0.28); this back-end always
+* Tight long sleeves: CIHP parsers sometimes call them arms (07445_00: arms 0.21/0.28); this back-end always
   calls sleeves upper clothes (as the parses of 03615_00 and 00006_00 do).
 * Same-colour top and shorts with a dress category: the colours say one garment and shorts on closed legs do
   not end at a visible crotch, so they become one dress; a dress over opaque tights stays top + pants.
-* Hands the hand model places short of the hand, skin in deep shade next to dark trousers, skin in a V
-  neckline of a dark dress: colour still wins there. Bags and other held objects are labelled as the nearest
-  garment or arm (no object evidence).
+* A shaded hand next to dark trousers, skin in a V neckline of a dark dress: colour still wins there. Bags
+  and other held objects are labelled as the nearest garment or arm (no object evidence).
 * Long hair falling over a shoulder with a head cut at the top can become arm or neck; a soft jaw line leaves
   the chin of such a head as neck.
 * The person mask bounds everything: a second person in the mask, or a mask that misses a limb, carries over.
