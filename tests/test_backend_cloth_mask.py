@@ -12,6 +12,7 @@ from PIL import Image
 
 from vitonprep.backends import cloth_mask_opencv as cmo
 from vitonprep.backends.cloth_mask_opencv import ClothMaskConfig, cloth_mask
+from vitonprep.photos import fit_to_canvas
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 OFFICIAL = DATA / "vitonhd-official"
@@ -198,3 +199,27 @@ def test_low_contrast_step_leaves_official_garments_alone(pid):
     texture cues alone, so the IoUs of test_official_cloth_masks_iou stand."""
     rgb = load_rgb(OFFICIAL / "cloth" / f"{pid}.jpg")
     assert np.array_equal(cloth_mask(rgb), cloth_mask(rgb, ClothMaskConfig(low_delta_e=0)))
+
+
+def test_padded_photo_is_masked_as_the_photo_alone():
+    # 09164_00 (1250x1250, a black tee on a backdrop that greys towards its bottom edge): fit: pad adds 128-px bands
+    # of the photo's median border colour above and below. Fitted on the canvas border (the flat bands), the
+    # backdrop model took the photo's greyer bottom for garment and the mask reached the band under the hem
+    # (graded sample 00121_00__09164_00; before: IoU 0.90 here, corners down to row 897).
+    canvas, _ = fit_to_canvas(load_rgb(DATA / "samples" / "cloth" / "09164_00.jpg"), (768, 1024), "pad")
+    assert cmo._photo_rect(canvas) == (128, 896, 0, 768)
+    m = cloth_mask(canvas)
+    assert not m[:128].any() and not m[896:].any()
+    assert iou(m[128:896], cloth_mask(np.ascontiguousarray(canvas[128:896]))) == 1.0
+    # the lowest garment row in the corners (x < 200 and x > 568) stays at the hem, ~40 px above the photo's edge
+    assert np.nonzero(m[:, :200].any(axis=1) | m[:, 568:].any(axis=1))[0].max() < 860
+
+
+def test_a_flat_backdrop_photo_is_not_taken_for_padding():
+    # equal flat runs at both edges (within 1 px) are the pad's signature; a photo's own flat edges are left alone
+    rgb = load_rgb(OFFICIAL / "cloth" / "01260_00.jpg")
+    assert cmo._photo_rect(rgb) == (0, 1024, 0, 768)
+    flat = rgb.copy()
+    flat[:10] = flat[0, 0]
+    flat[-30:] = flat[0, 0]
+    assert cmo._photo_rect(flat) == (0, 1024, 0, 768)
