@@ -36,8 +36,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["CATEGORIES", "GARMENT_LABELS", "category_maps", "category_mask", "idm_mask"]
 
 CATEGORIES: tuple[str, ...] = ("lower_body", "dresses")
-#: CIHP labels of the worn garment (gt_cloth_warped_mask), as the derive stage names them
-GARMENT_LABELS: dict[str, tuple[int, ...]] = {"lower_body": (9, 12), "dresses": (6,)}
+#: CIHP labels of the worn garment (gt_cloth_warped_mask). A dress replaces the whole outfit: the parser decides
+#: dress vs separates from the photo (the pair's category is only a prior), so for a person in separates the dress
+#: label alone left gt empty; the outfit's labels are what IDM-VTON's dresses mask replaces too
+GARMENT_LABELS: dict[str, tuple[int, ...]] = {"lower_body": (9, 12), "dresses": (5, 6, 7, 9, 12)}
 #: CIHP labels IDM-VTON's recipe replaces per category (ATR 6/5 pants/skirt, + 7/4 dress/upper for dresses): the hem
 #: is the lowest of them
 _HEM_LABELS: dict[str, tuple[int, ...]] = {"lower_body": (9, 12), "dresses": (5, 6, 7, 9, 12)}

@@ -28,8 +28,9 @@ class DeriveStage(Stage):
     name, reads = "derive", ("image", "parse", "pose")
     writes = ("agn", "agn_mask", "parse_agn", "gt_cloth_warped_mask", "pose_render")
 
-    #: CIHP labels of the worn garment per category (gt_cloth_warped_mask)
-    GARMENT_LABELS = {"upper_body": (5, 6, 7), "lower_body": (9, 12), "dresses": (6,)}
+    #: CIHP labels of the worn garment for upper_body's gt_cloth_warped_mask (lower_body / dresses:
+    #: `vitonprep.derive.masks_category.GARMENT_LABELS`)
+    GARMENT_LABELS = {"upper_body": (5, 6, 7)}
     #: the model-made inputs of each map: it is approximate when one of them is (lower_body / dresses: the
     #: garment labels inside the pose-bounded mask, so gt_cloth_warped_mask reads the pose too)
     INPUTS = {"agn": ("parse", "pose"), "agn_mask": ("parse", "pose"), "parse_agn": ("parse", "pose"),
