@@ -44,9 +44,10 @@ def _flags(d: dict, faces, config: QualityConfig | None = None) -> dict[str, str
     return {f.check: f.reason for f in check_sample(d, config or QualityConfig(), faces).flags}
 
 
-#: the one real defect in the bundled builds, seen on the overlays: the rim of 00035_00's hair is parsed as
-#: upper-clothes, so gt_cloth_warped_mask holds it while agn.jpg keeps it visible
-_KNOWN = {"00035_00__04743_00": {"gt_outside_agn"}}
+#: real defects in the bundled builds, seen on the overlays. None since issue 18: the rim of 00035_00's hair was
+#: parsed as upper-clothes (gt_cloth_warped_mask held it while agn.jpg kept it visible); the parser no longer puts a
+#: garment above the mouth (tests/test_parsing_failure_kinds.py)
+_KNOWN: dict[str, set[str]] = {}
 
 
 def test_sound_bundled_samples_pass(sound, faces):
