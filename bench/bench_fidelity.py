@@ -24,9 +24,9 @@ Prints per category and overall the ratio new/old of the summed CPU per round: t
 spread (min-max) over rounds, with the median CPU ms per person of each side; then the per-person medians and
 each stage's wall time per person (``Pipeline.run``'s timings), to see where a difference comes from.
 
-Usage: ``python bench/bench_fidelity.py [--rounds N] [--baseline COMMIT] [--new DIR]`` (defaults 5 rounds,
-aee6528, this checkout as it is on disk, uncommitted edits included: the commit and whether the tree is dirty
-are printed).
+Usage: ``python bench/bench_fidelity.py [--rounds N] [--baseline COMMIT] [--new DIR | --new-rev COMMIT]
+[--remove]`` (defaults 5 rounds, aee6528, this checkout as it is on disk, uncommitted edits included: the commit
+and the edited files are printed; ``--new-rev`` times a commit exactly, from a worktree of its own).
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def git(*args: str, cwd: Path = ROOT) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def baseline_tree(commit: str, where: Path) -> Path:
+def worktree(commit: str, where: Path) -> Path:
     """A detached worktree of this repository at ``commit`` (reused when it is already there)."""
     want = git("rev-parse", f"{commit}^{{commit}}")
     if where.resolve().is_relative_to(ROOT):
@@ -198,12 +198,16 @@ def main() -> None:
     ap.add_argument("--baseline", default="aee6528")
     ap.add_argument("--base-dir", type=Path, default=Path(tempfile.gettempdir()) / "bench_base")
     ap.add_argument("--new", type=Path, default=ROOT, help="the tree timed as new (default: this checkout)")
-    ap.add_argument("--remove", action="store_true", help="remove the baseline worktree at the end")
+    ap.add_argument("--new-rev", help="time this commit as new instead (a worktree beside the baseline's)")
+    ap.add_argument("--remove", action="store_true", help="remove the worktrees made for the run at the end")
     ap.add_argument("--child")
     args = ap.parse_args()
     if args.child:
         return child(args.child)
-    base = baseline_tree(args.baseline, args.base_dir)
+    base = worktree(args.baseline, args.base_dir)
+    if args.new_rev:  # a commit exactly, without the uncommitted edits of the checkout
+        sha = git("rev-parse", "--short", f"{args.new_rev}^{{commit}}")
+        args.new = worktree(sha, Path(tempfile.gettempdir()) / f"bench_new-{sha}")
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "vitonprep", cwd=args.new)
     print(f"new: {args.new} at {git('rev-parse', '--short', 'HEAD', cwd=args.new)}"
           f"{' + uncommitted edits of ' + ', '.join(x.split()[-1] for x in dirty.splitlines()) if dirty else ''}; "
@@ -236,7 +240,8 @@ def main() -> None:
             for kid in kids.values():
                 kid.close()
     if args.remove:
-        git("worktree", "remove", "--force", str(base))
+        for tree in {base, args.new} - {ROOT}:
+            git("worktree", "remove", "--force", str(tree))
     print(f"{len(cat_of)} persons x {args.rounds} rounds, default pipeline, one compute thread, process CPU per "
           f"person (warm); ratio new/old of the summed CPU per round: median (spread over rounds)")
     groups = {cat: [k for k in cat_of if cat_of[k] == cat] for cat in CATEGORIES} | {"all": list(cat_of)}
