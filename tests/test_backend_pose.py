@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,8 +34,11 @@ from vitonprep.backends import pose_body25_fit as pf
 from vitonprep.backends import pose_mediapipe as pm
 from vitonprep.backends import pose_orientation as po
 from vitonprep.backends.results import NoPersonError, PoseResult
+from vitonprep.config import BackendChoice
 from vitonprep.derive.body25 import OpenPoseKeypoints
 from vitonprep.errors import ConfigError
+from vitonprep.stages.base import SampleContext
+from vitonprep.stages.models import PoseStage
 
 OFFICIAL = ("00891_00", "03615_00", "07445_00")
 
@@ -408,10 +413,17 @@ def test_mirrored_body_warns_through_the_backend(backend, official, caplog, monk
         return lm, mask
 
     monkeypatch.setattr(backend, "landmarks", swapped_landmarks)
-    with caplog.at_level("WARNING", logger="vitonprep.backends.pose_mediapipe"):
-        out = backend(rgb)
-    assert any("corrected" in r.getMessage() for r in caplog.records)
+    out = backend(rgb)
+    assert len(out.notes) == 1 and "corrected" in out.notes[0], out.notes
+    assert res.notes == ()  # the photo as it is needs no note
     np.testing.assert_allclose(out.keypoints.pose, res.keypoints.pose, atol=1e-4)
+    # the pose stage logs the note with the file's name (the back-end does not know it)
+    stage = PoseStage(BackendChoice("pose-mediapipe-blazepose"))
+    ctx = SampleContext(item=SimpleNamespace(person=Path("raw/person/03615_00.jpg")))
+    with caplog.at_level("WARNING", logger="vitonprep.stages.models"):
+        stage.finish(ctx, out)
+    assert any("03615_00.jpg: pose: left/right of the skeleton corrected" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 class _FakeHands:

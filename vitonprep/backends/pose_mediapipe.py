@@ -392,9 +392,12 @@ class MediapipePose(MediapipeGraphs, Backend):
         lm, mask = self.landmarks(rgb)
         face = self.face_keypoints(rgb, lm)
         lm, orientation = check_orientation(lm, face)
+        notes: tuple[str, ...] = ()
         if orientation.status in ("corrected", "unclear"):
-            logger.warning("pose: left/right of the skeleton %s: %s", orientation.status, orientation.reason)
+            # the pose stage logs it as a warning with the file's name
+            notes = (f"left/right of the skeleton {orientation.status}: {orientation.reason}",)
+            logger.debug("pose: %s", notes[0])
         pose = blazepose_to_body25(lm, w, h)
         hand_left, hand_right = self.hand_keypoints(rgb, lm)
         kp = OpenPoseKeypoints(pose=pose, face=face, hand_left=hand_left, hand_right=hand_right)
-        return PoseResult(keypoints=kp, landmarks=lm, person_mask=mask)
+        return PoseResult(keypoints=kp, landmarks=lm, person_mask=mask, notes=notes)

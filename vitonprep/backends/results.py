@@ -28,11 +28,14 @@ class PoseResult:
     the hip midpoint, smaller = closer to the camera), visibility 0..1. ``None`` if not kept.
     ``person_mask``: H x W float32 in 0..1, the BlazePose segmentation of this person, or ``None`` when
     segmentation is off.
+    ``notes``: what the back-end corrected or could not decide about this photo (e.g. a mirrored skeleton), for the
+    pose stage to log with the file's name, which the back-end does not know.
     """
 
     keypoints: OpenPoseKeypoints
     landmarks: np.ndarray | None = None
     person_mask: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from vitonprep.backends.registry import make_backend
@@ -10,6 +11,8 @@ from vitonprep.derive.body25 import BODY25_NAMES
 from vitonprep.derive.densepose import render_densepose
 from vitonprep.errors import NoPersonError, SampleError
 from vitonprep.stages.base import BackendStage, SampleContext
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PoseStage", "PersonCheckStage", "ParsingStage", "DensePoseStage", "ClothMaskStage"]
 
@@ -25,6 +28,8 @@ class PoseStage(BackendStage):
 
     def finish(self, ctx: SampleContext, outcome: Any) -> None:
         self.fail_if_error(ctx, outcome, "no person found: " if isinstance(outcome, NoPersonError) else "")
+        for note in getattr(outcome, "notes", ()):  # back-ends without notes (OpenPose) return none
+            logger.warning("%s: pose: %s", ctx.item.person, note)
         ctx.pose = outcome
         ctx.producers["pose"] = self.producer
 
