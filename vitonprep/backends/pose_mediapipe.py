@@ -86,18 +86,8 @@ logger = logging.getLogger(__name__)
 NAME = "pose-mediapipe-blazepose"
 APPROXIMATE = True
 
-__all__ = [
-    "NAME",
-    "APPROXIMATE",
-    "MediapipePoseConfig",
-    "MediapipePose",
-    "NoPersonError",
-    "BODY25_FROM_BLAZEPOSE",
-    "FACE70_FROM_FACEMESH",
-    "MIN_VISIBILITY",
-    "raw_body25",
-    "blazepose_to_body25",
-]
+__all__ = ["NAME", "APPROXIMATE", "MediapipePoseConfig", "MediapipePose", "NoPersonError", "BODY25_FROM_BLAZEPOSE",
+           "FACE70_FROM_FACEMESH", "MIN_VISIBILITY", "raw_body25", "blazepose_to_body25"]
 
 #: BODY_25 index -> BlazePose landmark index for the joints copied directly (then corrected, pose_body25_fit).
 BODY25_FROM_BLAZEPOSE: dict[int, int] = {
@@ -392,11 +382,9 @@ class MediapipePose(MediapipeGraphs, Backend):
         lm, mask = self.landmarks(rgb)
         face = self.face_keypoints(rgb, lm)
         lm, orientation = check_orientation(lm, face)
-        notes: tuple[str, ...] = ()
-        if orientation.status in ("corrected", "unclear"):
-            # the pose stage logs it as a warning with the file's name
-            notes = (f"left/right of the skeleton {orientation.status}: {orientation.reason}",)
-            logger.debug("pose: %s", notes[0])
+        # the pose stage logs a corrected or unclear orientation as a warning with the file's name
+        notes = ((f"left/right of the skeleton {orientation.status}: {orientation.reason}",)
+                 if orientation.status in ("corrected", "unclear") else ())
         pose = blazepose_to_body25(lm, w, h)
         hand_left, hand_right = self.hand_keypoints(rgb, lm)
         kp = OpenPoseKeypoints(pose=pose, face=face, hand_left=hand_left, hand_right=hand_right)
