@@ -5,6 +5,7 @@ mIoU (13 HR-VITON groups) >= 0.70, cloth-mask IoU >= 0.95.
 """
 
 import json
+import re
 
 import numpy as np
 from typer.testing import CliRunner
@@ -85,6 +86,8 @@ def test_score_json_on_stdout(data_dir):
     assert rep["pck@0.1_torso"]["overall"] >= 0.958, groups  # no worse than before the learned mapping
     assert groups["hands"]["total"] == 5 * 21 and groups["hands"]["pck"] >= 0.9
     assert "PCK per joint group" in result.stderr
+    # the summary line rounds like the tables (it printed 0.8223735340995139)
+    assert re.search(r"mean mIoU \d\.\d{3}; cloth-mask IoU mean \d\.\d{3}\n", result.stderr), result.stderr
 
 
 def test_score_json_refuses_a_folder_that_is_not_vitonhd(tmp_path):

@@ -18,6 +18,10 @@ HRVITON_GROUP_NAMES = ("background", "hair", "face", "upper", "bottom", "left_ar
                        "right_leg", "left_shoe", "right_shoe", "socks", "noise")
 
 
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def score(
     root: Annotated[Path, typer.Argument(help="VITON-HD folder with official annotations "
                                                "(e.g. data/vitonhd-official).")],
@@ -45,15 +49,18 @@ def score(
         t.add_row(pid, f"{rep.pck.get(pid, float('nan')):.3f} ({c}/{n})", f"{rep.miou.get(pid, float('nan')):.3f}")
     console.print(t)
     d = rep.to_dict()
-    console.print(f"PCK overall {d['pck@0.1_torso']['overall']:.3f}; mean mIoU {d['miou_13_groups']['mean']}; "
-                  f"cloth-mask IoU mean {d['cloth_mask_iou']['mean']}")
-    p = Table(title="PCK per joint group (hands: PCK@0.2 of hand size)")
+    console.print(f"PCK overall {_fmt(d['pck@0.1_torso']['overall'])}; mean mIoU {_fmt(d['miou_13_groups']['mean'])}; "
+                  f"cloth-mask IoU mean {_fmt(d['cloth_mask_iou']['mean'])}")
+    # short titles: rich wraps a title to its table's width, and these tables are narrow
+    console.print("hands: PCK@0.2 of the official hand's size (docs/pose.md)")
+    p = Table(title="PCK per joint group")
     for col in ("group", "PCK", "correct / total"):
         p.add_column(col)
     for name, v in d["pck@0.1_torso"]["per_group"].items():
         p.add_row(name, "-" if v["pck"] is None else f"{v['pck']:.3f}", f"{v['correct']}/{v['total']}")
     console.print(p)
-    g = Table(title="IoU per HR-VITON group (mean over images where present)")
+    console.print("IoU per HR-VITON group: the mean over the images where the group is present")
+    g = Table(title="IoU per group")
     g.add_column("group")
     g.add_column("IoU")
     for gid, v in d["miou_13_groups"]["per_group"].items():
