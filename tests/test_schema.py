@@ -25,6 +25,8 @@ def test_sample_keys():
     assert sample_key("00891_00", "01430_00", "unpaired") == "00891_00__01430_00"
     with pytest.raises(ValueError, match="no dots"):
         check_key("a.b")
+    with pytest.raises(ValueError):  # a final newline split a pairs-list line in two (re's "$" accepted it)
+        check_key("abc\n")
     assert split_member("dir/00001_00.agn_mask.png") == ("00001_00", "agn_mask.png")
 
 

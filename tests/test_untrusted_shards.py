@@ -407,7 +407,7 @@ def test_export_conflict_refuses_the_sample_whole(vitonhd_shards, tmp_path):
 # ------------------------------------------------------------------------------------------ the building blocks
 
 @pytest.mark.parametrize("name", ["../evil", "..", ".", "", "/abs", "a/b", "a\\b", "a.b", "a b", "x\0y", "é",
-                                  "a" * 201, 5, None, ["a"]])
+                                  "a" * 201, 5, None, ["a"], "abc\n", "abc\r"])
 def test_safe_name_refuses_anything_but_a_plain_name(name):
     from vitonprep.safepaths import UnsafeName, safe_name, safe_path
 

@@ -44,7 +44,7 @@ GARMENT_FIELDS = ("cloth", "cloth_mask")
 STABLEVITON_MIN_CLOTH_MASK_PIXELS = 30720 * 4
 
 #: Sample keys: no dots (webdataset splits member names at the first dot), no path separators.
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
+KEY_PATTERN = re.compile(r"\A[A-Za-z0-9_\-]+\Z")  # \Z: "$" would also accept a final newline
 
 
 class Kind(str, enum.Enum):

@@ -49,9 +49,9 @@ logger = logging.getLogger(__name__)
 #: the file that marks a folder as an inspect report (an earlier report may be replaced, nothing else)
 MARKER = ".vitonprep-report"
 _OURS = ("index.html", "thumbs", "full", MARKER)
-_STATS = re.compile(r"^\d{5}_stats\.json$")
+_STATS = re.compile(r"^\d{5}_stats\.json\Z")
 #: what an earlier report's thumbs/ and full/ may hold: its images and a killed run's temp files
-_IMAGE = re.compile(r"^(\d{5}\.jpg|\.\d{5}\.jpg\..*\.partial)$")
+_IMAGE = re.compile(r"^(\d{5}\.jpg|\.\d{5}\.jpg\..*\.partial)\Z")
 #: thumbnails beyond this many tiles load when scrolled to (a large dataset's page stays light)
 _EAGER_TILES = 120
 PALETTE = np.asarray(CIHP_PALETTE, np.uint8).reshape(-1, 3)
