@@ -6,8 +6,10 @@ mIoU (13 HR-VITON groups) >= 0.70, cloth-mask IoU >= 0.95.
 
 import json
 import re
+import shutil
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from vitonprep.cli import app
@@ -94,3 +96,15 @@ def test_score_json_refuses_a_folder_that_is_not_vitonhd(tmp_path):
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--json"])
     assert result.exit_code == 2
     assert result.stdout == "" and "not a VITON-HD folder" in result.stderr
+
+
+def test_score_json_without_official_poses_is_valid_json(data_dir, tmp_path):
+    """No openpose JSON to score against: the overall PCK is null, not NaN (which no strict JSON parser reads)."""
+    root = tmp_path / "vitonhd"
+    (root / "image").mkdir(parents=True)
+    shutil.copy(data_dir / "vitonhd-official" / "image" / "00891_00.jpg", root / "image")
+    result = CliRunner().invoke(app, ["score", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    rep = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON report"))
+    assert rep["pck@0.1_torso"]["overall"] is None
+    assert "PCK overall -;" in result.stderr

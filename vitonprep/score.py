@@ -55,10 +55,11 @@ class ScoreReport:
     cloth_iou: dict[str, float] = field(default_factory=dict)
 
     @property
-    def pck_overall(self) -> float:
+    def pck_overall(self) -> float | None:
+        """None when no official pose was scored (NaN would make the JSON report invalid)."""
         c = sum(a for a, _ in self.pck_counts.values())
         t = sum(b for _, b in self.pck_counts.values())
-        return c / t if t else float("nan")
+        return c / t if t else None
 
     def group_totals(self) -> dict[str, tuple[int, int]]:
         """group (JOINT_GROUPS and "hands") -> (correct, total) summed over the images."""
