@@ -15,7 +15,11 @@ Whoever tunes the checks runs the default ``--part tuned``. It also prints the s
 per category (a figure of the build, not of the checks).
 
     python bench/quality_eval.py [--part tuned,held_out,held_out_v2|all] [--samples] [--cache DIR]
-        [--pipeline default] [--json OUT]
+        [--grades FILE] [--pipeline default] [--json OUT]
+
+``--grades data/eval/grades_after.csv --cache DIR`` measures the checks on a newer build (DIR, filled by
+``bench/eval_set.py --cache DIR`` at the commit of that file's ``code`` column) with the grades made on it; a
+sample that file does not grade is left out.
 """
 
 from __future__ import annotations
@@ -234,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"rows to report, a comma list of {', '.join(PARTS)} or all (= {','.join(OPEN_PARTS)}; "
                          "held_out_v2, the blind rows, only when named); default tuned, for tuning the checks")
     ap.add_argument("--cache", type=Path, default=eval_set.DEFAULT_CACHE)
-    ap.add_argument("--grades", type=Path, default=eval_set.EVAL / "grades.csv")
+    ap.add_argument("--grades", type=Path, default=eval_set.EVAL / "grades.csv",
+                    help="the grades to join (default data/eval/grades.csv; grades_after.csv: the issue-18 regrading)")
     ap.add_argument("--pipeline", default="default", help="pipeline YAML (name or path) whose quality thresholds apply")
     ap.add_argument("--workers", "-j", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")

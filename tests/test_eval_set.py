@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import eval_set  # noqa: E402
+import grades_compare  # noqa: E402
 import quality_eval  # noqa: E402
 
 from vitonprep.schema import FIELDS  # noqa: E402
@@ -32,8 +33,8 @@ V2_REPOS = {"BoyuanJiang/FitDiT", "nftblackmagic/catvton-flux"}
 VITONHD_ID = re.compile(r"\d{5}_\d{2}")
 
 
-def _grades() -> list[dict[str, str]]:
-    with (EVAL / "grades.csv").open(newline="", encoding="utf-8") as f:
+def _grades(name: str = "grades.csv") -> list[dict[str, str]]:
+    with (EVAL / name).open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         assert reader.fieldnames == COLUMNS
         return list(reader)
@@ -49,8 +50,9 @@ def _pairs() -> dict[tuple[str, str], list[tuple[str, str]]]:
     return out
 
 
-def test_grades_are_well_formed():
-    rows = _grades()
+@pytest.mark.parametrize("name", ["grades.csv", "grades_after.csv"])
+def test_grades_are_well_formed(name):
+    rows = _grades(name)
     maps = {f.name for f in FIELDS} | {"pose"}
     assert len({(r["set"], r["category"], r["key"]) for r in rows}) == len(rows), "a sample graded twice"
     for r in rows:
@@ -85,6 +87,24 @@ def test_every_listed_pair_is_graded_once_and_nothing_else():
     photos = eval_set.read_csv(EVAL / "photos.csv")
     v2_persons = {p["name"] for p in photos if p["kind"] == "person" and p["source"] in v2_sources}
     assert persons == v2_persons, "every public_v2 person photo is graded at least once"
+
+
+def test_regrading_covers_the_held_out_parts_of_the_same_samples():
+    """grades_after.csv regrades samples of grades.csv (same photos, same part) on one newer build: every held-out
+    sample, and the README says which commit and that it was graded blind."""
+    before = {(r["set"], r["category"], r["key"]): r for r in _grades()}
+    after = _grades("grades_after.csv")
+    for r in after:
+        b = before.get((r["set"], r["category"], r["key"]))
+        assert b is not None, f"{r['key']}: regraded but not in grades.csv"
+        assert [r[c] for c in ("person_file", "cloth_file", "part")] == [b[c] for c in ("person_file", "cloth_file",
+                                                                                         "part")], r["key"]
+    held_out = {k for k, r in before.items() if r["part"] in ("held_out", "held_out_v2")}
+    assert held_out <= {(r["set"], r["category"], r["key"]) for r in after}
+    codes = {r["code"] for r in after}
+    assert len(codes) == 1 and not codes & {r["code"] for r in before.values()}, "one build, newer than grades.csv"
+    readme = (EVAL / "README.md").read_text(encoding="utf-8")
+    assert "grades_after.csv" in readme and next(iter(codes)) in readme
 
 
 def test_public_photos_are_recorded_with_their_source():
@@ -292,3 +312,69 @@ def test_sample_listing_shows_grade_and_flags(capsys):
     wrong = next(line for line in lines if rows[0].key in line)
     assert "wrong" in wrong and "parse;agn" in wrong and wrong.endswith("agn_hands, hand_labels")
     assert next(line for line in lines if rows[1].key in line).endswith("(not checked)")
+
+
+def _write_grades(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    """rows of (category, key, part, grade) as a grades file (the other columns filled plausibly)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        for cat, key, part, grade in rows:
+            person, cloth = key.split("__")
+            w.writerow({"set": "public", "category": cat, "key": key, "person_file": person + ".jpg",
+                        "cloth_file": cloth + ".jpg", "part": part, "grade": grade,
+                        "wrong_maps": "parse" if grade == "wrong" else "", "note": "x" if grade == "wrong" else "",
+                        "code": "abc1234"})
+    return path
+
+
+def test_grades_compare_counts_only_samples_graded_in_both(tmp_path, capsys):
+    before = _write_grades(tmp_path / "before.csv", [
+        ("upper_body", "a__1", "held_out_v2", "wrong"), ("upper_body", "b__1", "held_out_v2", "wrong"),
+        ("upper_body", "c__1", "held_out_v2", "usable"), ("lower_body", "d__2", "held_out_v2", "wrong"),
+        ("lower_body", "e__2", "held_out_v2", "wrong"),  # not regraded: left out of both columns
+        ("dresses", "f__3", "tuned", "good")])
+    after = _write_grades(tmp_path / "after.csv", [
+        ("upper_body", "a__1", "held_out_v2", "usable"), ("upper_body", "b__1", "held_out_v2", "wrong"),
+        ("upper_body", "c__1", "held_out_v2", "wrong"), ("lower_body", "d__2", "held_out_v2", "good"),
+        ("dresses", "f__3", "tuned", "wrong"),
+        ("dresses", "g__3", "tuned", "wrong")])  # graded after only: left out
+    pairs = grades_compare.pair_up(grades_compare.read_grades(before), grades_compare.read_grades(after))
+    assert [p.key[2] for p in pairs] == ["a__1", "b__1", "c__1", "d__2", "f__3"]
+    tab = grades_compare.table(pairs, ("held_out_v2", "tuned"))
+    v2 = tab["held_out_v2"]
+    assert v2["upper_body"] == {"before": [2, 3], "after": [2, 3], "to_sound": [1, 2], "to_wrong": [1, 1]}
+    assert v2["lower_body"] == {"before": [1, 1], "after": [0, 1], "to_sound": [1, 1], "to_wrong": [0, 0]}
+    assert "dresses" not in v2 and v2["all"]["before"] == [3, 4] and v2["all"]["after"] == [2, 4]
+    assert tab["tuned"]["dresses"] == {"before": [0, 1], "after": [1, 1], "to_sound": [0, 0], "to_wrong": [1, 1]}
+    assert grades_compare.main(["--before", str(before), "--after", str(after), "--part", "held_out_v2"]) == 0
+    out = capsys.readouterr().out
+    cells = {tuple(line.split("|")[0].split()): [c.strip() for c in line.split("|")[1:]]
+             for line in out.splitlines() if line.count("|") == 4}
+    assert cells[("held_out_v2", "all")] == ["75.0 % (3/4)", "50.0 % (2/4)", "2/3", "1/1"]
+    assert cells[("held_out_v2", "lower_body")] == ["100.0 % (1/1)", "0.0 % (0/1)", "1/1", "0/0"]
+    counts = next(line for line in out.splitlines() if line.startswith("held_out_v2  before")).split()
+    assert " ".join(counts) == "held_out_v2 before 0 / 1 / 3 after 1 / 1 / 2" and "tuned" not in out
+    assert grades_compare.main(["--before", str(before), "--after", str(after), "--part", "held_out"]) == 0
+    assert "no sample of held_out is graded in both" in capsys.readouterr().out
+
+
+def test_grades_compare_refuses_files_that_do_not_match(tmp_path, capsys):
+    before = _write_grades(tmp_path / "before.csv", [("upper_body", "a__1", "held_out", "wrong")])
+    moved = _write_grades(tmp_path / "moved.csv", [("upper_body", "a__1", "tuned", "wrong")])
+    assert grades_compare.main(["--before", str(before), "--after", str(moved)]) == 2
+    assert "public/upper_body/a__1: part held_out before, tuned after" in capsys.readouterr().err
+    twice = _write_grades(tmp_path / "twice.csv", [("upper_body", "a__1", "held_out", "wrong")] * 2)
+    assert grades_compare.main(["--before", str(before), "--after", str(twice)]) == 2
+    assert "a__1 is graded twice" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text("set,category,key,part,grade\npublic,upper_body,a__1,held_out,bad\n")
+    assert grades_compare.main(["--before", str(before), "--after", str(tmp_path / "bad.csv")]) == 2
+    assert "grade 'bad' is not one of good, usable, wrong" in capsys.readouterr().err
+    (tmp_path / "short.csv").write_text("set,category,key\npublic,upper_body,a__1\n")
+    assert grades_compare.main(["--before", str(tmp_path / "short.csv"), "--after", str(before)]) == 2
+    assert "no column part, grade" in capsys.readouterr().err
+    assert grades_compare.main(["--before", str(tmp_path / "absent.csv"), "--after", str(before)]) == 2
+    assert "absent.csv" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        grades_compare.main(["--part", "held-out"])
+    assert exc.value.code == 2
