@@ -20,6 +20,7 @@ from vitonprep.build import BuildOptions, build_dataset
 from vitonprep.build_worker import BuildWork
 from vitonprep.cli import app
 from vitonprep.config import load_pipeline_config
+from vitonprep.distribute import ray_build as ray_build_module
 from vitonprep.distribute.ray_build import RayBuildDistributor
 from vitonprep.distribute.ray_runner import RayOptions
 from vitonprep.engine import ShardLedger, ShardTask
@@ -356,3 +357,26 @@ def test_build_dataset_on_ray_reports_progress_per_sample(ray_local, raw, tmp_pa
     # the shard's result repeats its last tick's count; before, Ray builds sent only that one per shard
     distinct = [t for i, t in enumerate(seen) if i == 0 or t != seen[i - 1]]
     assert distinct == [(n, len(PERSONS), n) for n in range(1, len(PERSONS) + 1)]
+
+
+def test_a_sink_that_does_not_answer_costs_one_timeout_per_shard_not_one_per_sample(monkeypatch):
+    class _Remote:
+        def __init__(self):
+            self.calls = 0
+
+        def remote(self, *args):
+            self.calls += 1
+            return args
+
+    class _Ray:
+        def get(self, ref, timeout):
+            raise TimeoutError(f"no answer in {timeout} s")
+
+    sink = type("Sink", (), {"put": _Remote()})()
+    monkeypatch.setattr(ray_build_module, "import_ray", lambda: _Ray())
+    ticks = ray_build_module._SinkTicks(sink)
+    with pytest.raises(TimeoutError):  # the first loss is reported (ShardMaker logs it; the shard goes on)
+        ticks(0, 1)
+    for done in range(2, 6):
+        ticks(0, done)  # then the shard stops asking a sink that does not answer
+    assert sink.put.calls == 1

@@ -97,14 +97,22 @@ class TickSink:
 
 class _SinkTicks:
     """The picklable tick callable shard workers get: waits for the sink to hold the tick, so every tick of a shard
-    is there before its result reaches the driver (a lost one is logged by `ShardMaker`, never fails the shard)."""
+    is there before its result reaches the driver (a lost one is logged by `ShardMaker`, never fails the shard).
+    After one failed or slow call (a sink alive but not answering) the shard stops ticking: otherwise every sample
+    could wait out the timeout."""
 
     def __init__(self, sink: Any):
-        self.sink = sink
+        self.sink, self.failed = sink, False
 
     def __call__(self, index: int, done: int) -> None:
+        if self.failed:
+            return
         ray = import_ray()
-        ray.get(self.sink.put.remote(index, done), timeout=30)
+        try:
+            ray.get(self.sink.put.remote(index, done), timeout=10)
+        except Exception:
+            self.failed = True
+            raise
 
 
 class _Drain:
