@@ -23,7 +23,8 @@ BODY_25 from BlazePose's 33 landmarks (right/left are the person's), before the 
   placed where BlazePose's knee has left the frame.
 * Confidence = BlazePose visibility. As in OpenPose's JSON, a joint is written as (0, 0, 0) when it is not
   found: visibility below the fitted ``min_visibility`` or a position outside the image (BlazePose
-  extrapolates out-of-frame joints, OpenPose cannot see them). Neck / MidHip need both of their source joints.
+  extrapolates out-of-frame joints, OpenPose cannot see them). The frame is the photo's `PhotoRect` (``fit:
+  pad`` bands are out of frame; the person mask is zero there). Neck / MidHip need both of their source joints.
 * Left/right: BlazePose's body is checked against FaceMesh's face (``pose_orientation.py``): swapped when the
   evidence is clear, a warning otherwise.
 * Small toes (OpenPose's sits about one foot width lateral to the big toe): big toe + 0.2 (heel - big toe) +
@@ -77,7 +78,7 @@ from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
 from vitonprep.backends.pose_body25_fit import Body25Fit, apply_corrections, body_frame, default_fit
 from vitonprep.backends.pose_hands import assign_hands, fill_hand
 from vitonprep.backends.pose_orientation import check_orientation
-from vitonprep.backends.protocols import Backend
+from vitonprep.backends.protocols import Backend, PhotoRect
 from vitonprep.backends.results import NoPersonError, PoseResult
 from vitonprep.derive.body25 import OpenPoseKeypoints
 
@@ -176,29 +177,32 @@ def raw_body25(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos, v
 
 
-def blazepose_to_body25(landmarks: np.ndarray, width: int, height: int, fit: Body25Fit | None = None) -> np.ndarray:
+def blazepose_to_body25(landmarks: np.ndarray, width: int, height: int, fit: Body25Fit | None = None,
+                        rect: PhotoRect | None = None) -> np.ndarray:
     """BODY_25 (25, 3) float32 from BlazePose landmarks (33, >=4: x px, y px, z, visibility).
 
     The raw mapping of the module docstring, then the learned corrections and visibility rules of ``fit``
-    (default: the shipped ``pose_body25_fit.json``; docs/pose.md).
+    (default: the shipped ``pose_body25_fit.json``; docs/pose.md). ``rect``: the photo on the canvas (default the
+    whole canvas); a joint outside it is out of frame.
     """
     fit = fit if fit is not None else default_fit()
+    rect = rect if rect is not None else PhotoRect.whole(width, height)
     raw, vis = raw_body25(landmarks)
     pos = apply_corrections(raw, fit)
     pos[8] = (pos[9] + pos[12]) / 2  # OpenPose's MidHip lies between its hips
     seen = vis >= fit.min_visibility
-    ok = seen & _inside(pos, width, height) & np.isfinite(pos).all(1)
+    ok = seen & rect.contains(pos) & np.isfinite(pos).all(1)
     for small, big, heel in ((20, 19, 21), (23, 22, 24)):
-        ok[small] &= bool(_inside(raw[big], width, height) and _inside(raw[heel], width, height))
+        ok[small] &= bool(rect.contains(raw[big]) and rect.contains(raw[heel]))
     if fit.edge_knee is not None:
         u, t, _, _ = body_frame(raw)
         for hip, knee in ((9, 10), (12, 13)):
-            if ok[knee] or not ok[hip] or (height - pos[hip, 1]) < fit.edge_knee.min_thigh * t:
+            if ok[knee] or not ok[hip] or (rect.y1 - pos[hip, 1]) < fit.edge_knee.min_thigh * t:
                 continue
             d = raw[knee] - raw[hip]
             n = float(np.hypot(*d))
             cand = pos[hip] + fit.edge_knee.depth * t * (d / n if n > 1e-6 else u)
-            if _inside(cand, width, height):
+            if rect.contains(cand):
                 pos[knee], vis[knee], ok[knee] = cand, min(vis[hip], 0.3), True
     out = np.zeros((25, 3), np.float64)
     out[ok, :2] = pos[ok]
@@ -227,6 +231,7 @@ class MediapipePose(MediapipeGraphs, Backend):
     APPROXIMATE = APPROXIMATE
     LICENCE = "mediapipe models (Apache-2.0)"
     Config = MediapipePoseConfig
+    PHOTO_RECT = True
     name = NAME
 
     _GRAPHS = ("_pose", "_face", "_hands")
@@ -235,9 +240,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         self.config = config if config is not None else MediapipePoseConfig()
         if self.config.hands_model not in _HAND_COMPLEXITY:
             raise ValueError(f"hands_model must be one of {sorted(_HAND_COMPLEXITY)}, got {self.config.hands_model!r}")
-        self._pose = None
-        self._face = None
-        self._hands = None
+        self._pose = self._face = self._hands = None
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> "MediapipePose":
@@ -279,8 +282,8 @@ class MediapipePose(MediapipeGraphs, Backend):
             mask = np.clip(np.asarray(res.segmentation_mask, dtype=np.float32), 0.0, 1.0)
         return lm, mask
 
-    def face_keypoints(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """FaceMesh stage: (70, 3) OpenPose face points (zeros when no face is found)."""
+    def face_keypoints(self, rgb: np.ndarray, landmarks: np.ndarray, rect: PhotoRect | None = None) -> np.ndarray:
+        """FaceMesh stage: (70, 3) OpenPose face points (zeros when no face is found or the nose is off ``rect``)."""
         out = np.zeros((70, 3), np.float32)
         if not self.config.face:
             return out
@@ -290,7 +293,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         lm = np.asarray(landmarks, dtype=np.float64)
         head = lm[list(_HEAD)]
         nose = head[0, :2]
-        if head[0, 3] < MIN_VISIBILITY or not _inside(nose, w, h):
+        if head[0, 3] < MIN_VISIBILITY or not (rect or PhotoRect.whole(w, h)).contains(nose):
             return out
         ears = np.linalg.norm(lm[7, :2] - lm[8, :2])
         eye_mouth = np.linalg.norm((lm[2, :2] + lm[5, :2]) / 2 - (lm[9, :2] + lm[10, :2]) / 2)
@@ -320,7 +323,8 @@ class MediapipePose(MediapipeGraphs, Backend):
         out[ok, 2] = float(np.clip(head[:, 3].mean(), 1e-3, 1.0))
         return out
 
-    def hand_keypoints(self, rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def hand_keypoints(self, rgb: np.ndarray, landmarks: np.ndarray, rect: PhotoRect | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Hands stage: ((21, 3) person's left hand, (21, 3) person's right hand), zeros when not found."""
         left = np.zeros((21, 3), np.float32)
         right = np.zeros((21, 3), np.float32)
@@ -329,6 +333,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         rgb = _check_rgb(rgb)
         self.setup()
         h, w = rgb.shape[:2]
+        rect = rect or PhotoRect.whole(w, h)
         lm = np.asarray(landmarks, dtype=np.float64)
         wrists = {"L": lm[_L_WRI, :2], "R": lm[_R_WRI, :2]}
         scale = max(float(np.linalg.norm(lm[_L_SHO, :2] - lm[_R_SHO, :2])), 1.0)
@@ -343,7 +348,7 @@ class MediapipePose(MediapipeGraphs, Backend):
         # A visible wrist without a hand: look again in a crop around it. The palm detector sees the whole photo
         # at 192 px (lite) and misses small or low-contrast hands that it finds in the crop (official 08909_00).
         for side, wi in (("L", _L_WRI), ("R", _R_WRI)):
-            if outs[side][0, 2] > 0 or lm[wi, 3] < MIN_VISIBILITY or not _inside(lm[wi, :2], w, h):
+            if outs[side][0, 2] > 0 or lm[wi, 3] < MIN_VISIBILITY or not rect.contains(lm[wi, :2]):
                 continue
             half = HAND_CROP * scale / 2
             x0, y0 = int(max(0, np.floor(wrists[side][0] - half))), int(max(0, np.floor(wrists[side][1] - half)))
@@ -376,16 +381,19 @@ class MediapipePose(MediapipeGraphs, Backend):
         return hands
 
     # ------------------------------------------------------------------ main entry
-    def __call__(self, rgb: np.ndarray) -> PoseResult:
+    def __call__(self, rgb: np.ndarray, rect: PhotoRect | None = None) -> PoseResult:
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
+        rect = rect or PhotoRect.whole(w, h)
         lm, mask = self.landmarks(rgb)
-        face = self.face_keypoints(rgb, lm)
+        if mask is not None and not rect.is_whole(w, h):
+            rect.outside(mask)  # the segmentation bleeds into a flat pad band next to the person
+        face = self.face_keypoints(rgb, lm, rect)
         lm, orientation = check_orientation(lm, face)
         # the pose stage logs a corrected or unclear orientation as a warning with the file's name
         notes = ((f"left/right of the skeleton {orientation.status}: {orientation.reason}",)
                  if orientation.status in ("corrected", "unclear") else ())
-        pose = blazepose_to_body25(lm, w, h)
-        hand_left, hand_right = self.hand_keypoints(rgb, lm)
+        pose = blazepose_to_body25(lm, w, h, rect=rect)
+        hand_left, hand_right = self.hand_keypoints(rgb, lm, rect)
         kp = OpenPoseKeypoints(pose=pose, face=face, hand_left=hand_left, hand_right=hand_right)
         return PoseResult(keypoints=kp, landmarks=lm, person_mask=mask, notes=notes)

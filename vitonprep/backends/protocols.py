@@ -41,9 +41,10 @@ from vitonprep.errors import InputError
 if TYPE_CHECKING:  # types only: the result classes live with the back-ends that make them
     from vitonprep.backends.results import PersonCheck, PoseResult
     from vitonprep.captions import GarmentTags
+    from vitonprep.photos import Fit
 
-__all__ = ["KINDS", "Backend", "NoParams", "PoseBackend", "PersonBackend", "ParsingBackend", "DensePoseBackend",
-           "ClothMaskBackend", "CaptionBackend", "QualityBackend", "Outcome", "PROTOCOLS"]
+__all__ = ["KINDS", "Backend", "NoParams", "PhotoRect", "PoseBackend", "PersonBackend", "ParsingBackend",
+           "DensePoseBackend", "ClothMaskBackend", "CaptionBackend", "QualityBackend", "Outcome", "PROTOCOLS"]
 
 #: the back-end kinds, in pipeline order (``stages.<kind>`` in a pipeline YAML)
 KINDS = ("pose", "person", "parsing", "densepose", "cloth_mask", "caption", "quality")
@@ -57,6 +58,54 @@ class NoParams:
     """``Config`` of a back-end that takes no parameters (any key in ``params`` is an error)."""
 
 
+@dataclass(frozen=True)
+class PhotoRect:
+    """The canvas pixels the photo covers, ``[x0, x1) x [y0, y1)``. The rest is the flat pad that ``fit: pad``
+    adds to a photo wider or narrower than the canvas: it shows nothing of the person, so a back-end that takes
+    the rectangle treats it as out of frame (a head cut by the photo's top is cut at ``y0``, not at the canvas
+    top). A photo that fills the canvas (its aspect, or ``fit: crop``) covers all of it."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @classmethod
+    def whole(cls, width: int, height: int) -> PhotoRect:
+        return cls(0, 0, int(width), int(height))
+
+    @classmethod
+    def of_fit(cls, fit: Fit | None, width: int, height: int) -> PhotoRect:
+        """The rectangle `vitonprep.photos.fit_to_canvas` pasted the photo into (same rounding); no fit (a
+        canvas read back from a shard) = the whole canvas."""
+        if fit is None:
+            return cls.whole(width, height)
+        iw, ih = fit.original_size
+        nw, nh = max(1, round(iw * fit.scale)), max(1, round(ih * fit.scale))
+        ox, oy = int(fit.offset[0]), int(fit.offset[1])
+        return cls(max(0, ox), max(0, oy), min(int(width), ox + nw), min(int(height), oy + nh))
+
+    def is_whole(self, width: int, height: int) -> bool:
+        return self == PhotoRect.whole(width, height)
+
+    def contains(self, xy: np.ndarray) -> np.ndarray:
+        """Per point of ``xy`` (..., 2) in canvas pixels: inside the photo (NaN is outside)."""
+        x, y = xy[..., 0], xy[..., 1]
+        return (x >= self.x0) & (x < self.x1) & (y >= self.y0) & (y < self.y1)
+
+    def scaled(self, sx: float, sy: float, width: int, height: int) -> PhotoRect:
+        """The rectangle on a resized canvas of ``width`` x ``height`` (``sx``, ``sy`` = new / old size)."""
+        return PhotoRect(max(0, round(self.x0 * sx)), max(0, round(self.y0 * sy)),
+                         min(width, round(self.x1 * sx)), min(height, round(self.y1 * sy)))
+
+    def outside(self, a: np.ndarray) -> None:
+        """Zero ``a`` (H x W ...) outside the rectangle, in place."""
+        a[:self.y0] = 0
+        a[self.y1:] = 0
+        a[:, :self.x0] = 0
+        a[:, self.x1:] = 0
+
+
 class Backend:
     """Defaults shared by every back-end: metadata, the uniform constructor, no-op setup/close, the batch loop."""
 
@@ -66,6 +115,9 @@ class Backend:
     LICENCE: ClassVar[str] = ""
     WEIGHT_FILES: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type] = NoParams
+    #: the call takes the `PhotoRect` of the photo on the canvas as its last argument (pose and parsing
+    #: back-ends that judge the frame's edges); the stage passes it only then
+    PHOTO_RECT: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, weights_dir: str | Path | None = None):
         self.config = self.Config() if config is None else config
@@ -112,6 +164,7 @@ class _Common(Protocol):
     LICENCE: ClassVar[str]
     WEIGHT_FILES: ClassVar[tuple[str, ...]]
     Config: ClassVar[type]
+    PHOTO_RECT: ClassVar[bool]
 
     @property
     def note(self) -> str: ...
@@ -127,11 +180,12 @@ class _Common(Protocol):
 @runtime_checkable
 class PoseBackend(_Common, Protocol):
     """``pose``: the canvas RGB (HxWx3 uint8) -> `PoseResult` (OpenPose BODY_25 / face / hands in pixels; a person
-    mask when the back-end segments). No person: `NoPersonError`."""
+    mask when the back-end segments). No person: `NoPersonError`. With ``PHOTO_RECT`` the call also takes the
+    photo's `PhotoRect`: no joint and no person pixel outside it."""
 
-    def __call__(self, rgb: np.ndarray) -> PoseResult: ...
+    def __call__(self, rgb: np.ndarray, *rect: PhotoRect) -> PoseResult: ...
 
-    def call_batch(self, rgbs: list[np.ndarray]) -> list[Outcome]: ...
+    def call_batch(self, rgbs: list[np.ndarray], *rects: list[PhotoRect]) -> list[Outcome]: ...
 
 
 @runtime_checkable
@@ -145,12 +199,13 @@ class PersonBackend(_Common, Protocol):
 
 @runtime_checkable
 class ParsingBackend(_Common, Protocol):
-    """``parsing``: RGB + its pose + the garment category -> HxW uint8 CIHP labels 0..19."""
+    """``parsing``: RGB + its pose + the garment category -> HxW uint8 CIHP labels 0..19 (with ``PHOTO_RECT``,
+    the photo's `PhotoRect` last: background outside it, whatever the back-end; the stage ensures it for all)."""
 
-    def __call__(self, rgb: np.ndarray, pose: PoseResult, category: str) -> np.ndarray: ...
+    def __call__(self, rgb: np.ndarray, pose: PoseResult, category: str, *rect: PhotoRect) -> np.ndarray: ...
 
-    def call_batch(self, rgbs: list[np.ndarray], poses: list[PoseResult], categories: list[str]
-                   ) -> list[Outcome]: ...
+    def call_batch(self, rgbs: list[np.ndarray], poses: list[PoseResult], categories: list[str],
+                   *rects: list[PhotoRect]) -> list[Outcome]: ...
 
 
 @runtime_checkable

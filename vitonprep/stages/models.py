@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
+from vitonprep.backends.protocols import PhotoRect
 from vitonprep.backends.registry import make_backend
 from vitonprep.config import BackendChoice, PersonPolicy
 from vitonprep.derive.body25 import BODY25_NAMES
@@ -14,7 +16,13 @@ from vitonprep.stages.base import BackendStage, SampleContext
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PoseStage", "PersonCheckStage", "ParsingStage", "DensePoseStage", "ClothMaskStage"]
+__all__ = ["PoseStage", "PersonCheckStage", "ParsingStage", "DensePoseStage", "ClothMaskStage", "photo_rect"]
+
+
+def photo_rect(ctx: SampleContext) -> PhotoRect:
+    """Where the person photo lies on the canvas (the pad of ``fit: pad`` is out of frame)."""
+    h, w = ctx.image.shape[:2]
+    return PhotoRect.of_fit(ctx.fit, w, h)
 
 
 class PoseStage(BackendStage):
@@ -24,14 +32,18 @@ class PoseStage(BackendStage):
         self.backend = make_backend("pose", choice, weights_dir)
 
     def inputs(self, ctx: SampleContext) -> tuple[Any, ...]:
-        return (ctx.image,)
+        return (ctx.image, photo_rect(ctx)) if self.backend.PHOTO_RECT else (ctx.image,)
 
     def finish(self, ctx: SampleContext, outcome: Any) -> None:
         self.fail_if_error(ctx, outcome, "no person found: " if isinstance(outcome, NoPersonError) else "")
-        for note in getattr(outcome, "notes", ()):  # back-ends without notes (OpenPose) return none
+        notes = tuple(getattr(outcome, "notes", ()))  # back-ends without notes (OpenPose) return none
+        for note in notes:
             logger.warning("%s: pose: %s", ctx.item.person, note)
         ctx.pose = outcome
-        ctx.producers["pose"] = self.producer
+        producer = self.producer
+        if notes:  # recorded in meta.json (an unclear left/right stays traceable); other samples keep their bytes
+            producer = replace(producer, note="; ".join(n for n in (producer.note, *notes) if n))
+        ctx.producers["pose"] = producer
 
 
 class PersonCheckStage(BackendStage):
@@ -72,10 +84,16 @@ class ParsingStage(BackendStage):
         self.category = category
 
     def inputs(self, ctx: SampleContext) -> tuple[Any, ...]:
-        return ctx.image, ctx.pose, self.category
+        args = (ctx.image, ctx.pose, self.category)
+        return (*args, photo_rect(ctx)) if self.backend.PHOTO_RECT else args
 
     def finish(self, ctx: SampleContext, outcome: Any) -> None:
         self.fail_if_error(ctx, outcome)
+        h, w = outcome.shape[:2]
+        rect = photo_rect(ctx)
+        if not rect.is_whole(w, h):  # the pad shows no person, whatever the back-end (SCHP sees a flat band)
+            outcome = outcome.copy()
+            rect.outside(outcome)
         ctx.parse = outcome
         ctx.producers["parse"] = self.producer
 

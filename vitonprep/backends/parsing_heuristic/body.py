@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from vitonprep.backends.pose_mediapipe import BODY25_FROM_BLAZEPOSE
+from vitonprep.backends.protocols import PhotoRect
 from vitonprep.backends.results import PoseResult
 from vitonprep.derive.body25 import HAND_PAIRS
 
@@ -23,6 +24,9 @@ CHIN_ABOVE_NECK = 0.37
 CHIN_SEARCH = (0.2, 0.55)  # the jaw line is looked for this many sw above the neck ...
 CHIN_EDGE, CHIN_MIN_EDGE = 0.3, 0.15  # ... as the lowest row with this share of the strongest edge (if any)
 IOD_PER_SW = 0.21  # inter-ocular distance per shoulder width: median of the same 25 persons (0.17-0.27)
+# extrapolated eyes farther apart than this many shoulder widths are brought back to it (above the measured
+# 0.27 with room to spare; eyes 2 sw apart parsed the whole torso as face)
+IOD_MAX_PER_SW = 0.4
 FAR = 1e6  # distance (px) reported when there is no segment to measure to
 
 
@@ -35,12 +39,14 @@ class Body:
 
     ``sw`` (shoulder width) falls back on 1.6 hip widths, 2.5 jaw widths or 0.3 image widths (average adult
     proportions); the neck on half a shoulder width below the chin, the mid-hip on 1.5 shoulder widths below
-    the neck.
+    the neck. ``rect``: the photo at work resolution (default the whole map): the frame whose edges cut limbs and
+    heads.
     """
 
-    def __init__(self, pose: PoseResult, scale: float, shape: tuple[int, int]):
+    def __init__(self, pose: PoseResult, scale: float, shape: tuple[int, int], rect: PhotoRect | None = None):
         kp = pose.keypoints
         h, w = shape
+        rect = rect or PhotoRect.whole(w, h)
         body = kp.pose.copy()
         body[:, :2] *= scale
         lm = None if pose.landmarks is None else np.asarray(pose.landmarks, np.float64)
@@ -50,7 +56,7 @@ class Body:
             if p is None and lm is not None and i in BODY25_FROM_BLAZEPOSE and i not in (9, 12):
                 # an out-of-frame joint (cut by the image border) still gives a limb direction
                 q = lm[BODY25_FROM_BLAZEPOSE[i], :2] * scale
-                if not (0 <= q[0] < w and 0 <= q[1] < h):
+                if not rect.contains(q):
                     p = q
             self.j[i] = p
         face = kp.face.copy()
@@ -58,7 +64,7 @@ class Body:
         self.face = face[:, :2].astype(np.float64) if (face[:, 2] > 0).sum() >= MIN_FACE_POINTS else None
         self.cut_eyes: tuple[np.ndarray, np.ndarray] | None = None  # set when the face hangs on the neck
         if self.face is None:
-            self.face = self._face_from_eyes(body, lm, scale, h)
+            self.face = self._face_from_eyes(body, lm, scale, rect)
         self.hands = {}
         for side, hand in (("L", kp.hand_left), ("R", kp.hand_right)):
             if (hand[:, 2] > 0).sum() >= MIN_HAND_POINTS:
@@ -99,29 +105,35 @@ class Body:
                 if j[ankle] is None:
                     j[ankle] = j[knee] + THIGH * self.torso_len * down
 
-    def _face_from_eyes(self, body: np.ndarray, lm: np.ndarray | None, scale: float, h: int) -> np.ndarray | None:
+    def _face_from_eyes(self, body: np.ndarray, lm: np.ndarray | None, scale: float, rect: PhotoRect
+                        ) -> np.ndarray | None:
         """Face polygon from the eyes when the face model found none: the BODY_25 eyes when inside the frame;
         for a head cut by the frame's top (eyes above it, so no face keypoints), BlazePose's extrapolated eyes
         give the face's width and direction and the neck gives its chin: the chin sits ``CHIN_ABOVE_NECK``
         shoulder widths above the neck joint. Without this the visible lips and chin are parsed as neck."""
         eye_r, eye_l = _pt(body, 15), _pt(body, 16)
-        if eye_r is not None and eye_l is not None and 0 <= (eye_r[1] + eye_l[1]) / 2 < h:
+        if eye_r is not None and eye_l is not None and rect.y0 <= (eye_r[1] + eye_l[1]) / 2 < rect.y1:
             logger.debug("no face keypoints: face polygon synthesised from the eyes")
             return synth_face(eye_r, eye_l)
         sho_r, sho_l = _pt(body, 2), _pt(body, 5)
         if lm is None or sho_r is None or sho_l is None:
             return None
         eye_l, eye_r = lm[2, :2] * scale, lm[5, :2] * scale
-        if (eye_l[1] + eye_r[1]) / 2 >= 0:
+        if not (np.isfinite(eye_l).all() and np.isfinite(eye_r).all()):
+            return None  # no usable eyes (a landmark model may answer NaN): no face to build
+        if (eye_l[1] + eye_r[1]) / 2 >= rect.y0:
             return None  # eyes inside the frame but not found: no evidence of a face
         sw = float(np.linalg.norm(sho_r - sho_l))
         chin = (sho_r + sho_l) / 2 - np.array([0.0, CHIN_ABOVE_NECK * sw])
-        if chin[1] < 0:
+        if chin[1] < rect.y0:
             return None  # the chin itself is out of frame: no face to keep
         iod = float(np.linalg.norm(eye_l - eye_r))
-        if 0 < iod < IOD_PER_SW * sw:  # a turned or extrapolated head's eyes come too close: the typical width
+        # a turned or extrapolated head's eyes come too close (or, guessed far out, too far): bring them to the
+        # typical width, or back to the widest a real face shows
+        want = IOD_PER_SW * sw if iod < IOD_PER_SW * sw else min(iod, IOD_MAX_PER_SW * sw)
+        if 0 < iod != want:
             m = (eye_l + eye_r) / 2
-            eye_l, eye_r = m + (eye_l - m) * (IOD_PER_SW * sw / iod), m + (eye_r - m) * (IOD_PER_SW * sw / iod)
+            eye_l, eye_r = m + (eye_l - m) * (want / iod), m + (eye_r - m) * (want / iod)
         logger.debug("head cut by the frame: face polygon synthesised from the landmark eyes and the neck")
         self.cut_eyes = (eye_r, eye_l)
         return synth_face(eye_r, eye_l, chin)

@@ -14,7 +14,7 @@ from vitonprep.backends.parsing_heuristic.config import CATEGORIES, HeuristicPar
 from vitonprep.backends.parsing_heuristic.labels import assign_labels, fit_to_mask
 from vitonprep.backends.parsing_heuristic.regions import head_geometry, limb_distances, torso_frame
 from vitonprep.backends.parsing_heuristic.scores import class_map, colour_models, horizontal_edges, skin_model
-from vitonprep.backends.protocols import Backend
+from vitonprep.backends.protocols import Backend, PhotoRect
 from vitonprep.backends.results import PoseResult
 from vitonprep.derive.labels import to_hrviton_groups
 from vitonprep.errors import InputError, NoPersonError
@@ -36,21 +36,24 @@ class HeuristicParser(Backend):
     APPROXIMATE = APPROXIMATE
     LICENCE = "vitonprep + mediapipe models (Apache-2.0)"
     Config = HeuristicParsingConfig
+    PHOTO_RECT = True
 
-    def __call__(self, rgb: np.ndarray, pose: PoseResult, category: str) -> np.ndarray:
-        return parse_person(rgb, pose, self.config, category=category)
+    def __call__(self, rgb: np.ndarray, pose: PoseResult, category: str, rect: PhotoRect | None = None
+                 ) -> np.ndarray:
+        return parse_person(rgb, pose, self.config, category=category, rect=rect)
 
 
 def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConfig = DEFAULT_CONFIG,
-                 category: str = "upper_body") -> np.ndarray:
+                 category: str = "upper_body", rect: PhotoRect | None = None) -> np.ndarray:
     """HxW uint8 CIHP label map of the person in ``rgb`` (HxWx3 uint8) from its pose result.
 
     ``pose`` must carry a person mask (``MediapipePose`` with segmentation on). ``category`` is the garment
     category of the pair, a prior only: the photo decides what the person wears. Upper clothes (5) and pants (9)
     / skirt (12) become one dress (6) when they share one colour and the lower part is not split between the
     legs (with ``"dresses"`` at a lower colour similarity, and a top without any lower garment is a dress).
-    Raises `InputError` for a bad image, an unknown category or a missing / misshapen person mask, and
-    `NoPersonError` (an InputError) for an empty person mask.
+    ``rect``: the photo on the canvas (`PhotoRect`, default all of it): background outside it, and a head cut by
+    its top is cut by the frame. Raises `InputError` for a bad image, an unknown category or a missing /
+    misshapen person mask, and `NoPersonError` (an InputError) for an empty person mask.
     """
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
@@ -63,6 +66,10 @@ def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConf
     pm = np.asarray(pose.person_mask, np.float32)
     if pm.shape != (H, W):
         raise InputError(f"person mask shape {pm.shape} does not match the image {(H, W)}")
+    rect = rect or PhotoRect.whole(W, H)
+    if not rect.is_whole(W, H):  # the pad band of ``fit: pad`` shows no person
+        pm = pm.copy()
+        rect.outside(pm)
     full_mask = pm > config.mask_threshold
     if not full_mask.any():
         raise NoPersonError("the person mask is empty: no person pixel to parse")
@@ -75,7 +82,7 @@ def parse_person(rgb: np.ndarray, pose: PoseResult, config: HeuristicParsingConf
     mask = pms > config.mask_threshold
     if not mask.any():
         raise NoPersonError("the person mask is empty at the working resolution")
-    body = Body(pose, scale, (h, w))
+    body = Body(pose, scale, (h, w), rect.scaled(sx, sy, w, h))
     # work inside the person's box (plus a margin): everything outside is background anyway
     rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
     pad = max(4, int(BOX_MARGIN * h))
