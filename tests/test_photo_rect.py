@@ -21,12 +21,12 @@ from vitonprep.backends.parsing_heuristic.body import IOD_MAX_PER_SW, Body
 from vitonprep.backends.pose_mediapipe import MediapipePose
 from vitonprep.backends.protocols import Backend, PhotoRect
 from vitonprep.backends.results import PoseResult
-from vitonprep.config import BackendChoice
+from vitonprep.config import BackendChoice, PersonPolicy
 from vitonprep.derive.body25 import OpenPoseKeypoints
 from vitonprep.photos import fit_to_canvas
 from vitonprep.raw import RawItem
 from vitonprep.stages.base import SampleContext
-from vitonprep.stages.models import ParsingStage, PoseStage
+from vitonprep.stages.models import ParsingStage, PersonCheckStage, PoseStage
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PHOTO = DATA / "dresscode-photos" / "person" / "049205_0.jpg"
@@ -88,6 +88,18 @@ def test_a_padded_photo_has_no_joint_person_pixel_or_label_in_the_pad(pose_stage
     # before the fix: 10774 hair pixels in the band above the head and eyes at y = 94-97 (in the band)
     legacy = MediapipePose().setup()(ctx.image)
     assert (parse_person(ctx.image, legacy, category="upper_body")[outside] == HAIR).sum() > 1000
+
+
+def test_the_person_check_reports_the_head_and_feet_cut_by_the_padded_photo(pose_stage):
+    ctx = _context(_photo()[:820])
+    pose_stage(ctx)
+    stage = PersonCheckStage(BackendChoice("person-mediapipe"), PersonPolicy())
+    stage.setup()
+    stage(ctx)
+    assert {"head", "feet"} <= set(ctx.person_check.cut_off)
+    # without the rectangle the pad's flat rows hid both cuts
+    assert not {"head", "feet"} & set(stage.backend.check_person(ctx.image, ctx.pose).cut_off)
+    stage.close()
 
 
 def test_a_photo_that_fills_the_canvas_is_parsed_as_before(pose_stage):

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from vitonprep.backends._mediapipe import MediapipeGraphs, import_mediapipe
-from vitonprep.backends.protocols import Backend
+from vitonprep.backends.protocols import Backend, PhotoRect
 from vitonprep.backends.results import CUT_OFF_SIDES, NoPersonError, PersonCheck, PoseResult
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class MediapipePerson(MediapipeGraphs, Backend):
     APPROXIMATE = False
     LICENCE = "mediapipe models (Apache-2.0)"
     Config = MediapipePersonConfig
+    PHOTO_RECT = True
     name = NAME
 
     _GRAPHS = ("_seg", "_faces")
@@ -161,15 +162,21 @@ class MediapipePerson(MediapipeGraphs, Backend):
         keep = [i + 1 for i in np.argsort(-areas) if areas[i] >= limit]
         return labels, keep
 
-    def __call__(self, rgb: np.ndarray, pose: PoseResult | None = None) -> PersonCheck:
-        return self.check_person(rgb, pose)
+    def __call__(self, rgb: np.ndarray, pose: PoseResult | None = None, rect: PhotoRect | None = None
+                 ) -> PersonCheck:
+        return self.check_person(rgb, pose, rect)
 
-    def check_person(self, rgb: np.ndarray, pose: PoseResult | None = None) -> PersonCheck:
-        """Count persons, box the main one and report the body ends cut by the frame."""
+    def check_person(self, rgb: np.ndarray, pose: PoseResult | None = None, rect: PhotoRect | None = None
+                     ) -> PersonCheck:
+        """Count persons, box the main one and report the body ends cut by the frame (``rect``: the photo on the
+        canvas, default all of it; the pad bands of ``fit: pad`` are out of frame)."""
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
+        rect = rect or PhotoRect.whole(w, h)
         cfg = self.config
         sel = self.segment(rgb) > cfg.mask_threshold
+        if not rect.is_whole(w, h):
+            rect.outside(sel)
         labels, blobs = self._blobs(sel)
         faces = self.detect_faces(rgb)
 
@@ -205,7 +212,7 @@ class MediapipePerson(MediapipeGraphs, Backend):
                 p = xy[ok]
                 box = (int(p[:, 0].min()), int(p[:, 1].min()), int(p[:, 0].max()) + 1, int(p[:, 1].max()) + 1)
         frac = 0.0 if box is None else (box[3] - box[1]) / h
-        cut = self._cut_off(main, lm, w, h) if box is not None else ()
+        cut = self._cut_off(main, lm, rect) if box is not None else ()
         return PersonCheck(num_persons=int(num), person_box=box, person_height_frac=float(frac), cut_off=cut)
 
     @staticmethod
@@ -218,19 +225,20 @@ class MediapipePerson(MediapipeGraphs, Backend):
         bottom = max(lh[1], rh[1])
         return bool(x0 < cx < x1 and top < cy < bottom)
 
-    def _cut_off(self, main: np.ndarray, lm: np.ndarray | None, w: int, h: int) -> tuple[str, ...]:
+    def _cut_off(self, main: np.ndarray, lm: np.ndarray | None, rect: PhotoRect) -> tuple[str, ...]:
         f = self.config.border_touch_frac
-        top_px = np.flatnonzero(main[0])
+        w, h = rect.x1 - rect.x0, rect.y1 - rect.y0
+        top_px = np.flatnonzero(main[rect.y0])
         touch = {
             "top": top_px.size >= max(2, f * w),
-            "bottom": int(main[-1].sum()) >= max(2, f * w),
-            "left": int(main[:, 0].sum()) >= max(2, f * h),
-            "right": int(main[:, -1].sum()) >= max(2, f * h),
+            "bottom": int(main[rect.y1 - 1].sum()) >= max(2, f * w),
+            "left": int(main[:, rect.x0].sum()) >= max(2, f * h),
+            "right": int(main[:, rect.x1 - 1].sum()) >= max(2, f * h),
         }
         cut = set()
         if lm is not None:
-            xy, inside = lm[:, :2], None
-            inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+            xy = lm[:, :2]
+            inside = rect.contains(xy)
             # head: nose or both eyes out of frame, or the silhouette leaves the top edge above the head
             head_out = (not inside[_NOSE]) or not (inside[_L_EYE] or inside[_R_EYE])
             if touch["top"] and not head_out:

@@ -190,11 +190,13 @@ class PoseBackend(_Common, Protocol):
 
 @runtime_checkable
 class PersonBackend(_Common, Protocol):
-    """``person``: framing checks of a photo that should show one person (count, size, cut-off sides)."""
+    """``person``: framing checks of a photo that should show one person (count, size, cut-off sides; with
+    ``PHOTO_RECT`` the sides are those of the photo's `PhotoRect`)."""
 
-    def __call__(self, rgb: np.ndarray, pose: PoseResult | None) -> PersonCheck: ...
+    def __call__(self, rgb: np.ndarray, pose: PoseResult | None, *rect: PhotoRect) -> PersonCheck: ...
 
-    def call_batch(self, rgbs: list[np.ndarray], poses: list[PoseResult | None]) -> list[Outcome]: ...
+    def call_batch(self, rgbs: list[np.ndarray], poses: list[PoseResult | None], *rects: list[PhotoRect]
+                   ) -> list[Outcome]: ...
 
 
 @runtime_checkable

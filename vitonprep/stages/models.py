@@ -56,7 +56,7 @@ class PersonCheckStage(BackendStage):
         self.policy = policy
 
     def inputs(self, ctx: SampleContext) -> tuple[Any, ...]:
-        return ctx.image, ctx.pose
+        return (ctx.image, ctx.pose, photo_rect(ctx)) if self.backend.PHOTO_RECT else (ctx.image, ctx.pose)
 
     def finish(self, ctx: SampleContext, outcome: Any) -> None:
         self.fail_if_error(ctx, outcome)
