@@ -323,6 +323,7 @@ def test_shipped_fit_loads_with_its_provenance():
     (lambda d: d.update(version=2), "format/version"),
     (lambda d: d.update(min_visibility="0.2"), "min_visibility"),
     (lambda d: d.update(min_visibility=float("nan")), "min_visibility"),
+    (lambda d: d.update(min_visibility=10 ** 400), "min_visibility"),  # was an OverflowError traceback
     (lambda d: d["corrections"].append({"joint": 30, "frame": "torso", "along": 0, "across": 0}), "joint"),
     (lambda d: d["corrections"].append({"joint": 3, "frame": "bone", "along": 0.1, "across": 0}), "parent"),
     (lambda d: d["corrections"].append({"joint": 0, "frame": "torso", "along": 5.0, "across": 0}), "along"),

@@ -85,8 +85,10 @@ class Body25Fit:
 
 
 def _num(v: Any, where: str, lo: float, hi: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-        raise ValueError(f"{where} must be a number in [{lo}, {hi}], got {v!r}")
+    # the range test comes before isfinite: math.isfinite(10 ** 400) raises OverflowError, a huge int is just out
+    # of range here
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi or not math.isfinite(v):
+        raise ValueError(f"{where} must be a number in [{lo}, {hi}], got {v!r:.80}")
     return float(v)
 
 
