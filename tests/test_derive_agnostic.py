@@ -153,6 +153,21 @@ def test_gt_cloth_warped_mask():
 
 
 @pytest.mark.parametrize("id_", IDS)
+def test_upper_body_gt_keeps_a_dress_inside_the_inpainted_region(id_):
+    """A top and trousers merged into one dress by the parser (a regrading found such gt reaching 17k-68k px below
+    agn_mask): with agn_mask, the dress label counts only inside it, the upper clothes wherever they are."""
+    image, parse, pose = _official(id_)
+    _, agn_mask = ag.agnostic_image_and_mask(image, parse, pose)
+    assert np.isin(parse, (9, 12)).any()  # trousers or a skirt below the top
+    merged = np.where(np.isin(parse, (5, 9, 12)), np.uint8(6), parse)
+    gt = ag.gt_cloth_warped_mask(merged, agn_mask=agn_mask)
+    assert np.array_equal(gt, (merged == 6) & agn_mask)
+    assert (ag.gt_cloth_warped_mask(merged) & ~agn_mask).sum() > 5000  # without it, the trousers were the gt's
+    # the official parse (upper clothes, no dress): the same gt with or without agn_mask, spill included
+    assert np.array_equal(ag.gt_cloth_warped_mask(parse, agn_mask=agn_mask), ag.gt_cloth_warped_mask(parse))
+
+
+@pytest.mark.parametrize("id_", IDS)
 def test_agnostic_image_and_mask_is_both_functions(id_):
     """One drawing for both outputs: byte-identical to agnostic_image and agnostic_mask; label maps
     of any integer dtype give the same results as uint8 ones."""

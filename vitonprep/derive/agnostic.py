@@ -264,6 +264,15 @@ def parse_agnostic(parse: np.ndarray, pose25: np.ndarray) -> np.ndarray:
     return out
 
 
-def gt_cloth_warped_mask(parse: np.ndarray, labels: Iterable[int] = (5, 6, 7)) -> np.ndarray:
-    """Worn-garment silhouette (StableVITON gt_cloth_warped_mask): parse ∈ labels."""
-    return np.isin(np.asarray(parse), tuple(labels))
+def gt_cloth_warped_mask(parse: np.ndarray, labels: Iterable[int] = (5, 6, 7),
+                         agn_mask: np.ndarray | None = None) -> np.ndarray:
+    """Worn-garment silhouette (StableVITON gt_cloth_warped_mask): parse ∈ labels. With ``agn_mask`` (upper_body
+    builds), the dress label (6) counts only inside it: a dress's skirt, or trousers the parser merged into one
+    dress, lie below the upper-body region that is inpainted and stay visible in agn.jpg, so the new top cannot
+    cover them. Upper clothes and coat count wherever they are, so a garment label spilling outside the region
+    (a parse defect) still shows as gt outside agn_mask for the quality gate."""
+    parse = np.asarray(parse)
+    labels = tuple(labels)
+    if agn_mask is None or 6 not in labels:
+        return np.isin(parse, labels)
+    return np.isin(parse, tuple(v for v in labels if v != 6)) | ((parse == 6) & np.asarray(agn_mask, bool))

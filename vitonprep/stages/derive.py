@@ -46,7 +46,8 @@ class DeriveStage(Stage):
             self._check_agnostic_pose(ctx)
             ctx.agn, ctx.agn_mask = agn.agnostic_image_and_mask(image, parse, kp.pose)
             ctx.parse_agn = agn.parse_agnostic(parse, kp.pose)
-            ctx.gt_cloth_warped_mask = agn.gt_cloth_warped_mask(parse, self.GARMENT_LABELS[self.category])
+            ctx.gt_cloth_warped_mask = agn.gt_cloth_warped_mask(parse, self.GARMENT_LABELS[self.category],
+                                                                agn_mask=ctx.agn_mask)
             derived = Producer("vitonprep-hrviton-agnostic", note="HR-VITON geometry on the parse and keypoints")
             inputs = self.INPUTS
         else:
