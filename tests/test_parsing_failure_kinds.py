@@ -129,3 +129,20 @@ def test_waist_and_legs_of_an_official_person(data_dir, photos):
     backend.close()
     _, per = ph.parsing_miou(ph.parse_person(rgb, pose), truth)
     assert per[4] > 0.86 and per[7] > 0.8, per  # HR-VITON groups: 4 bottom, 7 left leg
+
+
+def test_trouser_cuffs_over_the_shoes_stay_trousers(photos):
+    """049205_0's track-pant cuffs cover the shoes' tops around the ankle keypoints: the shoe colour model was
+    seeded there (the ankle-to-toe segments start inside the cuff), so the cuff above the ankles was shoe
+    (631 px within 0.25 sw of the ankles; pants there 3774 px). Seeds now start below each foot's own ankle:
+    340 px shoe, 4174 px pants."""
+    rgb, pose = photos["049205_0"]
+    lab = ph.parse_person(rgb, pose, category="lower_body")
+    p, sw = pose.keypoints.pose, _sw(pose)
+    rows = np.arange(lab.shape[0])[:, None]
+    shoe_above = pants_near = 0
+    for k in (11, 14):
+        near = _disc(lab.shape, p[k, :2], 0.25 * sw) & (lab > 0)
+        shoe_above += int(np.isin(lab[near & (rows < p[k, 1])], (18, 19)).sum())
+        pants_near += int((lab[near] == 9).sum())
+    assert shoe_above < 450 and pants_near > 4000, (shoe_above, pants_near)

@@ -114,7 +114,7 @@ def labels_small(rgb: np.ndarray, mask: np.ndarray, body: Body, cfg: HeuristicPa
     head = head_geometry(frame, body, cfg)
     limbs = limb_distances(frame, body, cfg)
     skin = skin_model(labc, mask, frame, body, head, cfg)
-    models, alike = colour_models(bins, mask, frame, head, limbs, skin)
+    models, alike = colour_models(bins, mask, frame, body, head, limbs, skin)
     cls = class_map(bins, mask, frame, body, head, limbs, skin, models, cfg, unit, edges)
     return assign_labels(cls, mask, body, head, limbs, cfg, category, unit, alike)
 

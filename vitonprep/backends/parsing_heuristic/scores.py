@@ -65,6 +65,9 @@ FACE_NEAR = 0.2  # the face counts as a skin-showing part; its distance unit is 
 LOWER_GAP = 0.1  # the lower-garment prior starts this far (torso lengths) above the waist line
 SLEEVE_R, SLEEVE_PENALTY = 0.7, 4.0  # lower garment within this many arm radii of a sleeved arm: log handicap
 SHOE_GARMENT_PENALTY = 3.0  # garments below the ankles near the feet: log handicap (a tie goes to the shoe)
+# the ankle keypoint sits inside a trouser hem that covers the shoe's top: shoe seeds start this many sw below
+# the foot's own ankle, so the hem's colour does not enter the shoe model
+SHOE_SEED_BELOW_ANKLE = 0.06
 SLIVER = 0.05  # garment strips thinner than twice this many sw ...
 SLIVER_REACH = 2.0  # ... within this many limb radii of an arm or leg chain are skin
 WAIST_PRIOR_KEEP = 0.3  # share of the waist prior kept when the waist is cut as one line ...
@@ -132,7 +135,17 @@ def drop_skin(seed: np.ndarray, skin_like: np.ndarray) -> np.ndarray:
     return rest if rest.sum() >= KEEP_SKIN_SEED * n else seed
 
 
-def colour_models(bins: np.ndarray, mask: np.ndarray, fr: Frame, head: Head, limbs: Limbs,
+def below_ankle(fr: Frame, body: Body, limbs: Limbs, margin: float) -> np.ndarray | None:
+    """Pixels more than ``margin`` sw below the ankle of their nearer leg (one foot may be raised); None
+    without both ankles."""
+    la, ra = body.j[14], body.j[11]
+    if la is None or ra is None:
+        return None
+    ankle_y = np.where(limbs.d_leg_l < limbs.d_leg_r, np.float32(la[1]), np.float32(ra[1]))
+    return fr.ys > ankle_y + margin * fr.sw
+
+
+def colour_models(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: Head, limbs: Limbs,
                   skin: Skin) -> tuple[list[np.ndarray | None], float | None]:
     """Log histograms per colour class (None: no model), fitted on geometric seeds, and the colour similarity
     of the upper and lower garment seeds (None without a lower garment): a one-piece garment has one colour
@@ -166,7 +179,11 @@ def colour_models(bins: np.ndarray, mask: np.ndarray, fr: Frame, head: Head, lim
         models[C_LOWER] = hist_model(bins[lower_seed], *GARMENT_HIST)
         alike = similarity(bins[upper_seed], bins[lower_seed])
         logger.debug("upper / lower garment seeds: colour similarity %.3f", alike)
-    shoe_seed = drop_skin(mask & (limbs.d_feet < SHOE_SEED * sw), skin.skin_like)
+    shoe_seed = mask & (limbs.d_feet < SHOE_SEED * sw)
+    low = below_ankle(fr, body, limbs, SHOE_SEED_BELOW_ANKLE)
+    if low is not None and (shoe_seed & low).sum() >= MIN_SAMPLES:
+        shoe_seed &= low
+    shoe_seed = drop_skin(shoe_seed, skin.skin_like)
     models[C_SHOE] = hist_model(bins[shoe_seed], *SHOE_HIST)
     return models, alike
 
@@ -202,9 +219,11 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
         if sleeved(scores, body, ids):
             scores[C_LOWER][d_chain < SLEEVE_R * cfg.arm_radius * sw] -= SLEEVE_PENALTY
     # below the ankles, next to the feet, a pixel of a garment's colour is a shoe of the same colour
+    # (each foot below its own ankle: the higher ankle's line ran through the other leg's hem)
     ankles = [body.j[i][1] for i in (11, 14) if body.j[i] is not None]
     if ankles and models[C_SHOE] is not None:
-        foot = (limbs.d_feet < SHOE_ZONE * sw) & (fr.ys > min(ankles))
+        low = below_ankle(fr, body, limbs, 0.0)
+        foot = (limbs.d_feet < SHOE_ZONE * sw) & (fr.ys > min(ankles) if low is None else low)
         scores[C_UPPER][foot] -= SHOE_GARMENT_PENALTY
         scores[C_LOWER][foot] -= SHOE_GARMENT_PENALTY
     if body.hands:  # hands are skin (no gloves in try-on photos)
