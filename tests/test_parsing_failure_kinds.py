@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 from vitonprep.backends import parsing_heuristic as ph
+from vitonprep.backends.parsing_heuristic import labels
+from vitonprep.backends.parsing_heuristic.body import Body
 from vitonprep.backends.parsing_heuristic.labels import hem_row
 from vitonprep.backends.pose_mediapipe import MediapipePose
 
@@ -146,3 +148,30 @@ def test_trouser_cuffs_over_the_shoes_stay_trousers(photos):
         shoe_above += int(np.isin(lab[near & (rows < p[k, 1])], (18, 19)).sum())
         pants_near += int((lab[near] == 9).sum())
     assert shoe_above < 450 and pants_near > 4000, (shoe_above, pants_near)
+
+
+def test_shorts_on_apart_legs_are_not_a_dress(photos):
+    """Same-colour separates (a white tank top over white shorts, graded-set photo Yifeng_0) were one dress
+    under ``dresses``: the shorts end ~0.25 sw lower beside the legs than between them, short of the
+    trousers' 0.3 sw notch. Two legs of garment at the bottom between the hips now decide. Here 049205_0's
+    trousers cut at the crotch (shorts on apart legs) with the colours called alike stay separates;
+    052964_0's dress, called alike, is one dress."""
+    rgb, pose = photos["049205_0"]
+    lab = ph.parse_person(rgb, pose, category="upper_body")
+    body = Body(pose, 1.0, lab.shape)
+    pants = np.nonzero(lab == 9)
+    mid = (pose.keypoints.pose[10, 0] + pose.keypoints.pose[13, 0]) / 2
+    crotch = int(pants[0][np.abs(pants[1] - mid) < 3].max())  # lowest pants row between the legs
+    cut = lab[crotch + int(0.02 * body.sw):]
+    cut[cut == 9] = 16
+    shorts = (lab == 9) | (lab == 12)
+    assert 0.0 < labels.crotch_notch(shorts, body, body.sw) < labels.NOTCH  # the notch alone said dress
+    labels.one_piece(lab, body, body.sw, "dresses", 1.0)
+    assert (lab == 6).sum() == 0 and (lab == 9).sum() > 5000
+    rgb, pose = photos["052964_0"]
+    lab = ph.parse_person(rgb, pose, category="upper_body")
+    lab[lab == 6] = 5  # top and skirt again, as before the rule
+    lab[(lab == 5) & (np.arange(lab.shape[0])[:, None] > pose.keypoints.pose[8, 1])] = 12
+    body = Body(pose, 1.0, lab.shape)
+    labels.one_piece(lab, body, body.sw, "dresses", 1.0)
+    assert (lab == 6).sum() > 50000 and (lab == 12).sum() == 0

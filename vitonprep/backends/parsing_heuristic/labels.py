@@ -131,6 +131,10 @@ def one_piece(out: np.ndarray, body: Body, sw: float, category: str, alike: floa
         return
     if alike is None or alike < DRESS_ALIKE[category] or (crotch_notch(low, body, sw) or 0.0) >= NOTCH:
         return
+    # two legs of garment at its bottom between the hips (shorts on apart legs) are separates whatever the colour
+    hem = hem_row(low)
+    if hem is not None and split_between_legs(low, body, sw, hem, int(np.nonzero(low.any(1))[0][0])):
+        return
     out[low | (out == UPPER)] = DRESS
 
 
