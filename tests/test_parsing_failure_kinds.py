@@ -175,3 +175,21 @@ def test_shorts_on_apart_legs_are_not_a_dress(photos):
     body = Body(pose, 1.0, lab.shape)
     labels.one_piece(lab, body, body.sw, "dresses", 1.0)
     assert (lab == 6).sum() > 50000 and (lab == 12).sum() == 0
+
+
+def test_sleeve_cuffs_past_the_wrist_are_not_pants(photos):
+    """A cuff covers the wrist keypoint and reaches past it: the sleeve rule stopped at the wrist, so dark cuffs
+    beside a garment of their colour were pants or skirt (graded-set photo 01008_00: both black cuffs skirt).
+    00035_00's navy cuffs over navy jeans: 23 pants px within 0.07 sw of the forearm line 0-0.15 sw past the
+    wrists before, none now."""
+    rgb, pose = photos["00035_00"]
+    lab = ph.parse_person(rgb, pose, category="upper_body")
+    p, sw = pose.keypoints.pose, _sw(pose)
+    zone = np.zeros(lab.shape, bool)
+    for elbow, wrist in ((3, 4), (6, 7)):
+        u = (p[wrist, :2] - p[elbow, :2]) / np.linalg.norm(p[wrist, :2] - p[elbow, :2])
+        for f in np.linspace(0.0, 0.15, 7):
+            zone |= _disc(lab.shape, p[wrist, :2] + f * sw * u, 0.07 * sw)
+    zone &= lab > 0
+    assert (lab[zone] == 9).sum() == 0
+    assert (lab[zone] == 5).sum() > 1500  # the cuffs are the sleeves'

@@ -64,6 +64,7 @@ NEAR_PART = 1.5  # skin is not penalised within this many normalised units of a 
 FACE_NEAR = 0.2  # the face counts as a skin-showing part; its distance unit is this many face widths
 LOWER_GAP = 0.1  # the lower-garment prior starts this far (torso lengths) above the waist line
 SLEEVE_R, SLEEVE_PENALTY = 0.7, 4.0  # lower garment within this many arm radii of a sleeved arm: log handicap
+CUFF_REACH = 0.15  # a sleeve's cuff covers the wrist: the sleeve rule reaches this many sw past the wrist
 SHOE_GARMENT_PENALTY = 3.0  # garments below the ankles near the feet: log handicap (a tie goes to the shoe)
 # the ankle keypoint sits inside a trouser hem that covers the shoe's top: shoe seeds start this many sw below
 # the foot's own ankle, so the hem's colour does not enter the shoe model
@@ -214,10 +215,13 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
     scores[C_SKIN] -= cfg.skin_far_penalty * np.clip(near - NEAR_PART, 0, 3)
     scores[C_SHOE][limbs.d_feet > SHOE_ZONE * sw] = NEG
     # a sleeved arm's chain runs through its sleeve down to the wrist, never through trousers or a skirt: a
-    # dark sleeve end beside the hip is not the lower garment even when its colour matches it
-    for d_chain, ids in ((limbs.d_chain_l, (5, 6)), (limbs.d_chain_r, (2, 3))):
-        if sleeved(scores, body, ids):
-            scores[C_LOWER][d_chain < SLEEVE_R * cfg.arm_radius * sw] -= SLEEVE_PENALTY
+    # dark sleeve end beside the hip is not the lower garment even when its colour matches it; its cuff reaches
+    # past the wrist keypoint (CUFF_REACH along the forearm)
+    for d_chain, ids in ((limbs.d_chain_l, (5, 6, 7)), (limbs.d_chain_r, (2, 3, 4))):
+        if sleeved(scores, body, ids[:2]):
+            cuff = cuff_line(body, ids[1], ids[2], CUFF_REACH * sw)
+            d = d_chain if cuff is None else np.minimum(d_chain, chain_map((fr.h, fr.w), [cuff]))
+            scores[C_LOWER][d < SLEEVE_R * cfg.arm_radius * sw] -= SLEEVE_PENALTY
     # below the ankles, next to the feet, a pixel of a garment's colour is a shoe of the same colour
     # (each foot below its own ankle: the higher ankle's line ran through the other leg's hem)
     ankles = [body.j[i][1] for i in (11, 14) if body.j[i] is not None]
@@ -243,6 +247,15 @@ def class_map(bins: np.ndarray, mask: np.ndarray, fr: Frame, body: Body, head: H
         split_waist(cls, scores, region, fr, edges, cfg)
     drop_slivers(cls, mask, limbs, cfg, sw)
     return cls
+
+
+def cuff_line(body: Body, elbow: int, wrist: int, reach: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The forearm's line from the wrist ``reach`` px on (None without elbow and wrist)."""
+    e, w = body.j[elbow], body.j[wrist]
+    if e is None or w is None:
+        return None
+    n = float(np.hypot(*(w - e)))
+    return None if n < 1.0 else (w, w + (w - e) * (reach / n))
 
 
 def sleeved(scores: np.ndarray, body: Body, ids: tuple[int, int]) -> bool:
