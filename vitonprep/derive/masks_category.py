@@ -49,6 +49,7 @@ _TUBES = (6, 12)                         # dress, skirt: one tube around both le
 _TUBE_ROWS = 15                          # rows (at 512) of the tube whose colour the split rows are compared with
 _LEG_DELTA_E = 15.0                      # median colour difference above which split rows are not the garment
 _ARM_LABELS = (14, 15)
+_GARMENT_ON_FEET = (5, 6, 9, 12)  # upper clothes, dress, pants, skirt: what may hang over a shoe
 _IDM_SIZE = (384, 512)                   # get_mask_location's canvas (width, height)
 _IDM_DILATION_ROWS = 10                  # its 5x5 dilation, 5 iterations: 10 px at 512 rows
 _SOLID_FRACTION = 0.02                   # opening disc diameter / image height
@@ -97,6 +98,7 @@ def _kept(keypoints: OpenPoseKeypoints, parse: np.ndarray) -> np.ndarray:
     """Pixels the bounded mask never covers: feet and shoes, hands, face."""
     h, w = parse.shape
     keep = np.zeros((h, w), np.uint8)
+    feet = np.zeros((h, w), np.uint8)
     pose = keypoints.pose
     for ankle, *foot in _FEET:
         pts = _present(pose, (ankle, *foot), w, h)
@@ -106,11 +108,14 @@ def _kept(keypoints: OpenPoseKeypoints, parse: np.ndarray) -> np.ndarray:
         if len(toes_heel) >= 2:
             # a foot seen from the front is a thin hull: widen it to half a shoe's width, about 0.12 shin
             length = float(np.ptp(toes_heel, axis=0).max())
-            _hull(keep, pts, max(3.0, 0.2 * length, 0.12 * shin))
+            _hull(feet, pts, max(3.0, 0.2 * length, 0.12 * shin))
         elif len(ankle_knee) == 2:
             # ankle only: a disc a little below it, of radius a fifth of the shin
             centre = ankle_knee[0] + (0.0, 0.1 * shin)
-            cv2.circle(keep, tuple(int(round(v)) for v in centre), int(round(0.2 * shin)), 1, -1)
+            cv2.circle(feet, tuple(int(round(v)) for v in centre), int(round(0.2 * shin)), 1, -1)
+    # the ankle keypoint lies inside a trouser hem that falls over the shoe: the feet hulls keep no garment pixel,
+    # or the old hem stays visible in agn.jpg (the parse's shoes are kept below whatever they are)
+    keep |= feet & ~_in(parse, _GARMENT_ON_FEET).view(np.uint8)
     for hand, (wrist, elbow) in zip((keypoints.hand_right, keypoints.hand_left), _ARMS, strict=True):
         pts = _present(hand, slice(None), w, h)
         if len(pts) >= 5:
