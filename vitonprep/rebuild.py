@@ -10,6 +10,7 @@ The quality stage comes after it, so it judges the sample as written; the input'
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,6 +36,8 @@ from vitonprep.shards import (
     stats_name,
 )
 from vitonprep.stages import EncodeStage, LoadStage, SampleContext, Stage
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,28 @@ def input_meta(sample: Sample, where: str) -> dict[str, Any]:
     return meta
 
 
+def _number_in(value: Any, lo: float, hi: float) -> bool:
+    # the range test first: it is False for NaN and never overflows on a huge int, as float() or isfinite would
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def stored_fit(meta: dict[str, Any]) -> Fit | None:
+    """How the input sample's person photo was fitted to its canvas, from its (untrusted) meta.json ``fit.person``;
+    None when absent or malformed. A rebuild reads the stored canvas, whose own fit is the identity: without this the
+    pad bands of a ``fit: pad`` photo would count as photo again (PhotoRect: joints, labels and cut-off sides)."""
+    fit = meta.get("fit")
+    person = fit.get("person") if isinstance(fit, dict) else None
+    if not isinstance(person, dict):
+        return None
+    mode, scale, offset, size = (person.get(k) for k in ("mode", "scale", "offset", "original_size"))
+    if (mode not in ("pad", "crop") or not _number_in(scale, 1e-6, 1e4)
+            or not (isinstance(offset, list) and len(offset) == 2 and all(_number_in(v, -1e6, 1e6) for v in offset))
+            or not (isinstance(size, list) and len(size) == 2
+                    and all(isinstance(v, int) and _number_in(v, 1, 1e6) for v in size))):
+        return None
+    return Fit(mode, float(scale), (float(offset[0]), float(offset[1])), (int(size[0]), int(size[1])))
+
+
 class StoredPhotoLoad(Stage):
     """The load stage of a rebuild: what `LoadStage` makes from files, made from the photos stored in the input
     sample (``inputs``: the samples of the task's input shard, set by the worker before each task). It also turns
@@ -118,6 +143,12 @@ class StoredPhotoLoad(Stage):
         root = f"{item.source}/{shard_name(item.shard)}"
         meta = input_meta(sample, f"{root}/{item.key}.meta.json")
         ctx.image, ctx.fit = self._load(sample, "image.jpg", "person", root)
+        recorded = stored_fit(meta)
+        if recorded is not None:
+            ctx.fit = recorded  # where the photo lies on the stored canvas (the output meta carries it over too)
+        elif "fit" in meta:
+            logger.warning("%s/%s.meta.json: fit.person is malformed; the whole stored canvas is taken as the photo",
+                           root, item.key)
         ctx.cloth, ctx.cloth_fit = self._load(sample, "cloth.jpg", "cloth", root)
         ctx.image_jpeg = ctx.cloth_jpeg = None  # encoded anew; `carry_over` puts the stored bytes back
         cloth = f"{root}/{item.key}.cloth.jpg" if ctx.cloth is not None else None
