@@ -27,6 +27,8 @@ EVAL = ROOT / "data" / "eval"
 COLUMNS = ["set", "category", "key", "person_file", "cloth_file", "part", "grade", "wrong_maps", "note", "code"]
 SETS = {"public", "public_v2", "samples", "dresscode-photos", "vitonhd-official"}
 PARTS = ("tuned", "held_out", "held_out_v2")
+#: the parts grades_final.csv regrades
+FINAL_PARTS = ("held_out_v2",)
 V1_REPOS = {"Zheng-Chong/CatVTON", "levihsu/OOTDiffusion", "yisol/IDM-VTON"}
 V2_REPOS = {"BoyuanJiang/FitDiT", "nftblackmagic/catvton-flux"}
 #: VITON-HD photo ids (person and garment photos of one id show the same garment)
@@ -50,7 +52,7 @@ def _pairs() -> dict[tuple[str, str], list[tuple[str, str]]]:
     return out
 
 
-@pytest.mark.parametrize("name", ["grades.csv", "grades_after.csv"])
+@pytest.mark.parametrize("name", ["grades.csv", "grades_after.csv", "grades_final.csv"])
 def test_grades_are_well_formed(name):
     rows = _grades(name)
     maps = {f.name for f in FIELDS} | {"pose"}
@@ -104,6 +106,25 @@ def test_regrading_covers_the_held_out_parts_of_the_same_samples():
     assert len(codes) == 1 and not codes & {r["code"] for r in before.values()}, "one build, newer than grades.csv"
     readme = (EVAL / "README.md").read_text(encoding="utf-8")
     assert "grades_after.csv" in readme and next(iter(codes)) in readme
+
+
+def test_final_regrading_covers_the_held_out_parts_of_the_same_samples():
+    """grades_final.csv regrades every held-out sample of grades.csv (same photos, same part) on one build newer
+    than both earlier files, and the README says which commit."""
+    before = {(r["set"], r["category"], r["key"]): r for r in _grades()}
+    final = _grades("grades_final.csv")
+    for r in final:
+        b = before.get((r["set"], r["category"], r["key"]))
+        assert b is not None, f"{r['key']}: regraded but not in grades.csv"
+        assert [r[c] for c in ("person_file", "cloth_file", "part")] == [b[c] for c in ("person_file", "cloth_file",
+                                                                                         "part")], r["key"]
+    held_out = {k for k, r in before.items() if r["part"] in FINAL_PARTS}
+    assert {(r["set"], r["category"], r["key"]) for r in final} == held_out, "every held-out sample regraded once"
+    codes = {r["code"] for r in final}
+    earlier = {r["code"] for r in before.values()} | {r["code"] for r in _grades("grades_after.csv")}
+    assert len(codes) == 1 and not codes & earlier, "one build, newer than grades.csv and grades_after.csv"
+    readme = (EVAL / "README.md").read_text(encoding="utf-8")
+    assert "grades_final.csv" in readme and next(iter(codes)) in readme
 
 
 def test_public_photos_are_recorded_with_their_source():
