@@ -28,7 +28,7 @@ COLUMNS = ["set", "category", "key", "person_file", "cloth_file", "part", "grade
 SETS = {"public", "public_v2", "samples", "dresscode-photos", "vitonhd-official"}
 PARTS = ("tuned", "held_out", "held_out_v2")
 #: the parts grades_final.csv regrades
-FINAL_PARTS = ("held_out_v2",)
+FINAL_PARTS = ("held_out_v2", "held_out")
 V1_REPOS = {"Zheng-Chong/CatVTON", "levihsu/OOTDiffusion", "yisol/IDM-VTON"}
 V2_REPOS = {"BoyuanJiang/FitDiT", "nftblackmagic/catvton-flux"}
 #: VITON-HD photo ids (person and garment photos of one id show the same garment)
