@@ -16,10 +16,12 @@ import pytest
 from helpers.shards import samples_by_key
 from PIL import Image
 
+from vitonprep.backends.protocols import PhotoRect
 from vitonprep.build import build_dataset
 from vitonprep.codecs import decode_labels
 from vitonprep.config import load_pipeline_config
 from vitonprep.derive.body25 import OpenPoseKeypoints
+from vitonprep.photos import Fit, fit_to_canvas
 from vitonprep.rebuild import stored_fit
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -67,12 +69,25 @@ def test_a_rebuild_keeps_the_pad_bands_out_of_frame(padded_build, tmp_path):
     {"person": {"mode": "pad", "scale": 1.0, "offset": [0, True], "original_size": [768, 1024]}},
     {"person": {"mode": "pad", "scale": 1.0, "offset": [0, 0], "original_size": [768.5, 1024]}},
     {"person": {"mode": "pad", "scale": 1.0, "offset": [0, 0], "original_size": [0, 1024]}},
+    # well-formed but not the fit this canvas gets: the rectangle would lie off the canvas (review finding)
+    {"person": {"mode": "pad", "scale": 1.0, "offset": [5000, 0], "original_size": [768, 1024]}},
+    {"person": {"mode": "pad", "scale": 1.0, "offset": [-5000, 0], "original_size": [768, 1024]}},
+    {"person": {"mode": "pad", "scale": 1.0, "offset": [0, 3000], "original_size": [768, 1024]}},
+    {"person": {"mode": "pad", "scale": 2.0, "offset": [0, 0], "original_size": [768, 1024]}},
 ])
 def test_a_malformed_stored_fit_is_none(fit):
-    assert stored_fit({} if fit is None else {"fit": fit}) is None
+    assert stored_fit({} if fit is None else {"fit": fit}, (768, 1024)) is None
 
 
 def test_a_stored_fit_is_read_back():
     fit = stored_fit({"fit": {"person": {"mode": "pad", "scale": 0.5, "offset": [0, 57.0],
-                                         "original_size": [1536, 1820]}}})
+                                         "original_size": [1536, 1820]}}}, (768, 1024))
     assert fit is not None and fit.offset == (0.0, 57.0) and fit.original_size == (1536, 1820)
+    rgb = np.zeros((1820, 1536, 3), np.uint8)
+    assert fit == fit_to_canvas(rgb, (768, 1024), "pad")[1]  # what the build recorded
+
+
+@pytest.mark.parametrize("offset", [(5000, 0), (-5000, 0), (0, 3000), (0, -1024)])
+def test_the_photo_rectangle_stays_on_the_canvas_whatever_the_fit_says(offset):
+    rect = PhotoRect.of_fit(Fit("pad", 1.0, offset, (768, 1024)), 768, 1024)
+    assert 0 <= rect.x0 <= rect.x1 <= 768 and 0 <= rect.y0 <= rect.y1 <= 1024, rect

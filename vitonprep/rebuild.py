@@ -98,21 +98,28 @@ def _number_in(value: Any, lo: float, hi: float) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi
 
 
-def stored_fit(meta: dict[str, Any]) -> Fit | None:
-    """How the input sample's person photo was fitted to its canvas, from its (untrusted) meta.json ``fit.person``;
-    None when absent or malformed. A rebuild reads the stored canvas, whose own fit is the identity: without this the
-    pad bands of a ``fit: pad`` photo would count as photo again (PhotoRect: joints, labels and cut-off sides)."""
+def stored_fit(meta: dict[str, Any], size: tuple[int, int]) -> Fit | None:
+    """How the input sample's person photo was fitted to its ``size`` (w, h) canvas, from its (untrusted) meta.json
+    ``fit.person``; None when absent, malformed, or not the fit `fit_to_canvas` makes for its mode and original size
+    on this canvas (an offset off the canvas would give a rectangle outside it). A rebuild reads the stored canvas,
+    whose own fit is the identity: without this the pad bands of a ``fit: pad`` photo would count as photo again
+    (PhotoRect: joints, labels and cut-off sides)."""
     fit = meta.get("fit")
     person = fit.get("person") if isinstance(fit, dict) else None
     if not isinstance(person, dict):
         return None
-    mode, scale, offset, size = (person.get(k) for k in ("mode", "scale", "offset", "original_size"))
+    mode, scale, offset, original = (person.get(k) for k in ("mode", "scale", "offset", "original_size"))
     if (mode not in ("pad", "crop") or not _number_in(scale, 1e-6, 1e4)
             or not (isinstance(offset, list) and len(offset) == 2 and all(_number_in(v, -1e6, 1e6) for v in offset))
-            or not (isinstance(size, list) and len(size) == 2
-                    and all(isinstance(v, int) and _number_in(v, 1, 1e6) for v in size))):
+            or not (isinstance(original, list) and len(original) == 2
+                    and all(isinstance(v, int) and _number_in(v, 1, 1e6) for v in original))):
         return None
-    return Fit(mode, float(scale), (float(offset[0]), float(offset[1])), (int(size[0]), int(size[1])))
+    (w, h), (iw, ih) = size, (int(original[0]), int(original[1]))
+    expected = min(w / iw, h / ih) if mode == "pad" else max(w / iw, h / ih)
+    nw, nh = max(1, round(iw * expected)), max(1, round(ih * expected))
+    if abs(float(scale) - expected) > 1e-9 * expected or [float(v) for v in offset] != [(w - nw) // 2, (h - nh) // 2]:
+        return None
+    return Fit(mode, expected, (float((w - nw) // 2), float((h - nh) // 2)), (iw, ih))
 
 
 class StoredPhotoLoad(Stage):
@@ -143,7 +150,7 @@ class StoredPhotoLoad(Stage):
         root = f"{item.source}/{shard_name(item.shard)}"
         meta = input_meta(sample, f"{root}/{item.key}.meta.json")
         ctx.image, ctx.fit = self._load(sample, "image.jpg", "person", root)
-        recorded = stored_fit(meta)
+        recorded = stored_fit(meta, (self.cfg.size[0], self.cfg.size[1]))
         if recorded is not None:
             ctx.fit = recorded  # where the photo lies on the stored canvas (the output meta carries it over too)
         elif "fit" in meta:

@@ -83,7 +83,9 @@ class PhotoRect:
         iw, ih = fit.original_size
         nw, nh = max(1, round(iw * fit.scale)), max(1, round(ih * fit.scale))
         ox, oy = int(fit.offset[0]), int(fit.offset[1])
-        return cls(max(0, ox), max(0, oy), min(int(width), ox + nw), min(int(height), oy + nh))
+        # clamped so that x0 <= x1 and y0 <= y1 on the canvas whatever the fit says (a rebuild reads it from data)
+        x0, y0 = min(max(0, ox), int(width)), min(max(0, oy), int(height))
+        return cls(x0, y0, max(x0, min(int(width), ox + nw)), max(y0, min(int(height), oy + nh)))
 
     def is_whole(self, width: int, height: int) -> bool:
         return self == PhotoRect.whole(width, height)
