@@ -56,7 +56,7 @@ class Body:
             if p is None and lm is not None and i in BODY25_FROM_BLAZEPOSE and i not in (9, 12):
                 # an out-of-frame joint (cut by the image border) still gives a limb direction
                 q = lm[BODY25_FROM_BLAZEPOSE[i], :2] * scale
-                if not rect.contains(q):
+                if np.isfinite(q).all() and not rect.contains(q):  # a NaN end point cannot be drawn
                     p = q
             self.j[i] = p
         face = kp.face.copy()
