@@ -15,7 +15,9 @@ from PIL import Image
 
 from vitonprep.backends import person_mediapipe as pp
 from vitonprep.backends.pose_mediapipe import MediapipePose
-from vitonprep.backends.results import NoPersonError, PersonCheck
+from vitonprep.backends.protocols import PhotoRect
+from vitonprep.backends.results import NoPersonError, PersonCheck, PoseResult
+from vitonprep.derive.body25 import OpenPoseKeypoints
 
 OFFICIAL = ("00891_00", "03615_00", "07445_00")
 
@@ -122,3 +124,18 @@ def test_picklable(person):
     assert pickle.loads(pickle.dumps(fresh)).config.selfie_model == 1
     with pytest.raises(ValueError):
         pp.MediapipePerson(pp.MediapipePersonConfig(selfie_model=2))
+
+
+def test_the_landmark_box_of_an_unsegmented_person_stays_in_the_photo(person):
+    """No segmentation and no face (a flat grey canvas): the box comes from the pose landmarks, and those lying in
+    fit: pad's bands are out of frame (review finding: the box reached into the pad)."""
+    rgb = np.full((1024, 768, 3), 128, np.uint8)
+    lm = np.zeros((33, 4), np.float32)
+    lm[:, 0] = np.linspace(200, 500, 33)
+    lm[:, 1] = np.linspace(40, 900, 33)  # the first ones lie in the top band
+    lm[:, 3] = 1.0
+    pose = PoseResult(OpenPoseKeypoints(pose=np.zeros((25, 3), np.float32)), landmarks=lm)
+    check = person(rgb, pose, PhotoRect(0, 100, 768, 924))
+    assert check.person_box is not None and check.person_box[1] >= 100, check
+    whole = person(rgb, pose, None)  # the whole canvas is the photo: every landmark counts
+    assert whole.person_box is not None and whole.person_box[1] == 40, whole

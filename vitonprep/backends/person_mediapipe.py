@@ -207,7 +207,7 @@ class MediapipePerson(MediapipeGraphs, Backend):
         box = _bbox(main)
         if box is None and lm is not None:
             xy = lm[:, :2]
-            ok = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+            ok = rect.contains(xy)  # the photo only: a landmark in fit: pad's bands is out of frame
             if ok.any():
                 p = xy[ok]
                 box = (int(p[:, 0].min()), int(p[:, 1].min()), int(p[:, 0].max()) + 1, int(p[:, 1].max()) + 1)
