@@ -50,6 +50,21 @@ DEFAULT_SNAPSHOTS = {"catvton": MIRROR / "Zheng-Chong+CatVTON" / "repo",
 HELD_OUT_CUT = 0x48
 #: the part of every public_v2 sample: added after the tuning on the other rows began, graded blind
 V2_PART = "held_out_v2"
+#: the graded set's parts, in report order
+PARTS = ("tuned", "held_out", V2_PART)
+
+
+def parse_parts(value: str, all_parts: tuple[str, ...]) -> tuple[str, ...]:
+    """A ``--part`` value: a comma list of PARTS or ``all`` (= ``all_parts``, which each script sets), in PARTS order,
+    each once."""
+    asked = {v.strip() for v in value.split(",") if v.strip()}
+    unknown = sorted(asked - {*PARTS, "all"})
+    if unknown or not asked:
+        raise argparse.ArgumentTypeError(f"unknown part {', '.join(unknown) or '(none)'}: "
+                                         f"give a comma list of {', '.join(PARTS)} or all")
+    if "all" in asked:
+        asked |= set(all_parts)
+    return tuple(p for p in PARTS if p in asked)
 
 
 @dataclass(frozen=True)

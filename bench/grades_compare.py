@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import eval_set  # noqa: E402  (bench/eval_set.py: the set's files and categories)
 
-PARTS = ("tuned", "held_out", "held_out_v2")
+PARTS = eval_set.PARTS
 GRADES = ("good", "usable", "wrong")
 SOUND = ("good", "usable")
 #: the columns this script reads
@@ -119,12 +119,8 @@ def print_table(pairs: list[Pair], parts: tuple[str, ...], names: tuple[str, str
 
 
 def parse_parts(value: str) -> tuple[str, ...]:
-    asked = {v.strip() for v in value.split(",") if v.strip()}
-    unknown = sorted(asked - {*PARTS, "all"})
-    if unknown or not asked:
-        raise argparse.ArgumentTypeError(f"unknown part {', '.join(unknown) or '(none)'}: "
-                                         f"give a comma list of {', '.join(PARTS)} or all")
-    return PARTS if "all" in asked else tuple(p for p in PARTS if p in asked)
+    """``--part``: a comma list of PARTS or ``all`` (every part: this reads grades only)."""
+    return eval_set.parse_parts(value, PARTS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ from vitonprep.config import pipeline_path  # noqa: E402
 from vitonprep.quality import CHECKS, QualityConfig, check_shards, load_quality_config  # noqa: E402
 
 #: grades.csv's `part` values, in the report's column order (data/eval/README.md)
-PARTS = ("tuned", "held_out", "held_out_v2")
+PARTS = eval_set.PARTS
 #: what ``--part all`` means: the parts already looked at while tuning (held_out_v2 only when named)
 OPEN_PARTS = ("tuned", "held_out")
 BLIND_PARTS = ("held_out_v2",)
@@ -221,15 +221,8 @@ def print_samples(rows: list[Judged], grades: list[dict[str, str]]) -> None:
 
 
 def parse_parts(value: str) -> tuple[str, ...]:
-    """``--part``: a comma list of PARTS or ``all`` (= OPEN_PARTS), in PARTS order, each once."""
-    asked = {v.strip() for v in value.split(",") if v.strip()}
-    unknown = sorted(asked - {*PARTS, "all"})
-    if unknown or not asked:
-        raise argparse.ArgumentTypeError(f"unknown part {', '.join(unknown) or '(none)'}: "
-                                         f"give a comma list of {', '.join(PARTS)} or all")
-    if "all" in asked:
-        asked |= set(OPEN_PARTS)
-    return tuple(p for p in PARTS if p in asked)
+    """``--part``: a comma list of PARTS or ``all`` (= OPEN_PARTS: the blind part only when named)."""
+    return eval_set.parse_parts(value, OPEN_PARTS)
 
 
 def main(argv: list[str] | None = None) -> int:
