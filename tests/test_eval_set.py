@@ -91,16 +91,22 @@ def test_every_listed_pair_is_graded_once_and_nothing_else():
     assert persons == v2_persons, "every public_v2 person photo is graded at least once"
 
 
-def test_regrading_covers_the_held_out_parts_of_the_same_samples():
-    """grades_after.csv regrades the samples of grades.csv (same photos, same part) on one newer build, every one of
-    them, and the README says which commit."""
+def _regraded_from_grades(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, str]]:
+    """grades.csv by (set, category, key), after checking every regraded row is a sample of it: same photos, part."""
     before = {(r["set"], r["category"], r["key"]): r for r in _grades()}
-    after = _grades("grades_after.csv")
-    for r in after:
+    for r in rows:
         b = before.get((r["set"], r["category"], r["key"]))
         assert b is not None, f"{r['key']}: regraded but not in grades.csv"
         assert [r[c] for c in ("person_file", "cloth_file", "part")] == [b[c] for c in ("person_file", "cloth_file",
                                                                                          "part")], r["key"]
+    return before
+
+
+def test_regrading_covers_the_held_out_parts_of_the_same_samples():
+    """grades_after.csv regrades the samples of grades.csv (same photos, same part) on one newer build, every one of
+    them, and the README says which commit."""
+    after = _grades("grades_after.csv")
+    before = _regraded_from_grades(after)
     assert set(before) == {(r["set"], r["category"], r["key"]) for r in after}, "every graded sample regraded once"
     codes = {r["code"] for r in after}
     assert len(codes) == 1 and not codes & {r["code"] for r in before.values()}, "one build, newer than grades.csv"
@@ -111,13 +117,8 @@ def test_regrading_covers_the_held_out_parts_of_the_same_samples():
 def test_final_regrading_covers_the_held_out_parts_of_the_same_samples():
     """grades_final.csv regrades every held-out sample of grades.csv (same photos, same part) on one build newer
     than both earlier files, and the README says which commit."""
-    before = {(r["set"], r["category"], r["key"]): r for r in _grades()}
     final = _grades("grades_final.csv")
-    for r in final:
-        b = before.get((r["set"], r["category"], r["key"]))
-        assert b is not None, f"{r['key']}: regraded but not in grades.csv"
-        assert [r[c] for c in ("person_file", "cloth_file", "part")] == [b[c] for c in ("person_file", "cloth_file",
-                                                                                         "part")], r["key"]
+    before = _regraded_from_grades(final)
     held_out = {k for k, r in before.items() if r["part"] in FINAL_PARTS}
     assert {(r["set"], r["category"], r["key"]) for r in final} == held_out, "every held-out sample regraded once"
     codes = {r["code"] for r in final}
