@@ -105,6 +105,17 @@ def _sniff(data: bytes) -> str:
     return "a file of unrecognised format"
 
 
+def canvas_fit(original_size: tuple[int, int], size: tuple[int, int], mode: str) -> Fit:
+    """The fit `fit_to_canvas` gives a photo of ``original_size`` (w, h) on a ``size`` (w, h) canvas: ``pad``
+    scales it inside, ``crop`` over the canvas, centred either way."""
+    if mode not in ("pad", "crop"):
+        raise ValueError(f"fit must be 'pad' or 'crop', not {mode!r}")
+    (w, h), (iw, ih) = size, original_size
+    scale = min(w / iw, h / ih) if mode == "pad" else max(w / iw, h / ih)
+    nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    return Fit(mode, float(scale), (float((w - nw) // 2), float((h - nh) // 2)), (iw, ih))
+
+
 def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, Fit]:
     """Scale into ``size`` (w, h): ``pad`` keeps the whole photo (borders filled with the photo's median border
     colour), ``crop`` fills the canvas and cuts the centre. Area interpolation when shrinking."""
@@ -112,13 +123,12 @@ def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np
 
     w, h = size
     ih, iw = rgb.shape[:2]
-    if mode not in ("pad", "crop"):
-        raise ValueError(f"fit must be 'pad' or 'crop', not {mode!r}")
-    scale = min(w / iw, h / ih) if mode == "pad" else max(w / iw, h / ih)
+    fit = canvas_fit((iw, ih), size, mode)
+    scale = fit.scale
     nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     resized = cv2.resize(rgb, (nw, nh), interpolation=interp) if (nw, nh) != (iw, ih) else rgb
-    ox, oy = (w - nw) // 2, (h - nh) // 2
+    ox, oy = int(fit.offset[0]), int(fit.offset[1])
     if (nw, nh) == (w, h):
         # the photo already fills the canvas exactly (pad and crop agree): no border; a copy only when the
         # decoded array is read-only (numpy views of PIL's buffer are), since the canvas is the caller's to edit
@@ -132,7 +142,7 @@ def fit_to_canvas(rgb: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np
                                     cv2.BORDER_CONSTANT, value=[int(c) for c in fill])
     else:
         canvas = np.ascontiguousarray(resized[-oy:-oy + h, -ox:-ox + w])
-    return canvas, Fit(mode, float(scale), (float(ox), float(oy)), (iw, ih))
+    return canvas, fit
 
 
 def jpeg_stored_as_is(data: bytes, fit: Fit, size: tuple[int, int]) -> bool:

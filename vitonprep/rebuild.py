@@ -20,7 +20,7 @@ import numpy as np
 from vitonprep import codecs
 from vitonprep.config import PipelineConfig
 from vitonprep.errors import ConfigError, SampleError
-from vitonprep.photos import Fit, PhotoError, fit_to_canvas, load_photo
+from vitonprep.photos import Fit, PhotoError, canvas_fit, fit_to_canvas, load_photo
 from vitonprep.raw import RawItem
 from vitonprep.sample_meta import carry_over_meta
 from vitonprep.schema import PAIRINGS, check_key
@@ -114,12 +114,10 @@ def stored_fit(meta: dict[str, Any], size: tuple[int, int]) -> Fit | None:
             or not (isinstance(original, list) and len(original) == 2
                     and all(isinstance(v, int) and _number_in(v, 1, 1e6) for v in original))):
         return None
-    (w, h), (iw, ih) = size, (int(original[0]), int(original[1]))
-    expected = min(w / iw, h / ih) if mode == "pad" else max(w / iw, h / ih)
-    nw, nh = max(1, round(iw * expected)), max(1, round(ih * expected))
-    if abs(float(scale) - expected) > 1e-9 * expected or [float(v) for v in offset] != [(w - nw) // 2, (h - nh) // 2]:
+    expected = canvas_fit((int(original[0]), int(original[1])), size, mode)
+    if abs(float(scale) - expected.scale) > 1e-9 * expected.scale or tuple(map(float, offset)) != expected.offset:
         return None
-    return Fit(mode, expected, (float((w - nw) // 2), float((h - nh) // 2)), (iw, ih))
+    return expected
 
 
 class StoredPhotoLoad(Stage):
